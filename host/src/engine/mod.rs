@@ -1,0 +1,175 @@
+//! The policy engine: runs sandboxed WebAssembly policies against each tick's view.
+//!
+//! Each tick the engine adopts any pending hot swap, runs the predictor slot, then the
+//! planner slot with the predictions, checks the output for sanity and validates every
+//! action against the view. It returns a [`TickReport`]; executing the accepted actions is
+//! the caller's business. Rejections are fed back to the policy in the next tick's view.
+//!
+//! Everything here is synchronous and CPU-bound: run it on a dedicated thread
+//! ([`tick_loop`]) or `spawn_blocking`, never on an async worker.
+
+mod cache;
+mod ctx;
+mod error;
+mod limits;
+mod output;
+mod runtime;
+mod slot;
+mod stdio;
+pub mod tick_loop;
+mod validate;
+mod version;
+pub mod watch;
+mod wit;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+use shardcast_sdk::types::{Action, Predictions, Rejection};
+use shardcast_sdk::view::ViewSnapshot;
+
+pub use cache::{ArtifactCache, sha256_hex};
+pub use ctx::SharedView;
+pub use error::{Error, Fault, FaultKind};
+pub use limits::{DEFAULT_DEADLINE_MS, DEFAULT_MEMORY_MIB, Limits, split_settings};
+pub use runtime::{Determinism, Runtime, RuntimeOptions};
+pub use slot::{MAX_CONSECUTIVE_FAULTS, Slot, SlotStatus, SwapHandle};
+pub use validate::{ChurnLimits, MoveHistory, Verdict, validate};
+pub use version::{LiveInstance, PolicyVersion, Role, World};
+
+/// What one tick produced.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct TickReport {
+    /// The tick number.
+    pub tick: u64,
+    /// `name@version` of the predictor that answered, if any.
+    pub predictor: Option<String>,
+    /// `name@version` of the planner that answered, if any.
+    pub planner: Option<String>,
+    /// The predictions.
+    pub predictions: Predictions,
+    /// Actions the validator accepted.
+    pub accepted: Vec<Action>,
+    /// Actions the validator refused, with reasons.
+    pub rejected: Vec<Rejection>,
+    /// Faults contained this tick, as sentences.
+    pub faults: Vec<String>,
+    /// Wall time of the policy calls, in microseconds.
+    pub policy_us: u64,
+}
+
+/// The predictor and planner slots, with the validator's state.
+pub struct PolicyEngine {
+    runtime: Arc<Runtime>,
+    predictor: Option<Slot>,
+    planner: Slot,
+    churn: ChurnLimits,
+    history: MoveHistory,
+    last_rejections: Vec<Rejection>,
+}
+
+impl PolicyEngine {
+    /// An engine with an empty planner slot and no predictor slot.
+    pub fn new(runtime: Arc<Runtime>, churn: ChurnLimits) -> Self {
+        PolicyEngine {
+            planner: Slot::new(runtime.clone(), Role::Both),
+            predictor: None,
+            runtime,
+            churn,
+            history: MoveHistory::default(),
+            last_rejections: Vec::new(),
+        }
+    }
+
+    /// The shared runtime.
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
+    /// Load one component of world `policy` to both predict and plan.
+    pub fn load_policy(&mut self, bytes: &[u8], settings: &str) -> Result<Arc<PolicyVersion>, Error> {
+        self.predictor = None;
+        self.planner = Slot::new(self.runtime.clone(), Role::Both);
+        self.planner.load(bytes, settings)
+    }
+
+    /// Load a separate predictor (world `predictor` or `policy`); it answers `predict`
+    /// from now on, even if the planner could predict too.
+    pub fn load_predictor(&mut self, bytes: &[u8], settings: &str) -> Result<Arc<PolicyVersion>, Error> {
+        let mut slot = Slot::new(self.runtime.clone(), Role::Predictor);
+        let version = slot.load(bytes, settings)?;
+        self.predictor = Some(slot);
+        Ok(version)
+    }
+
+    /// Load a separate planner (world `planner` or `policy`).
+    pub fn load_planner(&mut self, bytes: &[u8], settings: &str) -> Result<Arc<PolicyVersion>, Error> {
+        let role = if self.predictor.is_some() { Role::Planner } else { Role::Both };
+        let mut slot = Slot::new(self.runtime.clone(), role);
+        let version = slot.load(bytes, settings)?;
+        self.planner = slot;
+        Ok(version)
+    }
+
+    /// Hot-swap handle of the planner slot.
+    pub fn planner_handle(&self) -> SwapHandle {
+        self.planner.handle()
+    }
+
+    /// Hot-swap handle of the predictor slot, when there is a separate one.
+    pub fn predictor_handle(&self) -> Option<SwapHandle> {
+        self.predictor.as_ref().map(Slot::handle)
+    }
+
+    /// Run one tick over `view`. The engine fills in last tick's rejections.
+    pub fn tick(&mut self, mut view: ViewSnapshot) -> TickReport {
+        if let Some(p) = self.predictor.as_mut() {
+            p.adopt_pending();
+        }
+        self.planner.adopt_pending();
+        view.rejections = std::mem::take(&mut self.last_rejections);
+        let view = Arc::new(view);
+        let shared: SharedView = view.clone();
+        let started = Instant::now();
+        let mut faults = Vec::new();
+        let predict_check = |v: &PolicyVersion, p: &Predictions| output::check_predictions(p, &view, &v.limits);
+        let predictions = match self.predictor.as_mut() {
+            Some(slot) => {
+                let (p, f) = slot.predict(&shared, predict_check);
+                faults.extend(f);
+                p
+            }
+            None => {
+                let (p, f) = self.planner.predict(&shared, predict_check);
+                faults.extend(f);
+                p
+            }
+        };
+        let (actions, f) = self
+            .planner
+            .plan(&shared, &predictions, |v, a| output::check_actions(a, &v.limits));
+        faults.extend(f);
+        let policy_us = started.elapsed().as_micros() as u64;
+        let verdict = validate(actions, &view, &self.churn, &mut self.history);
+        for r in &verdict.rejected {
+            tracing::info!(tick = view.tick, reason = r.reason.name(), "{}", r.message);
+        }
+        self.last_rejections = verdict.rejected.clone();
+        TickReport {
+            tick: view.tick,
+            predictor: self
+                .predictor
+                .as_ref()
+                .unwrap_or(&self.planner)
+                .active()
+                .map(|v| v.label()),
+            planner: self.planner.active().map(|v| v.label()),
+            predictions,
+            accepted: verdict.accepted,
+            rejected: verdict.rejected,
+            faults: faults.iter().map(ToString::to_string).collect(),
+            policy_us,
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! Sanity checks on what a policy returns, before anything else looks at it.
+//!
+//! Output that no sane policy produces (more items than the limits allow, NaN or infinite
+//! numbers, probabilities outside [0, 1], forecasts about things that do not exist) is a
+//! fault of the policy, not a set of actions to reject one by one.
+
+use shardcast_sdk::types::{Action, Predictions, Scope};
+use shardcast_sdk::view::ViewSnapshot;
+
+use super::limits::Limits;
+
+/// Check a `predict` result; the error says what is wrong with it.
+pub fn check_predictions(p: &Predictions, view: &ViewSnapshot, limits: &Limits) -> Result<(), String> {
+    let total = p.load.len() + p.failures.len();
+    if total > limits.max_forecasts as usize {
+        return Err(format!(
+            "returned {total} forecasts, more than the limit of {} (raise [limits] max_forecasts)",
+            limits.max_forecasts
+        ));
+    }
+    for (i, f) in p.load.iter().enumerate() {
+        let numbers = [f.expected, f.low, f.high, f.confidence];
+        if numbers.iter().any(|x| !x.is_finite()) {
+            return Err(format!("load forecast #{i} has a NaN or infinite value"));
+        }
+        if f.low > f.high || !(f.confidence > 0.0 && f.confidence < 1.0) {
+            return Err(format!(
+                "load forecast #{i} has low {} > high {} or confidence {} outside (0, 1)",
+                f.low, f.high, f.confidence
+            ));
+        }
+        let known = match f.scope {
+            Scope::Instance(id) => view.instance_row(id).is_some(),
+            Scope::Segment(id) => view.segment_row(id).is_some(),
+            Scope::Session(id) => view.sessions.iter().any(|s| s.id == id),
+        };
+        if !known {
+            return Err(format!("load forecast #{i} is about {:?}, which does not exist", f.scope));
+        }
+    }
+    for (i, f) in p.failures.iter().enumerate() {
+        if !(0.0..=1.0).contains(&f.probability) {
+            return Err(format!("failure risk #{i} has probability {} outside [0, 1]", f.probability));
+        }
+        if view.instance_row(f.instance).is_none() {
+            return Err(format!("failure risk #{i} is about instance {}, which does not exist", f.instance));
+        }
+    }
+    Ok(())
+}
+
+/// Check a `plan` result's size; its content is the validator's business.
+pub fn check_actions(actions: &[Action], limits: &Limits) -> Result<(), String> {
+    if actions.len() > limits.max_actions as usize {
+        return Err(format!(
+            "returned {} actions, more than the limit of {} (raise [limits] max_actions)",
+            actions.len(),
+            limits.max_actions
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shardcast_sdk::types::{FailureRisk, LoadForecast, Metric};
+
+    fn forecast(scope: Scope, expected: f64) -> LoadForecast {
+        LoadForecast {
+            scope,
+            metric: Metric::Ops,
+            horizon_ms: 1000,
+            expected,
+            low: expected - 1.0,
+            high: expected + 1.0,
+            confidence: 0.9,
+        }
+    }
+
+    #[test]
+    fn flags_nan_unknown_ids_and_bad_probabilities() {
+        let view = ViewSnapshot::synthetic(2, 4, 1, 2);
+        let limits = Limits::default();
+        let ok = Predictions {
+            load: vec![forecast(Scope::Segment(3), 5.0)],
+            failures: vec![FailureRisk {
+                instance: 1,
+                horizon_ms: 1,
+                probability: 0.5,
+            }],
+        };
+        assert!(check_predictions(&ok, &view, &limits).is_ok());
+        let mut nan = ok.clone();
+        nan.load[0].expected = f64::NAN;
+        assert!(check_predictions(&nan, &view, &limits).unwrap_err().contains("NaN"));
+        let mut unknown = ok.clone();
+        unknown.load[0].scope = Scope::Segment(99);
+        assert!(check_predictions(&unknown, &view, &limits).unwrap_err().contains("does not exist"));
+        let mut prob = ok.clone();
+        prob.failures[0].probability = 1.5;
+        assert!(check_predictions(&prob, &view, &limits).unwrap_err().contains("outside [0, 1]"));
+    }
+
+    #[test]
+    fn flags_too_many_actions() {
+        let limits = Limits {
+            max_actions: 2,
+            ..Limits::default()
+        };
+        let actions = vec![Action::DrainInstance(0); 3];
+        assert!(check_actions(&actions, &limits).unwrap_err().contains("3 actions"));
+        assert!(check_actions(&actions[..2], &limits).is_ok());
+    }
+}

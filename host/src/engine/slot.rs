@@ -1,0 +1,343 @@
+//! A policy slot: the running version of one role, its last good version, and the
+//! candidate waiting to replace it.
+//!
+//! The slot is owned by the tick thread, which alone touches the running store. Other
+//! threads reach it through a [`SwapHandle`]: they prepare a candidate (compile, type-check,
+//! configure) on their own time and leave it to be adopted at the start of the next tick.
+//! The slot's status is published through `arc-swap` for readers that must not wait.
+//!
+//! Containment: when a call faults, the store is discarded and the slot falls back to the
+//! last good version, which answers the same tick; without one the tick gets no answer and
+//! the version is restarted fresh, until it faults [`MAX_CONSECUTIVE_FAULTS`] times in a
+//! row and is disabled.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use serde::Serialize;
+use shardcast_sdk::types::{Action, Predictions};
+
+use super::ctx::SharedView;
+use super::error::{Error, Fault, FaultKind};
+use super::runtime::Runtime;
+use super::version::{LiveInstance, PolicyVersion, Role, World};
+
+/// Consecutive faults after which a version with no fallback is disabled.
+pub const MAX_CONSECUTIVE_FAULTS: u32 = 3;
+
+/// What readers see of a slot.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SlotStatus {
+    /// The role the slot serves.
+    pub role: String,
+    /// `name@version` running now, if any.
+    pub active: Option<String>,
+    /// World of the running version.
+    pub world: Option<World>,
+    /// sha256 of the running component.
+    pub sha256: Option<String>,
+    /// `name@version` kept for rollback.
+    pub fallback: Option<String>,
+    /// Faults counted, by kind.
+    pub faults: BTreeMap<FaultKind, u64>,
+    /// Versions swapped in.
+    pub swaps: u64,
+    /// Times the slot fell back to its last good version.
+    pub rollbacks: u64,
+    /// The last fault.
+    pub last_error: Option<String>,
+    /// True when the running version faulted too often and is disabled.
+    pub disabled: bool,
+}
+
+/// A configured instance waiting to be swapped in.
+pub struct Candidate {
+    live: LiveInstance,
+}
+
+/// Prepares candidates off the tick path and hands them to the slot.
+#[derive(Clone)]
+pub struct SwapHandle {
+    runtime: Arc<Runtime>,
+    role: Role,
+    pending: Arc<Mutex<Option<Candidate>>>,
+    rollback: Arc<Mutex<bool>>,
+    status: Arc<ArcSwap<SlotStatus>>,
+    refused: Arc<ArcSwapOption<String>>,
+}
+
+impl SwapHandle {
+    /// Compile, type-check and configure `bytes` with `settings`, then leave it to be
+    /// swapped in at the start of the next tick. On error the running version is untouched.
+    pub fn propose(&self, bytes: &[u8], settings: &str) -> Result<Arc<PolicyVersion>, Error> {
+        match PolicyVersion::load(&self.runtime, bytes, settings, self.role) {
+            Ok((version, live)) => {
+                tracing::info!(role = self.role.name(), policy = %version.label(), sha256 = %version.sha256, "candidate ready; swapping at the next tick");
+                *lock(&self.pending) = Some(Candidate { live });
+                Ok(version)
+            }
+            Err(e) => {
+                tracing::error!(role = self.role.name(), error = %e, "candidate refused; the running version stays");
+                self.refused.store(Some(Arc::new(e.to_string())));
+                Err(e)
+            }
+        }
+    }
+
+    /// Ask the slot to return to its last good version at the next tick.
+    pub fn rollback(&self) {
+        *lock(&self.rollback) = true;
+    }
+
+    /// Why the last proposed candidate was refused, if it was.
+    pub fn last_refusal(&self) -> Option<Arc<String>> {
+        self.refused.load_full()
+    }
+
+    /// The slot's current status.
+    pub fn status(&self) -> Arc<SlotStatus> {
+        self.status.load_full()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One role's running policy, fallback and pending candidate.
+pub struct Slot {
+    role: Role,
+    active: Option<Arc<PolicyVersion>>,
+    live: Option<LiveInstance>,
+    fallback: Option<Arc<PolicyVersion>>,
+    proven: bool,
+    consecutive_faults: u32,
+    handle: SwapHandle,
+    status: SlotStatus,
+}
+
+impl Slot {
+    /// An empty slot for `role`: it answers nothing until a version is proposed.
+    pub fn new(runtime: Arc<Runtime>, role: Role) -> Self {
+        let status = SlotStatus {
+            role: role.name().into(),
+            ..SlotStatus::default()
+        };
+        Slot {
+            role,
+            active: None,
+            live: None,
+            fallback: None,
+            proven: false,
+            consecutive_faults: 0,
+            handle: SwapHandle {
+                runtime,
+                role,
+                pending: Arc::new(Mutex::new(None)),
+                rollback: Arc::new(Mutex::new(false)),
+                status: Arc::new(ArcSwap::from_pointee(status.clone())),
+                refused: Arc::new(ArcSwapOption::empty()),
+            },
+            status,
+        }
+    }
+
+    /// Load a first version directly (at start-up).
+    pub fn load(&mut self, bytes: &[u8], settings: &str) -> Result<Arc<PolicyVersion>, Error> {
+        let version = self.handle.propose(bytes, settings)?;
+        self.adopt_pending();
+        Ok(version)
+    }
+
+    /// The role this slot serves.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// A handle for hot swaps and status from other threads.
+    pub fn handle(&self) -> SwapHandle {
+        self.handle.clone()
+    }
+
+    /// The version running now.
+    pub fn active(&self) -> Option<&Arc<PolicyVersion>> {
+        self.active.as_ref()
+    }
+
+    /// Swap in a pending candidate or honour a rollback request. Called between ticks.
+    pub fn adopt_pending(&mut self) {
+        if std::mem::take(&mut *lock(&self.handle.rollback)) {
+            self.roll_back("operator asked for a rollback");
+        }
+        let Some(Candidate { mut live }) = lock(&self.handle.pending).take() else {
+            return;
+        };
+        let label = live.version().label();
+        if let Some(old) = self.live.as_mut() {
+            let handed = old.snapshot().map_err(|f| f.to_string()).and_then(|state| {
+                if state.is_empty() {
+                    return Ok(());
+                }
+                match live.restore(&state) {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(refusal)) => Err(format!("{label} refused its predecessor's state: {refusal}")),
+                    Err(fault) => Err(fault.to_string()),
+                }
+            });
+            if let Err(e) = handed {
+                tracing::error!(role = self.role.name(), policy = %label, error = %e, "state hand-over failed; the running version stays");
+                self.handle
+                    .refused
+                    .store(Some(Arc::new(format!("candidate {label} refused: state hand-over failed: {e}"))));
+                return;
+            }
+        }
+        if self.proven {
+            self.fallback = self.active.take();
+        }
+        self.active = Some(live.version().clone());
+        self.live = Some(live);
+        self.proven = false;
+        self.consecutive_faults = 0;
+        self.status.disabled = false;
+        self.status.swaps += 1;
+        tracing::info!(role = self.role.name(), policy = %label, "policy swapped in");
+        self.publish();
+    }
+
+    fn roll_back(&mut self, why: &str) -> bool {
+        let Some(fallback) = self.fallback.take() else {
+            return false;
+        };
+        let from = self.active.as_ref().map(|v| v.label()).unwrap_or_default();
+        match fallback.instantiate() {
+            Ok(live) => {
+                tracing::warn!(role = self.role.name(), from = %from, to = %fallback.label(), why, "rolled back to the last good version");
+                self.active = Some(fallback);
+                self.live = Some(live);
+                self.proven = true;
+                self.consecutive_faults = 0;
+                self.status.rollbacks += 1;
+                self.status.disabled = false;
+                self.publish();
+                true
+            }
+            Err(e) => {
+                tracing::error!(role = self.role.name(), to = %fallback.label(), error = %e, "the last good version failed to start");
+                false
+            }
+        }
+    }
+
+    /// Run `predict`, containing any fault.
+    pub fn predict(&mut self, view: &SharedView, check: impl Fn(&PolicyVersion, &Predictions) -> Result<(), String>) -> (Predictions, Vec<Fault>) {
+        self.run(Predictions::empty(), |live| {
+            let p = live.predict(view.clone())?;
+            check(live.version(), &p).map_err(|detail| absurd(live, "predict", detail))?;
+            Ok(p)
+        })
+    }
+
+    /// Run `plan`, containing any fault.
+    pub fn plan(
+        &mut self,
+        view: &SharedView,
+        predictions: &Predictions,
+        check: impl Fn(&PolicyVersion, &[Action]) -> Result<(), String>,
+    ) -> (Vec<Action>, Vec<Fault>) {
+        self.run(Vec::new(), |live| {
+            let actions = live.plan(view.clone(), predictions)?;
+            check(live.version(), &actions).map_err(|detail| absurd(live, "plan", detail))?;
+            Ok(actions)
+        })
+    }
+
+    /// Run one call on the live instance; on a fault, discard the store and retry once on
+    /// the last good version. Returns the answer (or `nothing`) and the faults seen.
+    fn run<R>(&mut self, nothing: R, mut call: impl FnMut(&mut LiveInstance) -> Result<R, Fault>) -> (R, Vec<Fault>) {
+        let mut faults = Vec::new();
+        for _attempt in 0..2 {
+            if self.status.disabled {
+                break;
+            }
+            let Some(live) = self.live_instance() else { break };
+            match call(live) {
+                Ok(answer) => {
+                    self.proven = true;
+                    self.consecutive_faults = 0;
+                    return (answer, faults);
+                }
+                Err(fault) => {
+                    self.record(&fault);
+                    faults.push(fault);
+                    self.live = None;
+                    if !self.roll_back("the running version faulted") {
+                        self.consecutive_faults += 1;
+                        if self.consecutive_faults >= MAX_CONSECUTIVE_FAULTS {
+                            self.status.disabled = true;
+                            tracing::error!(role = self.role.name(), faults = self.consecutive_faults, "policy disabled after repeated faults; no actions until a new version is loaded");
+                        }
+                        self.publish();
+                        break;
+                    }
+                }
+            }
+        }
+        (nothing, faults)
+    }
+
+    /// The live instance, restarting the active version if its store was discarded.
+    fn live_instance(&mut self) -> Option<&mut LiveInstance> {
+        if self.live.is_none() {
+            let version = self.active.clone()?;
+            match version.instantiate() {
+                Ok(live) => self.live = Some(live),
+                Err(e) => {
+                    tracing::error!(role = self.role.name(), policy = %version.label(), error = %e, "cannot restart policy");
+                    self.consecutive_faults += 1;
+                    if self.consecutive_faults >= MAX_CONSECUTIVE_FAULTS {
+                        self.status.disabled = true;
+                    }
+                    self.publish();
+                    return None;
+                }
+            }
+        }
+        self.live.as_mut()
+    }
+
+    fn record(&mut self, fault: &Fault) {
+        let still = self
+            .fallback
+            .as_ref()
+            .map(|v| format!("falling back to {}", v.label()))
+            .unwrap_or_else(|| "no fallback version; this tick gets no answer".into());
+        tracing::error!(
+            role = self.role.name(),
+            policy = %fault.policy,
+            kind = fault.kind.name(),
+            call = fault.call,
+            "{fault}; {still}"
+        );
+        *self.status.faults.entry(fault.kind).or_insert(0) += 1;
+        self.status.last_error = Some(format!("{fault}; {still}"));
+    }
+
+    fn publish(&mut self) {
+        self.status.active = self.active.as_ref().map(|v| v.label());
+        self.status.world = self.active.as_ref().map(|v| v.world);
+        self.status.sha256 = self.active.as_ref().map(|v| v.sha256.clone());
+        self.status.fallback = self.fallback.as_ref().map(|v| v.label());
+        self.handle.status.store(Arc::new(self.status.clone()));
+    }
+}
+
+fn absurd(live: &LiveInstance, call: &'static str, detail: String) -> Fault {
+    Fault {
+        kind: FaultKind::AbsurdOutput,
+        call,
+        policy: live.version().label(),
+        detail,
+    }
+}

@@ -1,0 +1,339 @@
+//! The validator: every action a planner returns is checked against the view.
+//!
+//! Pure logic over plain data: the view, the limits and the recent-move history go in, the
+//! accepted actions and the rejections (with reasons) come out. Rejections are shown to the
+//! policy on its next tick.
+
+use std::collections::{HashSet, VecDeque};
+
+use serde::{Deserialize, Serialize};
+use shardcast_sdk::types::{
+    Action, InstanceId, InstanceState, MigrationOutcome, Rejection, RejectionReason, Segment,
+};
+use shardcast_sdk::view::ViewSnapshot;
+
+/// The controller's churn limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChurnLimits {
+    /// Segment moves allowed per window.
+    pub moves_per_window: u32,
+    /// Length of the window, in ticks.
+    pub window_ticks: u64,
+    /// Migrations in flight at once.
+    pub max_concurrent_migrations: u32,
+}
+
+impl Default for ChurnLimits {
+    fn default() -> Self {
+        ChurnLimits {
+            moves_per_window: 8,
+            window_ticks: 60,
+            max_concurrent_migrations: 2,
+        }
+    }
+}
+
+/// Ticks at which recent moves were accepted, for the per-window budget.
+#[derive(Clone, Debug, Default)]
+pub struct MoveHistory {
+    ticks: VecDeque<u64>,
+}
+
+impl MoveHistory {
+    fn in_window(&mut self, tick: u64, window: u64) -> usize {
+        while self.ticks.front().is_some_and(|&t| t + window <= tick) {
+            self.ticks.pop_front();
+        }
+        self.ticks.len()
+    }
+}
+
+/// The validator's answer for one tick.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Verdict {
+    /// Actions to execute, in the policy's order.
+    pub accepted: Vec<Action>,
+    /// Actions refused, with reasons.
+    pub rejected: Vec<Rejection>,
+}
+
+/// Check `actions` against `view`, the churn limits and the move history.
+pub fn validate(actions: Vec<Action>, view: &ViewSnapshot, limits: &ChurnLimits, history: &mut MoveHistory) -> Verdict {
+    let mut verdict = Verdict::default();
+    let mut touched_segments = HashSet::new();
+    let mut touched_instances = HashSet::new();
+    let mut touched_sessions = HashSet::new();
+    let mut seen = Vec::new();
+    let in_flight = view
+        .migrations
+        .iter()
+        .filter(|m| m.outcome == MigrationOutcome::Running)
+        .count();
+    let mut moves_now = 0usize;
+    let mut draining = 0usize;
+    for action in actions {
+        let mut check = Check {
+            view,
+            touched_segments: &mut touched_segments,
+            touched_instances: &mut touched_instances,
+            touched_sessions: &mut touched_sessions,
+        };
+        let result = if seen.contains(&action) {
+            Err((RejectionReason::Duplicate, "the same action came earlier in this tick".to_owned()))
+        } else {
+            match &action {
+                Action::MoveSegment(m) => check.move_segment(m.segment, m.target).and_then(|()| {
+                    if in_flight + moves_now >= limits.max_concurrent_migrations as usize {
+                        return Err((
+                            RejectionReason::MigrationLimit,
+                            format!("{} migrations in flight, the limit is {}", in_flight + moves_now, limits.max_concurrent_migrations),
+                        ));
+                    }
+                    let recent = history.in_window(view.tick, limits.window_ticks);
+                    if recent >= limits.moves_per_window as usize {
+                        return Err((
+                            RejectionReason::MoveBudgetExceeded,
+                            format!("{recent} moves in the last {} ticks, the budget is {}", limits.window_ticks, limits.moves_per_window),
+                        ));
+                    }
+                    Ok(())
+                }),
+                Action::SplitSegment(s) => check.split(s.segment, s.at_slot),
+                Action::MergeSegments(m) => check.merge(m.low, m.high),
+                Action::MoveSession(m) => check.move_session(m.session, m.target),
+                Action::ActivateStandby(i) => check.instance_in(*i, InstanceState::Standby, "activate-standby"),
+                Action::DrainInstance(i) => check.instance_in(*i, InstanceState::Active, "drain-instance").and_then(|()| {
+                    let active = view.instances.iter().filter(|x| x.state == InstanceState::Active).count();
+                    if active <= 1 + draining {
+                        return Err((RejectionReason::Invalid, "draining it would leave no active instance".to_owned()));
+                    }
+                    draining += 1;
+                    Ok(())
+                }),
+            }
+        };
+        match result {
+            Ok(()) => {
+                if matches!(action, Action::MoveSegment(_)) {
+                    moves_now += 1;
+                    history.ticks.push_back(view.tick);
+                }
+                seen.push(action.clone());
+                verdict.accepted.push(action);
+            }
+            Err((reason, message)) => {
+                seen.push(action.clone());
+                verdict.rejected.push(Rejection {
+                    message: format!("{}: {message}", action.describe()),
+                    action,
+                    reason,
+                });
+            }
+        }
+    }
+    verdict
+}
+
+type Refusal = (RejectionReason, String);
+
+struct Check<'a> {
+    view: &'a ViewSnapshot,
+    touched_segments: &'a mut HashSet<u32>,
+    touched_instances: &'a mut HashSet<InstanceId>,
+    touched_sessions: &'a mut HashSet<u64>,
+}
+
+impl Check<'_> {
+    fn segment(&self, id: u32) -> Result<&Segment, Refusal> {
+        self.view
+            .segment(id)
+            .ok_or((RejectionReason::UnknownSegment, format!("segment {id} does not exist")))
+    }
+
+    fn claim_segment(&mut self, segment: &Segment) -> Result<(), Refusal> {
+        if segment.migrating {
+            return Err((RejectionReason::AlreadyMigrating, format!("segment {} is already migrating", segment.id)));
+        }
+        if !self.touched_segments.insert(segment.id) {
+            return Err((RejectionReason::Duplicate, format!("segment {} is already touched by an earlier action this tick", segment.id)));
+        }
+        Ok(())
+    }
+
+    fn active_target(&self, target: InstanceId) -> Result<(), Refusal> {
+        let instance = self
+            .view
+            .instance(target)
+            .ok_or((RejectionReason::UnknownInstance, format!("instance {target} does not exist")))?;
+        if instance.state != InstanceState::Active {
+            return Err((
+                RejectionReason::TargetNotActive,
+                format!("target {} is {}, not active", instance.name, instance.state.name()),
+            ));
+        }
+        Ok(())
+    }
+
+    fn move_segment(&mut self, id: u32, target: InstanceId) -> Result<(), Refusal> {
+        let segment = self.segment(id)?.clone();
+        self.active_target(target)?;
+        if segment.owner == target {
+            return Err((RejectionReason::Invalid, format!("segment {id} is already on instance {target}")));
+        }
+        self.claim_segment(&segment)
+    }
+
+    fn split(&mut self, id: u32, at: u16) -> Result<(), Refusal> {
+        let segment = self.segment(id)?.clone();
+        if at <= segment.slot_start || at > segment.slot_end {
+            return Err((
+                RejectionReason::Invalid,
+                format!("split point {at} is not inside segment {id} ({}..={}) above its first slot", segment.slot_start, segment.slot_end),
+            ));
+        }
+        self.claim_segment(&segment)
+    }
+
+    fn merge(&mut self, low: u32, high: u32) -> Result<(), Refusal> {
+        let a = self.segment(low)?.clone();
+        let b = self.segment(high)?.clone();
+        if a.slot_end as u32 + 1 != b.slot_start as u32 || a.owner != b.owner {
+            return Err((
+                RejectionReason::Invalid,
+                format!("segments {low} and {high} are not adjacent on the same instance"),
+            ));
+        }
+        self.claim_segment(&a)?;
+        self.claim_segment(&b)
+    }
+
+    fn move_session(&mut self, session: u64, target: InstanceId) -> Result<(), Refusal> {
+        if !self.view.sessions.iter().any(|s| s.id == session) {
+            return Err((RejectionReason::UnknownSession, format!("session {session} does not exist")));
+        }
+        self.active_target(target)?;
+        if !self.touched_sessions.insert(session) {
+            return Err((RejectionReason::Duplicate, format!("session {session} is already moved this tick")));
+        }
+        Ok(())
+    }
+
+    fn instance_in(&mut self, id: InstanceId, state: InstanceState, what: &str) -> Result<(), Refusal> {
+        let instance = self
+            .view
+            .instance(id)
+            .ok_or((RejectionReason::UnknownInstance, format!("instance {id} does not exist")))?;
+        if instance.state != state {
+            return Err((
+                RejectionReason::Invalid,
+                format!("{what} needs a {} instance, {} is {}", state.name(), instance.name, instance.state.name()),
+            ));
+        }
+        if !self.touched_instances.insert(id) {
+            return Err((RejectionReason::Duplicate, format!("instance {id} is already touched this tick")));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shardcast_sdk::types::{MoveSegment, SplitSegment};
+
+    fn mv(segment: u32, target: u32) -> Action {
+        Action::MoveSegment(MoveSegment { segment, target })
+    }
+
+    fn view() -> ViewSnapshot {
+        let mut v = ViewSnapshot::synthetic(3, 6, 0, 1);
+        v.instances[2].state = InstanceState::Standby;
+        v.segments[4].migrating = true;
+        v.reindex();
+        v
+    }
+
+    fn reasons(verdict: &Verdict) -> Vec<RejectionReason> {
+        verdict.rejected.iter().map(|r| r.reason).collect()
+    }
+
+    #[test]
+    fn each_rule_rejects_with_its_reason() {
+        let limits = ChurnLimits {
+            max_concurrent_migrations: 10,
+            ..ChurnLimits::default()
+        };
+        let actions = vec![
+            mv(99, 1),                // unknown segment
+            mv(0, 9),                 // unknown instance
+            mv(0, 2),                 // standby target
+            mv(4, 0),                 // already migrating
+            mv(0, 1),                 // fine
+            mv(0, 1),                 // exact duplicate
+            Action::SplitSegment(SplitSegment { segment: 0, at_slot: 100 }), // segment touched
+            Action::ActivateStandby(0), // not standby
+        ];
+        let verdict = validate(actions, &view(), &limits, &mut MoveHistory::default());
+        assert_eq!(verdict.accepted, vec![mv(0, 1)]);
+        assert_eq!(
+            reasons(&verdict),
+            vec![
+                RejectionReason::UnknownSegment,
+                RejectionReason::UnknownInstance,
+                RejectionReason::TargetNotActive,
+                RejectionReason::AlreadyMigrating,
+                RejectionReason::Duplicate,
+                RejectionReason::Duplicate,
+                RejectionReason::Invalid,
+            ]
+        );
+        assert!(verdict.rejected[2].message.contains("standby"), "{}", verdict.rejected[2].message);
+    }
+
+    #[test]
+    fn concurrent_limit_and_window_budget() {
+        let limits = ChurnLimits {
+            moves_per_window: 2,
+            window_ticks: 10,
+            max_concurrent_migrations: 1,
+        };
+        let mut history = MoveHistory::default();
+        let mut v = view();
+        v.segments[4].migrating = false;
+        let verdict = validate(vec![mv(0, 1), mv(1, 0)], &v, &limits, &mut history);
+        assert_eq!(reasons(&verdict), vec![RejectionReason::MigrationLimit]);
+        let limits = ChurnLimits {
+            max_concurrent_migrations: 10,
+            ..limits
+        };
+        v.tick = 1;
+        let verdict = validate(vec![mv(1, 0), mv(3, 1)], &v, &limits, &mut history);
+        assert_eq!(reasons(&verdict), vec![RejectionReason::MoveBudgetExceeded]);
+        v.tick = 11;
+        let verdict = validate(vec![mv(3, 1)], &v, &limits, &mut history);
+        assert!(verdict.rejected.is_empty(), "window has passed: {:?}", verdict.rejected);
+    }
+
+    #[test]
+    fn split_and_merge_shape_rules() {
+        let v = view();
+        let limits = ChurnLimits::default();
+        let s0 = v.segments[0].clone();
+        let ok = Action::SplitSegment(SplitSegment { segment: 0, at_slot: s0.slot_start + 1 });
+        let bad = Action::SplitSegment(SplitSegment { segment: 1, at_slot: s0.slot_start });
+        let merge = Action::MergeSegments(shardcast_sdk::types::MergeSegments { low: 1, high: 2 });
+        let verdict = validate(vec![ok.clone(), bad, merge], &v, &limits, &mut MoveHistory::default());
+        assert_eq!(verdict.accepted, vec![ok]);
+        assert_eq!(reasons(&verdict), vec![RejectionReason::Invalid, RejectionReason::Invalid]);
+    }
+
+    #[test]
+    fn cannot_drain_the_last_active_instance() {
+        let mut v = view();
+        v.instances[1].state = InstanceState::Standby;
+        v.reindex();
+        let verdict = validate(vec![Action::DrainInstance(0)], &v, &ChurnLimits::default(), &mut MoveHistory::default());
+        assert_eq!(reasons(&verdict), vec![RejectionReason::Invalid]);
+    }
+}
