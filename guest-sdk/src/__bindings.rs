@@ -20,12 +20,16 @@ pub mod policy_world {
 /// The `component-type` custom section of world `predictor`, encoded by `build.rs`. The
 /// export macros place it in the policy's own crate, so only the chosen world's exports are
 /// required of the component.
-pub const PREDICTOR_TYPE: [u8; PREDICTOR_TYPE_LEN] = *include_bytes!(concat!(env!("OUT_DIR"), "/predictor.component-type"));
+pub const PREDICTOR_TYPE: [u8; PREDICTOR_TYPE_LEN] =
+    *include_bytes!(concat!(env!("OUT_DIR"), "/predictor.component-type"));
 /// Length of [`PREDICTOR_TYPE`].
-pub const PREDICTOR_TYPE_LEN: usize = include_bytes!(concat!(env!("OUT_DIR"), "/predictor.component-type")).len();
+pub const PREDICTOR_TYPE_LEN: usize =
+    include_bytes!(concat!(env!("OUT_DIR"), "/predictor.component-type")).len();
 /// The `component-type` custom section of world `planner`, encoded by `build.rs`.
-pub const PLANNER_TYPE: [u8; PLANNER_TYPE_LEN] = *include_bytes!(concat!(env!("OUT_DIR"), "/planner.component-type"));
+pub const PLANNER_TYPE: [u8; PLANNER_TYPE_LEN] =
+    *include_bytes!(concat!(env!("OUT_DIR"), "/planner.component-type"));
 /// Length of [`PLANNER_TYPE`].
-pub const PLANNER_TYPE_LEN: usize = include_bytes!(concat!(env!("OUT_DIR"), "/planner.component-type")).len();
+pub const PLANNER_TYPE_LEN: usize =
+    include_bytes!(concat!(env!("OUT_DIR"), "/planner.component-type")).len();
 
 pub use policy_world::shardcast::policy::types;

@@ -14,7 +14,9 @@ pub fn reject_unless_empty(settings: &str) -> Result<(), String> {
     let table: toml::Table = parse(settings)?;
     match table.keys().next() {
         None => Ok(()),
-        Some(key) => Err(format!("invalid settings: unknown key `{key}` (this policy takes no settings)")),
+        Some(key) => Err(format!(
+            "invalid settings: unknown key `{key}` (this policy takes no settings)"
+        )),
     }
 }
 

@@ -6,9 +6,9 @@
 
 pub use crate::__bindings::types::{
     Action, Failure, FailureKind, FailureRisk, Instance, InstanceId, InstanceState, Level,
-    LoadForecast, Metric, MergeSegments, Migration, MigrationOutcome, MigrationPhase,
-    MoveSegment, MoveSession, PolicyInfo, Predictions, Rejection, RejectionReason, Scope,
-    Segment, SegmentId, Session, SessionId, SplitSegment, TimestampMs,
+    LoadForecast, MergeSegments, Metric, Migration, MigrationOutcome, MigrationPhase, MoveSegment,
+    MoveSession, PolicyInfo, Predictions, Rejection, RejectionReason, Scope, Segment, SegmentId,
+    Session, SessionId, SplitSegment, TimestampMs,
 };
 
 /// Number of hash slots, as in Redis Cluster.

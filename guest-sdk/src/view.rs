@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::host_view::HostView;
 use crate::types::{
-    Failure, Instance, InstanceId, InstanceState, Level, Metric, Migration, Rejection, Scope,
-    Segment, SegmentId, Session, SessionId, TimestampMs, SLOTS,
+    Failure, Instance, InstanceId, InstanceState, Level, Metric, Migration, Rejection, SLOTS,
+    Scope, Segment, SegmentId, Session, SessionId, TimestampMs,
 };
 
 /// A table of equally long series, one row per instance or segment, oldest point first.
@@ -53,7 +53,10 @@ impl Dense {
         if self.points == 0 {
             return vec![f64::NAN; self.rows()];
         }
-        self.data.chunks_exact(self.points).map(|r| r[r.len() - 1]).collect()
+        self.data
+            .chunks_exact(self.points)
+            .map(|r| r[r.len() - 1])
+            .collect()
     }
 
     /// The last `points` values of every row, NaN-padded at the front.
@@ -150,8 +153,18 @@ impl ViewSnapshot {
 
     fn index(&self) -> &Index {
         self.index.get_or_init(|| Index {
-            instances: self.instances.iter().enumerate().map(|(i, x)| (x.id, i)).collect(),
-            segments: self.segments.iter().enumerate().map(|(i, s)| (s.id, i)).collect(),
+            instances: self
+                .instances
+                .iter()
+                .enumerate()
+                .map(|(i, x)| (x.id, i))
+                .collect(),
+            segments: self
+                .segments
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.id, i))
+                .collect(),
         })
     }
 
@@ -295,10 +308,11 @@ impl HostView for ViewSnapshot {
     }
     fn series(&self, scope: Scope, metric: Metric, points: u32) -> Vec<f64> {
         let points = points as usize;
-        let row = |table: &BTreeMap<Metric, Dense>, row: Option<usize>| match (table.get(&metric), row) {
-            (Some(dense), Some(row)) => tail(dense.row(row), points).collect(),
-            _ => Vec::new(),
-        };
+        let row =
+            |table: &BTreeMap<Metric, Dense>, row: Option<usize>| match (table.get(&metric), row) {
+                (Some(dense), Some(row)) => tail(dense.row(row), points).collect(),
+                _ => Vec::new(),
+            };
         match scope {
             Scope::Instance(id) => row(&self.metrics.instances, self.instance_row(id)),
             Scope::Segment(id) => row(&self.metrics.segments, self.segment_row(id)),

@@ -4,9 +4,7 @@
 //! the library versions.
 
 use serde_json::Value;
-use shardcast_sdk::stats::{
-    Ewma, Holt, HoltWinters, Logistic, mad_score, normal_quantile, zscore,
-};
+use shardcast_sdk::stats::{Ewma, Holt, HoltWinters, Logistic, mad_score, normal_quantile, zscore};
 
 fn fixture() -> Value {
     serde_json::from_str(include_str!("fixtures/stats_reference.json")).expect("fixture is JSON")
@@ -32,19 +30,39 @@ fn close(actual: f64, expected: f64, what: &str) {
 fn ewma_matches_pandas() {
     let f = fixture();
     let ewma = Ewma::fit(f["ewma"]["alpha"].as_f64().unwrap(), &floats(&f["series"]));
-    close(ewma.mean(), f["ewma"]["mean"].as_f64().unwrap(), "ewma mean");
-    close(ewma.variance(), f["ewma"]["var"].as_f64().unwrap(), "ewma var");
+    close(
+        ewma.mean(),
+        f["ewma"]["mean"].as_f64().unwrap(),
+        "ewma mean",
+    );
+    close(
+        ewma.variance(),
+        f["ewma"]["var"].as_f64().unwrap(),
+        "ewma var",
+    );
 }
 
 #[test]
 fn holt_matches_statsmodels() {
     let f = fixture();
     let h = &f["holt"];
-    let holt = Holt::fit(h["alpha"].as_f64().unwrap(), h["beta"].as_f64().unwrap(), &floats(&f["series"]));
-    let (forecast, low, high) = (floats(&h["forecast"]), floats(&h["low95"]), floats(&h["high95"]));
+    let holt = Holt::fit(
+        h["alpha"].as_f64().unwrap(),
+        h["beta"].as_f64().unwrap(),
+        &floats(&f["series"]),
+    );
+    let (forecast, low, high) = (
+        floats(&h["forecast"]),
+        floats(&h["low95"]),
+        floats(&h["high95"]),
+    );
     for step in 0..forecast.len() {
         let iv = holt.interval(step + 1, 0.95);
-        close(iv.expected, forecast[step], &format!("holt forecast h={}", step + 1));
+        close(
+            iv.expected,
+            forecast[step],
+            &format!("holt forecast h={}", step + 1),
+        );
         close(iv.low, low[step], &format!("holt low h={}", step + 1));
         close(iv.high, high[step], &format!("holt high h={}", step + 1));
     }
@@ -62,10 +80,18 @@ fn holt_winters_matches_statsmodels_ets() {
         &floats(&f["series"]),
     )
     .expect("two seasons of data");
-    let (mean, low, high) = (floats(&h["ets_mean"]), floats(&h["low95"]), floats(&h["high95"]));
+    let (mean, low, high) = (
+        floats(&h["ets_mean"]),
+        floats(&h["low95"]),
+        floats(&h["high95"]),
+    );
     for step in 0..mean.len() {
         let iv = hw.interval(step + 1, 0.95);
-        close(iv.expected, mean[step], &format!("hw forecast h={}", step + 1));
+        close(
+            iv.expected,
+            mean[step],
+            &format!("hw forecast h={}", step + 1),
+        );
         close(iv.low, low[step], &format!("hw low h={}", step + 1));
         close(iv.high, high[step], &format!("hw high h={}", step + 1));
     }
@@ -111,7 +137,9 @@ fn normal_quantile_matches_scipy() {
 fn augurs_ets_is_reachable_and_forecasts() {
     use shardcast_sdk::stats::{Fit, Predict, ets::AutoETS};
     let f = fixture();
-    let model = AutoETS::non_seasonal().fit(&floats(&f["series"])).expect("fit");
+    let model = AutoETS::non_seasonal()
+        .fit(&floats(&f["series"]))
+        .expect("fit");
     let forecast = model.predict(3, 0.9).expect("predict");
     assert_eq!(forecast.point.len(), 3);
     let iv = forecast.intervals.expect("intervals");

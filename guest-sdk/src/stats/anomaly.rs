@@ -30,7 +30,11 @@ pub fn median(series: &[f64]) -> f64 {
     }
     v.sort_by(f64::total_cmp);
     let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 /// The robust z-score of `x`: `(x − median) / (1.4826 · MAD)`, where MAD is the median
@@ -41,7 +45,11 @@ pub fn mad_score(x: f64, series: &[f64]) -> f64 {
     let deviations: Vec<f64> = series.iter().map(|v| (v - med).abs()).collect();
     let scale = median(&deviations) / 0.674_489_750_196_081_7;
     if scale == 0.0 {
-        return if x == med { 0.0 } else { f64::INFINITY.copysign(x - med) };
+        return if x == med {
+            0.0
+        } else {
+            f64::INFINITY.copysign(x - med)
+        };
     }
     (x - med) / scale
 }

@@ -99,7 +99,11 @@ impl Holt {
 
     /// Mean squared one-step error so far.
     pub fn sigma2(&self) -> f64 {
-        if self.n == 0 { 0.0 } else { self.sse / self.n as f64 }
+        if self.n == 0 {
+            0.0
+        } else {
+            self.sse / self.n as f64
+        }
     }
 
     /// The forecast `h` steps ahead with an interval at `confidence` (e.g. 0.95).
@@ -135,7 +139,14 @@ pub struct HoltWinters {
 
 impl HoltWinters {
     /// Start from known states; `season[i]` applies to the i-th point of the series.
-    pub fn new(alpha: f64, beta: f64, gamma: f64, level: f64, trend: f64, season: Vec<f64>) -> Self {
+    pub fn new(
+        alpha: f64,
+        beta: f64,
+        gamma: f64,
+        level: f64,
+        trend: f64,
+        season: Vec<f64>,
+    ) -> Self {
         HoltWinters {
             alpha,
             beta,
@@ -196,7 +207,11 @@ impl HoltWinters {
 
     /// Mean squared one-step error so far.
     pub fn sigma2(&self) -> f64 {
-        if self.t == 0 { 0.0 } else { self.sse / self.t as f64 }
+        if self.t == 0 {
+            0.0
+        } else {
+            self.sse / self.t as f64
+        }
     }
 
     /// The forecast `h` steps ahead with an interval at `confidence`.

@@ -66,10 +66,13 @@ impl ArtifactCache {
             // checks the header and refuses a mismatched file.
             match unsafe { Component::deserialize_file(engine, &path) } {
                 Ok(component) => return Ok(component),
-                Err(e) => tracing::warn!(path = %path.display(), error = %e, "discarding unreadable cached artifact"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "discarding unreadable cached artifact")
+                }
             }
         }
-        let component = Component::new(engine, bytes).map_err(|e| Error::Malformed(format!("{e:#}")))?;
+        let component =
+            Component::new(engine, bytes).map_err(|e| Error::Malformed(format!("{e:#}")))?;
         if let Err(e) = self.store(&path, &component) {
             tracing::warn!(path = %path.display(), error = %e, "could not cache compiled artifact");
         }
@@ -78,7 +81,9 @@ impl ArtifactCache {
 
     fn store(&self, path: &Path, component: &Component) -> std::io::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
-        let bytes = component.serialize().map_err(|e| std::io::Error::other(format!("{e:#}")))?;
+        let bytes = component
+            .serialize()
+            .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
         let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
         std::fs::write(&tmp, bytes)?;
         std::fs::rename(&tmp, path)

@@ -33,15 +33,29 @@ pub struct MemoryCap {
 }
 
 impl ResourceLimiter for MemoryCap {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> Result<bool> {
         if desired > self.bytes {
             self.hit = true;
-            wasmtime::bail!("memory limit of {} MiB exceeded (wanted {} MiB)", self.bytes >> 20, desired >> 20);
+            wasmtime::bail!(
+                "memory limit of {} MiB exceeded (wanted {} MiB)",
+                self.bytes >> 20,
+                desired >> 20
+            );
         }
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> Result<bool> {
         Ok(desired <= 1 << 20)
     }
 }
@@ -104,7 +118,11 @@ impl cluster_view::Host for PolicyCtx {
         self.view().migrations().iter().map(Into::into).collect()
     }
     fn failures(&mut self, instance: Option<u32>) -> Vec<wit::Failure> {
-        self.view().failures(instance).iter().map(Into::into).collect()
+        self.view()
+            .failures(instance)
+            .iter()
+            .map(Into::into)
+            .collect()
     }
     fn rejections(&mut self) -> Vec<wit::Rejection> {
         self.view().rejections().iter().map(Into::into).collect()

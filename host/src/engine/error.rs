@@ -17,7 +17,9 @@ pub enum Error {
     #[error("not a valid WebAssembly component: {0}")]
     Malformed(String),
     /// The component imports something the host does not offer.
-    #[error("component needs imports shardcast does not offer (policies may import only shardcast:policy and WASI): {0}")]
+    #[error(
+        "component needs imports shardcast does not offer (policies may import only shardcast:policy and WASI): {0}"
+    )]
     Link(String),
     /// The component does not export the world the slot needs.
     #[error("wrong world: {0}")]
@@ -49,7 +51,12 @@ pub enum FaultKind {
 
 impl FaultKind {
     /// Every kind, for counters.
-    pub const ALL: [FaultKind; 4] = [FaultKind::Trap, FaultKind::Timeout, FaultKind::MemoryLimit, FaultKind::AbsurdOutput];
+    pub const ALL: [FaultKind; 4] = [
+        FaultKind::Trap,
+        FaultKind::Timeout,
+        FaultKind::MemoryLimit,
+        FaultKind::AbsurdOutput,
+    ];
 
     /// A short name, e.g. `memory-limit`.
     pub fn name(self) -> &'static str {
@@ -77,7 +84,14 @@ pub struct Fault {
 
 impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "policy {}: {} in {}(): {}", self.policy, self.kind.name(), self.call, self.detail)
+        write!(
+            f,
+            "policy {}: {} in {}(): {}",
+            self.policy,
+            self.kind.name(),
+            self.call,
+            self.detail
+        )
     }
 }
 

@@ -43,13 +43,17 @@ impl Default for Limits {
 /// Split a policy's settings into its limits and the TOML the policy itself receives.
 /// `max_memory_mib` is the host's ceiling.
 pub fn split_settings(settings: &str, max_memory_mib: u64) -> Result<(Limits, String), Error> {
-    let mut table: toml::Table = toml::from_str(settings)
-        .map_err(|e| Error::Settings(format!("settings are not valid TOML: {}", e.to_string().trim_end())))?;
+    let mut table: toml::Table = toml::from_str(settings).map_err(|e| {
+        Error::Settings(format!(
+            "settings are not valid TOML: {}",
+            e.to_string().trim_end()
+        ))
+    })?;
     let limits = match table.remove("limits") {
         None => Limits::default(),
-        Some(value) => value
-            .try_into::<Limits>()
-            .map_err(|e| Error::Settings(format!("invalid [limits]: {}", e.to_string().trim_end())))?,
+        Some(value) => value.try_into::<Limits>().map_err(|e| {
+            Error::Settings(format!("invalid [limits]: {}", e.to_string().trim_end()))
+        })?,
     };
     if limits.deadline_ms == 0 || limits.deadline_ms > MAX_DEADLINE_MS {
         return Err(Error::Settings(format!(
@@ -66,7 +70,8 @@ pub fn split_settings(settings: &str, max_memory_mib: u64) -> Result<(Limits, St
     let rest = if table.is_empty() {
         String::new()
     } else {
-        toml::to_string(&table).map_err(|e| Error::Settings(format!("cannot re-encode settings: {e}")))?
+        toml::to_string(&table)
+            .map_err(|e| Error::Settings(format!("cannot re-encode settings: {e}")))?
     };
     Ok((limits, rest))
 }
@@ -77,7 +82,8 @@ mod tests {
 
     #[test]
     fn limits_come_out_and_the_rest_goes_to_the_policy() {
-        let (limits, rest) = split_settings("high = 3.0\n[limits]\ndeadline_ms = 200\n", 1024).expect("valid");
+        let (limits, rest) =
+            split_settings("high = 3.0\n[limits]\ndeadline_ms = 200\n", 1024).expect("valid");
         assert_eq!(limits.deadline_ms, 200);
         assert_eq!(limits.memory_mib, DEFAULT_MEMORY_MIB);
         assert_eq!(rest.trim(), "high = 3.0");

@@ -88,7 +88,11 @@ impl PolicyEngine {
     }
 
     /// Load one component of world `policy` to both predict and plan.
-    pub fn load_policy(&mut self, bytes: &[u8], settings: &str) -> Result<Arc<PolicyVersion>, Error> {
+    pub fn load_policy(
+        &mut self,
+        bytes: &[u8],
+        settings: &str,
+    ) -> Result<Arc<PolicyVersion>, Error> {
         self.predictor = None;
         self.planner = Slot::new(self.runtime.clone(), Role::Both);
         self.planner.load(bytes, settings)
@@ -96,7 +100,11 @@ impl PolicyEngine {
 
     /// Load a separate predictor (world `predictor` or `policy`); it answers `predict`
     /// from now on, even if the planner could predict too.
-    pub fn load_predictor(&mut self, bytes: &[u8], settings: &str) -> Result<Arc<PolicyVersion>, Error> {
+    pub fn load_predictor(
+        &mut self,
+        bytes: &[u8],
+        settings: &str,
+    ) -> Result<Arc<PolicyVersion>, Error> {
         let mut slot = Slot::new(self.runtime.clone(), Role::Predictor);
         let version = slot.load(bytes, settings)?;
         self.predictor = Some(slot);
@@ -104,8 +112,16 @@ impl PolicyEngine {
     }
 
     /// Load a separate planner (world `planner` or `policy`).
-    pub fn load_planner(&mut self, bytes: &[u8], settings: &str) -> Result<Arc<PolicyVersion>, Error> {
-        let role = if self.predictor.is_some() { Role::Planner } else { Role::Both };
+    pub fn load_planner(
+        &mut self,
+        bytes: &[u8],
+        settings: &str,
+    ) -> Result<Arc<PolicyVersion>, Error> {
+        let role = if self.predictor.is_some() {
+            Role::Planner
+        } else {
+            Role::Both
+        };
         let mut slot = Slot::new(self.runtime.clone(), role);
         let version = slot.load(bytes, settings)?;
         self.planner = slot;
@@ -125,15 +141,16 @@ impl PolicyEngine {
     /// Run one tick over `view`. The engine fills in last tick's rejections.
     pub fn tick(&mut self, mut view: ViewSnapshot) -> TickReport {
         if let Some(p) = self.predictor.as_mut() {
-            p.adopt_pending();
+            p.begin_tick();
         }
-        self.planner.adopt_pending();
+        self.planner.begin_tick();
         view.rejections = std::mem::take(&mut self.last_rejections);
         let view = Arc::new(view);
         let shared: SharedView = view.clone();
         let started = Instant::now();
         let mut faults = Vec::new();
-        let predict_check = |v: &PolicyVersion, p: &Predictions| output::check_predictions(p, &view, &v.limits);
+        let predict_check =
+            |v: &PolicyVersion, p: &Predictions| output::check_predictions(p, &view, &v.limits);
         let predictions = match self.predictor.as_mut() {
             Some(slot) => {
                 let (p, f) = slot.predict(&shared, predict_check);
@@ -146,9 +163,9 @@ impl PolicyEngine {
                 p
             }
         };
-        let (actions, f) = self
-            .planner
-            .plan(&shared, &predictions, |v, a| output::check_actions(a, &v.limits));
+        let (actions, f) = self.planner.plan(&shared, &predictions, |v, a| {
+            output::check_actions(a, &v.limits)
+        });
         faults.extend(f);
         let policy_us = started.elapsed().as_micros() as u64;
         let verdict = validate(actions, &view, &self.churn, &mut self.history);

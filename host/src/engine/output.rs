@@ -10,7 +10,11 @@ use shardcast_sdk::view::ViewSnapshot;
 use super::limits::Limits;
 
 /// Check a `predict` result; the error says what is wrong with it.
-pub fn check_predictions(p: &Predictions, view: &ViewSnapshot, limits: &Limits) -> Result<(), String> {
+pub fn check_predictions(
+    p: &Predictions,
+    view: &ViewSnapshot,
+    limits: &Limits,
+) -> Result<(), String> {
     let total = p.load.len() + p.failures.len();
     if total > limits.max_forecasts as usize {
         return Err(format!(
@@ -35,15 +39,24 @@ pub fn check_predictions(p: &Predictions, view: &ViewSnapshot, limits: &Limits) 
             Scope::Session(id) => view.sessions.iter().any(|s| s.id == id),
         };
         if !known {
-            return Err(format!("load forecast #{i} is about {:?}, which does not exist", f.scope));
+            return Err(format!(
+                "load forecast #{i} is about {:?}, which does not exist",
+                f.scope
+            ));
         }
     }
     for (i, f) in p.failures.iter().enumerate() {
         if !(0.0..=1.0).contains(&f.probability) {
-            return Err(format!("failure risk #{i} has probability {} outside [0, 1]", f.probability));
+            return Err(format!(
+                "failure risk #{i} has probability {} outside [0, 1]",
+                f.probability
+            ));
         }
         if view.instance_row(f.instance).is_none() {
-            return Err(format!("failure risk #{i} is about instance {}, which does not exist", f.instance));
+            return Err(format!(
+                "failure risk #{i} is about instance {}, which does not exist",
+                f.instance
+            ));
         }
     }
     Ok(())
@@ -93,13 +106,25 @@ mod tests {
         assert!(check_predictions(&ok, &view, &limits).is_ok());
         let mut nan = ok.clone();
         nan.load[0].expected = f64::NAN;
-        assert!(check_predictions(&nan, &view, &limits).unwrap_err().contains("NaN"));
+        assert!(
+            check_predictions(&nan, &view, &limits)
+                .unwrap_err()
+                .contains("NaN")
+        );
         let mut unknown = ok.clone();
         unknown.load[0].scope = Scope::Segment(99);
-        assert!(check_predictions(&unknown, &view, &limits).unwrap_err().contains("does not exist"));
+        assert!(
+            check_predictions(&unknown, &view, &limits)
+                .unwrap_err()
+                .contains("does not exist")
+        );
         let mut prob = ok.clone();
         prob.failures[0].probability = 1.5;
-        assert!(check_predictions(&prob, &view, &limits).unwrap_err().contains("outside [0, 1]"));
+        assert!(
+            check_predictions(&prob, &view, &limits)
+                .unwrap_err()
+                .contains("outside [0, 1]")
+        );
     }
 
     #[test]
@@ -109,7 +134,11 @@ mod tests {
             ..Limits::default()
         };
         let actions = vec![Action::DrainInstance(0); 3];
-        assert!(check_actions(&actions, &limits).unwrap_err().contains("3 actions"));
+        assert!(
+            check_actions(&actions, &limits)
+                .unwrap_err()
+                .contains("3 actions")
+        );
         assert!(check_actions(&actions[..2], &limits).is_ok());
     }
 }

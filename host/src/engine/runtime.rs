@@ -98,7 +98,10 @@ impl EpochTicker {
                 }
             })
             .expect("spawning the epoch ticker thread");
-        EpochTicker { stop, thread: Some(thread) }
+        EpochTicker {
+            stop,
+            thread: Some(thread),
+        }
     }
 }
 
@@ -140,10 +143,17 @@ impl Runtime {
             .max_wasm_stack(1 << 20);
         let engine = Engine::new(&config).map_err(|e| Error::Runtime(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| Error::Runtime(format!("{e:#}")))?;
-        Policy::add_to_linker::<PolicyCtx, wasmtime::component::HasSelf<PolicyCtx>>(&mut linker, |ctx| ctx)
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|e| Error::Runtime(format!("{e:#}")))?;
-        let cache = options.cache_dir.clone().map(|dir| ArtifactCache::new(dir, &engine));
+        Policy::add_to_linker::<PolicyCtx, wasmtime::component::HasSelf<PolicyCtx>>(
+            &mut linker,
+            |ctx| ctx,
+        )
+        .map_err(|e| Error::Runtime(format!("{e:#}")))?;
+        let cache = options
+            .cache_dir
+            .clone()
+            .map(|dir| ArtifactCache::new(dir, &engine));
         let ticker = EpochTicker::start(engine.clone());
         Ok(Arc::new(Runtime {
             engine,
@@ -173,7 +183,9 @@ impl Runtime {
     pub fn compile(&self, bytes: &[u8]) -> Result<Component, Error> {
         match &self.cache {
             Some(cache) => cache.load_or_compile(&self.engine, bytes),
-            None => Component::new(&self.engine, bytes).map_err(|e| Error::Malformed(format!("{e:#}"))),
+            None => {
+                Component::new(&self.engine, bytes).map_err(|e| Error::Malformed(format!("{e:#}")))
+            }
         }
     }
 

@@ -113,6 +113,7 @@ pub struct Slot {
     fallback: Option<Arc<PolicyVersion>>,
     proven: bool,
     consecutive_faults: u32,
+    faulted: bool,
     handle: SwapHandle,
     status: SlotStatus,
 }
@@ -131,6 +132,7 @@ impl Slot {
             fallback: None,
             proven: false,
             consecutive_faults: 0,
+            faulted: false,
             handle: SwapHandle {
                 runtime,
                 role,
@@ -165,6 +167,15 @@ impl Slot {
         self.active.as_ref()
     }
 
+    /// Start a tick: a clean previous tick clears the fault streak, then any pending swap
+    /// or rollback takes effect.
+    pub fn begin_tick(&mut self) {
+        if !std::mem::take(&mut self.faulted) {
+            self.consecutive_faults = 0;
+        }
+        self.adopt_pending();
+    }
+
     /// Swap in a pending candidate or honour a rollback request. Called between ticks.
     pub fn adopt_pending(&mut self) {
         if std::mem::take(&mut *lock(&self.handle.rollback)) {
@@ -181,15 +192,17 @@ impl Slot {
                 }
                 match live.restore(&state) {
                     Ok(Ok(())) => Ok(()),
-                    Ok(Err(refusal)) => Err(format!("{label} refused its predecessor's state: {refusal}")),
+                    Ok(Err(refusal)) => Err(format!(
+                        "{label} refused its predecessor's state: {refusal}"
+                    )),
                     Err(fault) => Err(fault.to_string()),
                 }
             });
             if let Err(e) = handed {
                 tracing::error!(role = self.role.name(), policy = %label, error = %e, "state hand-over failed; the running version stays");
-                self.handle
-                    .refused
-                    .store(Some(Arc::new(format!("candidate {label} refused: state hand-over failed: {e}"))));
+                self.handle.refused.store(Some(Arc::new(format!(
+                    "candidate {label} refused: state hand-over failed: {e}"
+                ))));
                 return;
             }
         }
@@ -231,7 +244,11 @@ impl Slot {
     }
 
     /// Run `predict`, containing any fault.
-    pub fn predict(&mut self, view: &SharedView, check: impl Fn(&PolicyVersion, &Predictions) -> Result<(), String>) -> (Predictions, Vec<Fault>) {
+    pub fn predict(
+        &mut self,
+        view: &SharedView,
+        check: impl Fn(&PolicyVersion, &Predictions) -> Result<(), String>,
+    ) -> (Predictions, Vec<Fault>) {
         self.run(Predictions::empty(), |live| {
             let p = live.predict(view.clone())?;
             check(live.version(), &p).map_err(|detail| absurd(live, "predict", detail))?;
@@ -255,20 +272,26 @@ impl Slot {
 
     /// Run one call on the live instance; on a fault, discard the store and retry once on
     /// the last good version. Returns the answer (or `nothing`) and the faults seen.
-    fn run<R>(&mut self, nothing: R, mut call: impl FnMut(&mut LiveInstance) -> Result<R, Fault>) -> (R, Vec<Fault>) {
+    fn run<R>(
+        &mut self,
+        nothing: R,
+        mut call: impl FnMut(&mut LiveInstance) -> Result<R, Fault>,
+    ) -> (R, Vec<Fault>) {
         let mut faults = Vec::new();
         for _attempt in 0..2 {
             if self.status.disabled {
                 break;
             }
-            let Some(live) = self.live_instance() else { break };
+            let Some(live) = self.live_instance() else {
+                break;
+            };
             match call(live) {
                 Ok(answer) => {
                     self.proven = true;
-                    self.consecutive_faults = 0;
                     return (answer, faults);
                 }
                 Err(fault) => {
+                    self.faulted = true;
                     self.record(&fault);
                     faults.push(fault);
                     self.live = None;
@@ -276,7 +299,11 @@ impl Slot {
                         self.consecutive_faults += 1;
                         if self.consecutive_faults >= MAX_CONSECUTIVE_FAULTS {
                             self.status.disabled = true;
-                            tracing::error!(role = self.role.name(), faults = self.consecutive_faults, "policy disabled after repeated faults; no actions until a new version is loaded");
+                            tracing::error!(
+                                role = self.role.name(),
+                                faults = self.consecutive_faults,
+                                "policy disabled after repeated faults; no actions until a new version is loaded"
+                            );
                         }
                         self.publish();
                         break;

@@ -59,7 +59,12 @@ pub struct Verdict {
 }
 
 /// Check `actions` against `view`, the churn limits and the move history.
-pub fn validate(actions: Vec<Action>, view: &ViewSnapshot, limits: &ChurnLimits, history: &mut MoveHistory) -> Verdict {
+pub fn validate(
+    actions: Vec<Action>,
+    view: &ViewSnapshot,
+    limits: &ChurnLimits,
+    history: &mut MoveHistory,
+) -> Verdict {
     let mut verdict = Verdict::default();
     let mut touched_segments = HashSet::new();
     let mut touched_instances = HashSet::new();
@@ -80,21 +85,31 @@ pub fn validate(actions: Vec<Action>, view: &ViewSnapshot, limits: &ChurnLimits,
             touched_sessions: &mut touched_sessions,
         };
         let result = if seen.contains(&action) {
-            Err((RejectionReason::Duplicate, "the same action came earlier in this tick".to_owned()))
+            Err((
+                RejectionReason::Duplicate,
+                "the same action came earlier in this tick".to_owned(),
+            ))
         } else {
             match &action {
                 Action::MoveSegment(m) => check.move_segment(m.segment, m.target).and_then(|()| {
                     if in_flight + moves_now >= limits.max_concurrent_migrations as usize {
                         return Err((
                             RejectionReason::MigrationLimit,
-                            format!("{} migrations in flight, the limit is {}", in_flight + moves_now, limits.max_concurrent_migrations),
+                            format!(
+                                "{} migrations in flight, the limit is {}",
+                                in_flight + moves_now,
+                                limits.max_concurrent_migrations
+                            ),
                         ));
                     }
                     let recent = history.in_window(view.tick, limits.window_ticks);
                     if recent >= limits.moves_per_window as usize {
                         return Err((
                             RejectionReason::MoveBudgetExceeded,
-                            format!("{recent} moves in the last {} ticks, the budget is {}", limits.window_ticks, limits.moves_per_window),
+                            format!(
+                                "{recent} moves in the last {} ticks, the budget is {}",
+                                limits.window_ticks, limits.moves_per_window
+                            ),
                         ));
                     }
                     Ok(())
@@ -102,15 +117,26 @@ pub fn validate(actions: Vec<Action>, view: &ViewSnapshot, limits: &ChurnLimits,
                 Action::SplitSegment(s) => check.split(s.segment, s.at_slot),
                 Action::MergeSegments(m) => check.merge(m.low, m.high),
                 Action::MoveSession(m) => check.move_session(m.session, m.target),
-                Action::ActivateStandby(i) => check.instance_in(*i, InstanceState::Standby, "activate-standby"),
-                Action::DrainInstance(i) => check.instance_in(*i, InstanceState::Active, "drain-instance").and_then(|()| {
-                    let active = view.instances.iter().filter(|x| x.state == InstanceState::Active).count();
-                    if active <= 1 + draining {
-                        return Err((RejectionReason::Invalid, "draining it would leave no active instance".to_owned()));
-                    }
-                    draining += 1;
-                    Ok(())
-                }),
+                Action::ActivateStandby(i) => {
+                    check.instance_in(*i, InstanceState::Standby, "activate-standby")
+                }
+                Action::DrainInstance(i) => check
+                    .instance_in(*i, InstanceState::Active, "drain-instance")
+                    .and_then(|()| {
+                        let active = view
+                            .instances
+                            .iter()
+                            .filter(|x| x.state == InstanceState::Active)
+                            .count();
+                        if active <= 1 + draining {
+                            return Err((
+                                RejectionReason::Invalid,
+                                "draining it would leave no active instance".to_owned(),
+                            ));
+                        }
+                        draining += 1;
+                        Ok(())
+                    }),
             }
         };
         match result {
@@ -146,30 +172,44 @@ struct Check<'a> {
 
 impl Check<'_> {
     fn segment(&self, id: u32) -> Result<&Segment, Refusal> {
-        self.view
-            .segment(id)
-            .ok_or((RejectionReason::UnknownSegment, format!("segment {id} does not exist")))
+        self.view.segment(id).ok_or((
+            RejectionReason::UnknownSegment,
+            format!("segment {id} does not exist"),
+        ))
     }
 
     fn claim_segment(&mut self, segment: &Segment) -> Result<(), Refusal> {
         if segment.migrating {
-            return Err((RejectionReason::AlreadyMigrating, format!("segment {} is already migrating", segment.id)));
+            return Err((
+                RejectionReason::AlreadyMigrating,
+                format!("segment {} is already migrating", segment.id),
+            ));
         }
         if !self.touched_segments.insert(segment.id) {
-            return Err((RejectionReason::Duplicate, format!("segment {} is already touched by an earlier action this tick", segment.id)));
+            return Err((
+                RejectionReason::Duplicate,
+                format!(
+                    "segment {} is already touched by an earlier action this tick",
+                    segment.id
+                ),
+            ));
         }
         Ok(())
     }
 
     fn active_target(&self, target: InstanceId) -> Result<(), Refusal> {
-        let instance = self
-            .view
-            .instance(target)
-            .ok_or((RejectionReason::UnknownInstance, format!("instance {target} does not exist")))?;
+        let instance = self.view.instance(target).ok_or((
+            RejectionReason::UnknownInstance,
+            format!("instance {target} does not exist"),
+        ))?;
         if instance.state != InstanceState::Active {
             return Err((
                 RejectionReason::TargetNotActive,
-                format!("target {} is {}, not active", instance.name, instance.state.name()),
+                format!(
+                    "target {} is {}, not active",
+                    instance.name,
+                    instance.state.name()
+                ),
             ));
         }
         Ok(())
@@ -179,7 +219,10 @@ impl Check<'_> {
         let segment = self.segment(id)?.clone();
         self.active_target(target)?;
         if segment.owner == target {
-            return Err((RejectionReason::Invalid, format!("segment {id} is already on instance {target}")));
+            return Err((
+                RejectionReason::Invalid,
+                format!("segment {id} is already on instance {target}"),
+            ));
         }
         self.claim_segment(&segment)
     }
@@ -189,7 +232,10 @@ impl Check<'_> {
         if at <= segment.slot_start || at > segment.slot_end {
             return Err((
                 RejectionReason::Invalid,
-                format!("split point {at} is not inside segment {id} ({}..={}) above its first slot", segment.slot_start, segment.slot_end),
+                format!(
+                    "split point {at} is not inside segment {id} ({}..={}) above its first slot",
+                    segment.slot_start, segment.slot_end
+                ),
             ));
         }
         self.claim_segment(&segment)
@@ -210,28 +256,47 @@ impl Check<'_> {
 
     fn move_session(&mut self, session: u64, target: InstanceId) -> Result<(), Refusal> {
         if !self.view.sessions.iter().any(|s| s.id == session) {
-            return Err((RejectionReason::UnknownSession, format!("session {session} does not exist")));
+            return Err((
+                RejectionReason::UnknownSession,
+                format!("session {session} does not exist"),
+            ));
         }
         self.active_target(target)?;
         if !self.touched_sessions.insert(session) {
-            return Err((RejectionReason::Duplicate, format!("session {session} is already moved this tick")));
+            return Err((
+                RejectionReason::Duplicate,
+                format!("session {session} is already moved this tick"),
+            ));
         }
         Ok(())
     }
 
-    fn instance_in(&mut self, id: InstanceId, state: InstanceState, what: &str) -> Result<(), Refusal> {
-        let instance = self
-            .view
-            .instance(id)
-            .ok_or((RejectionReason::UnknownInstance, format!("instance {id} does not exist")))?;
+    fn instance_in(
+        &mut self,
+        id: InstanceId,
+        state: InstanceState,
+        what: &str,
+    ) -> Result<(), Refusal> {
+        let instance = self.view.instance(id).ok_or((
+            RejectionReason::UnknownInstance,
+            format!("instance {id} does not exist"),
+        ))?;
         if instance.state != state {
             return Err((
                 RejectionReason::Invalid,
-                format!("{what} needs a {} instance, {} is {}", state.name(), instance.name, instance.state.name()),
+                format!(
+                    "{what} needs a {} instance, {} is {}",
+                    state.name(),
+                    instance.name,
+                    instance.state.name()
+                ),
             ));
         }
         if !self.touched_instances.insert(id) {
-            return Err((RejectionReason::Duplicate, format!("instance {id} is already touched this tick")));
+            return Err((
+                RejectionReason::Duplicate,
+                format!("instance {id} is already touched this tick"),
+            ));
         }
         Ok(())
     }
@@ -265,13 +330,16 @@ mod tests {
             ..ChurnLimits::default()
         };
         let actions = vec![
-            mv(99, 1),                // unknown segment
-            mv(0, 9),                 // unknown instance
-            mv(0, 2),                 // standby target
-            mv(4, 0),                 // already migrating
-            mv(0, 1),                 // fine
-            mv(0, 1),                 // exact duplicate
-            Action::SplitSegment(SplitSegment { segment: 0, at_slot: 100 }), // segment touched
+            mv(99, 1), // unknown segment
+            mv(0, 9),  // unknown instance
+            mv(0, 2),  // standby target
+            mv(4, 0),  // already migrating
+            mv(0, 1),  // fine
+            mv(0, 1),  // exact duplicate
+            Action::SplitSegment(SplitSegment {
+                segment: 0,
+                at_slot: 100,
+            }), // segment touched
             Action::ActivateStandby(0), // not standby
         ];
         let verdict = validate(actions, &view(), &limits, &mut MoveHistory::default());
@@ -288,7 +356,11 @@ mod tests {
                 RejectionReason::Invalid,
             ]
         );
-        assert!(verdict.rejected[2].message.contains("standby"), "{}", verdict.rejected[2].message);
+        assert!(
+            verdict.rejected[2].message.contains("standby"),
+            "{}",
+            verdict.rejected[2].message
+        );
     }
 
     #[test]
@@ -312,7 +384,11 @@ mod tests {
         assert_eq!(reasons(&verdict), vec![RejectionReason::MoveBudgetExceeded]);
         v.tick = 11;
         let verdict = validate(vec![mv(3, 1)], &v, &limits, &mut history);
-        assert!(verdict.rejected.is_empty(), "window has passed: {:?}", verdict.rejected);
+        assert!(
+            verdict.rejected.is_empty(),
+            "window has passed: {:?}",
+            verdict.rejected
+        );
     }
 
     #[test]
@@ -320,12 +396,26 @@ mod tests {
         let v = view();
         let limits = ChurnLimits::default();
         let s0 = v.segments[0].clone();
-        let ok = Action::SplitSegment(SplitSegment { segment: 0, at_slot: s0.slot_start + 1 });
-        let bad = Action::SplitSegment(SplitSegment { segment: 1, at_slot: s0.slot_start });
+        let ok = Action::SplitSegment(SplitSegment {
+            segment: 0,
+            at_slot: s0.slot_start + 1,
+        });
+        let bad = Action::SplitSegment(SplitSegment {
+            segment: 1,
+            at_slot: s0.slot_start,
+        });
         let merge = Action::MergeSegments(shardcast_sdk::types::MergeSegments { low: 1, high: 2 });
-        let verdict = validate(vec![ok.clone(), bad, merge], &v, &limits, &mut MoveHistory::default());
+        let verdict = validate(
+            vec![ok.clone(), bad, merge],
+            &v,
+            &limits,
+            &mut MoveHistory::default(),
+        );
         assert_eq!(verdict.accepted, vec![ok]);
-        assert_eq!(reasons(&verdict), vec![RejectionReason::Invalid, RejectionReason::Invalid]);
+        assert_eq!(
+            reasons(&verdict),
+            vec![RejectionReason::Invalid, RejectionReason::Invalid]
+        );
     }
 
     #[test]
@@ -333,7 +423,12 @@ mod tests {
         let mut v = view();
         v.instances[1].state = InstanceState::Standby;
         v.reindex();
-        let verdict = validate(vec![Action::DrainInstance(0)], &v, &ChurnLimits::default(), &mut MoveHistory::default());
+        let verdict = validate(
+            vec![Action::DrainInstance(0)],
+            &v,
+            &ChurnLimits::default(),
+            &mut MoveHistory::default(),
+        );
         assert_eq!(reasons(&verdict), vec![RejectionReason::Invalid]);
     }
 }

@@ -44,7 +44,9 @@ impl World {
     pub fn serves(self, role: Role) -> bool {
         matches!(
             (self, role),
-            (World::Policy, _) | (World::Predictor, Role::Predictor) | (World::Planner, Role::Planner)
+            (World::Policy, _)
+                | (World::Predictor, Role::Predictor)
+                | (World::Planner, Role::Planner)
         )
     }
 }
@@ -122,7 +124,12 @@ impl PolicyVersion {
     /// Compile, link and type-check `bytes` for `role`, then instantiate and configure it
     /// with `settings` (TOML, with an optional `[limits]` table). Returns the version and
     /// its first live instance, ready to run.
-    pub fn load(runtime: &Arc<Runtime>, bytes: &[u8], settings: &str, role: Role) -> Result<(Arc<Self>, LiveInstance), Error> {
+    pub fn load(
+        runtime: &Arc<Runtime>,
+        bytes: &[u8],
+        settings: &str,
+        role: Role,
+    ) -> Result<(Arc<Self>, LiveInstance), Error> {
         let (limits, policy_settings) = split_settings(settings, runtime.options().max_memory_mib)?;
         let component = runtime.compile(bytes)?;
         let pre = runtime
@@ -216,8 +223,14 @@ impl Parts {
             .pre
             .instantiate(&mut store)
             .map_err(|e| Error::Fault(classify(&e, &store, "instantiate", &label, limits)))?;
-        let load_err = |e: wasmtime::Error| Error::WrongWorld(format!("export signatures do not match the WIT: {e:#}"));
-        let lifecycle = linked.indices.lifecycle.load(&mut store, &instance).map_err(load_err)?;
+        let load_err = |e: wasmtime::Error| {
+            Error::WrongWorld(format!("export signatures do not match the WIT: {e:#}"))
+        };
+        let lifecycle = linked
+            .indices
+            .lifecycle
+            .load(&mut store, &instance)
+            .map_err(load_err)?;
         let forecast = match &linked.indices.forecast {
             Some(i) => Some(i.load(&mut store, &instance).map_err(load_err)?),
             None => None,
@@ -243,7 +256,8 @@ impl Parts {
         f: impl FnOnce(&mut Self) -> wasmtime::Result<R>,
     ) -> Result<R, Fault> {
         let limits = self.limits;
-        self.store.set_epoch_deadline(deadline_ticks(limits.deadline_ms));
+        self.store
+            .set_epoch_deadline(deadline_ticks(limits.deadline_ms));
         self.store.data_mut().memory.hit = false;
         self.store.data_mut().view = view;
         let result = f(self);
@@ -255,7 +269,9 @@ impl Parts {
     }
 
     fn describe(&mut self) -> Result<PolicyInfo, Fault> {
-        self.call("describe", None, |me| me.lifecycle.call_describe(&mut me.store).map(Into::into))
+        self.call("describe", None, |me| {
+            me.lifecycle.call_describe(&mut me.store).map(Into::into)
+        })
     }
 }
 
@@ -279,9 +295,9 @@ impl LiveInstance {
     /// Call `configure` with the version's settings.
     pub fn configure(&mut self) -> Result<(), Error> {
         let settings = self.version.settings.clone();
-        let result = self
-            .parts
-            .call("configure", None, |me| me.lifecycle.call_configure(&mut me.store, &settings));
+        let result = self.parts.call("configure", None, |me| {
+            me.lifecycle.call_configure(&mut me.store, &settings)
+        });
         match result {
             Ok(Ok(())) => Ok(()),
             Ok(Err(message)) => Err(Error::Settings(format!(
@@ -294,13 +310,16 @@ impl LiveInstance {
 
     /// Call `snapshot`.
     pub fn snapshot(&mut self) -> Result<Vec<u8>, Fault> {
-        self.parts.call("snapshot", None, |me| me.lifecycle.call_snapshot(&mut me.store))
+        self.parts.call("snapshot", None, |me| {
+            me.lifecycle.call_snapshot(&mut me.store)
+        })
     }
 
     /// Call `restore`; a refusal comes back as the policy's message.
     pub fn restore(&mut self, state: &[u8]) -> Result<Result<(), String>, Fault> {
-        self.parts
-            .call("restore", None, |me| me.lifecycle.call_restore(&mut me.store, state))
+        self.parts.call("restore", None, |me| {
+            me.lifecycle.call_restore(&mut me.store, state)
+        })
     }
 
     /// Call `predict`. A planner-only instance predicts nothing.
@@ -315,7 +334,11 @@ impl LiveInstance {
     }
 
     /// Call `plan`. A predictor-only instance plans nothing.
-    pub fn plan(&mut self, view: SharedView, predictions: &Predictions) -> Result<Vec<Action>, Fault> {
+    pub fn plan(
+        &mut self,
+        view: SharedView,
+        predictions: &Predictions,
+    ) -> Result<Vec<Action>, Fault> {
         if self.parts.placement.is_none() {
             return Ok(Vec::new());
         }
@@ -334,16 +357,28 @@ fn deadline_ticks(deadline_ms: u64) -> u64 {
 }
 
 /// Turn a wasmtime error into a fault with a sentence a user can act on.
-fn classify(e: &wasmtime::Error, store: &Store<PolicyCtx>, call: &'static str, label: &str, limits: Limits) -> Fault {
+fn classify(
+    e: &wasmtime::Error,
+    store: &Store<PolicyCtx>,
+    call: &'static str,
+    label: &str,
+    limits: Limits,
+) -> Fault {
     let (kind, detail) = if store.data().memory.hit {
         (
             FaultKind::MemoryLimit,
-            format!("memory limit of {} MiB exceeded (raise [limits] memory_mib)", limits.memory_mib),
+            format!(
+                "memory limit of {} MiB exceeded (raise [limits] memory_mib)",
+                limits.memory_mib
+            ),
         )
     } else if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
         (
             FaultKind::Timeout,
-            format!("deadline of {} ms exceeded (raise [limits] deadline_ms)", limits.deadline_ms),
+            format!(
+                "deadline of {} ms exceeded (raise [limits] deadline_ms)",
+                limits.deadline_ms
+            ),
         )
     } else {
         (FaultKind::Trap, format!("{e:#}"))

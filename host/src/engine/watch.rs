@@ -41,16 +41,17 @@ impl PolicyWatcher {
             .map(|(path, b)| (std::fs::canonicalize(&path).unwrap_or(path), b))
             .collect();
         let (tx, rx) = mpsc::channel::<PathBuf>();
-        let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            if let Ok(event) = event {
-                if event.kind.is_create() || event.kind.is_modify() {
-                    for path in event.paths {
-                        let _ = tx.send(path);
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                if let Ok(event) = event {
+                    if event.kind.is_create() || event.kind.is_modify() {
+                        for path in event.paths {
+                            let _ = tx.send(path);
+                        }
                     }
                 }
-            }
-        })
-        .map_err(|e| Error::Runtime(format!("cannot watch {}: {e}", dir.display())))?;
+            })
+            .map_err(|e| Error::Runtime(format!("cannot watch {}: {e}", dir.display())))?;
         watcher
             .watch(dir, RecursiveMode::NonRecursive)
             .map_err(|e| Error::Runtime(format!("cannot watch {}: {e}", dir.display())))?;
@@ -68,7 +69,11 @@ impl PolicyWatcher {
 fn debounce_and_propose(rx: mpsc::Receiver<PathBuf>, bindings: HashMap<PathBuf, Binding>) {
     let mut dirty: Vec<PathBuf> = Vec::new();
     loop {
-        let event = if dirty.is_empty() { rx.recv().map_err(|_| ()) } else { rx.recv_timeout(DEBOUNCE).map_err(|_| ()) };
+        let event = if dirty.is_empty() {
+            rx.recv().map_err(|_| ())
+        } else {
+            rx.recv_timeout(DEBOUNCE).map_err(|_| ())
+        };
         match event {
             Ok(path) => {
                 let path = std::fs::canonicalize(&path).unwrap_or(path);
@@ -82,10 +87,16 @@ fn debounce_and_propose(rx: mpsc::Receiver<PathBuf>, bindings: HashMap<PathBuf, 
                     let binding = &bindings[&path];
                     match std::fs::read(&path) {
                         Ok(bytes) => match binding.handle.propose(&bytes, &binding.settings) {
-                            Ok(v) => tracing::info!(file = %path.display(), policy = %v.label(), "policy file changed; swap staged"),
-                            Err(e) => tracing::error!(file = %path.display(), error = %e, "policy file changed but was refused"),
+                            Ok(v) => {
+                                tracing::info!(file = %path.display(), policy = %v.label(), "policy file changed; swap staged")
+                            }
+                            Err(e) => {
+                                tracing::error!(file = %path.display(), error = %e, "policy file changed but was refused")
+                            }
                         },
-                        Err(e) => tracing::error!(file = %path.display(), error = %e, "cannot read changed policy file"),
+                        Err(e) => {
+                            tracing::error!(file = %path.display(), error = %e, "cannot read changed policy file")
+                        }
                     }
                 }
             }

@@ -29,10 +29,26 @@ macro_rules! enum_map {
     };
 }
 
-enum_map!(sdk::InstanceState, wit::InstanceState, [Active, Draining, Standby, Down]);
-enum_map!(sdk::MigrationPhase, wit::MigrationPhase, [Start, Copy, CatchUp, Cutover, Cleanup, Watch]);
-enum_map!(sdk::MigrationOutcome, wit::MigrationOutcome, [Running, Completed, Aborted, Failed]);
-enum_map!(sdk::FailureKind, wit::FailureKind, [Crash, Restart, Timeout, Errors, Maintenance]);
+enum_map!(
+    sdk::InstanceState,
+    wit::InstanceState,
+    [Active, Draining, Standby, Down]
+);
+enum_map!(
+    sdk::MigrationPhase,
+    wit::MigrationPhase,
+    [Start, Copy, CatchUp, Cutover, Cleanup, Watch]
+);
+enum_map!(
+    sdk::MigrationOutcome,
+    wit::MigrationOutcome,
+    [Running, Completed, Aborted, Failed]
+);
+enum_map!(
+    sdk::FailureKind,
+    wit::FailureKind,
+    [Crash, Restart, Timeout, Errors, Maintenance]
+);
 enum_map!(sdk::Level, wit::Level, [Trace, Debug, Info, Warn, Error]);
 enum_map!(
     sdk::RejectionReason,

@@ -9,7 +9,11 @@ pub struct Static;
 
 impl Policy for Static {
     fn describe(&self) -> PolicyInfo {
-        info("static", env!("CARGO_PKG_VERSION"), "Baseline: never moves anything.")
+        info(
+            "static",
+            env!("CARGO_PKG_VERSION"),
+            "Baseline: never moves anything.",
+        )
     }
 }
 

@@ -50,7 +50,10 @@ impl Settings {
     pub fn parse(toml: &str) -> Result<Self, String> {
         let s: Settings = settings::parse(toml)?;
         if !(s.high.is_finite() && s.high > 0.0) {
-            return Err(format!("invalid settings: `high` must be a positive number, got {}", s.high));
+            return Err(format!(
+                "invalid settings: `high` must be a positive number, got {}",
+                s.high
+            ));
         }
         if !(s.low.is_finite() && s.low >= 0.0 && s.low < s.high) {
             return Err(format!(
@@ -106,7 +109,8 @@ impl Policy for Threshold {
     }
 
     fn restore(&mut self, state: &[u8]) -> Result<(), String> {
-        self.state = serde_json::from_slice(state).map_err(|e| format!("bad threshold state: {e}"))?;
+        self.state =
+            serde_json::from_slice(state).map_err(|e| format!("bad threshold state: {e}"))?;
         Ok(())
     }
 }
@@ -135,7 +139,10 @@ impl Predictor for Threshold {
                 })
             })
             .collect();
-        Predictions { load, failures: Vec::new() }
+        Predictions {
+            load,
+            failures: Vec::new(),
+        }
     }
 }
 
@@ -144,7 +151,11 @@ impl Planner for Threshold {
         let s = &self.settings;
         let tick = host.tick();
         let instances = host.instances();
-        let mut load: Vec<f64> = host.instances_latest(Metric::Load).into_iter().map(nan_to_zero).collect();
+        let mut load: Vec<f64> = host
+            .instances_latest(Metric::Load)
+            .into_iter()
+            .map(nan_to_zero)
+            .collect();
         load.resize(instances.len(), 0.0);
 
         // Count consecutive overloaded ticks, with hysteresis between `low` and `high`.
@@ -159,13 +170,21 @@ impl Planner for Threshold {
 
         let segments = host.segments();
         let ops = host.segments_latest(Metric::Ops);
-        let busy: Vec<InstanceId> = segments.iter().filter(|g| g.migrating).map(|g| g.owner).collect();
+        let busy: Vec<InstanceId> = segments
+            .iter()
+            .filter(|g| g.migrating)
+            .map(|g| g.owner)
+            .collect();
         let mut sources: Vec<usize> = (0..instances.len())
             .filter(|&i| {
                 let id = instances[i].id;
                 instances[i].state == InstanceState::Active
                     && self.state.over.get(&id).copied().unwrap_or(0) >= s.ticks
-                    && self.state.cooldown_until.get(&id).is_none_or(|&until| tick >= until)
+                    && self
+                        .state
+                        .cooldown_until
+                        .get(&id)
+                        .is_none_or(|&until| tick >= until)
                     && !busy.contains(&id)
             })
             .collect();
@@ -179,7 +198,9 @@ impl Planner for Threshold {
                 .zip(&ops)
                 .filter(|(g, o)| g.owner == source && !g.migrating && o.is_finite())
                 .max_by(|a, b| a.1.total_cmp(b.1));
-            let Some((segment, &seg_ops)) = hottest else { continue };
+            let Some((segment, &seg_ops)) = hottest else {
+                continue;
+            };
             let target = (0..instances.len())
                 .filter(|&i| i != src && instances[i].state == InstanceState::Active)
                 .min_by(|&a, &b| load[a].total_cmp(&load[b]));
@@ -191,12 +212,20 @@ impl Planner for Threshold {
             }
             load[src] -= seg_ops / capacity(src);
             load[dst] += seg_ops / capacity(dst);
-            actions.push(Action::MoveSegment(MoveSegment { segment: segment.id, target: instances[dst].id }));
+            actions.push(Action::MoveSegment(MoveSegment {
+                segment: segment.id,
+                target: instances[dst].id,
+            }));
             self.state.over.insert(source, 0);
-            self.state.cooldown_until.insert(source, tick + s.cooldown_ticks);
+            self.state
+                .cooldown_until
+                .insert(source, tick + s.cooldown_ticks);
         }
         for r in host.rejections() {
-            host.log(Level::Warn, &format!("{} rejected: {}", r.action.describe(), r.message));
+            host.log(
+                Level::Warn,
+                &format!("{} rejected: {}", r.action.describe(), r.message),
+            );
         }
         actions
     }
@@ -245,7 +274,13 @@ mod tests {
         assert!(t.plan(&view(20_000.0, 2), &p).is_empty());
         let actions = t.plan(&view(20_000.0, 3), &p);
         // Instance 0 owns segments 0 and 3; segment 3 (ops 400) is the hottest.
-        assert_eq!(actions, vec![Action::MoveSegment(MoveSegment { segment: 3, target: 1 })]);
+        assert_eq!(
+            actions,
+            vec![Action::MoveSegment(MoveSegment {
+                segment: 3,
+                target: 1
+            })]
+        );
     }
 
     #[test]
@@ -253,12 +288,18 @@ mod tests {
         let mut t = configured("high = 10000.0\nlow = 8000.0\nticks = 2");
         let p = Predictions::empty();
         assert!(t.plan(&view(20_000.0, 1), &p).is_empty());
-        assert!(t.plan(&view(9_000.0, 2), &p).is_empty(), "between low and high: no reset, no count");
+        assert!(
+            t.plan(&view(9_000.0, 2), &p).is_empty(),
+            "between low and high: no reset, no count"
+        );
         assert_eq!(t.plan(&view(20_000.0, 3), &p).len(), 1);
         let mut t = configured("high = 10000.0\nlow = 8000.0\nticks = 2");
         t.plan(&view(20_000.0, 1), &p);
         t.plan(&view(5_000.0, 2), &p);
-        assert!(t.plan(&view(20_000.0, 3), &p).is_empty(), "below low resets the count");
+        assert!(
+            t.plan(&view(20_000.0, 3), &p).is_empty(),
+            "below low resets the count"
+        );
     }
 
     #[test]
@@ -267,7 +308,10 @@ mod tests {
         let p = Predictions::empty();
         assert_eq!(t.plan(&view(20_000.0, 1), &p).len(), 1);
         for tick in 2..6 {
-            assert!(t.plan(&view(20_000.0, tick), &p).is_empty(), "tick {tick} in cooldown");
+            assert!(
+                t.plan(&view(20_000.0, tick), &p).is_empty(),
+                "tick {tick} in cooldown"
+            );
         }
         assert_eq!(t.plan(&view(20_000.0, 6), &p).len(), 1);
     }
@@ -295,7 +339,11 @@ mod tests {
         t.plan(&view(20_000.0, 2), &p);
         let mut successor = configured("high = 10000.0\nlow = 8000.0\nticks = 3");
         successor.restore(&t.snapshot()).expect("restore");
-        assert_eq!(successor.plan(&view(20_000.0, 3), &p).len(), 1, "count carried over");
+        assert_eq!(
+            successor.plan(&view(20_000.0, 3), &p).len(),
+            1,
+            "count carried over"
+        );
         assert!(successor.restore(b"not json").is_err());
     }
 
@@ -304,6 +352,10 @@ mod tests {
         let mut t = Threshold::default();
         let p = t.predict(&view(20_000.0, 1));
         assert_eq!(p.load.len(), 3);
-        assert!(p.load.iter().all(|f| f.low <= f.expected && f.expected <= f.high));
+        assert!(
+            p.load
+                .iter()
+                .all(|f| f.low <= f.expected && f.expected <= f.high)
+        );
     }
 }
