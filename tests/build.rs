@@ -34,6 +34,11 @@ const POLICIES: &[(&str, &str, &str)] = &[
         "shardcast-test-forecast-only",
         "shardcast_test_forecast_only",
     ),
+    (
+        "EWMA_SCAN",
+        "shardcast-test-ewma-scan",
+        "shardcast_test_ewma_scan",
+    ),
 ];
 
 fn main() {

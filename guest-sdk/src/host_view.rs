@@ -5,8 +5,8 @@
 //! A policy written against `&dyn HostView` therefore runs unchanged in all three places.
 
 use crate::types::{
-    Failure, Instance, InstanceId, Level, Metric, Migration, Rejection, Scope, Segment, Session,
-    SessionId, TimestampMs,
+    Failure, Instance, InstanceId, Level, Metric, Migration, Rejection, Scope, Segment,
+    SegmentColumns, Session, SessionId, TimestampMs,
 };
 
 /// Read-only access to the cluster, its metrics and its sessions for one tick.
@@ -21,6 +21,10 @@ pub trait HostView {
     fn instances(&self) -> Vec<Instance>;
     /// Every segment, in slot order.
     fn segments(&self) -> Vec<Segment>;
+    /// Every segment, in slot order, as columns. Hosts that keep columns override this.
+    fn segment_columns(&self) -> SegmentColumns {
+        SegmentColumns::from_segments(&self.segments())
+    }
     /// Every client session.
     fn sessions(&self) -> Vec<Session>;
     /// Migrations in flight and recently finished.
@@ -76,7 +80,10 @@ mod wasm {
             cluster_view::instances()
         }
         fn segments(&self) -> Vec<Segment> {
-            cluster_view::segments()
+            cluster_view::segment_table().to_segments()
+        }
+        fn segment_columns(&self) -> SegmentColumns {
+            cluster_view::segment_table()
         }
         fn sessions(&self) -> Vec<Session> {
             cluster_view::sessions()

@@ -7,8 +7,8 @@
 pub use crate::__bindings::types::{
     Action, Failure, FailureKind, FailureRisk, Instance, InstanceId, InstanceState, Level,
     LoadForecast, MergeSegments, Metric, Migration, MigrationOutcome, MigrationPhase, MoveSegment,
-    MoveSession, PolicyInfo, Predictions, Rejection, RejectionReason, Scope, Segment, SegmentId,
-    Session, SessionId, SplitSegment, TimestampMs,
+    MoveSession, PolicyInfo, Predictions, Rejection, RejectionReason, Scope, Segment,
+    SegmentColumns, SegmentId, Session, SessionId, SplitSegment, TimestampMs,
 };
 
 /// Number of hash slots, as in Redis Cluster.
@@ -92,6 +92,47 @@ impl Segment {
     /// True when `slot` falls in the segment.
     pub fn contains(&self, slot: u16) -> bool {
         (self.slot_start..=self.slot_end).contains(&slot)
+    }
+}
+
+impl SegmentColumns {
+    /// Split segments into columns.
+    pub fn from_segments(segments: &[Segment]) -> Self {
+        SegmentColumns {
+            ids: segments.iter().map(|s| s.id).collect(),
+            slot_starts: segments.iter().map(|s| s.slot_start).collect(),
+            slot_ends: segments.iter().map(|s| s.slot_end).collect(),
+            owners: segments.iter().map(|s| s.owner).collect(),
+            keys: segments.iter().map(|s| s.keys).collect(),
+            bytes: segments.iter().map(|s| s.bytes).collect(),
+            migrating: segments.iter().map(|s| u8::from(s.migrating)).collect(),
+        }
+    }
+
+    /// Join the columns back into segments; extra entries in longer columns are ignored.
+    pub fn to_segments(&self) -> Vec<Segment> {
+        self.ids
+            .iter()
+            .zip(&self.slot_starts)
+            .zip(&self.slot_ends)
+            .zip(&self.owners)
+            .zip(&self.keys)
+            .zip(&self.bytes)
+            .zip(&self.migrating)
+            .map(
+                |((((((&id, &slot_start), &slot_end), &owner), &keys), &bytes), &migrating)| {
+                    Segment {
+                        id,
+                        slot_start,
+                        slot_end,
+                        owner,
+                        keys,
+                        bytes,
+                        migrating: migrating != 0,
+                    }
+                },
+            )
+            .collect()
     }
 }
 

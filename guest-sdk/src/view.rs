@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::host_view::HostView;
 use crate::types::{
     Failure, Instance, InstanceId, InstanceState, Level, Metric, Migration, Rejection, SLOTS,
-    Scope, Segment, SegmentId, Session, SessionId, TimestampMs,
+    Scope, Segment, SegmentColumns, SegmentId, Session, SessionId, TimestampMs,
 };
 
 /// A table of equally long series, one row per instance or segment, oldest point first.
@@ -124,10 +124,11 @@ pub struct ViewSnapshot {
     index: OnceLock<Index>,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 struct Index {
     instances: HashMap<InstanceId, usize>,
     segments: HashMap<SegmentId, usize>,
+    columns: SegmentColumns,
 }
 
 impl ViewSnapshot {
@@ -165,10 +166,12 @@ impl ViewSnapshot {
                 .enumerate()
                 .map(|(i, s)| (s.id, i))
                 .collect(),
+            columns: SegmentColumns::from_segments(&self.segments),
         })
     }
 
-    /// Forget the id index; call after changing `instances` or `segments` in place.
+    /// Forget the id index and cached columns; call after changing `instances` or
+    /// `segments` in place.
     pub fn reindex(&mut self) {
         self.index = OnceLock::new();
     }
@@ -283,6 +286,9 @@ impl HostView for ViewSnapshot {
     }
     fn segments(&self) -> Vec<Segment> {
         self.segments.clone()
+    }
+    fn segment_columns(&self) -> SegmentColumns {
+        self.index().columns.clone()
     }
     fn sessions(&self) -> Vec<Session> {
         self.sessions.clone()

@@ -1,7 +1,8 @@
 //! # shardcast
 //!
 //! A Redis-protocol sharding proxy and control plane whose placement decisions are made by
-//! sandboxed WebAssembly policies. This crate is the host: the policy [`engine`] and the
-//! command-line interface built on it.
+//! sandboxed WebAssembly policies. This crate is the host: the policy [`engine`], the
+//! [`native`] builds of the shipped policies, and the command-line interface built on them.
 
 pub mod engine;
+pub mod native;

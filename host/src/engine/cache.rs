@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-use super::error::Error;
+use super::error::{Error, one_line};
 
 /// A `Hasher` that feeds sha256, giving a hash stable across processes.
 struct ShaHasher(Sha256);
@@ -71,8 +71,8 @@ impl ArtifactCache {
                 }
             }
         }
-        let component =
-            Component::new(engine, bytes).map_err(|e| Error::Malformed(format!("{e:#}")))?;
+        let component = Component::new(engine, bytes)
+            .map_err(|e| Error::Malformed(one_line(&format!("{e:#}"))))?;
         if let Err(e) = self.store(&path, &component) {
             tracing::warn!(path = %path.display(), error = %e, "could not cache compiled artifact");
         }

@@ -111,6 +111,18 @@ impl cluster_view::Host for PolicyCtx {
     fn segments(&mut self) -> Vec<wit::Segment> {
         self.view().segments().iter().map(Into::into).collect()
     }
+    fn segment_table(&mut self) -> wit::SegmentColumns {
+        let c = self.view().segment_columns();
+        wit::SegmentColumns {
+            ids: c.ids,
+            slot_starts: c.slot_starts,
+            slot_ends: c.slot_ends,
+            owners: c.owners,
+            keys: c.keys,
+            bytes: c.bytes,
+            migrating: c.migrating,
+        }
+    }
     fn sessions(&mut self) -> Vec<wit::Session> {
         self.view().sessions().iter().map(Into::into).collect()
     }

@@ -35,6 +35,11 @@ pub enum Error {
     Runtime(String),
 }
 
+/// Collapse a multi-line error message onto one line.
+pub fn one_line(message: &str) -> String {
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 /// What kind of misbehaviour a fault was.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]

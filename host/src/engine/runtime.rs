@@ -13,13 +13,15 @@ use std::time::Duration;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ProfilingStrategy, Store,
+};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::clocks::{HostMonotonicClock, HostWallClock};
 
 use super::cache::ArtifactCache;
 use super::ctx::{MemoryCap, PolicyCtx};
-use super::error::Error;
+use super::error::{Error, one_line};
 use super::stdio::{GuestOutput, Stream};
 use super::wit::Policy;
 
@@ -141,6 +143,10 @@ impl Runtime {
             .epoch_interruption(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
             .max_wasm_stack(1 << 20);
+        if std::env::var_os("SHARDCAST_PERFMAP").is_some() {
+            // Lets `perf` name the functions of compiled policies (/tmp/perf-<pid>.map).
+            config.profiler(ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config).map_err(|e| Error::Runtime(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
@@ -183,9 +189,8 @@ impl Runtime {
     pub fn compile(&self, bytes: &[u8]) -> Result<Component, Error> {
         match &self.cache {
             Some(cache) => cache.load_or_compile(&self.engine, bytes),
-            None => {
-                Component::new(&self.engine, bytes).map_err(|e| Error::Malformed(format!("{e:#}")))
-            }
+            None => Component::new(&self.engine, bytes)
+                .map_err(|e| Error::Malformed(one_line(&format!("{e:#}")))),
         }
     }
 

@@ -145,11 +145,11 @@ pub fn validate(
                     moves_now += 1;
                     history.ticks.push_back(view.tick);
                 }
-                seen.push(action.clone());
+                seen.push(action);
                 verdict.accepted.push(action);
             }
             Err((reason, message)) => {
-                seen.push(action.clone());
+                seen.push(action);
                 verdict.rejected.push(Rejection {
                     message: format!("{}: {message}", action.describe()),
                     action,
@@ -216,7 +216,7 @@ impl Check<'_> {
     }
 
     fn move_segment(&mut self, id: u32, target: InstanceId) -> Result<(), Refusal> {
-        let segment = self.segment(id)?.clone();
+        let segment = *self.segment(id)?;
         self.active_target(target)?;
         if segment.owner == target {
             return Err((
@@ -228,7 +228,7 @@ impl Check<'_> {
     }
 
     fn split(&mut self, id: u32, at: u16) -> Result<(), Refusal> {
-        let segment = self.segment(id)?.clone();
+        let segment = *self.segment(id)?;
         if at <= segment.slot_start || at > segment.slot_end {
             return Err((
                 RejectionReason::Invalid,
@@ -242,8 +242,8 @@ impl Check<'_> {
     }
 
     fn merge(&mut self, low: u32, high: u32) -> Result<(), Refusal> {
-        let a = self.segment(low)?.clone();
-        let b = self.segment(high)?.clone();
+        let a = *self.segment(low)?;
+        let b = *self.segment(high)?;
         if a.slot_end as u32 + 1 != b.slot_start as u32 || a.owner != b.owner {
             return Err((
                 RejectionReason::Invalid,
@@ -395,7 +395,7 @@ mod tests {
     fn split_and_merge_shape_rules() {
         let v = view();
         let limits = ChurnLimits::default();
-        let s0 = v.segments[0].clone();
+        let s0 = v.segments[0];
         let ok = Action::SplitSegment(SplitSegment {
             segment: 0,
             at_slot: s0.slot_start + 1,
@@ -406,7 +406,7 @@ mod tests {
         });
         let merge = Action::MergeSegments(shardcast_sdk::types::MergeSegments { low: 1, high: 2 });
         let verdict = validate(
-            vec![ok.clone(), bad, merge],
+            vec![ok, bad, merge],
             &v,
             &limits,
             &mut MoveHistory::default(),

@@ -43,11 +43,11 @@ impl PolicyWatcher {
         let (tx, rx) = mpsc::channel::<PathBuf>();
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                if let Ok(event) = event {
-                    if event.kind.is_create() || event.kind.is_modify() {
-                        for path in event.paths {
-                            let _ = tx.send(path);
-                        }
+                if let Ok(event) = event
+                    && (event.kind.is_create() || event.kind.is_modify())
+                {
+                    for path in event.paths {
+                        let _ = tx.send(path);
                     }
                 }
             })

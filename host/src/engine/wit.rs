@@ -161,7 +161,7 @@ impl From<&sdk::Failure> for wit::Failure {
 impl From<&sdk::Rejection> for wit::Rejection {
     fn from(x: &sdk::Rejection) -> Self {
         wit::Rejection {
-            action: x.action.clone().into(),
+            action: x.action.into(),
             reason: x.reason.into(),
             message: x.message.clone(),
         }

@@ -128,7 +128,7 @@ impl Predictor for Threshold {
             .filter_map(|(instance, series)| {
                 let holt = Holt::fit(0.5, 0.2, series);
                 let iv = holt.interval(horizon, 0.95);
-                iv.expected.is_finite().then(|| LoadForecast {
+                iv.expected.is_finite().then_some(LoadForecast {
                     scope: Scope::Instance(instance.id),
                     metric: Metric::Load,
                     horizon_ms,
@@ -168,12 +168,15 @@ impl Planner for Threshold {
             }
         }
 
-        let segments = host.segments();
+        // Columns, not `segments()`: one bulk copy instead of 16,384 records.
+        let segments = host.segment_columns();
         let ops = host.segments_latest(Metric::Ops);
         let busy: Vec<InstanceId> = segments
+            .owners
             .iter()
-            .filter(|g| g.migrating)
-            .map(|g| g.owner)
+            .zip(&segments.migrating)
+            .filter(|(_, m)| **m != 0)
+            .map(|(o, _)| *o)
             .collect();
         let mut sources: Vec<usize> = (0..instances.len())
             .filter(|&i| {
@@ -193,14 +196,15 @@ impl Planner for Threshold {
         let mut actions = Vec::new();
         for src in sources.into_iter().take(s.max_moves as usize) {
             let source = instances[src].id;
-            let hottest = segments
-                .iter()
-                .zip(&ops)
-                .filter(|(g, o)| g.owner == source && !g.migrating && o.is_finite())
-                .max_by(|a, b| a.1.total_cmp(b.1));
-            let Some((segment, &seg_ops)) = hottest else {
+            let hottest = (0..segments.ids.len().min(ops.len()))
+                .filter(|&j| {
+                    segments.owners[j] == source && segments.migrating[j] == 0 && ops[j].is_finite()
+                })
+                .max_by(|&a, &b| ops[a].total_cmp(&ops[b]));
+            let Some(j) = hottest else {
                 continue;
             };
+            let (segment, seg_ops) = (segments.ids[j], ops[j]);
             let target = (0..instances.len())
                 .filter(|&i| i != src && instances[i].state == InstanceState::Active)
                 .min_by(|&a, &b| load[a].total_cmp(&load[b]));
@@ -213,7 +217,7 @@ impl Planner for Threshold {
             load[src] -= seg_ops / capacity(src);
             load[dst] += seg_ops / capacity(dst);
             actions.push(Action::MoveSegment(MoveSegment {
-                segment: segment.id,
+                segment,
                 target: instances[dst].id,
             }));
             self.state.over.insert(source, 0);
