@@ -170,6 +170,12 @@ impl ViewSnapshot {
         })
     }
 
+    /// Build the id index and cached columns now rather than on first use, so that the
+    /// cost is not charged to whoever reads the view first.
+    pub fn prepare(&self) {
+        self.index();
+    }
+
     /// Forget the id index and cached columns; call after changing `instances` or
     /// `segments` in place.
     pub fn reindex(&mut self) {

@@ -4,5 +4,6 @@
 //! sandboxed WebAssembly policies. This crate is the host: the policy [`engine`], the
 //! [`native`] builds of the shipped policies, and the command-line interface built on them.
 
+pub mod cli;
 pub mod engine;
 pub mod native;

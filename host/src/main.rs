@@ -1,7 +1,5 @@
 //! The `shardcast` command line.
 
-mod cli;
-
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -14,9 +12,12 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let args = cli::Cli::parse();
-    match cli::run(args) {
-        Ok(()) => ExitCode::SUCCESS,
+    let args = shardcast::cli::Cli::parse();
+    match shardcast::cli::run(args) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

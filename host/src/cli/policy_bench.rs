@@ -4,12 +4,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+use std::fmt::Write;
+
 use anyhow::{Result, anyhow};
 use hdrhistogram::Histogram;
-use shardcast::engine::{PolicyVersion, Role, Runtime, RuntimeOptions, SharedView};
+use crate::engine::{PolicyVersion, Role, Runtime, RuntimeOptions, SharedView};
 use shardcast_sdk::view::ViewSnapshot;
 
-use shardcast::native;
+use crate::native;
 
 pub struct Options {
     pub file: PathBuf,
@@ -46,7 +48,8 @@ fn time(ticks: u32, mut tick: impl FnMut() -> Result<()>) -> Result<Timing> {
     })
 }
 
-pub fn run(o: &Options) -> Result<()> {
+pub fn run(o: &Options) -> Result<String> {
+    let mut out = String::new();
     let bytes = super::read_component(&o.file)?;
     let runtime = Runtime::new(RuntimeOptions::default())?;
     let (version, mut live) = PolicyVersion::load(&runtime, &bytes, &o.settings, Role::Both)
@@ -60,7 +63,7 @@ pub fn run(o: &Options) -> Result<()> {
         o.points,
     ));
     let shared: SharedView = view.clone();
-    println!(
+    writeln!(out, 
         "policy {} ({}), view: {} instances x {} segments x {} metrics x {} points, {} ticks",
         version.label(),
         version.world.name(),
@@ -69,16 +72,16 @@ pub fn run(o: &Options) -> Result<()> {
         o.metrics,
         o.points,
         o.ticks
-    );
+    )?;
     let wasm = time(o.ticks, || {
         let p = live.predict(shared.clone()).map_err(|f| anyhow!("{f}"))?;
         live.plan(shared.clone(), &p).map_err(|f| anyhow!("{f}"))?;
         Ok(())
     })?;
-    println!(
+    writeln!(out, 
         "wasm    mean {:>9.1} us/tick   p50 {:>7} us   p99 {:>7} us",
         wasm.mean_us, wasm.p50_us, wasm.p99_us
-    );
+    )?;
     match native::by_name(&version.info.name) {
         Some(mut policy) => {
             policy
@@ -89,16 +92,16 @@ pub fn run(o: &Options) -> Result<()> {
                 policy.plan(&*view, &p);
                 Ok(())
             })?;
-            println!(
+            writeln!(out, 
                 "native  mean {:>9.1} us/tick   p50 {:>7} us   p99 {:>7} us",
                 native.mean_us, native.p50_us, native.p99_us
-            );
-            println!(
+            )?;
+            writeln!(out, 
                 "ratio   wasm/native = {:.2}x (mean)",
                 wasm.mean_us / native.mean_us.max(f64::MIN_POSITIVE)
-            );
+            )?;
         }
-        None => println!("native  not linked in (only the shipped policies are)"),
+        None => writeln!(out, "native  not linked in (only the shipped policies are)")?,
     }
-    Ok(())
+    Ok(out)
 }

@@ -3,11 +3,14 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use std::fmt::Write;
+
 use anyhow::{Result, bail};
-use shardcast::engine::{PolicyVersion, Role, Runtime, RuntimeOptions, SharedView, World};
+use crate::engine::{PolicyVersion, Role, Runtime, RuntimeOptions, SharedView, World};
 use shardcast_sdk::view::ViewSnapshot;
 
-pub fn run(file: &PathBuf, settings: &str) -> Result<()> {
+pub fn run(file: &PathBuf, settings: &str) -> Result<String> {
+    let mut out = String::new();
     let bytes = super::read_component(file)?;
     let runtime = Runtime::new(RuntimeOptions::default())?;
     let (version, mut live) = PolicyVersion::load(&runtime, &bytes, settings, Role::Predictor)
@@ -15,12 +18,12 @@ pub fn run(file: &PathBuf, settings: &str) -> Result<()> {
         .or_else(|_| PolicyVersion::load(&runtime, &bytes, settings, Role::Both))
         .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     let limits = version.limits;
-    println!("file      {}", file.display());
-    println!("sha256    {}", version.sha256);
-    println!("name      {}", version.info.name);
-    println!("version   {}", version.info.version);
-    println!("summary   {}", version.info.summary);
-    println!(
+    writeln!(out, "file      {}", file.display())?;
+    writeln!(out, "sha256    {}", version.sha256)?;
+    writeln!(out, "name      {}", version.info.name)?;
+    writeln!(out, "version   {}", version.info.version)?;
+    writeln!(out, "summary   {}", version.info.summary)?;
+    writeln!(out, 
         "world     {} (serves: {})",
         version.world.name(),
         match version.world {
@@ -28,11 +31,11 @@ pub fn run(file: &PathBuf, settings: &str) -> Result<()> {
             World::Predictor => "predictor",
             World::Planner => "planner",
         }
-    );
-    println!(
+    )?;
+    writeln!(out, 
         "limits    deadline {} ms, memory {} MiB, max {} actions, max {} forecasts",
         limits.deadline_ms, limits.memory_mib, limits.max_actions, limits.max_forecasts
-    );
+    )?;
     let view: SharedView = Arc::new(ViewSnapshot::synthetic(4, 64, 2, 8));
     let predictions = live
         .predict(view.clone())
@@ -46,11 +49,11 @@ pub fn run(file: &PathBuf, settings: &str) -> Result<()> {
             file.display()
         );
     }
-    println!(
+    writeln!(out, 
         "trial     one tick on a synthetic 4-instance, 64-segment view: {} forecasts, {} actions",
         predictions.load.len() + predictions.failures.len(),
         actions.len()
-    );
-    println!("ok");
-    Ok(())
+    )?;
+    writeln!(out, "ok")?;
+    Ok(out)
 }

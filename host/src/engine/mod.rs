@@ -145,6 +145,7 @@ impl PolicyEngine {
         }
         self.planner.begin_tick();
         view.rejections = std::mem::take(&mut self.last_rejections);
+        view.prepare();
         let view = Arc::new(view);
         let shared: SharedView = view.clone();
         let started = Instant::now();

@@ -13,7 +13,7 @@ use wasmtime::{Store, Trap};
 
 use super::cache::sha256_hex;
 use super::ctx::{PolicyCtx, SharedView};
-use super::error::{Error, Fault, FaultKind};
+use super::error::{Error, Fault, FaultKind, one_line};
 use super::limits::{Limits, split_settings};
 use super::runtime::{EPOCH_TICK, Runtime};
 use super::wit::{forecast, lifecycle, placement};
@@ -381,7 +381,15 @@ fn classify(
             ),
         )
     } else {
-        (FaultKind::Trap, format!("{e:#}"))
+        tracing::debug!(policy = label, call, "trap: {e:?}");
+        let trap = match e.downcast_ref::<Trap>() {
+            Some(Trap::UnreachableCodeReached) => {
+                "wasm `unreachable` executed: the policy panicked or aborted (its stderr is in the log)".to_owned()
+            }
+            Some(trap) => format!("wasm trap: {trap}"),
+            None => one_line(&format!("{}", e.root_cause())),
+        };
+        (FaultKind::Trap, trap)
     };
     Fault {
         kind,

@@ -1,4 +1,5 @@
-//! Command-line glue: parses arguments and calls into the library.
+//! Command-line glue: parses arguments, calls into the library and renders the answer as
+//! text. `main.rs` only prints it and maps errors to a non-zero exit.
 
 mod policy_bench;
 mod policy_check;
@@ -61,8 +62,8 @@ enum PolicyCommand {
     },
 }
 
-/// Run a parsed command line.
-pub fn run(cli: Cli) -> Result<()> {
+/// Run a parsed command line; returns what to print.
+pub fn run(cli: Cli) -> Result<String> {
     match cli.command {
         Command::Policy(PolicyCommand::Check { file, settings }) => {
             let settings = read_settings(settings.as_ref())?;
