@@ -39,6 +39,11 @@ const POLICIES: &[(&str, &str, &str)] = &[
         "shardcast-test-ewma-scan",
         "shardcast_test_ewma_scan",
     ),
+    (
+        "HOT_SHED",
+        "shardcast-test-hot-shed",
+        "shardcast_test_hot_shed",
+    ),
 ];
 
 fn main() {

@@ -129,6 +129,8 @@ struct Index {
     instances: HashMap<InstanceId, usize>,
     segments: HashMap<SegmentId, usize>,
     columns: SegmentColumns,
+    segment_latest: BTreeMap<Metric, Vec<f64>>,
+    instance_latest: BTreeMap<Metric, Vec<f64>>,
 }
 
 impl ViewSnapshot {
@@ -167,17 +169,19 @@ impl ViewSnapshot {
                 .map(|(i, s)| (s.id, i))
                 .collect(),
             columns: SegmentColumns::from_segments(&self.segments),
+            segment_latest: latest_of(&self.metrics.segments),
+            instance_latest: latest_of(&self.metrics.instances),
         })
     }
 
-    /// Build the id index and cached columns now rather than on first use, so that the
-    /// cost is not charged to whoever reads the view first.
+    /// Build the id index, the segment columns and the latest value of every series now
+    /// rather than on first use, so that the cost is not charged to whoever reads first.
     pub fn prepare(&self) {
         self.index();
     }
 
-    /// Forget the id index and cached columns; call after changing `instances` or
-    /// `segments` in place.
+    /// Forget the index and caches; call after changing `instances`, `segments` or
+    /// `metrics` in place.
     pub fn reindex(&mut self) {
         self.index = OnceLock::new();
     }
@@ -255,6 +259,14 @@ impl ViewSnapshot {
             ..Default::default()
         }
     }
+}
+
+/// The latest value of every row of every metric: bulk "latest" reads are then one copy.
+fn latest_of(tables: &BTreeMap<Metric, Dense>) -> BTreeMap<Metric, Vec<f64>> {
+    tables
+        .iter()
+        .map(|(m, dense)| (*m, dense.latest()))
+        .collect()
 }
 
 /// A tiny deterministic generator for synthetic data (SplitMix64).
@@ -338,8 +350,8 @@ impl HostView for ViewSnapshot {
         }
     }
     fn segments_latest(&self, metric: Metric) -> Vec<f64> {
-        match self.metrics.segments.get(&metric) {
-            Some(dense) => dense.latest(),
+        match self.index().segment_latest.get(&metric) {
+            Some(latest) => latest.clone(),
             None => vec![f64::NAN; self.segments.len()],
         }
     }
@@ -350,8 +362,8 @@ impl HostView for ViewSnapshot {
         }
     }
     fn instances_latest(&self, metric: Metric) -> Vec<f64> {
-        match self.metrics.instances.get(&metric) {
-            Some(dense) => dense.latest(),
+        match self.index().instance_latest.get(&metric) {
+            Some(latest) => latest.clone(),
             None => vec![f64::NAN; self.instances.len()],
         }
     }

@@ -20,21 +20,42 @@ fn check_prints_identity_world_and_limits() {
     ] {
         assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
     }
-    let out = shardcast(&["policy", "check", artifacts::FORECAST_ONLY]).expect("a predictor checks");
-    assert!(out.contains("world     predictor (serves: predictor)"), "{out}");
+    let out =
+        shardcast(&["policy", "check", artifacts::FORECAST_ONLY]).expect("a predictor checks");
+    assert!(
+        out.contains("world     predictor (serves: predictor)"),
+        "{out}"
+    );
 }
 
 #[test]
 fn check_applies_settings_and_limits() {
     let dir = tempfile::tempdir().expect("tempdir");
     let good = dir.path().join("good.toml");
-    std::fs::write(&good, "high = 900.0\nlow = 100.0\n[limits]\ndeadline_ms = 250\nmemory_mib = 32\n").expect("write");
-    let out = shardcast(&["policy", "check", artifacts::THRESHOLD, "--settings", good.to_str().expect("utf-8")]).expect("checks");
+    std::fs::write(
+        &good,
+        "high = 900.0\nlow = 100.0\n[limits]\ndeadline_ms = 250\nmemory_mib = 32\n",
+    )
+    .expect("write");
+    let out = shardcast(&[
+        "policy",
+        "check",
+        artifacts::THRESHOLD,
+        "--settings",
+        good.to_str().expect("utf-8"),
+    ])
+    .expect("checks");
     assert!(out.contains("deadline 250 ms, memory 32 MiB"), "{out}");
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "high = 10.0\nlow = 20.0\n").expect("write");
-    let err = shardcast(&["policy", "check", artifacts::THRESHOLD, "--settings", bad.to_str().expect("utf-8")])
-        .expect_err("low above high");
+    let err = shardcast(&[
+        "policy",
+        "check",
+        artifacts::THRESHOLD,
+        "--settings",
+        bad.to_str().expect("utf-8"),
+    ])
+    .expect_err("low above high");
     assert!(format!("{err:#}").contains("`low`"), "{err:#}");
 }
 
@@ -45,24 +66,58 @@ fn check_names_the_problem_and_fails() {
     std::fs::write(&junk, b"\0asm but not really").expect("write");
     let err = shardcast(&["policy", "check", junk.to_str().expect("utf-8")]).expect_err("junk");
     let text = format!("{err:#}");
-    assert!(text.contains("junk.wasm") && text.contains("not a valid WebAssembly component"), "{text}");
+    assert!(
+        text.contains("junk.wasm") && text.contains("not a valid WebAssembly component"),
+        "{text}"
+    );
     assert!(!text.contains('\n'), "one line: {text}");
     let err = shardcast(&["policy", "check", "/nonexistent/policy.wasm"]).expect_err("missing");
-    assert!(format!("{err:#}").contains("cannot read policy file /nonexistent/policy.wasm"), "{err:#}");
-    let err = shardcast(&["policy", "check", artifacts::HOSTILE, "--settings", "/nonexistent.toml"]).expect_err("missing settings");
-    assert!(format!("{err:#}").contains("cannot read settings file"), "{err:#}");
+    assert!(
+        format!("{err:#}").contains("cannot read policy file /nonexistent/policy.wasm"),
+        "{err:#}"
+    );
+    let err = shardcast(&[
+        "policy",
+        "check",
+        artifacts::HOSTILE,
+        "--settings",
+        "/nonexistent.toml",
+    ])
+    .expect_err("missing settings");
+    assert!(
+        format!("{err:#}").contains("cannot read settings file"),
+        "{err:#}"
+    );
 }
 
 #[test]
 fn bench_reports_wasm_and_native_for_shipped_policies() {
     let out = shardcast(&[
-        "policy", "bench", artifacts::THRESHOLD, "--segments", "256", "--instances", "4", "--ticks", "20",
+        "policy",
+        "bench",
+        artifacts::THRESHOLD,
+        "--segments",
+        "256",
+        "--instances",
+        "4",
+        "--ticks",
+        "20",
     ])
     .expect("bench runs");
     for needle in ["wasm    mean", "native  mean", "ratio   wasm/native"] {
         assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
     }
-    let out = shardcast(&["policy", "bench", artifacts::COUNTER, "--segments", "16", "--instances", "2", "--ticks", "5"])
-        .expect("bench runs");
+    let out = shardcast(&[
+        "policy",
+        "bench",
+        artifacts::COUNTER,
+        "--segments",
+        "16",
+        "--instances",
+        "2",
+        "--ticks",
+        "5",
+    ])
+    .expect("bench runs");
     assert!(out.contains("native  not linked in"), "{out}");
 }

@@ -263,3 +263,41 @@ fn bad_settings_are_refused_naming_the_key() {
         .expect_err("unknown mode");
     assert!(err.to_string().contains("bogus"), "{err}");
 }
+
+#[test]
+fn deterministic_runtimes_fix_the_clock_and_the_seed() {
+    use shardcast::engine::{Determinism, Runtime, RuntimeOptions};
+    let forecast = |determinism: Option<Determinism>| {
+        let rt = Runtime::new(RuntimeOptions {
+            deterministic: determinism,
+            ..RuntimeOptions::default()
+        })
+        .expect("runtime");
+        let mut engine = PolicyEngine::new(rt, ChurnLimits::default());
+        engine
+            .load_policy(&component(artifacts::HOSTILE), "mode = \"entropy\"")
+            .expect("loads");
+        let f = engine.tick(view(0)).predictions.load[0];
+        (f.expected, f.high)
+    };
+    let fixed = Some(Determinism {
+        clock_ms: 1_234_567,
+        seed: 42,
+    });
+    let (clock, random) = forecast(fixed);
+    assert_eq!(clock, 1_234_567.0, "the policy sees the configured clock");
+    assert_eq!(forecast(fixed), (clock, random), "same seed, same numbers");
+    let other_seed = forecast(Some(Determinism {
+        clock_ms: 1_234_567,
+        seed: 43,
+    }));
+    assert_ne!(
+        other_seed.1, random,
+        "the seed drives the policy's randomness"
+    );
+    let (live_clock, _) = forecast(None);
+    assert!(
+        live_clock > 1.6e12,
+        "without determinism the real clock shows: {live_clock}"
+    );
+}

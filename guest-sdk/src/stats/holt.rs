@@ -9,6 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::normal::normal_quantile;
+use crate::types::{LoadForecast, Metric, Scope};
 
 /// A point forecast with an interval.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -24,6 +25,23 @@ pub struct Interval {
 }
 
 impl Interval {
+    /// This interval as a forecast of `metric` for `scope`, `horizon_ms` ahead; none when
+    /// any bound is NaN or infinite (for example, before any data).
+    pub fn forecast(&self, scope: Scope, metric: Metric, horizon_ms: u64) -> Option<LoadForecast> {
+        [self.expected, self.low, self.high]
+            .iter()
+            .all(|x| x.is_finite())
+            .then_some(LoadForecast {
+                scope,
+                metric,
+                horizon_ms,
+                expected: self.expected,
+                low: self.low,
+                high: self.high,
+                confidence: self.confidence,
+            })
+    }
+
     fn around(expected: f64, variance: f64, confidence: f64) -> Self {
         let half = normal_quantile(0.5 + confidence / 2.0) * variance.max(0.0).sqrt();
         Interval {

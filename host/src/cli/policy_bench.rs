@@ -6,9 +6,9 @@ use std::time::Instant;
 
 use std::fmt::Write;
 
+use crate::engine::{PolicyVersion, Role, Runtime, RuntimeOptions, SharedView};
 use anyhow::{Result, anyhow};
 use hdrhistogram::Histogram;
-use crate::engine::{PolicyVersion, Role, Runtime, RuntimeOptions, SharedView};
 use shardcast_sdk::view::ViewSnapshot;
 
 use crate::native;
@@ -63,7 +63,8 @@ pub fn run(o: &Options) -> Result<String> {
         o.points,
     ));
     let shared: SharedView = view.clone();
-    writeln!(out, 
+    writeln!(
+        out,
         "policy {} ({}), view: {} instances x {} segments x {} metrics x {} points, {} ticks",
         version.label(),
         version.world.name(),
@@ -78,7 +79,8 @@ pub fn run(o: &Options) -> Result<String> {
         live.plan(shared.clone(), &p).map_err(|f| anyhow!("{f}"))?;
         Ok(())
     })?;
-    writeln!(out, 
+    writeln!(
+        out,
         "wasm    mean {:>9.1} us/tick   p50 {:>7} us   p99 {:>7} us",
         wasm.mean_us, wasm.p50_us, wasm.p99_us
     )?;
@@ -92,11 +94,13 @@ pub fn run(o: &Options) -> Result<String> {
                 policy.plan(&*view, &p);
                 Ok(())
             })?;
-            writeln!(out, 
+            writeln!(
+                out,
                 "native  mean {:>9.1} us/tick   p50 {:>7} us   p99 {:>7} us",
                 native.mean_us, native.p50_us, native.p99_us
             )?;
-            writeln!(out, 
+            writeln!(
+                out,
                 "ratio   wasm/native = {:.2}x (mean)",
                 wasm.mean_us / native.mean_us.max(f64::MIN_POSITIVE)
             )?;

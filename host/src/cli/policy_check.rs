@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use std::fmt::Write;
 
-use anyhow::{Result, bail};
 use crate::engine::{PolicyVersion, Role, Runtime, RuntimeOptions, SharedView, World};
+use anyhow::{Result, bail};
 use shardcast_sdk::view::ViewSnapshot;
 
 pub fn run(file: &PathBuf, settings: &str) -> Result<String> {
@@ -23,7 +23,8 @@ pub fn run(file: &PathBuf, settings: &str) -> Result<String> {
     writeln!(out, "name      {}", version.info.name)?;
     writeln!(out, "version   {}", version.info.version)?;
     writeln!(out, "summary   {}", version.info.summary)?;
-    writeln!(out, 
+    writeln!(
+        out,
         "world     {} (serves: {})",
         version.world.name(),
         match version.world {
@@ -32,7 +33,8 @@ pub fn run(file: &PathBuf, settings: &str) -> Result<String> {
             World::Planner => "planner",
         }
     )?;
-    writeln!(out, 
+    writeln!(
+        out,
         "limits    deadline {} ms, memory {} MiB, max {} actions, max {} forecasts",
         limits.deadline_ms, limits.memory_mib, limits.max_actions, limits.max_forecasts
     )?;
@@ -49,7 +51,8 @@ pub fn run(file: &PathBuf, settings: &str) -> Result<String> {
             file.display()
         );
     }
-    writeln!(out, 
+    writeln!(
+        out,
         "trial     one tick on a synthetic 4-instance, 64-segment view: {} forecasts, {} actions",
         predictions.load.len() + predictions.failures.len(),
         actions.len()

@@ -111,18 +111,14 @@ impl PolicyEngine {
         Ok(version)
     }
 
-    /// Load a separate planner (world `planner` or `policy`).
+    /// Load a planner (world `planner` or `policy`). Without a separate predictor, a
+    /// `policy` component also predicts, and a `planner` plans on empty predictions.
     pub fn load_planner(
         &mut self,
         bytes: &[u8],
         settings: &str,
     ) -> Result<Arc<PolicyVersion>, Error> {
-        let role = if self.predictor.is_some() {
-            Role::Planner
-        } else {
-            Role::Both
-        };
-        let mut slot = Slot::new(self.runtime.clone(), role);
+        let mut slot = Slot::new(self.runtime.clone(), Role::Planner);
         let version = slot.load(bytes, settings)?;
         self.planner = slot;
         Ok(version)

@@ -127,16 +127,11 @@ impl Predictor for Threshold {
             .zip(window.chunks(points.max(1) as usize))
             .filter_map(|(instance, series)| {
                 let holt = Holt::fit(0.5, 0.2, series);
-                let iv = holt.interval(horizon, 0.95);
-                iv.expected.is_finite().then_some(LoadForecast {
-                    scope: Scope::Instance(instance.id),
-                    metric: Metric::Load,
+                holt.interval(horizon, 0.95).forecast(
+                    Scope::Instance(instance.id),
+                    Metric::Load,
                     horizon_ms,
-                    expected: iv.expected,
-                    low: iv.low,
-                    high: iv.high,
-                    confidence: iv.confidence,
-                })
+                )
             })
             .collect();
         Predictions {

@@ -56,7 +56,10 @@ impl Fleet {
             segment.owner = *owner;
         }
         let points = v.metrics.segments[&Metric::Ops].points;
-        let mut load = Dense { points, data: vec![0.0; 64 * points] };
+        let mut load = Dense {
+            points,
+            data: vec![0.0; 64 * points],
+        };
         let ops = &v.metrics.segments[&Metric::Ops];
         for (row, owner) in self.owners.iter().enumerate() {
             for (dst, src) in load.row_mut(*owner as usize).iter_mut().zip(ops.row(row)) {
@@ -76,12 +79,20 @@ fn show(r: &TickReport) {
         r.tick,
         r.planner.as_deref().unwrap_or("-"),
         r.policy_us,
-        if actions.is_empty() { "-".to_owned() } else { actions.join(", ") },
+        if actions.is_empty() {
+            "-".to_owned()
+        } else {
+            actions.join(", ")
+        },
         r.rejected.len(),
         r.faults.len(),
     );
     for rejection in &r.rejected {
-        println!("          rejected: {} ({})", rejection.message, rejection.reason.name());
+        println!(
+            "          rejected: {} ({})",
+            rejection.message,
+            rejection.reason.name()
+        );
     }
     for f in &r.faults {
         println!("          contained: {f}");
@@ -89,11 +100,20 @@ fn show(r: &TickReport) {
 }
 
 fn main() {
-    println!("shardcast policy engine demo: 64 instances x 16,384 segments x 8 metrics, tick every {TICK:?}\n");
+    println!(
+        "shardcast policy engine demo: 64 instances x 16,384 segments x 8 metrics, tick every {TICK:?}\n"
+    );
     let mut engine = PolicyEngine::new(runtime(), ChurnLimits::default());
     let settings = "high = 30000.0\nlow = 25000.0\nticks = 2\ncooldown_ticks = 2";
-    let v = engine.load_policy(&component(artifacts::THRESHOLD), settings).expect("threshold loads");
-    println!("loaded {} ({}), settings: {}\n", v.label(), v.world.name(), settings.replace('\n', "; "));
+    let v = engine
+        .load_policy(&component(artifacts::THRESHOLD), settings)
+        .expect("threshold loads");
+    println!(
+        "loaded {} ({}), settings: {}\n",
+        v.label(),
+        v.world.name(),
+        settings.replace('\n', "; ")
+    );
     let handle = engine.planner_handle();
     let fleet = Arc::new(Mutex::new(Fleet::new()));
     let (reader, writer) = (fleet.clone(), fleet);
@@ -110,26 +130,36 @@ fn main() {
     let mut reports = Vec::new();
     let mut step = |n: usize, reports: &mut Vec<TickReport>| {
         for _ in 0..n {
-            let r = rx.recv_timeout(Duration::from_secs(30)).expect("ticks keep coming");
+            let r = rx
+                .recv_timeout(Duration::from_secs(30))
+                .expect("ticks keep coming");
             show(&r);
             reports.push(r);
         }
     };
     step(30, &mut reports);
     println!("\n-- hot swap to static while the loop runs --");
-    let v = handle.propose(&component(artifacts::STATIC), "").expect("static loads");
+    let v = handle
+        .propose(&component(artifacts::STATIC), "")
+        .expect("static loads");
     println!("staged {}; it takes over between two ticks\n", v.label());
     step(5, &mut reports);
     for mode in ["spin", "memory-bomb", "panic"] {
         println!("\n-- hot swap to a hostile policy ({mode}) --");
         handle
-            .propose(&component(artifacts::HOSTILE), &format!("mode = \"{mode}\""))
+            .propose(
+                &component(artifacts::HOSTILE),
+                &format!("mode = \"{mode}\""),
+            )
             .expect("hostile loads");
         step(3, &mut reports);
     }
     drop(ticker.stop());
 
-    let lost = reports.windows(2).filter(|w| w[1].tick != w[0].tick + 1).count();
+    let lost = reports
+        .windows(2)
+        .filter(|w| w[1].tick != w[0].tick + 1)
+        .count();
     let faults: usize = reports.iter().map(|r| r.faults.len()).sum();
     let moves: usize = reports.iter().map(|r| r.accepted.len()).sum();
     let mut us: Vec<u64> = reports.iter().map(|r| r.policy_us).collect();
@@ -140,8 +170,18 @@ fn main() {
     println!("  ticks lost           {lost}");
     println!("  moves accepted       {moves}");
     println!("  faults contained     {faults} ({:?})", status.faults);
-    println!("  swaps / rollbacks    {} / {}", status.swaps, status.rollbacks);
-    println!("  running now          {}", status.active.as_deref().unwrap_or("-"));
-    println!("  policy time p50/max  {} / {} us", us[us.len() / 2], us[us.len() - 1]);
+    println!(
+        "  swaps / rollbacks    {} / {}",
+        status.swaps, status.rollbacks
+    );
+    println!(
+        "  running now          {}",
+        status.active.as_deref().unwrap_or("-")
+    );
+    println!(
+        "  policy time p50/max  {} / {} us",
+        us[us.len() / 2],
+        us[us.len() - 1]
+    );
     println!("  (max includes the contained timeout, which is cut at the deadline)");
 }

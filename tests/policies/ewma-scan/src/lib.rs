@@ -52,16 +52,11 @@ impl Predictor for EwmaScan {
         let load = hottest[..k]
             .iter()
             .filter_map(|&i| {
-                let iv = self.state[i * METRICS].interval(0.95);
-                iv.expected.is_finite().then_some(LoadForecast {
-                    scope: Scope::Segment(segments[i].id),
-                    metric: Metric::Ops,
+                self.state[i * METRICS].interval(0.95).forecast(
+                    Scope::Segment(segments[i].id),
+                    Metric::Ops,
                     horizon_ms,
-                    expected: iv.expected,
-                    low: iv.low,
-                    high: iv.high,
-                    confidence: iv.confidence,
-                })
+                )
             })
             .collect();
         Predictions {

@@ -29,6 +29,9 @@ pub enum Mode {
     Escape,
     /// Print to stdout and stderr, then plan nothing.
     Chatty,
+    /// Forecast the wall clock (as `expected`, in ms) and a random number (as `high`), to
+    /// show whether the host made them deterministic.
+    Entropy,
 }
 
 #[derive(Deserialize)]
@@ -74,6 +77,25 @@ impl Predictor for Hostile {
                 confidence: 0.5,
             });
         }
+        if self.mode == Mode::Entropy {
+            use std::hash::{BuildHasher, Hasher};
+            let clock_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as f64)
+                .unwrap_or(0.0);
+            let random = std::collections::hash_map::RandomState::new()
+                .build_hasher()
+                .finish();
+            p.load.push(LoadForecast {
+                scope: Scope::Instance(0),
+                metric: Metric::Load,
+                horizon_ms: 0,
+                expected: clock_ms,
+                low: 0.0,
+                high: clock_ms + (random >> 12) as f64,
+                confidence: 0.5,
+            });
+        }
         if self.mode == Mode::Nan {
             let instance = host.instances().first().map(|i| i.id).unwrap_or(0);
             p.load.push(LoadForecast {
@@ -93,7 +115,7 @@ impl Predictor for Hostile {
 impl Planner for Hostile {
     fn plan(&mut self, host: &dyn HostView, _predictions: &Predictions) -> Vec<Action> {
         match self.mode {
-            Mode::Calm | Mode::Nan => Vec::new(),
+            Mode::Calm | Mode::Nan | Mode::Entropy => Vec::new(),
             Mode::Spin => {
                 let mut x = 0u64;
                 loop {

@@ -1,0 +1,40 @@
+//! The README tells the truth: its policy example is the `hot-shed` crate, which builds,
+//! loads as a planner and decides as described.
+
+use shardcast::engine::{ChurnLimits, PolicyEngine};
+use shardcast_sdk::types::Metric;
+use shardcast_sdk::view::{Dense, ViewSnapshot};
+use shardcast_tests::fixture::render;
+use shardcast_tests::{artifacts, component, runtime};
+
+#[test]
+fn readme_example_is_the_hot_shed_crate() {
+    let readme = include_str!("../../README.md");
+    let code = include_str!("../policies/hot-shed/src/lib.rs");
+    let marker = "```rust\n// policies/hot-shed/src/lib.rs\n";
+    let start = readme.find(marker).expect("README has the example") + marker.len();
+    let end = start + readme[start..].find("```").expect("closing fence");
+    assert_eq!(
+        &readme[start..end],
+        code,
+        "README example and tests/policies/hot-shed differ"
+    );
+}
+
+#[test]
+fn readme_example_sheds_the_hottest_segment_to_the_coolest_instance() {
+    let mut engine = PolicyEngine::new(runtime(), ChurnLimits::default());
+    let version = engine
+        .load_planner(&component(artifacts::HOT_SHED), "")
+        .expect("loads as a planner");
+    assert_eq!(version.world.name(), "planner");
+    let mut view = ViewSnapshot::synthetic(3, 6, 1, 1);
+    let mut load = Dense::nan(3, 1);
+    load.data.copy_from_slice(&[80_000.0, 20_000.0, 10_000.0]);
+    view.metrics.instances.insert(Metric::Load, load);
+    let mut ops = Dense::nan(6, 1);
+    ops.data.copy_from_slice(&[10.0, 0.0, 0.0, 700.0, 0.0, 0.0]);
+    view.metrics.segments.insert(Metric::Ops, ops);
+    let report = engine.tick(view);
+    assert_eq!(render(&report.accepted), vec!["move-segment 3 -> 2"]);
+}
