@@ -42,10 +42,10 @@ impl Fleet {
 
     fn apply(&mut self, actions: &[Action]) {
         for a in actions {
-            if let Action::MoveSegment(m) = a {
-                if let Some(row) = self.base.segment_row(m.segment) {
-                    self.owners[row] = m.target;
-                }
+            if let Action::MoveSegment(m) = a
+                && let Some(row) = self.base.segment_row(m.segment)
+            {
+                self.owners[row] = m.target;
             }
         }
     }
@@ -128,7 +128,7 @@ fn main() {
         },
     );
     let mut reports = Vec::new();
-    let mut step = |n: usize, reports: &mut Vec<TickReport>| {
+    let step = |n: usize, reports: &mut Vec<TickReport>| {
         for _ in 0..n {
             let r = rx
                 .recv_timeout(Duration::from_secs(30))
