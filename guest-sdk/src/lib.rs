@@ -38,6 +38,7 @@ pub mod policy;
 pub mod settings;
 pub mod stats;
 pub mod types;
+pub mod validate;
 pub mod view;
 
 pub use host_view::HostView;

@@ -5,9 +5,9 @@ use serde::{Deserialize, Serialize};
 /// The logistic function, computed without overflow for large |x|.
 pub fn sigmoid(x: f64) -> f64 {
     if x >= 0.0 {
-        1.0 / (1.0 + (-x).exp())
+        1.0 / (1.0 + libm::exp(-x))
     } else {
-        let e = x.exp();
+        let e = libm::exp(x);
         e / (1.0 + e)
     }
 }

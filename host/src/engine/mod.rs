@@ -17,7 +17,6 @@ mod runtime;
 mod slot;
 mod stdio;
 pub mod tick_loop;
-mod validate;
 mod version;
 pub mod watch;
 mod wit;
@@ -34,8 +33,8 @@ pub use ctx::SharedView;
 pub use error::{Error, Fault, FaultKind};
 pub use limits::{DEFAULT_DEADLINE_MS, DEFAULT_MEMORY_MIB, Limits, split_settings};
 pub use runtime::{Determinism, Runtime, RuntimeOptions};
+pub use shardcast_sdk::validate::{ChurnLimits, Facts, MoveHistory, Verdict, validate};
 pub use slot::{MAX_CONSECUTIVE_FAULTS, Slot, SlotStatus, SwapHandle};
-pub use validate::{ChurnLimits, MoveHistory, Verdict, validate};
 pub use version::{LiveInstance, PolicyVersion, Role, World};
 
 /// What one tick produced.
@@ -165,7 +164,7 @@ impl PolicyEngine {
         });
         faults.extend(f);
         let policy_us = started.elapsed().as_micros() as u64;
-        let verdict = validate(actions, &view, &self.churn, &mut self.history);
+        let verdict = validate(actions, &*view, &self.churn, &mut self.history);
         for r in &verdict.rejected {
             tracing::info!(tick = view.tick, reason = r.reason.name(), "{}", r.message);
         }

@@ -2,15 +2,17 @@
 //!
 //! Pure logic over plain data: the view, the limits and the recent-move history go in, the
 //! accepted actions and the rejections (with reasons) come out. Rejections are shown to the
-//! policy on its next tick.
+//! policy on its next tick. The host and the simulator both use it, so a policy meets the
+//! same rules in simulation as in production.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
-use serde::{Deserialize, Serialize};
-use shardcast_sdk::types::{
-    Action, InstanceId, InstanceState, MigrationOutcome, Rejection, RejectionReason, Segment,
+use crate::host_view::HostView;
+use crate::types::{
+    Action, Instance, InstanceId, InstanceState, MigrationOutcome, Rejection, RejectionReason,
+    Segment, SegmentId, SessionId,
 };
-use shardcast_sdk::view::ViewSnapshot;
+use serde::{Deserialize, Serialize};
 
 /// The controller's churn limits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,10 +60,67 @@ pub struct Verdict {
     pub rejected: Vec<Rejection>,
 }
 
-/// Check `actions` against `view`, the churn limits and the move history.
+/// What the validator needs to know of a view, indexed by id.
+#[derive(Clone, Debug, Default)]
+pub struct Facts {
+    /// The tick being validated.
+    pub tick: u64,
+    instances: HashMap<InstanceId, Instance>,
+    segments: HashMap<SegmentId, Segment>,
+    sessions: HashSet<SessionId>,
+    in_flight: usize,
+}
+
+impl Facts {
+    /// Index what `view` holds.
+    pub fn of(view: &dyn HostView) -> Self {
+        Facts {
+            tick: view.tick(),
+            instances: view.instances().into_iter().map(|i| (i.id, i)).collect(),
+            segments: view.segments().into_iter().map(|s| (s.id, s)).collect(),
+            sessions: view.sessions().into_iter().map(|s| s.id).collect(),
+            in_flight: view
+                .migrations()
+                .iter()
+                .filter(|m| m.outcome == MigrationOutcome::Running)
+                .count(),
+        }
+    }
+
+    fn segment(&self, id: SegmentId) -> Option<&Segment> {
+        self.segments.get(&id)
+    }
+
+    fn instance(&self, id: InstanceId) -> Option<&Instance> {
+        self.instances.get(&id)
+    }
+
+    fn active(&self) -> usize {
+        self.instances
+            .values()
+            .filter(|x| x.state == InstanceState::Active)
+            .count()
+    }
+}
+
+/// Check `actions` against `view`, the churn limits and the move history. The view is
+/// indexed only when there is something to check.
 pub fn validate(
     actions: Vec<Action>,
-    view: &ViewSnapshot,
+    view: &dyn HostView,
+    limits: &ChurnLimits,
+    history: &mut MoveHistory,
+) -> Verdict {
+    if actions.is_empty() {
+        return Verdict::default();
+    }
+    validate_with(actions, &Facts::of(view), limits, history)
+}
+
+/// [`validate`] against already indexed facts.
+pub fn validate_with(
+    actions: Vec<Action>,
+    view: &Facts,
     limits: &ChurnLimits,
     history: &mut MoveHistory,
 ) -> Verdict {
@@ -70,11 +129,7 @@ pub fn validate(
     let mut touched_instances = HashSet::new();
     let mut touched_sessions = HashSet::new();
     let mut seen = Vec::new();
-    let in_flight = view
-        .migrations
-        .iter()
-        .filter(|m| m.outcome == MigrationOutcome::Running)
-        .count();
+    let in_flight = view.in_flight;
     let mut moves_now = 0usize;
     let mut draining = 0usize;
     for action in actions {
@@ -123,11 +178,7 @@ pub fn validate(
                 Action::DrainInstance(i) => check
                     .instance_in(*i, InstanceState::Active, "drain-instance")
                     .and_then(|()| {
-                        let active = view
-                            .instances
-                            .iter()
-                            .filter(|x| x.state == InstanceState::Active)
-                            .count();
+                        let active = view.active();
                         if active <= 1 + draining {
                             return Err((
                                 RejectionReason::Invalid,
@@ -164,7 +215,7 @@ pub fn validate(
 type Refusal = (RejectionReason, String);
 
 struct Check<'a> {
-    view: &'a ViewSnapshot,
+    view: &'a Facts,
     touched_segments: &'a mut HashSet<u32>,
     touched_instances: &'a mut HashSet<InstanceId>,
     touched_sessions: &'a mut HashSet<u64>,
@@ -255,7 +306,7 @@ impl Check<'_> {
     }
 
     fn move_session(&mut self, session: u64, target: InstanceId) -> Result<(), Refusal> {
-        if !self.view.sessions.iter().any(|s| s.id == session) {
+        if !self.view.sessions.contains(&session) {
             return Err((
                 RejectionReason::UnknownSession,
                 format!("session {session} does not exist"),
@@ -305,7 +356,8 @@ impl Check<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shardcast_sdk::types::{MoveSegment, SplitSegment};
+    use crate::types::{MergeSegments, MoveSegment, SplitSegment};
+    use crate::view::ViewSnapshot;
 
     fn mv(segment: u32, target: u32) -> Action {
         Action::MoveSegment(MoveSegment { segment, target })
@@ -404,7 +456,7 @@ mod tests {
             segment: 1,
             at_slot: s0.slot_start,
         });
-        let merge = Action::MergeSegments(shardcast_sdk::types::MergeSegments { low: 1, high: 2 });
+        let merge = Action::MergeSegments(MergeSegments { low: 1, high: 2 });
         let verdict = validate(
             vec![ok, bad, merge],
             &v,
