@@ -37,6 +37,8 @@ pub mod host_view;
 pub mod policy;
 pub mod settings;
 pub mod stats;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod types;
 pub mod validate;
 pub mod view;

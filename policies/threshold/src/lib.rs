@@ -35,8 +35,8 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            high: 50_000.0,
-            low: 40_000.0,
+            high: 70_000.0,
+            low: 60_000.0,
             ticks: 3,
             cooldown_ticks: 10,
             max_moves: 1,

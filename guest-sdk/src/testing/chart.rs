@@ -1,0 +1,81 @@
+//! The report's chart: per-instance load over time, with migrations and failures marked.
+
+use plotters::prelude::*;
+
+use super::report::Report;
+
+/// Render `report` as an SVG document.
+pub fn svg(report: &Report) -> Result<String, String> {
+    let mut buf = String::new();
+    {
+        let root = SVGBackend::with_string(&mut buf, (1200, 600)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let tl = &report.timeline;
+        let t_max = tl.t_s.last().copied().unwrap_or(1.0).max(1.0);
+        let y_max = tl
+            .load
+            .iter()
+            .flatten()
+            .copied()
+            .filter(|v| v.is_finite())
+            .fold(1.0_f64, f64::max)
+            * 1.1;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                format!("{} / {}", report.scenario, report.policy),
+                ("sans-serif", 22),
+            )
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..t_max, 0.0..y_max)
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_desc("seconds")
+            .y_desc("utilisation (ops / capacity)")
+            .draw()
+            .map_err(|e| e.to_string())?;
+        for (t, _, _) in &tl.moves {
+            chart
+                .draw_series(LineSeries::new(
+                    [(*t, 0.0), (*t, y_max)],
+                    RGBColor(190, 190, 190),
+                ))
+                .map_err(|e| e.to_string())?;
+        }
+        for (t, _) in &tl.downs {
+            chart
+                .draw_series(LineSeries::new(
+                    [(*t, 0.0), (*t, y_max)],
+                    RED.stroke_width(2),
+                ))
+                .map_err(|e| e.to_string())?;
+        }
+        for (i, series) in tl.load.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            let points: Vec<(f64, f64)> = tl
+                .t_s
+                .iter()
+                .zip(series)
+                .filter(|(_, v)| v.is_finite())
+                .map(|(t, v)| (*t, *v))
+                .collect();
+            chart
+                .draw_series(LineSeries::new(points, color))
+                .map_err(|e| e.to_string())?
+                .label(format!("instance {i}"))
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color));
+        }
+        if tl.load.len() <= 16 {
+            chart
+                .configure_series_labels()
+                .border_style(BLACK)
+                .background_style(WHITE.mix(0.8))
+                .draw()
+                .map_err(|e| e.to_string())?;
+        }
+        root.present().map_err(|e| e.to_string())?;
+    }
+    Ok(buf)
+}

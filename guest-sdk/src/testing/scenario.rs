@@ -1,0 +1,366 @@
+//! Scenario files: what the simulator runs, as TOML.
+//!
+//! A scenario names its seed, duration, tick, fleet, workload, failures and SLO. Every
+//! field has a default except the name, so a scenario states only what makes it special.
+//! Unknown keys are errors, and so are values that make no sense (checked by
+//! [`Scenario::check`]).
+
+use serde::{Deserialize, Serialize};
+
+/// One simulation scenario.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Short name, used in reports.
+    pub name: String,
+    /// What the scenario shows.
+    #[serde(default)]
+    pub description: String,
+    /// Seed of every random choice.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Simulated seconds.
+    #[serde(default = "default_duration")]
+    pub duration_s: u64,
+    /// Milliseconds per tick.
+    #[serde(default = "default_tick")]
+    pub tick_ms: u64,
+    /// The fleet.
+    #[serde(default)]
+    pub fleet: Fleet,
+    /// The workload.
+    #[serde(default)]
+    pub workload: Workload,
+    /// Failures and maintenance.
+    #[serde(default)]
+    pub failures: Vec<FailureSpec>,
+    /// The service-level objective.
+    #[serde(default)]
+    pub slo: Slo,
+    /// The controller's churn limits.
+    #[serde(default)]
+    pub limits: crate::validate::ChurnLimits,
+}
+
+fn default_seed() -> u64 {
+    1
+}
+fn default_duration() -> u64 {
+    3600
+}
+fn default_tick() -> u64 {
+    1000
+}
+
+/// Instances, segments and data.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Fleet {
+    /// Active instances at the start.
+    pub instances: u32,
+    /// Standby instances (configured, owning nothing).
+    pub standby: u32,
+    /// Operations per second one instance serves at 100% utilisation.
+    pub capacity_ops: f64,
+    /// Service time of one request at no load, in microseconds.
+    pub service_us: f64,
+    /// Segments the 16,384 slots are cut into.
+    pub segments: u32,
+    /// Keys per segment (on average; skew follows the workload's Zipf weights).
+    pub keys_per_segment: u64,
+    /// Bytes per value.
+    pub value_bytes: u64,
+    /// Migration copy bandwidth per migration, bytes per second.
+    pub bandwidth_bytes_per_s: f64,
+    /// Load a running migration adds to its source and its target, ops per second.
+    pub migration_load_ops: f64,
+    /// How long a cutover holds the segment's requests, in milliseconds.
+    pub cutover_ms: f64,
+    /// Points of metric history the view keeps per series.
+    pub retention: u32,
+}
+
+impl Default for Fleet {
+    fn default() -> Self {
+        Fleet {
+            instances: 4,
+            standby: 1,
+            capacity_ops: 100_000.0,
+            service_us: 100.0,
+            segments: 256,
+            keys_per_segment: 20_000,
+            value_bytes: 100,
+            bandwidth_bytes_per_s: 50_000_000.0,
+            migration_load_ops: 5_000.0,
+            cutover_ms: 5.0,
+            retention: 60,
+        }
+    }
+}
+
+/// Where the load comes from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Workload {
+    /// Fleet-wide operations per second before the multipliers.
+    pub base_ops: f64,
+    /// Zipf exponent of the load across segments (0 is uniform).
+    pub zipf_theta: f64,
+    /// Share of operations that are writes.
+    pub write_ratio: f64,
+    /// Daily cycle.
+    pub diurnal: Diurnal,
+    /// Ramps of the total load.
+    pub ramps: Vec<Ramp>,
+    /// Hot spots over ranges of segments.
+    pub hotspots: Vec<Hotspot>,
+    /// Client sessions.
+    pub sessions: Sessions,
+}
+
+impl Default for Workload {
+    fn default() -> Self {
+        Workload {
+            base_ops: 200_000.0,
+            zipf_theta: 0.0,
+            write_ratio: 0.3,
+            diurnal: Diurnal::default(),
+            ramps: Vec::new(),
+            hotspots: Vec::new(),
+            sessions: Sessions::default(),
+        }
+    }
+}
+
+/// A sinusoidal daily cycle: `1 + amplitude * sin(2π (t / period + phase))`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Diurnal {
+    /// Relative swing, 0 for none.
+    pub amplitude: f64,
+    /// Period in seconds.
+    pub period_s: f64,
+    /// Phase, in periods.
+    pub phase: f64,
+}
+
+impl Default for Diurnal {
+    fn default() -> Self {
+        Diurnal {
+            amplitude: 0.0,
+            period_s: 86_400.0,
+            phase: 0.0,
+        }
+    }
+}
+
+/// A change of the total load: linear from 1 to `factor` over `duration_s` from `start_s`.
+/// With `abort_s`, the ramp stops there and falls back to 1 over the same duration: a
+/// forecast ramp that never comes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ramp {
+    /// Start, in seconds.
+    pub start_s: f64,
+    /// Time to reach the factor, in seconds.
+    pub duration_s: f64,
+    /// The multiplier reached.
+    pub factor: f64,
+    /// Where the ramp gives up, if it does.
+    #[serde(default)]
+    pub abort_s: Option<f64>,
+    /// Only these instances' segments ramp (all when empty).
+    #[serde(default)]
+    pub instances: Vec<u32>,
+}
+
+/// Extra load on a window of segments that may move or jump.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hotspot {
+    /// Start, in seconds.
+    pub start_s: f64,
+    /// End, in seconds.
+    pub end_s: f64,
+    /// Multiplier of the segments in the window.
+    pub factor: f64,
+    /// Segments in the window.
+    pub width: u32,
+    /// First segment of the window at the start.
+    #[serde(default)]
+    pub first: u32,
+    /// Segments the window slides per second.
+    #[serde(default)]
+    pub speed: f64,
+    /// Jump to a random position every this many seconds (rotating hot tenants); 0 never.
+    #[serde(default)]
+    pub jump_every_s: f64,
+}
+
+/// The client sessions.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Sessions {
+    /// Sessions connected throughout.
+    pub count: u32,
+    /// Share of bursty sessions.
+    pub bursty: f64,
+    /// Share of batch sessions.
+    pub batch: f64,
+    /// Hours of the day (0-23) when batch sessions run.
+    pub batch_hours: Vec<u32>,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Sessions {
+            count: 50,
+            bursty: 0.2,
+            batch: 0.1,
+            batch_hours: vec![2],
+        }
+    }
+}
+
+/// What happens to an instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailureKind {
+    /// Latency, errors and CPU creep up over `precursor_s`, then the instance crashes.
+    Degrade,
+    /// The instance crashes with no warning.
+    Crash,
+    /// Precursors as for `degrade`, but no crash follows.
+    Warn,
+    /// The instance restarts: down for `duration_s`, then back with its data.
+    Restart,
+    /// Planned maintenance announced `notice_s` ahead: down for `duration_s`.
+    Drain,
+}
+
+/// One failure or maintenance event.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailureSpec {
+    /// What happens.
+    pub kind: FailureKind,
+    /// Which instance (index among the active instances at the start).
+    pub instance: u32,
+    /// When the crash, restart or drain happens, in seconds.
+    pub at_s: f64,
+    /// Length of the precursor phase for `degrade` and `warn`.
+    #[serde(default = "default_precursor")]
+    pub precursor_s: f64,
+    /// How long the instance stays down.
+    #[serde(default = "default_down")]
+    pub duration_s: f64,
+    /// How far ahead a drain is announced.
+    #[serde(default = "default_notice")]
+    pub notice_s: f64,
+}
+
+fn default_precursor() -> f64 {
+    300.0
+}
+fn default_down() -> f64 {
+    600.0
+}
+fn default_notice() -> f64 {
+    300.0
+}
+
+/// The service-level objective.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Slo {
+    /// Target p99 latency, in microseconds.
+    pub p99_us: f64,
+}
+
+impl Default for Slo {
+    fn default() -> Self {
+        Slo { p99_us: 2_000.0 }
+    }
+}
+
+impl Scenario {
+    /// Parse a scenario from TOML, with errors naming the key and line.
+    pub fn parse(toml_text: &str) -> Result<Self, String> {
+        let scenario: Scenario = toml::from_str(toml_text)
+            .map_err(|e| format!("invalid scenario: {}", e.to_string().trim_end()))?;
+        scenario.check()?;
+        Ok(scenario)
+    }
+
+    /// Read and parse a scenario file.
+    pub fn load(path: &std::path::Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read scenario {}: {e}", path.display()))?;
+        Scenario::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Check values that parse but make no sense.
+    pub fn check(&self) -> Result<(), String> {
+        let f = &self.fleet;
+        let bad = |what: &str| Err(format!("invalid scenario: {what}"));
+        if self.tick_ms == 0 || self.duration_s == 0 {
+            return bad("`tick_ms` and `duration_s` must be positive");
+        }
+        if f.instances == 0 {
+            return bad("`fleet.instances` must be at least 1");
+        }
+        if f.segments == 0 || f.segments > 16_384 {
+            return bad("`fleet.segments` must be between 1 and 16384");
+        }
+        if !(f.capacity_ops > 0.0 && f.service_us > 0.0 && f.bandwidth_bytes_per_s > 0.0) {
+            return bad(
+                "`fleet.capacity_ops`, `fleet.service_us` and `fleet.bandwidth_bytes_per_s` must be positive",
+            );
+        }
+        if f.retention == 0 {
+            return bad("`fleet.retention` must be at least 1");
+        }
+        if !(0.0..=1.0).contains(&self.workload.write_ratio) {
+            return bad("`workload.write_ratio` must be between 0 and 1");
+        }
+        for failure in &self.failures {
+            if failure.instance >= f.instances {
+                return Err(format!(
+                    "invalid scenario: a failure names instance {}, but the fleet has {} active instances",
+                    failure.instance, f.instances
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Number of ticks the scenario runs.
+    pub fn ticks(&self) -> u64 {
+        self.duration_s * 1000 / self.tick_ms
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_fill_a_minimal_scenario() {
+        let s = Scenario::parse("name = \"x\"").expect("minimal");
+        assert_eq!(s.fleet.instances, 4);
+        assert_eq!(s.ticks(), 3600);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let err = Scenario::parse("name = \"x\"\n[fleet]\ninstancs = 3").expect_err("typo");
+        assert!(err.contains("instancs"), "{err}");
+        let err = Scenario::parse("name = \"x\"\n[fleet]\nsegments = 0").expect_err("zero");
+        assert!(err.contains("fleet.segments"), "{err}");
+        let err = Scenario::parse(
+            "name = \"x\"\n[[failures]]\nkind = \"crash\"\ninstance = 9\nat_s = 1.0",
+        )
+        .expect_err("instance");
+        assert!(err.contains("instance 9"), "{err}");
+    }
+}

@@ -1,0 +1,24 @@
+//! The standard scenarios shipped with the SDK (`guest-sdk/scenarios/*.toml`).
+
+/// A diurnal cycle with rotating hot tenants.
+pub const DIURNAL_TENANTS: &str = include_str!("../../scenarios/diurnal-tenants.toml");
+/// A flash crowd: one instance's tenants ramp to 2.5x.
+pub const FLASH_CROWD: &str = include_str!("../../scenarios/flash-crowd.toml");
+/// The flash crowd's false-alarm twin: the ramp starts, then never comes.
+pub const FALSE_ALARM: &str = include_str!("../../scenarios/false-alarm.toml");
+/// A hot spot moving across segments, over Zipf θ = 0.99 skew.
+pub const MOVING_HOTSPOT: &str = include_str!("../../scenarios/moving-hotspot.toml");
+/// An instance degrades (latency, errors, CPU) and then crashes.
+pub const DEGRADE_CRASH: &str = include_str!("../../scenarios/degrade-crash.toml");
+/// A rolling restart of every instance, each announced ahead.
+pub const ROLLING_RESTART: &str = include_str!("../../scenarios/rolling-restart.toml");
+
+/// Every standard scenario, by file name.
+pub const ALL: [(&str, &str); 6] = [
+    ("diurnal-tenants", DIURNAL_TENANTS),
+    ("flash-crowd", FLASH_CROWD),
+    ("false-alarm", FALSE_ALARM),
+    ("moving-hotspot", MOVING_HOTSPOT),
+    ("degrade-crash", DEGRADE_CRASH),
+    ("rolling-restart", ROLLING_RESTART),
+];
