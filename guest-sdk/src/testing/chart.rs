@@ -16,8 +16,8 @@ pub fn svg(report: &Report) -> Result<String, String> {
             .load
             .iter()
             .flatten()
+            .flatten()
             .copied()
-            .filter(|v| v.is_finite())
             .fold(1.0_f64, f64::max)
             * 1.1;
         let mut chart = ChartBuilder::on(&root)
@@ -58,8 +58,7 @@ pub fn svg(report: &Report) -> Result<String, String> {
                 .t_s
                 .iter()
                 .zip(series)
-                .filter(|(_, v)| v.is_finite())
-                .map(|(t, v)| (*t, *v))
+                .filter_map(|(t, v)| v.map(|v| (*t, v)))
                 .collect();
             chart
                 .draw_series(LineSeries::new(points, color))

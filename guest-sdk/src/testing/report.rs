@@ -48,8 +48,8 @@ pub struct Timing {
 pub struct Timeline {
     /// Sample times, in seconds.
     pub t_s: Vec<f64>,
-    /// Utilisation (ops / capacity ops) per instance at each sample; NaN when not serving.
-    pub load: Vec<Vec<f64>>,
+    /// Utilisation (ops / capacity ops) per instance at each sample; none when not serving.
+    pub load: Vec<Vec<Option<f64>>>,
     /// Migrations started: (seconds, segment, target).
     pub moves: Vec<(f64, SegmentId, InstanceId)>,
     /// Instances going down: (seconds, instance).
@@ -112,6 +112,28 @@ pub struct Report {
 }
 
 impl Report {
+    /// The names of the fields in which two reports differ, wall-clock timing aside.
+    pub fn differences(&self, other: &Report) -> Vec<String> {
+        let value = |r: &Report| serde_json::to_value(r.without_timing()).unwrap_or_default();
+        let (a, b) = (value(self), value(other));
+        match (a.as_object(), b.as_object()) {
+            (Some(a), Some(b)) => a
+                .iter()
+                .filter(|(k, v)| b.get(*k) != Some(*v))
+                .map(|(k, v)| {
+                    format!(
+                        "{k}: {v} vs {}",
+                        b.get(k).map(|x| x.to_string()).unwrap_or_default()
+                    )
+                    .chars()
+                    .take(300)
+                    .collect()
+                })
+                .collect(),
+            _ => vec!["not comparable".into()],
+        }
+    }
+
     /// The report with wall-clock timing removed, for comparing runs.
     pub fn without_timing(&self) -> Report {
         Report {
@@ -228,7 +250,7 @@ impl Accumulator {
                 r.timeline.load.resize(out.load.len(), Vec::new());
             }
             for (series, l) in r.timeline.load.iter_mut().zip(&out.load) {
-                series.push(*l);
+                series.push(l.is_finite().then_some(*l));
             }
         }
     }
