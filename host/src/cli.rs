@@ -3,6 +3,7 @@
 
 mod policy_bench;
 mod policy_check;
+pub mod sim;
 
 use std::path::PathBuf;
 
@@ -23,6 +24,37 @@ enum Command {
     /// Work with policy components.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Run a scenario in the simulator against a compiled policy, or compare policies
+    /// over a directory of scenarios.
+    Sim {
+        /// The scenario (TOML).
+        #[arg(long, required_unless_present = "compare")]
+        scenario: Option<PathBuf>,
+        /// The policy component (world `planner` or `policy`).
+        #[arg(long, required_unless_present = "compare")]
+        policy: Option<PathBuf>,
+        /// Settings TOML for the policy.
+        #[arg(long)]
+        settings: Option<PathBuf>,
+        /// Write the report as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Write the chart (per-instance load, migrations, failures) as SVG here.
+        #[arg(long)]
+        svg: Option<PathBuf>,
+        /// Compare these policies (names or .wasm paths, comma-separated).
+        #[arg(long, value_delimiter = ',', requires = "scenarios")]
+        compare: Vec<String>,
+        /// Directory of scenarios for --compare.
+        #[arg(long)]
+        scenarios: Option<PathBuf>,
+        /// Where --compare finds policies given by name.
+        #[arg(long, default_value = "target/wasm32-wasip2/release")]
+        policy_dir: PathBuf,
+        /// Write one chart per run here, with --compare.
+        #[arg(long)]
+        svg_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -65,6 +97,30 @@ enum PolicyCommand {
 /// Run a parsed command line; returns what to print.
 pub fn run(cli: Cli) -> Result<String> {
     match cli.command {
+        Command::Sim {
+            scenario,
+            policy,
+            settings,
+            json,
+            svg,
+            compare,
+            scenarios,
+            policy_dir,
+            svg_dir,
+        } => {
+            let settings = read_settings(settings.as_ref())?;
+            sim::run_cli(&sim::Options {
+                scenario,
+                policy,
+                settings,
+                json,
+                svg,
+                compare,
+                scenarios,
+                policy_dir,
+                svg_dir,
+            })
+        }
         Command::Policy(PolicyCommand::Check { file, settings }) => {
             let settings = read_settings(settings.as_ref())?;
             policy_check::run(&file, &settings)

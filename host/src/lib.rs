@@ -2,8 +2,10 @@
 //!
 //! A Redis-protocol sharding proxy and control plane whose placement decisions are made by
 //! sandboxed WebAssembly policies. This crate is the host: the policy [`engine`], the
-//! [`native`] builds of the shipped policies, and the command-line interface built on them.
+//! [`native`] builds of the shipped policies, the [`simulate`] bridge that runs compiled
+//! policies in the SDK's simulator, and the command-line interface built on them.
 
 pub mod cli;
 pub mod engine;
 pub mod native;
+pub mod simulate;

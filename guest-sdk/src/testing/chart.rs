@@ -1,4 +1,5 @@
-//! The report's chart: per-instance load over time, with migrations and failures marked.
+//! The report's chart: per-instance load over time, with migrations (grey) and instances
+//! going down (red) marked, above the fleet p99 latency against the SLO.
 
 use plotters::prelude::*;
 
@@ -8,8 +9,9 @@ use super::report::Report;
 pub fn svg(report: &Report) -> Result<String, String> {
     let mut buf = String::new();
     {
-        let root = SVGBackend::with_string(&mut buf, (1200, 600)).into_drawing_area();
+        let root = SVGBackend::with_string(&mut buf, (1200, 800)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let (upper, lower) = root.split_vertically(560);
         let tl = &report.timeline;
         let t_max = tl.t_s.last().copied().unwrap_or(1.0).max(1.0);
         let y_max = tl
@@ -20,7 +22,7 @@ pub fn svg(report: &Report) -> Result<String, String> {
             .copied()
             .fold(1.0_f64, f64::max)
             * 1.1;
-        let mut chart = ChartBuilder::on(&root)
+        let mut chart = ChartBuilder::on(&upper)
             .caption(
                 format!("{} / {}", report.scenario, report.policy),
                 ("sans-serif", 22),
@@ -74,6 +76,40 @@ pub fn svg(report: &Report) -> Result<String, String> {
                 .draw()
                 .map_err(|e| e.to_string())?;
         }
+        let p99_max = tl.p99_us.iter().copied().fold(report.slo_p99_us, f64::max) * 1.1;
+        let mut latency = ChartBuilder::on(&lower)
+            .margin(12)
+            .x_label_area_size(30)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..t_max, 0.0..p99_max)
+            .map_err(|e| e.to_string())?;
+        latency
+            .configure_mesh()
+            .y_desc("fleet p99 (us)")
+            .draw()
+            .map_err(|e| e.to_string())?;
+        latency
+            .draw_series(LineSeries::new(
+                [(0.0, report.slo_p99_us), (t_max, report.slo_p99_us)],
+                RED.mix(0.6),
+            ))
+            .map_err(|e| e.to_string())?
+            .label("SLO")
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], RED));
+        latency
+            .draw_series(LineSeries::new(
+                tl.t_s.iter().copied().zip(tl.p99_us.iter().copied()),
+                BLACK,
+            ))
+            .map_err(|e| e.to_string())?
+            .label("fleet p99")
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLACK));
+        latency
+            .configure_series_labels()
+            .border_style(BLACK)
+            .background_style(WHITE.mix(0.8))
+            .draw()
+            .map_err(|e| e.to_string())?;
         root.present().map_err(|e| e.to_string())?;
     }
     Ok(buf)

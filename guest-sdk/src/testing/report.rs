@@ -50,6 +50,8 @@ pub struct Timeline {
     pub t_s: Vec<f64>,
     /// Utilisation (ops / capacity ops) per instance at each sample; none when not serving.
     pub load: Vec<Vec<Option<f64>>>,
+    /// Fleet p99 latency at each sample, in µs.
+    pub p99_us: Vec<f64>,
     /// Migrations started: (seconds, segment, target).
     pub moves: Vec<(f64, SegmentId, InstanceId)>,
     /// Instances going down: (seconds, instance).
@@ -228,10 +230,12 @@ impl Accumulator {
         r.drain_moves += out.executor_moves;
         for &(segment, from, to, bytes) in &out.completed {
             r.bytes_moved += bytes;
-            if let Some(&(prev_from, prev_to, at)) = self.last_move.get(&segment) {
-                if prev_from == to && prev_to == from && t - at <= THRASH_WINDOW_S {
-                    r.thrash += 1;
-                }
+            if let Some(&(prev_from, prev_to, at)) = self.last_move.get(&segment)
+                && prev_from == to
+                && prev_to == from
+                && t - at <= THRASH_WINDOW_S
+            {
+                r.thrash += 1;
             }
             self.last_move.insert(segment, (from, to, t));
             self.owners.insert(segment, to);
@@ -244,8 +248,9 @@ impl Accumulator {
             });
             r.timeline.downs.push((t, i));
         }
-        if tick % self.stride == 0 {
+        if tick.is_multiple_of(self.stride) {
             r.timeline.t_s.push(t);
+            r.timeline.p99_us.push(out.p99_us);
             if r.timeline.load.len() < out.load.len() {
                 r.timeline.load.resize(out.load.len(), Vec::new());
             }

@@ -145,7 +145,7 @@ impl Simulator {
             .map(|s| {
                 let start = s * usize::from(SLOTS) / n;
                 let end = (s + 1) * usize::from(SLOTS) / n - 1;
-                let keys = (f.keys_per_segment as f64 * weights[s].max(0.05)) as u64;
+                let keys = (f.keys_per_segment as f64 * weights[s].clamp(0.05, 20.0)) as u64;
                 Segment {
                     id: s as SegmentId,
                     slot_start: start as u16,
@@ -571,14 +571,14 @@ impl Simulator {
                 }
             })
             .collect();
-        for i in 0..n_inst {
-            if err_rate[i] > 0.005 && t - self.errors_logged_at[i] >= 30.0 {
+        for (i, &rate) in err_rate.iter().enumerate() {
+            if rate > 0.005 && t - self.errors_logged_at[i] >= 30.0 {
                 self.errors_logged_at[i] = t;
                 self.failures.push(Failure {
                     instance: i as InstanceId,
                     kind: FailureKind::Errors,
                     at: self.now_ms,
-                    detail: format!("error rate {:.1}%", err_rate[i] * 100.0),
+                    detail: format!("error rate {:.1}%", rate * 100.0),
                 });
             }
         }

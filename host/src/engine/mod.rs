@@ -12,7 +12,7 @@ mod cache;
 mod ctx;
 mod error;
 mod limits;
-mod output;
+pub mod output;
 mod runtime;
 mod slot;
 mod stdio;
@@ -146,7 +146,7 @@ impl PolicyEngine {
         let started = Instant::now();
         let mut faults = Vec::new();
         let predict_check =
-            |v: &PolicyVersion, p: &Predictions| output::check_predictions(p, &view, &v.limits);
+            |v: &PolicyVersion, p: &Predictions| output::check_predictions(p, &*view, &v.limits);
         let predictions = match self.predictor.as_mut() {
             Some(slot) => {
                 let (p, f) = slot.predict(&shared, predict_check);

@@ -4,15 +4,17 @@
 //! numbers, probabilities outside [0, 1], forecasts about things that do not exist) is a
 //! fault of the policy, not a set of actions to reject one by one.
 
+use std::collections::HashSet;
+
+use shardcast_sdk::HostView;
 use shardcast_sdk::types::{Action, Predictions, Scope};
-use shardcast_sdk::view::ViewSnapshot;
 
 use super::limits::Limits;
 
 /// Check a `predict` result; the error says what is wrong with it.
 pub fn check_predictions(
     p: &Predictions,
-    view: &ViewSnapshot,
+    view: &dyn HostView,
     limits: &Limits,
 ) -> Result<(), String> {
     let total = p.load.len() + p.failures.len();
@@ -22,6 +24,7 @@ pub fn check_predictions(
             limits.max_forecasts
         ));
     }
+    let ids = Ids::of(view, p);
     for (i, f) in p.load.iter().enumerate() {
         let numbers = [f.expected, f.low, f.high, f.confidence];
         if numbers.iter().any(|x| !x.is_finite()) {
@@ -34,9 +37,9 @@ pub fn check_predictions(
             ));
         }
         let known = match f.scope {
-            Scope::Instance(id) => view.instance_row(id).is_some(),
-            Scope::Segment(id) => view.segment_row(id).is_some(),
-            Scope::Session(id) => view.sessions.iter().any(|s| s.id == id),
+            Scope::Instance(id) => ids.instances.contains(&id),
+            Scope::Segment(id) => ids.segments.contains(&id),
+            Scope::Session(id) => ids.sessions.contains(&id),
         };
         if !known {
             return Err(format!(
@@ -52,7 +55,7 @@ pub fn check_predictions(
                 f.probability
             ));
         }
-        if view.instance_row(f.instance).is_none() {
+        if !ids.instances.contains(&f.instance) {
             return Err(format!(
                 "failure risk #{i} is about instance {}, which does not exist",
                 f.instance
@@ -60,6 +63,31 @@ pub fn check_predictions(
         }
     }
     Ok(())
+}
+
+/// The ids the predictions may name, gathered only for the scopes they use.
+#[derive(Default)]
+struct Ids {
+    instances: HashSet<u32>,
+    segments: HashSet<u32>,
+    sessions: HashSet<u64>,
+}
+
+impl Ids {
+    fn of(view: &dyn HostView, p: &Predictions) -> Self {
+        let mut ids = Ids::default();
+        if p.load.is_empty() && p.failures.is_empty() {
+            return ids;
+        }
+        ids.instances = view.instances().iter().map(|i| i.id).collect();
+        if p.load.iter().any(|f| matches!(f.scope, Scope::Segment(_))) {
+            ids.segments = view.segment_columns().ids.into_iter().collect();
+        }
+        if p.load.iter().any(|f| matches!(f.scope, Scope::Session(_))) {
+            ids.sessions = view.sessions().iter().map(|s| s.id).collect();
+        }
+        ids
+    }
 }
 
 /// Check a `plan` result's size; its content is the validator's business.
@@ -78,6 +106,7 @@ pub fn check_actions(actions: &[Action], limits: &Limits) -> Result<(), String> 
 mod tests {
     use super::*;
     use shardcast_sdk::types::{FailureRisk, LoadForecast, Metric};
+    use shardcast_sdk::view::ViewSnapshot;
 
     fn forecast(scope: Scope, expected: f64) -> LoadForecast {
         LoadForecast {

@@ -5,6 +5,9 @@
 //! active instance. Hysteresis keeps it calm: the count resets only once load falls below
 //! `low`, and an instance it has just relieved is left alone for `cooldown_ticks`.
 //!
+//! When the host refuses a move for lack of room (the concurrent-migration limit or the
+//! move budget), it backs off for a tick.
+//!
 //! Its predictor half is a Holt forecast of every instance's load with a 95% interval,
 //! which the planner does not use: reacting is the point of the baseline.
 
@@ -164,6 +167,21 @@ impl Planner for Threshold {
         }
 
         // Columns, not `segments()`: one bulk copy instead of 16,384 records.
+        // Back off for a tick when the host refused a move for lack of room: asking again
+        // at once would only be refused again.
+        let refused = host.rejections();
+        for r in &refused {
+            host.log(Level::Debug, &r.message);
+        }
+        if refused.iter().any(|r| {
+            matches!(
+                r.reason,
+                RejectionReason::MigrationLimit | RejectionReason::MoveBudgetExceeded
+            )
+        }) {
+            return Vec::new();
+        }
+
         let segments = host.segment_columns();
         let ops = host.segments_latest(Metric::Ops);
         let busy: Vec<InstanceId> = segments
@@ -219,12 +237,6 @@ impl Planner for Threshold {
             self.state
                 .cooldown_until
                 .insert(source, tick + s.cooldown_ticks);
-        }
-        for r in host.rejections() {
-            host.log(
-                Level::Warn,
-                &format!("{} rejected: {}", r.action.describe(), r.message),
-            );
         }
         actions
     }

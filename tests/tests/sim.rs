@@ -1,0 +1,165 @@
+//! The simulator with compiled components through the real engine: the same scenario, seed
+//! and policy give the same report natively and as wasm; `shardcast sim` runs and compares.
+
+use clap::Parser;
+use shardcast::cli::{Cli, run as cli};
+use shardcast::simulate::WasmRunner;
+use shardcast_policy_threshold::Threshold;
+use shardcast_sdk::testing::{Report, Scenario, run, run_native, scenarios};
+use shardcast_tests::{artifacts, component};
+
+fn wasm(scenario: &Scenario, path: &str, settings: &str) -> Report {
+    let mut runner =
+        WasmRunner::load(scenario, &component(path), settings).expect("component loads");
+    run(scenario, &mut runner)
+}
+
+#[test]
+fn native_and_wasm_runs_give_identical_reports() {
+    for text in [
+        scenarios::FLASH_CROWD,
+        scenarios::MOVING_HOTSPOT,
+        scenarios::DEGRADE_CRASH,
+    ] {
+        let scenario = Scenario::parse(text).expect("parses");
+        let native = run_native(&scenario, Threshold::default(), "").expect("native runs");
+        let compiled = wasm(&scenario, artifacts::THRESHOLD, "");
+        assert!(
+            native.moves > 0 || scenario.name == "degrade-crash",
+            "the run does something: {native}"
+        );
+        let diff = native.differences(&compiled);
+        assert!(
+            diff.is_empty(),
+            "{}: native and wasm differ in {diff:?}",
+            scenario.name
+        );
+    }
+}
+
+#[test]
+fn settings_reach_the_compiled_policy_in_simulation() {
+    let scenario = Scenario::parse(scenarios::FLASH_CROWD).expect("parses");
+    let eager = "high = 55000.0\nlow = 50000.0\nticks = 1";
+    let native = run_native(&scenario, Threshold::default(), eager).expect("runs");
+    let compiled = wasm(&scenario, artifacts::THRESHOLD, eager);
+    assert!(
+        native.differences(&compiled).is_empty(),
+        "{:?}",
+        native.differences(&compiled)
+    );
+    let default = run_native(&scenario, Threshold::default(), "").expect("runs");
+    assert_ne!(
+        native.first_move_s, default.first_move_s,
+        "settings change the outcome"
+    );
+}
+
+#[test]
+fn hostile_policies_are_contained_in_simulation_too() {
+    let mut scenario = Scenario::parse(scenarios::FLASH_CROWD).expect("parses");
+    scenario.duration_s = 20;
+    let report = wasm(&scenario, artifacts::HOSTILE, "mode = \"panic\"");
+    assert_eq!(
+        report.faults, 3,
+        "three faulting ticks, then disabled: {report}"
+    );
+    assert_eq!(report.moves, 0);
+}
+
+fn shardcast(args: &[&str]) -> anyhow::Result<String> {
+    cli(Cli::try_parse_from(
+        std::iter::once("shardcast").chain(args.iter().copied()),
+    )?)
+}
+
+#[test]
+fn sim_command_writes_report_json_and_svg() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scenario = dir.path().join("short.toml");
+    let mut text = scenarios::FLASH_CROWD.replace("duration_s = 1800", "duration_s = 900");
+    text.push('\n');
+    std::fs::write(&scenario, text).expect("write");
+    let json = dir.path().join("report.json");
+    let svg = dir.path().join("chart.svg");
+    let out = shardcast(&[
+        "sim",
+        "--scenario",
+        scenario.to_str().expect("utf-8"),
+        "--policy",
+        artifacts::THRESHOLD,
+        "--json",
+        json.to_str().expect("utf-8"),
+        "--svg",
+        svg.to_str().expect("utf-8"),
+    ])
+    .expect("sim runs");
+    assert!(
+        out.contains("SLO violation") && out.contains("faster than real time"),
+        "{out}"
+    );
+    let report: Report =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("parses");
+    assert_eq!(report.scenario, "flash-crowd");
+    assert!(report.moves > 0);
+    let chart = std::fs::read_to_string(&svg).expect("svg");
+    assert!(
+        chart.starts_with("<svg") && chart.contains("flash-crowd / threshold@"),
+        "an SVG chart"
+    );
+}
+
+#[test]
+fn sim_compare_prints_one_table() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, text) in [
+        ("a", scenarios::FALSE_ALARM),
+        ("b", scenarios::ROLLING_RESTART),
+    ] {
+        std::fs::write(dir.path().join(format!("{name}.toml")), text).expect("write");
+    }
+    let out = shardcast(&[
+        "sim",
+        "--compare",
+        &format!("{},{}", artifacts::STATIC, artifacts::THRESHOLD),
+        "--scenarios",
+        dir.path().to_str().expect("utf-8"),
+    ])
+    .expect("compare runs");
+    assert!(
+        out.contains("| scenario | static@0.1.0 | threshold@0.1.0 |"),
+        "{out}"
+    );
+    assert!(
+        out.contains("| false-alarm |") && out.contains("| rolling-restart |"),
+        "{out}"
+    );
+}
+
+#[test]
+fn sim_names_bad_input() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "name = \"x\"\n[fleet]\nsegmnts = 3\n").expect("write");
+    let err = shardcast(&[
+        "sim",
+        "--scenario",
+        bad.to_str().expect("utf-8"),
+        "--policy",
+        artifacts::STATIC,
+    ])
+    .expect_err("typo");
+    assert!(format!("{err:#}").contains("segmnts"), "{err:#}");
+    let err = shardcast(&[
+        "sim",
+        "--compare",
+        "nonesuch",
+        "--scenarios",
+        dir.path().to_str().expect("utf-8"),
+    ])
+    .expect_err("unknown policy");
+    assert!(
+        format!("{err:#}").contains("no component for policy `nonesuch`"),
+        "{err:#}"
+    );
+}
