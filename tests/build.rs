@@ -39,11 +39,7 @@ const POLICIES: &[(&str, &str, &str)] = &[
         "shardcast-test-ewma-scan",
         "shardcast_test_ewma_scan",
     ),
-    (
-        "HOT_SHED",
-        "shardcast-test-hot-shed",
-        "shardcast_test_hot_shed",
-    ),
+    ("HOT_SHED", "hot-shed", "hot_shed"),
 ];
 
 fn main() {

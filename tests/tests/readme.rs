@@ -22,6 +22,23 @@ fn readme_example_is_the_hot_shed_crate() {
 }
 
 #[test]
+fn readme_simulator_example_is_the_hot_shed_test() {
+    let readme = include_str!("../../README.md");
+    let code = include_str!("../policies/hot-shed/tests/simulator.rs");
+    let marker = "```rust\n// policies/hot-shed/tests/simulator.rs\n";
+    let start = readme
+        .find(marker)
+        .expect("README has the simulator example")
+        + marker.len();
+    let end = start + readme[start..].find("```").expect("closing fence");
+    assert_eq!(
+        &readme[start..end],
+        code,
+        "README simulator example and hot-shed's test differ"
+    );
+}
+
+#[test]
 fn readme_example_sheds_the_hottest_segment_to_the_coolest_instance() {
     let mut engine = PolicyEngine::new(runtime(), ChurnLimits::default());
     let version = engine

@@ -35,31 +35,56 @@ pub trait Runner {
 }
 
 /// A policy run natively, in this process.
-pub struct Native<P> {
-    policy: P,
+pub struct Native {
+    label: String,
+    decide: Box<dyn FnMut(&Simulator) -> Decision>,
 }
 
-impl<P: Predictor + Planner> Native<P> {
-    /// Configure `policy` with `settings` (TOML) and wrap it.
-    pub fn new(mut policy: P, settings: &str) -> Result<Self, String> {
+impl Native {
+    /// A policy that predicts and plans, configured with `settings` (TOML).
+    pub fn policy<P: Predictor + Planner + 'static>(
+        mut policy: P,
+        settings: &str,
+    ) -> Result<Self, String> {
         policy.configure(settings)?;
-        Ok(Native { policy })
+        Ok(Native {
+            label: label(&policy),
+            decide: Box::new(move |view| {
+                let predictions = policy.predict(view);
+                let actions = policy.plan(view, &predictions);
+                Decision {
+                    predictions,
+                    actions,
+                    faults: Vec::new(),
+                }
+            }),
+        })
+    }
+
+    /// A planner alone: it plans on empty predictions.
+    pub fn planner<P: Planner + 'static>(mut policy: P, settings: &str) -> Result<Self, String> {
+        policy.configure(settings)?;
+        Ok(Native {
+            label: label(&policy),
+            decide: Box::new(move |view| Decision {
+                actions: policy.plan(view, &Predictions::empty()),
+                ..Decision::default()
+            }),
+        })
     }
 }
 
-impl<P: Predictor + Planner> Runner for Native<P> {
+fn label(policy: &dyn crate::policy::Policy) -> String {
+    let info = policy.describe();
+    format!("{}@{}", info.name, info.version)
+}
+
+impl Runner for Native {
     fn label(&mut self) -> String {
-        let info = self.policy.describe();
-        format!("{}@{}", info.name, info.version)
+        self.label.clone()
     }
     fn decide(&mut self, view: Arc<Simulator>) -> Decision {
-        let predictions = self.policy.predict(&*view);
-        let actions = self.policy.plan(&*view, &predictions);
-        Decision {
-            predictions,
-            actions,
-            faults: Vec::new(),
-        }
+        (self.decide)(&view)
     }
 }
 
@@ -92,11 +117,19 @@ pub fn run(scenario: &Scenario, runner: &mut dyn Runner) -> Report {
 }
 
 /// Run `scenario` against a native policy configured with `settings`.
-pub fn run_native<P: Predictor + Planner>(
+pub fn run_native<P: Predictor + Planner + 'static>(
     scenario: &Scenario,
     policy: P,
     settings: &str,
 ) -> Result<Report, String> {
-    let mut runner = Native::new(policy, settings)?;
-    Ok(run(scenario, &mut runner))
+    Ok(run(scenario, &mut Native::policy(policy, settings)?))
+}
+
+/// Run `scenario` against a native planner (no predictor) configured with `settings`.
+pub fn run_native_planner<P: Planner + 'static>(
+    scenario: &Scenario,
+    policy: P,
+    settings: &str,
+) -> Result<Report, String> {
+    Ok(run(scenario, &mut Native::planner(policy, settings)?))
 }

@@ -29,7 +29,7 @@ mod sim;
 mod workload;
 
 pub use chart::svg;
-pub use harness::{Decision, Native, Runner, run, run_native};
+pub use harness::{Decision, Native, Runner, run, run_native, run_native_planner};
 pub use report::{DownEvent, Report, THRASH_WINDOW_S, Timeline, Timing, compare_table};
 pub use scenario::{
     Diurnal, FailureKind, FailureSpec, Fleet, Hotspot, Ramp, Scenario, Sessions, Slo, Workload,

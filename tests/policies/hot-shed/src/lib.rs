@@ -14,7 +14,10 @@ impl Planner for HotShed {
         let (instances, segments) = (host.instances(), host.segments());
         let load = host.instances_latest(Metric::Load);
         let ops = host.segments_latest(Metric::Ops);
-        let coolest = (0..load.len()).min_by(|&a, &b| load[a].total_cmp(&load[b]));
+        let active = |i: &usize| instances[*i].state == InstanceState::Active;
+        let coolest = (0..load.len())
+            .filter(active)
+            .min_by(|&a, &b| load[a].total_cmp(&load[b]));
         let mut actions = Vec::new();
         for (i, hot) in instances.iter().enumerate() {
             if load[i] <= 50_000.0 {
