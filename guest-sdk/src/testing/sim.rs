@@ -927,3 +927,106 @@ impl HostView for Simulator {
     }
     fn log(&self, _level: Level, _message: &str) {}
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::MoveSegment;
+
+    fn scenario(extra: &str) -> Scenario {
+        Scenario::parse(&format!("name = \"t\"\n{extra}")).expect("valid")
+    }
+
+    #[test]
+    fn overload_shows_as_tail_latency_and_timeouts() {
+        let calm = Simulator::new(&scenario("[workload]\nbase_ops = 200000.0")).step();
+        let hot = Simulator::new(&scenario("[workload]\nbase_ops = 380000.0")).step();
+        assert!(
+            hot.p99_us > 3.0 * calm.p99_us,
+            "{} vs {}",
+            hot.p99_us,
+            calm.p99_us
+        );
+        let mut over = Simulator::new(&scenario("[workload]\nbase_ops = 600000.0"));
+        let failed: f64 = (0..20).map(|_| over.step().failed).sum();
+        assert!(failed > 0.0, "a backlog beyond the timeout fails requests");
+    }
+
+    #[test]
+    fn a_migration_takes_bytes_over_bandwidth_then_flips_the_owner() {
+        let mut sim = Simulator::new(&scenario("[fleet]\nbandwidth_bytes_per_s = 1000000.0"));
+        sim.step();
+        let segment = sim.segments[0];
+        let seconds = (segment.bytes as f64 / 1e6).ceil() as usize;
+        sim.apply(&[Action::MoveSegment(MoveSegment {
+            segment: segment.id,
+            target: 3,
+        })]);
+        assert!(sim.segments[0].migrating);
+        for _ in 0..seconds - 1 {
+            assert!(sim.step().completed.is_empty());
+        }
+        let out = sim.step();
+        assert_eq!(
+            out.completed,
+            vec![(segment.id, segment.owner, 3, segment.bytes)]
+        );
+        assert_eq!(sim.segments[0].owner, 3);
+        assert!(out.held > 0.0, "the cutover held requests");
+        assert_eq!(sim.migrations()[0].outcome, MigrationOutcome::Completed);
+    }
+
+    #[test]
+    fn a_drain_moves_everything_off_then_goes_standby() {
+        let mut sim = Simulator::new(&scenario(
+            "[fleet]\nsegments = 8\nbandwidth_bytes_per_s = 1e12",
+        ));
+        sim.apply(&[Action::DrainInstance(0)]);
+        for _ in 0..20 {
+            sim.step();
+        }
+        assert!(sim.segments.iter().all(|s| s.owner != 0));
+        assert_eq!(sim.instances[0].state, InstanceState::Standby);
+    }
+
+    #[test]
+    fn a_crash_fails_its_segments_and_loses_a_second_of_writes() {
+        let mut sim = Simulator::new(&scenario(
+            "[[failures]]\nkind = \"crash\"\ninstance = 2\nat_s = 5.0\nduration_s = 10.0",
+        ));
+        let outs: Vec<StepOutcome> = (0..20).map(|_| sim.step()).collect();
+        assert_eq!(outs[4].went_down, vec![2]);
+        assert!(outs[4].lost > 0.0);
+        assert!(
+            outs[6].failed > 0.0 && outs[16].failed == 0.0,
+            "back after 10 s"
+        );
+        let kinds: Vec<FailureKind> = sim.failures(Some(2)).iter().map(|f| f.kind).collect();
+        assert_eq!(kinds, vec![FailureKind::Crash, FailureKind::Restart]);
+    }
+
+    #[test]
+    fn degrade_precursors_show_in_latency_and_failure_history() {
+        let mut sim = Simulator::new(&scenario(
+            "duration_s = 400\n[[failures]]\nkind = \"warn\"\ninstance = 1\nat_s = 300.0\nprecursor_s = 200.0",
+        ));
+        for _ in 0..250 {
+            sim.step();
+        }
+        let p99 = sim.instances_latest(Metric::LatencyP99Us);
+        assert!(p99[1] > 1.5 * p99[0], "{p99:?}");
+        assert!(
+            sim.failures(Some(1))
+                .iter()
+                .any(|f| f.kind == FailureKind::Errors)
+        );
+        for _ in 0..150 {
+            sim.step();
+        }
+        assert_ne!(
+            sim.instances[1].state,
+            InstanceState::Down,
+            "a warning without a crash"
+        );
+    }
+}
