@@ -21,6 +21,12 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Start the proxy and the controller.
+    Run {
+        /// The configuration file.
+        #[arg(long, default_value = "shardcast.toml")]
+        config: PathBuf,
+    },
     /// Work with policy components.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -97,6 +103,13 @@ enum PolicyCommand {
 /// Run a parsed command line; returns what to print.
 pub fn run(cli: Cli) -> Result<String> {
     match cli.command {
+        Command::Run { config } => {
+            let config = crate::config::Config::load(&config)?;
+            let runtime =
+                tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            runtime.block_on(crate::run::run(config, shutdown_signal()))?;
+            Ok(String::new())
+        }
         Command::Sim {
             scenario,
             policy,
@@ -145,6 +158,28 @@ pub fn run(cli: Cli) -> Result<String> {
                 ticks,
             })
         }
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
     }
 }
 

@@ -6,6 +6,10 @@
 //! policies in the SDK's simulator, and the command-line interface built on them.
 
 pub mod cli;
+pub mod config;
 pub mod engine;
 pub mod native;
+pub mod proxy;
+pub mod run;
 pub mod simulate;
+pub mod topology;

@@ -4,6 +4,7 @@
 //! this crate's build script. The helpers load them into a real engine.
 
 pub mod fixture;
+pub mod servers;
 
 use std::sync::Arc;
 

@@ -1,0 +1,304 @@
+//! `shardcast.toml`: the instances, the initial segment layout, the policy and all limits.
+//!
+//! Parse errors come from the TOML parser with the line and column; errors in values that
+//! parse (an address that is not `host:port`, no active instance, duplicate names) name
+//! the key and its line as well.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use shardcast_sdk::types::{Instance, InstanceState};
+use shardcast_sdk::validate::ChurnLimits;
+use toml::Spanned;
+
+use crate::proxy::resp::Limits;
+
+/// The whole configuration.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where clients connect, `host:port`.
+    pub listen: Spanned<String>,
+    /// Milliseconds between two controller ticks.
+    #[serde(default = "default_tick")]
+    pub tick_ms: u64,
+    /// The instances, active and standby.
+    pub instances: Vec<InstanceConfig>,
+    /// The initial segment layout.
+    #[serde(default)]
+    pub segments: SegmentsConfig,
+    /// Protocol and buffer limits.
+    #[serde(default)]
+    pub limits: ProxyLimits,
+    /// The policy the controller runs.
+    #[serde(default)]
+    pub policy: Option<PolicyConfig>,
+    /// Churn limits for the validator.
+    #[serde(default)]
+    pub churn: ChurnLimits,
+}
+
+fn default_tick() -> u64 {
+    1000
+}
+
+/// One instance.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceConfig {
+    /// Unique name.
+    pub name: Spanned<String>,
+    /// `host:port`.
+    pub address: Spanned<String>,
+    /// `active` (default) or `standby`.
+    #[serde(default)]
+    pub state: Option<Spanned<String>>,
+    /// Capacity weight.
+    #[serde(default = "one")]
+    pub capacity: f64,
+    /// Failure domain.
+    #[serde(default)]
+    pub zone: String,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// The initial layout.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SegmentsConfig {
+    /// Segments the slots are cut into, dealt in blocks over the active instances.
+    pub count: u32,
+}
+
+impl Default for SegmentsConfig {
+    fn default() -> Self {
+        SegmentsConfig { count: 1024 }
+    }
+}
+
+/// Limits on clients and backends.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyLimits {
+    /// Largest bulk string a client may send.
+    pub max_bulk_bytes: usize,
+    /// Most arguments in one command.
+    pub max_array_len: usize,
+    /// Longest inline command.
+    pub max_inline_bytes: usize,
+    /// Replies buffered for one client before it is disconnected.
+    pub client_output_buffer_bytes: usize,
+    /// Milliseconds to wait for a backend connection.
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for ProxyLimits {
+    fn default() -> Self {
+        let resp = Limits::default();
+        ProxyLimits {
+            max_bulk_bytes: resp.max_bulk_bytes,
+            max_array_len: resp.max_array_len,
+            max_inline_bytes: resp.max_inline_bytes,
+            client_output_buffer_bytes: 256 << 20,
+            connect_timeout_ms: 1000,
+        }
+    }
+}
+
+impl ProxyLimits {
+    /// The RESP limits for clients.
+    pub fn resp(&self) -> Limits {
+        Limits {
+            max_bulk_bytes: self.max_bulk_bytes,
+            max_array_len: self.max_array_len,
+            max_inline_bytes: self.max_inline_bytes,
+            ..Limits::default()
+        }
+    }
+}
+
+/// The controller's policy.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// The component (world `planner` or `policy`).
+    pub file: PathBuf,
+    /// Its settings (TOML), if any.
+    #[serde(default)]
+    pub settings: Option<PathBuf>,
+    /// Reload the file when it changes.
+    #[serde(default)]
+    pub watch: bool,
+}
+
+/// A configuration error, naming the key and line.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ConfigError {
+    path: String,
+    message: String,
+}
+
+impl Config {
+    /// Read and check a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            path: path.display().to_string(),
+            message: format!("cannot read: {e}"),
+        })?;
+        Config::parse(&text).map_err(|message| ConfigError {
+            path: path.display().to_string(),
+            message,
+        })
+    }
+
+    /// Parse and check configuration text.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let config: Config =
+            toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())?;
+        config.check(text)?;
+        Ok(config)
+    }
+
+    fn check(&self, text: &str) -> Result<(), String> {
+        let line = |span: std::ops::Range<usize>| {
+            text[..span.start.min(text.len())].lines().count().max(1)
+        };
+        let addr = |key: &str, s: &Spanned<String>| {
+            s.get_ref().parse::<SocketAddr>().map(|_| ()).map_err(|_| {
+                format!(
+                    "`{key}` at line {}: `{}` is not host:port (e.g. 127.0.0.1:6379)",
+                    line(s.span()),
+                    s.get_ref()
+                )
+            })
+        };
+        addr("listen", &self.listen)?;
+        if self.instances.is_empty() {
+            return Err("`instances`: configure at least one instance".into());
+        }
+        let mut names = Vec::new();
+        for (i, inst) in self.instances.iter().enumerate() {
+            addr(&format!("instances[{i}].address"), &inst.address)?;
+            if names.contains(inst.name.get_ref()) {
+                return Err(format!(
+                    "`instances[{i}].name` at line {}: duplicate name `{}`",
+                    line(inst.name.span()),
+                    inst.name.get_ref()
+                ));
+            }
+            names.push(inst.name.get_ref().clone());
+            if let Some(state) = &inst.state {
+                if !matches!(state.get_ref().as_str(), "active" | "standby") {
+                    return Err(format!(
+                        "`instances[{i}].state` at line {}: `{}` is not `active` or `standby`",
+                        line(state.span()),
+                        state.get_ref()
+                    ));
+                }
+            }
+            if !(inst.capacity.is_finite() && inst.capacity > 0.0) {
+                return Err(format!(
+                    "`instances[{i}].capacity` must be a positive number"
+                ));
+            }
+        }
+        if self
+            .instances
+            .iter()
+            .all(|i| i.state.as_ref().is_some_and(|s| s.get_ref() == "standby"))
+        {
+            return Err("`instances`: at least one instance must be active".into());
+        }
+        if self.segments.count == 0 || self.segments.count > 16_384 {
+            return Err(format!(
+                "`segments.count` must be between 1 and 16384, got {}",
+                self.segments.count
+            ));
+        }
+        if self.tick_ms == 0 {
+            return Err("`tick_ms` must be positive".into());
+        }
+        Ok(())
+    }
+
+    /// The listen address (checked by `parse`).
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen
+            .get_ref()
+            .parse()
+            .expect("checked when the config was parsed")
+    }
+
+    /// The instances as the policies see them.
+    pub fn instances(&self) -> Vec<Instance> {
+        self.instances
+            .iter()
+            .enumerate()
+            .map(|(i, c)| Instance {
+                id: i as u32,
+                name: c.name.get_ref().clone(),
+                address: c.address.get_ref().clone(),
+                zone: c.zone.clone(),
+                capacity: c.capacity,
+                state: match c.state.as_ref().map(|s| s.get_ref().as_str()) {
+                    Some("standby") => InstanceState::Standby,
+                    _ => InstanceState::Active,
+                },
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+listen = "127.0.0.1:7380"
+
+[[instances]]
+name = "a"
+address = "127.0.0.1:7001"
+
+[[instances]]
+name = "b"
+address = "127.0.0.1:7002"
+state = "standby"
+"#;
+
+    #[test]
+    fn a_good_config_parses() {
+        let c = Config::parse(GOOD).expect("valid");
+        assert_eq!(c.instances().len(), 2);
+        assert_eq!(c.instances()[1].state, InstanceState::Standby);
+        assert_eq!(c.segments.count, 1024);
+    }
+
+    #[test]
+    fn errors_name_the_key_and_line() {
+        let err =
+            Config::parse(&GOOD.replace("127.0.0.1:7002", "nowhere")).expect_err("bad address");
+        assert!(
+            err.contains("instances[1].address") && err.contains("line 11"),
+            "{err}"
+        );
+        let err = Config::parse(&GOOD.replace("state = \"standby\"", "state = \"sleepy\""))
+            .expect_err("bad state");
+        assert!(
+            err.contains("instances[1].state") && err.contains("line 12"),
+            "{err}"
+        );
+        let err =
+            Config::parse(&GOOD.replace("name = \"b\"", "name = \"a\"")).expect_err("duplicate");
+        assert!(err.contains("duplicate name"), "{err}");
+        let err = Config::parse(&format!("{GOOD}\nbogus = 1\n")).expect_err("unknown key");
+        assert!(err.contains("bogus") && err.contains("line"), "{err}");
+        let err = Config::parse("listen = \n").expect_err("syntax");
+        assert!(err.contains("line 1"), "{err}");
+    }
+}

@@ -1,0 +1,327 @@
+//! The command table: where a command's keys are, and how the proxy treats it.
+//!
+//! Pure data and pure functions: the session asks [`classify`] about a request and acts on
+//! the answer. Commands not listed are refused with an error saying they are unsupported
+//! through the proxy; the connection stays open.
+
+use super::request::Request;
+
+/// How a multi-key command is split by slot and its replies merged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Merge {
+    /// MGET: one key per argument, replies concatenated in key order.
+    Values,
+    /// MSET: key/value pairs, every part answers OK.
+    Ok,
+    /// DEL, UNLINK, EXISTS, TOUCH: integer replies summed.
+    Sum,
+}
+
+/// What the proxy does with a command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Class {
+    /// Forward to the instance owning the keys at these argument positions (all must
+    /// share a slot; none means slot 0's owner is as good as any).
+    Keyed(Vec<usize>),
+    /// Split by slot and merge.
+    Split(Merge, Vec<usize>),
+    /// Blocking command: forward on the session's pinned connection.
+    Blocking(Vec<usize>),
+    /// Answered or fanned out by the proxy itself.
+    Local,
+    /// Transactions: MULTI, EXEC, DISCARD, WATCH, UNWATCH.
+    Transaction,
+    /// Pub/sub: SUBSCRIBE and friends.
+    PubSub,
+    /// Refused: not supported through the proxy.
+    Unsupported,
+    /// Refused: wrong number of arguments.
+    Arity,
+}
+
+const SINGLE_KEY: &[&str] = &[
+    "GET",
+    "SET",
+    "SETNX",
+    "SETEX",
+    "PSETEX",
+    "GETSET",
+    "GETDEL",
+    "GETEX",
+    "APPEND",
+    "STRLEN",
+    "INCR",
+    "DECR",
+    "INCRBY",
+    "DECRBY",
+    "INCRBYFLOAT",
+    "GETRANGE",
+    "SETRANGE",
+    "SUBSTR",
+    "EXPIRE",
+    "PEXPIRE",
+    "EXPIREAT",
+    "PEXPIREAT",
+    "EXPIRETIME",
+    "PEXPIRETIME",
+    "TTL",
+    "PTTL",
+    "PERSIST",
+    "TYPE",
+    "DUMP",
+    "RESTORE",
+    "OBJECT",
+    "HSET",
+    "HSETNX",
+    "HGET",
+    "HMSET",
+    "HMGET",
+    "HDEL",
+    "HLEN",
+    "HSTRLEN",
+    "HEXISTS",
+    "HKEYS",
+    "HVALS",
+    "HGETALL",
+    "HINCRBY",
+    "HINCRBYFLOAT",
+    "HSCAN",
+    "HRANDFIELD",
+    "LPUSH",
+    "RPUSH",
+    "LPUSHX",
+    "RPUSHX",
+    "LPOP",
+    "RPOP",
+    "LLEN",
+    "LINDEX",
+    "LSET",
+    "LRANGE",
+    "LTRIM",
+    "LREM",
+    "LINSERT",
+    "LPOS",
+    "SADD",
+    "SREM",
+    "SCARD",
+    "SISMEMBER",
+    "SMISMEMBER",
+    "SMEMBERS",
+    "SPOP",
+    "SRANDMEMBER",
+    "SSCAN",
+    "ZADD",
+    "ZREM",
+    "ZCARD",
+    "ZCOUNT",
+    "ZINCRBY",
+    "ZRANGE",
+    "ZRANGEBYSCORE",
+    "ZREVRANGEBYSCORE",
+    "ZRANGEBYLEX",
+    "ZREVRANGEBYLEX",
+    "ZREVRANGE",
+    "ZRANK",
+    "ZREVRANK",
+    "ZSCORE",
+    "ZMSCORE",
+    "ZREMRANGEBYRANK",
+    "ZREMRANGEBYSCORE",
+    "ZREMRANGEBYLEX",
+    "ZLEXCOUNT",
+    "ZPOPMIN",
+    "ZPOPMAX",
+    "ZRANDMEMBER",
+    "ZSCAN",
+    "PFADD",
+    "SETBIT",
+    "GETBIT",
+    "BITCOUNT",
+    "BITPOS",
+    "BITFIELD",
+    "BITFIELD_RO",
+    "GEOADD",
+    "GEODIST",
+    "GEOHASH",
+    "GEOPOS",
+    "GEOSEARCH",
+    "GEORADIUS_RO",
+    "GEORADIUSBYMEMBER_RO",
+    "XADD",
+    "XLEN",
+    "XRANGE",
+    "XREVRANGE",
+    "XDEL",
+    "XTRIM",
+    "XACK",
+    "XPENDING",
+    "XCLAIM",
+    "XAUTOCLAIM",
+    "XSETID",
+    "XINFO",
+    "SORT_RO",
+    "LCS",
+];
+
+const SAME_SLOT_ALL: &[&str] = &[
+    "RENAME",
+    "RENAMENX",
+    "COPY",
+    "SMOVE",
+    "LMOVE",
+    "RPOPLPUSH",
+    "SINTER",
+    "SUNION",
+    "SDIFF",
+    "PFCOUNT",
+    "PFMERGE",
+    "MSETNX",
+    "SINTERCARD",
+];
+
+const SAME_SLOT_STORE: &[&str] = &["SINTERSTORE", "SUNIONSTORE", "SDIFFSTORE"];
+
+const LOCAL: &[&str] = &[
+    "PING",
+    "ECHO",
+    "HELLO",
+    "AUTH",
+    "SELECT",
+    "CLIENT",
+    "INFO",
+    "COMMAND",
+    "DBSIZE",
+    "FLUSHDB",
+    "FLUSHALL",
+    "SCAN",
+    "TIME",
+    "QUIT",
+    "RESET",
+    "KEYS",
+    "RANDOMKEY",
+    "LASTSAVE",
+];
+
+/// Classify `req`.
+pub fn classify(req: &Request) -> Class {
+    let name = req.name();
+    let n = req.args.len();
+    let all = |from: usize, step: usize| (from..n).step_by(step).collect::<Vec<_>>();
+    let name = name.as_str();
+    if n == 0 {
+        return Class::Arity;
+    }
+    if SINGLE_KEY.contains(&name) {
+        return if n >= 2 {
+            Class::Keyed(vec![1])
+        } else {
+            Class::Arity
+        };
+    }
+    if SAME_SLOT_ALL.contains(&name) {
+        let step = if name == "MSETNX" { 2 } else { 1 };
+        let from = if name == "SINTERCARD" { 2 } else { 1 };
+        return if n >= 2 {
+            Class::Keyed(all(from, step))
+        } else {
+            Class::Arity
+        };
+    }
+    if SAME_SLOT_STORE.contains(&name) {
+        return if n >= 3 {
+            Class::Keyed(all(1, 1))
+        } else {
+            Class::Arity
+        };
+    }
+    if LOCAL.contains(&name) {
+        return Class::Local;
+    }
+    match name {
+        "MGET" if n >= 2 => Class::Split(Merge::Values, all(1, 1)),
+        "MSET" if n >= 3 && n % 2 == 1 => Class::Split(Merge::Ok, all(1, 2)),
+        "DEL" | "UNLINK" | "EXISTS" | "TOUCH" if n >= 2 => Class::Split(Merge::Sum, all(1, 1)),
+        "ZUNIONSTORE" | "ZINTERSTORE" | "ZDIFFSTORE" if n >= 4 => numkeys(req, 2, Some(1)),
+        "ZUNION" | "ZINTER" | "ZDIFF" | "ZINTERCARD" | "LMPOP" | "ZMPOP" if n >= 3 => {
+            numkeys(req, 1, None)
+        }
+        "EVAL" | "EVALSHA" | "EVAL_RO" | "EVALSHA_RO" | "FCALL" | "FCALL_RO" if n >= 3 => {
+            numkeys(req, 2, None)
+        }
+        "BLPOP" | "BRPOP" | "BZPOPMIN" | "BZPOPMAX" if n >= 3 => {
+            Class::Blocking((1..n - 1).collect())
+        }
+        "BLMOVE" | "BRPOPLPUSH" if n >= 4 => Class::Blocking(vec![1, 2]),
+        "MULTI" | "EXEC" | "DISCARD" | "WATCH" | "UNWATCH" => Class::Transaction,
+        "SUBSCRIBE" | "UNSUBSCRIBE" | "PSUBSCRIBE" | "PUNSUBSCRIBE" | "SSUBSCRIBE"
+        | "SUNSUBSCRIBE" | "PUBLISH" | "SPUBLISH" | "PUBSUB" => Class::PubSub,
+        "MGET" | "MSET" | "DEL" | "UNLINK" | "EXISTS" | "TOUCH" | "ZUNIONSTORE" | "ZINTERSTORE"
+        | "ZDIFFSTORE" | "ZUNION" | "ZINTER" | "ZDIFF" | "ZINTERCARD" | "LMPOP" | "ZMPOP"
+        | "EVAL" | "EVALSHA" | "EVAL_RO" | "EVALSHA_RO" | "FCALL" | "FCALL_RO" | "BLPOP"
+        | "BRPOP" | "BZPOPMIN" | "BZPOPMAX" | "BLMOVE" | "BRPOPLPUSH" => Class::Arity,
+        _ => Class::Unsupported,
+    }
+}
+
+/// Keys counted by a `numkeys` argument at `at`, plus an optional destination key.
+fn numkeys(req: &Request, at: usize, dest: Option<usize>) -> Class {
+    let count = req
+        .args
+        .get(at)
+        .and_then(|a| std::str::from_utf8(a).ok())
+        .and_then(|s| s.parse::<usize>().ok());
+    match count {
+        Some(k) if at + k < req.args.len() => {
+            let mut keys: Vec<usize> = dest.into_iter().collect();
+            keys.extend(at + 1..=at + k);
+            Class::Keyed(keys)
+        }
+        _ => Class::Arity,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn req(words: &str) -> Request {
+        Request::from_args(
+            words
+                .split(' ')
+                .map(|w| Bytes::copy_from_slice(w.as_bytes()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn key_positions() {
+        assert_eq!(classify(&req("get k")), Class::Keyed(vec![1]));
+        assert_eq!(
+            classify(&req("MGET a b c")),
+            Class::Split(Merge::Values, vec![1, 2, 3])
+        );
+        assert_eq!(
+            classify(&req("MSET a 1 b 2")),
+            Class::Split(Merge::Ok, vec![1, 3])
+        );
+        assert_eq!(classify(&req("MSET a 1 b")), Class::Arity);
+        assert_eq!(
+            classify(&req("DEL a b")),
+            Class::Split(Merge::Sum, vec![1, 2])
+        );
+        assert_eq!(classify(&req("EVAL s 2 a b x")), Class::Keyed(vec![3, 4]));
+        assert_eq!(classify(&req("EVAL s 3 a b")), Class::Arity);
+        assert_eq!(
+            classify(&req("ZUNIONSTORE d 2 a b")),
+            Class::Keyed(vec![1, 3, 4])
+        );
+        assert_eq!(classify(&req("BLPOP a b 0")), Class::Blocking(vec![1, 2]));
+        assert_eq!(classify(&req("RENAME a b")), Class::Keyed(vec![1, 2]));
+        assert_eq!(classify(&req("PING")), Class::Local);
+        assert_eq!(classify(&req("MULTI")), Class::Transaction);
+        assert_eq!(classify(&req("SUBSCRIBE c")), Class::PubSub);
+        assert_eq!(classify(&req("CLUSTER INFO")), Class::Unsupported);
+        assert_eq!(classify(&req("GET")), Class::Arity);
+    }
+}

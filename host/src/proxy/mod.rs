@@ -1,0 +1,18 @@
+//! The RESP data plane: clients connect to shardcast as to one Redis server, and every
+//! command is routed by hash slot to the instance that owns it.
+//!
+//! - [`resp`]: the codec (RESP2 and RESP3), with limits;
+//! - [`request`]: client requests split off the read buffer without copying;
+//! - [`command`]: the command table (key positions, how each command is treated);
+//! - [`slot`]: CRC16 hash slots with hash tags;
+//! - [`backend`]: one connection to one instance;
+//! - [`session`]: one client connection: routing, pipelining, merging, transactions;
+//! - [`server`]: the accept loop and graceful shutdown.
+
+pub mod backend;
+pub mod command;
+pub mod request;
+pub mod resp;
+pub mod server;
+pub mod session;
+pub mod slot;

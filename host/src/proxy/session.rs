@@ -1,0 +1,837 @@
+//! One client connection: read requests, route them, forward, and answer in order.
+//!
+//! Each batch of pipelined requests is routed and queued on the backends it needs, every
+//! backend is flushed once, and the replies are then read back in request order; a
+//! multi-key command split over several instances is answered by merging its parts. State
+//! the client set (database, name, protocol) is replayed on every backend connection the
+//! session opens. A transaction is queued in the proxy and sent to its single instance at
+//! `EXEC`.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use dashmap::DashMap;
+use shardcast_sdk::types::InstanceId;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::backend::Backend;
+use super::command::{Class, Merge, classify};
+use super::request::{Request, next_request};
+use super::resp::Frame;
+use super::slot::slot;
+use crate::config::ProxyLimits;
+use crate::topology::Topology;
+
+/// How long an unreachable instance is not retried.
+const BACKOFF: Duration = Duration::from_millis(500);
+
+/// What every session shares.
+pub struct Shared {
+    /// Instances and the segment table.
+    pub topology: Arc<Topology>,
+    /// Limits.
+    pub limits: ProxyLimits,
+    /// Next session id.
+    pub next_id: AtomicU64,
+    /// When each instance last refused a connection.
+    pub unreachable: DashMap<InstanceId, Instant>,
+}
+
+/// Connection state a client set, replayed on new backend connections.
+#[derive(Clone, Debug, Default)]
+struct ConnState {
+    db: u32,
+    name: Option<Bytes>,
+    lib: Option<Bytes>,
+    protocol: u8,
+}
+
+/// How one request will be answered.
+enum Pending {
+    /// A reply the proxy already has.
+    Local(Frame),
+    /// The next reply of one backend, forwarded as it is.
+    Forward(InstanceId),
+    /// Parts from several backends: (instance, positions of its keys in the answer).
+    Gather(Merge, Vec<(InstanceId, Vec<usize>)>, usize),
+    /// The same command on several instances, merged.
+    FanOut(FanOut, Vec<InstanceId>),
+    /// A transaction: skip `skip` replies, forward the last.
+    Exec(InstanceId, usize),
+    /// A SCAN step on one instance: (instance index among actives, count of actives).
+    Scan(InstanceId, usize, usize),
+}
+
+#[derive(Clone, Copy)]
+enum FanOut {
+    SumIntegers,
+    AllOk,
+    ConcatArrays,
+    FirstNonNull,
+}
+
+/// One client session.
+pub struct Session {
+    id: u64,
+    shared: Arc<Shared>,
+    state: ConnState,
+    backends: HashMap<InstanceId, Backend>,
+    multi: Option<Vec<Request>>,
+    multi_slot: Option<u16>,
+    multi_dirty: bool,
+    watched: Option<InstanceId>,
+    closing: bool,
+}
+
+fn err(text: impl AsRef<str>) -> Frame {
+    Frame::error(text)
+}
+
+impl Session {
+    /// A new session.
+    pub fn new(shared: Arc<Shared>) -> Self {
+        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+        Session {
+            id,
+            shared,
+            state: ConnState {
+                protocol: 2,
+                ..ConnState::default()
+            },
+            backends: HashMap::new(),
+            multi: None,
+            multi_slot: None,
+            multi_dirty: false,
+            watched: None,
+            closing: false,
+        }
+    }
+
+    /// Serve the client until it leaves or misbehaves.
+    pub async fn run(mut self, mut client: TcpStream) -> io::Result<()> {
+        client.set_nodelay(true)?;
+        let limits = self.shared.limits.resp();
+        let mut input = BytesMut::with_capacity(16 << 10);
+        let mut out = BytesMut::with_capacity(16 << 10);
+        loop {
+            if input.capacity() - input.len() < 4096 {
+                input.reserve(64 << 10);
+            }
+            if client.read_buf(&mut input).await? == 0 {
+                return Ok(());
+            }
+            let mut batch = Vec::new();
+            let mut fatal = None;
+            loop {
+                match next_request(&mut input, &limits) {
+                    Ok(Some(r)) if r.args.is_empty() => {}
+                    Ok(Some(r)) => batch.push(r),
+                    Ok(None) => break,
+                    Err(e) => {
+                        fatal = Some(e);
+                        break;
+                    }
+                }
+            }
+            self.serve(batch, &mut out).await;
+            if let Some(e) = fatal {
+                tracing::info!(session = self.id, error = %e, "closing client after a protocol error");
+                err(format!("ERR {e}")).encode(&mut out);
+                client.write_all(&out).await?;
+                return Ok(());
+            }
+            if out.len() > self.shared.limits.client_output_buffer_bytes {
+                tracing::warn!(
+                    session = self.id,
+                    bytes = out.len(),
+                    "client output buffer limit reached; closing"
+                );
+                return Ok(());
+            }
+            client.write_all(&out).await?;
+            out.clear();
+            if self.closing {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Route, forward and answer one batch of requests, appending replies to `out`.
+    async fn serve(&mut self, batch: Vec<Request>, out: &mut BytesMut) {
+        let mut pending = Vec::with_capacity(batch.len());
+        for req in batch {
+            let p = self.route(req).await;
+            pending.push(p);
+            if self.closing {
+                break;
+            }
+        }
+        let mut broken: HashMap<InstanceId, String> = HashMap::new();
+        for (id, b) in self.backends.iter_mut() {
+            if b.has_queued() {
+                if let Err(e) = b.flush().await {
+                    broken.insert(*id, e.to_string());
+                }
+            }
+        }
+        for p in pending {
+            let frame_or_raw = self.answer(p, &mut broken).await;
+            match frame_or_raw {
+                Ok(raw) => out.extend_from_slice(&raw),
+                Err(frame) => frame.encode(out),
+            }
+        }
+        for id in broken.keys() {
+            self.backends.remove(id);
+        }
+    }
+
+    fn instance_name(&self, id: InstanceId) -> String {
+        self.shared
+            .topology
+            .instances
+            .get(id as usize)
+            .map(|i| format!("{} ({})", i.name, i.address))
+            .unwrap_or_else(|| format!("instance {id}"))
+    }
+
+    /// The connection to `id`, opened (and brought up to the session's state) if needed.
+    async fn backend(&mut self, id: InstanceId) -> Result<&mut Backend, Frame> {
+        if !self.backends.contains_key(&id) {
+            if let Some(at) = self.shared.unreachable.get(&id) {
+                if at.elapsed() < BACKOFF {
+                    return Err(err(format!(
+                        "TRYAGAIN {} is unreachable; retrying shortly",
+                        self.instance_name(id)
+                    )));
+                }
+            }
+            let address = self.shared.topology.instances[id as usize].address.clone();
+            let timeout = Duration::from_millis(self.shared.limits.connect_timeout_ms);
+            let mut b = match Backend::connect(&address, timeout).await {
+                Ok(b) => b,
+                Err(e) => {
+                    self.shared.unreachable.insert(id, Instant::now());
+                    tracing::warn!(instance = %address, error = %e, "instance unreachable");
+                    return Err(err(format!(
+                        "TRYAGAIN {} is unreachable: {e}",
+                        self.instance_name(id)
+                    )));
+                }
+            };
+            if let Err(e) = self.replay(&mut b).await {
+                self.shared.unreachable.insert(id, Instant::now());
+                return Err(err(format!(
+                    "TRYAGAIN {} failed the handshake: {e}",
+                    self.instance_name(id)
+                )));
+            }
+            self.shared.unreachable.remove(&id);
+            self.backends.insert(id, b);
+        }
+        Ok(self.backends.get_mut(&id).expect("inserted above"))
+    }
+
+    /// Bring a new backend connection to the session's state.
+    async fn replay(&self, b: &mut Backend) -> io::Result<()> {
+        let mut setup: Vec<Vec<Bytes>> = Vec::new();
+        if self.state.protocol == 3 {
+            setup.push(vec![Bytes::from_static(b"HELLO"), Bytes::from_static(b"3")]);
+        }
+        if self.state.db != 0 {
+            setup.push(vec![
+                Bytes::from_static(b"SELECT"),
+                Bytes::from(self.state.db.to_string()),
+            ]);
+        }
+        if let Some(name) = &self.state.name {
+            setup.push(vec![
+                Bytes::from_static(b"CLIENT"),
+                Bytes::from_static(b"SETNAME"),
+                name.clone(),
+            ]);
+        }
+        for args in &setup {
+            b.queue(&Request::from_args(args.clone()).raw);
+        }
+        b.flush().await?;
+        for _ in &setup {
+            let f = b.read_frame().await?;
+            if f.is_error() {
+                return Err(io::Error::other(format!("{f:?}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The instance owning all of `keys` of `req`, or a CROSSSLOT error.
+    fn owner(&self, req: &Request, keys: &[usize]) -> Result<InstanceId, Frame> {
+        let table = self.shared.topology.table();
+        let mut slots = keys
+            .iter()
+            .filter_map(|&i| req.args.get(i))
+            .map(|k| slot(k));
+        let first = slots.next().unwrap_or(0);
+        if slots.any(|s| s != first) {
+            return Err(err("CROSSSLOT Keys in request don't hash to the same slot"));
+        }
+        Ok(table.owner(first))
+    }
+
+    async fn forward(&mut self, id: InstanceId, raw: &[u8]) -> Pending {
+        match self.backend(id).await {
+            Ok(b) => {
+                b.queue(raw);
+                Pending::Forward(id)
+            }
+            Err(e) => Pending::Local(e),
+        }
+    }
+
+    async fn route(&mut self, req: Request) -> Pending {
+        let class = classify(&req);
+        if self.multi.is_some()
+            && !matches!(req.name().as_str(), "EXEC" | "DISCARD" | "MULTI" | "WATCH")
+        {
+            return self.queue_in_multi(req, class);
+        }
+        match class {
+            Class::Keyed(keys) | Class::Blocking(keys) => match self.owner(&req, &keys) {
+                Ok(id) => {
+                    if let Some(w) = self.watched {
+                        if w != id {
+                            return Pending::Local(err(
+                                "CROSSSLOT Keys in request don't hash to the same slot as the WATCHed keys",
+                            ));
+                        }
+                    }
+                    self.forward(id, &req.raw).await
+                }
+                Err(e) => Pending::Local(e),
+            },
+            Class::Split(merge, keys) => self.split(&req, merge, &keys).await,
+            Class::Local => self.local(req).await,
+            Class::Transaction => self.transaction(req).await,
+            Class::PubSub => Pending::Local(err(format!(
+                "ERR '{}' is not supported through the shardcast proxy yet",
+                req.name().to_lowercase()
+            ))),
+            Class::Unsupported => Pending::Local(err(format!(
+                "ERR unsupported command '{}' through the shardcast proxy",
+                String::from_utf8_lossy(&req.args[0])
+            ))),
+            Class::Arity => Pending::Local(err(format!(
+                "ERR wrong number of arguments for '{}' command",
+                String::from_utf8_lossy(req.args.first().map(|a| a.as_ref()).unwrap_or(b""))
+                    .to_lowercase()
+            ))),
+        }
+    }
+
+    async fn split(&mut self, req: &Request, merge: Merge, keys: &[usize]) -> Pending {
+        let table = self.shared.topology.table();
+        let stride = if merge == Merge::Ok { 2 } else { 1 };
+        let mut groups: Vec<(InstanceId, Vec<usize>)> = Vec::new();
+        for (pos, &k) in keys.iter().enumerate() {
+            let id = table.owner(slot(&req.args[k]));
+            match groups.iter_mut().find(|(g, _)| *g == id) {
+                Some((_, v)) => v.push(pos),
+                None => groups.push((id, vec![pos])),
+            }
+        }
+        for (id, positions) in &groups {
+            let mut args = vec![req.args[0].clone()];
+            for &pos in positions {
+                let k = keys[pos];
+                args.extend(req.args[k..k + stride].iter().cloned());
+            }
+            let sub = Request::from_args(args);
+            match self.backend(*id).await {
+                Ok(b) => b.queue(&sub.raw),
+                Err(e) => return Pending::Local(e),
+            }
+        }
+        Pending::Gather(merge, groups, keys.len())
+    }
+
+    fn queue_in_multi(&mut self, req: Request, class: Class) -> Pending {
+        let refusal = match class {
+            Class::Unsupported | Class::PubSub => {
+                Some("ERR command not supported in a transaction through the shardcast proxy")
+            }
+            Class::Arity => Some("ERR wrong number of arguments"),
+            Class::Local if !matches!(req.name().as_str(), "PING" | "ECHO" | "TIME") => {
+                Some("ERR command not supported in a transaction through the shardcast proxy")
+            }
+            _ => None,
+        };
+        if let Some(r) = refusal {
+            self.multi_dirty = true;
+            return Pending::Local(err(r));
+        }
+        let keys = match &class {
+            Class::Keyed(k) | Class::Blocking(k) | Class::Split(_, k) => k.clone(),
+            _ => Vec::new(),
+        };
+        for &k in &keys {
+            let Some(key) = req.args.get(k) else { continue };
+            let s = slot(key);
+            match self.multi_slot {
+                Some(t) if t != s => {
+                    // As Redis Cluster does: refuse the command now, abort at EXEC.
+                    self.multi_dirty = true;
+                    return Pending::Local(err(
+                        "CROSSSLOT Keys in request don't hash to the same slot",
+                    ));
+                }
+                _ => self.multi_slot = Some(s),
+            }
+        }
+        if let Some(q) = self.multi.as_mut() {
+            q.push(req);
+        }
+        Pending::Local(Frame::Simple(Bytes::from_static(b"QUEUED")))
+    }
+
+    async fn transaction(&mut self, req: Request) -> Pending {
+        match req.name().as_str() {
+            "MULTI" => {
+                if self.multi.is_some() {
+                    return Pending::Local(err("ERR MULTI calls can not be nested"));
+                }
+                self.multi = Some(Vec::new());
+                self.multi_slot = None;
+                self.multi_dirty = false;
+                Pending::Local(Frame::ok())
+            }
+            "DISCARD" => match self.multi.take() {
+                Some(_) => {
+                    self.unwatch().await;
+                    Pending::Local(Frame::ok())
+                }
+                None => Pending::Local(err("ERR DISCARD without MULTI")),
+            },
+            "WATCH" => {
+                if self.multi.is_some() {
+                    return Pending::Local(err("ERR WATCH inside MULTI is not allowed"));
+                }
+                let keys: Vec<usize> = (1..req.args.len()).collect();
+                match self.owner(&req, &keys) {
+                    Ok(id) if self.watched.is_none_or(|w| w == id) => {
+                        self.watched = Some(id);
+                        self.forward(id, &req.raw).await
+                    }
+                    Ok(_) | Err(_) => {
+                        Pending::Local(err("CROSSSLOT Keys in request don't hash to the same slot"))
+                    }
+                }
+            }
+            "UNWATCH" => {
+                self.unwatch().await;
+                Pending::Local(Frame::ok())
+            }
+            _ => self.exec().await,
+        }
+    }
+
+    async fn unwatch(&mut self) {
+        if let Some(id) = self.watched.take() {
+            if let Some(b) = self.backends.get_mut(&id) {
+                b.queue(b"*1\r\n$7\r\nUNWATCH\r\n");
+                let ok = b.flush().await.is_ok() && b.read_raw().await.is_ok();
+                if !ok {
+                    self.backends.remove(&id);
+                }
+            }
+        }
+    }
+
+    async fn exec(&mut self) -> Pending {
+        let Some(queued) = self.multi.take() else {
+            return Pending::Local(err("ERR EXEC without MULTI"));
+        };
+        if std::mem::take(&mut self.multi_dirty) {
+            self.unwatch().await;
+            return Pending::Local(err(
+                "EXECABORT Transaction discarded because of previous errors.",
+            ));
+        }
+        let mut target = self.watched.take();
+        for req in &queued {
+            let keys = match classify(req) {
+                Class::Keyed(k) | Class::Blocking(k) => k,
+                Class::Split(_, k) => k,
+                _ => Vec::new(),
+            };
+            if keys.is_empty() {
+                continue;
+            }
+            match self.owner(req, &keys) {
+                Ok(id) if target.is_none_or(|t| t == id) => target = Some(id),
+                _ => {
+                    return Pending::Local(err(
+                        "CROSSSLOT Keys in the transaction don't hash to the same slot",
+                    ));
+                }
+            }
+        }
+        let table = self.shared.topology.table();
+        let id = target.unwrap_or_else(|| table.owner(0));
+        match self.backend(id).await {
+            Ok(b) => {
+                b.queue(b"*1\r\n$5\r\nMULTI\r\n");
+                for req in &queued {
+                    b.queue(&req.raw);
+                }
+                b.queue(b"*1\r\n$4\r\nEXEC\r\n");
+                Pending::Exec(id, queued.len() + 1)
+            }
+            Err(e) => Pending::Local(e),
+        }
+    }
+
+    async fn fan_out(&mut self, req: &Request, kind: FanOut) -> Pending {
+        let targets = self.shared.topology.active();
+        for &id in &targets {
+            match self.backend(id).await {
+                Ok(b) => b.queue(&req.raw),
+                Err(e) => return Pending::Local(e),
+            }
+        }
+        Pending::FanOut(kind, targets)
+    }
+
+    async fn local(&mut self, req: Request) -> Pending {
+        let name = req.name();
+        let arg = |i: usize| req.args.get(i).cloned();
+        match name.as_str() {
+            "PING" => Pending::Local(match arg(1) {
+                Some(msg) => Frame::bulk(msg),
+                None => Frame::Simple(Bytes::from_static(b"PONG")),
+            }),
+            "ECHO" => Pending::Local(match arg(1) {
+                Some(msg) if req.args.len() == 2 => Frame::bulk(msg),
+                _ => err("ERR wrong number of arguments for 'echo' command"),
+            }),
+            "QUIT" => {
+                self.closing = true;
+                Pending::Local(Frame::ok())
+            }
+            "RESET" => {
+                self.multi = None;
+                self.unwatch().await;
+                self.state = ConnState {
+                    protocol: 2,
+                    ..ConnState::default()
+                };
+                self.backends.clear();
+                Pending::Local(Frame::Simple(Bytes::from_static(b"RESET")))
+            }
+            "AUTH" => Pending::Local(err(
+                "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+            )),
+            "SELECT" => {
+                let Some(db) =
+                    arg(1).and_then(|a| std::str::from_utf8(&a).ok()?.parse::<u32>().ok())
+                else {
+                    return Pending::Local(err("ERR value is not an integer or out of range"));
+                };
+                self.state.db = db;
+                let mut failed = None;
+                for b in self.backends.values_mut() {
+                    b.queue(&req.raw);
+                    let ok = b.flush().await.is_ok();
+                    match b.read_frame().await {
+                        Ok(f) if ok && !f.is_error() => {}
+                        Ok(f) => failed = Some(f),
+                        Err(e) => failed = Some(err(format!("ERR {e}"))),
+                    }
+                }
+                Pending::Local(failed.unwrap_or_else(Frame::ok))
+            }
+            "HELLO" => self.hello(&req).await,
+            "CLIENT" => Pending::Local(self.client(&req)),
+            "COMMAND" | "TIME" | "LASTSAVE" => {
+                let table = self.shared.topology.table();
+                self.forward(table.owner(0), &req.raw).await
+            }
+            "INFO" => self.fan_out(&req, FanOut::FirstNonNull).await,
+            "DBSIZE" => self.fan_out(&req, FanOut::SumIntegers).await,
+            "FLUSHDB" | "FLUSHALL" => self.fan_out(&req, FanOut::AllOk).await,
+            "KEYS" => self.fan_out(&req, FanOut::ConcatArrays).await,
+            "RANDOMKEY" => self.fan_out(&req, FanOut::FirstNonNull).await,
+            "SCAN" => self.scan(&req).await,
+            _ => Pending::Local(err(format!(
+                "ERR unsupported command '{name}' through the shardcast proxy"
+            ))),
+        }
+    }
+
+    async fn hello(&mut self, req: &Request) -> Pending {
+        let protocol = match req.args.get(1).map(|a| {
+            std::str::from_utf8(a)
+                .ok()
+                .and_then(|s| s.parse::<u8>().ok())
+        }) {
+            None => self.state.protocol,
+            Some(Some(p @ (2 | 3))) => p,
+            Some(_) => return Pending::Local(err("NOPROTO unsupported protocol version")),
+        };
+        let mut i = 2;
+        while i < req.args.len() {
+            match req.arg_upper(i).as_deref() {
+                Some("SETNAME") if i + 1 < req.args.len() => {
+                    self.state.name = Some(req.args[i + 1].clone());
+                    i += 2;
+                }
+                Some("AUTH") if i + 2 < req.args.len() => {
+                    return Pending::Local(err(
+                        "WRONGPASS invalid username-password pair or user is disabled.",
+                    ));
+                }
+                _ => return Pending::Local(err("ERR syntax error in HELLO option")),
+            }
+        }
+        if protocol != self.state.protocol {
+            self.state.protocol = protocol;
+            // Existing backend connections speak the old protocol: reopen them lazily.
+            self.backends.clear();
+        }
+        let fields: Vec<(Frame, Frame)> = vec![
+            (Frame::bulk("server"), Frame::bulk("redis")),
+            (Frame::bulk("version"), Frame::bulk("7.0.0")),
+            (Frame::bulk("proto"), Frame::Integer(i64::from(protocol))),
+            (Frame::bulk("id"), Frame::Integer(self.id as i64)),
+            (Frame::bulk("mode"), Frame::bulk("standalone")),
+            (Frame::bulk("role"), Frame::bulk("master")),
+            (Frame::bulk("modules"), Frame::Array(Some(Vec::new()))),
+            (
+                Frame::bulk("proxy"),
+                Frame::bulk(format!("shardcast {}", env!("CARGO_PKG_VERSION"))),
+            ),
+        ];
+        Pending::Local(if protocol == 3 {
+            Frame::Map(fields)
+        } else {
+            Frame::Array(Some(fields.into_iter().flat_map(|(k, v)| [k, v]).collect()))
+        })
+    }
+
+    fn client(&mut self, req: &Request) -> Frame {
+        match req.arg_upper(1).as_deref() {
+            Some("SETNAME") if req.args.len() == 3 => {
+                self.state.name = Some(req.args[2].clone()).filter(|n| !n.is_empty());
+                Frame::ok()
+            }
+            Some("GETNAME") => Frame::Bulk(self.state.name.clone()),
+            Some("ID") => Frame::Integer(self.id as i64),
+            Some("SETINFO") if req.args.len() == 4 => {
+                if req.arg_upper(2).as_deref() == Some("LIB-NAME") {
+                    self.state.lib = Some(req.args[3].clone());
+                }
+                Frame::ok()
+            }
+            Some("INFO") => Frame::bulk(format!(
+                "id={} name={} lib-name={} db={} resp={}\n",
+                self.id,
+                self.state
+                    .name
+                    .as_deref()
+                    .map(String::from_utf8_lossy)
+                    .unwrap_or_default(),
+                self.state
+                    .lib
+                    .as_deref()
+                    .map(String::from_utf8_lossy)
+                    .unwrap_or_default(),
+                self.state.db,
+                self.state.protocol
+            )),
+            _ => err(format!(
+                "ERR unsupported CLIENT subcommand '{}' through the shardcast proxy",
+                req.arg_upper(1).unwrap_or_default()
+            )),
+        }
+    }
+
+    /// SCAN across instances: the cursor's low 8 bits name the instance (among the active
+    /// ones), the rest is that instance's own cursor.
+    async fn scan(&mut self, req: &Request) -> Pending {
+        let Some(cursor) = req
+            .args
+            .get(1)
+            .and_then(|c| std::str::from_utf8(c).ok()?.parse::<u64>().ok())
+        else {
+            return Pending::Local(err("ERR invalid cursor"));
+        };
+        let active = self.shared.topology.active();
+        let index = (cursor & 0xff) as usize;
+        let Some(&id) = active.get(index) else {
+            return Pending::Local(err("ERR invalid cursor"));
+        };
+        let mut args = req.args.clone();
+        args[1] = Bytes::from((cursor >> 8).to_string());
+        let sub = Request::from_args(args);
+        match self.backend(id).await {
+            Ok(b) => {
+                b.queue(&sub.raw);
+                Pending::Scan(id, index, active.len())
+            }
+            Err(e) => Pending::Local(e),
+        }
+    }
+
+    /// Produce the reply for one pending request: raw bytes, or a frame to encode.
+    async fn answer(
+        &mut self,
+        p: Pending,
+        broken: &mut HashMap<InstanceId, String>,
+    ) -> Result<Bytes, Frame> {
+        match p {
+            Pending::Local(f) => Err(f),
+            Pending::Forward(id) => self.read_raw(id, broken).await,
+            Pending::Exec(id, skip) => {
+                // MULTI's +OK and one +QUEUED (or error) per command; EXEC's reply says
+                // what happened, including an abort.
+                for _ in 0..skip {
+                    self.read_raw(id, broken).await?;
+                }
+                self.read_raw(id, broken).await
+            }
+            Pending::Gather(merge, groups, total) => {
+                let mut values: Vec<Frame> = vec![Frame::Bulk(None); total];
+                let mut sum = 0i64;
+                let mut failure = None;
+                for (id, positions) in groups {
+                    match self.read_frame(id, broken).await {
+                        Ok(f) if f.is_error() => failure = failure.or(Some(f)),
+                        Ok(Frame::Integer(n)) => sum += n,
+                        Ok(Frame::Array(Some(items))) | Ok(Frame::Set(items)) => {
+                            for (pos, item) in positions.into_iter().zip(items) {
+                                values[pos] = item;
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => failure = failure.or(Some(e)),
+                    }
+                }
+                if let Some(f) = failure {
+                    return Err(f);
+                }
+                Err(match merge {
+                    Merge::Values => Frame::Array(Some(values)),
+                    Merge::Ok => Frame::ok(),
+                    Merge::Sum => Frame::Integer(sum),
+                })
+            }
+            Pending::FanOut(kind, targets) => {
+                let mut frames = Vec::new();
+                for id in targets {
+                    match self.read_frame(id, broken).await {
+                        Ok(f) if f.is_error() => return Err(f),
+                        Ok(f) => frames.push(f),
+                        Err(e) => return Err(e),
+                    }
+                }
+                Err(match kind {
+                    FanOut::SumIntegers => Frame::Integer(
+                        frames
+                            .iter()
+                            .map(|f| if let Frame::Integer(n) = f { *n } else { 0 })
+                            .sum(),
+                    ),
+                    FanOut::AllOk => Frame::ok(),
+                    FanOut::ConcatArrays => Frame::Array(Some(
+                        frames
+                            .into_iter()
+                            .flat_map(|f| match f {
+                                Frame::Array(Some(v)) | Frame::Set(v) => v,
+                                _ => Vec::new(),
+                            })
+                            .collect(),
+                    )),
+                    FanOut::FirstNonNull => frames
+                        .into_iter()
+                        .find(|f| !matches!(f, Frame::Bulk(None) | Frame::Null))
+                        .unwrap_or(Frame::Bulk(None)),
+                })
+            }
+            Pending::Scan(id, index, count) => {
+                let f = self.read_frame(id, broken).await?;
+                let Frame::Array(Some(mut parts)) = f else {
+                    return Err(f);
+                };
+                if parts.len() != 2 {
+                    return Err(err("ERR unexpected SCAN reply from an instance"));
+                }
+                let keys = parts.pop().expect("two parts");
+                let inner = match &parts[0] {
+                    Frame::Bulk(Some(b)) => std::str::from_utf8(b)
+                        .ok()
+                        .and_then(|s| s.parse::<u64>().ok())
+                        .unwrap_or(0),
+                    _ => 0,
+                };
+                let next = if inner != 0 {
+                    (inner << 8) | index as u64
+                } else if index + 1 < count {
+                    (index + 1) as u64
+                } else {
+                    0
+                };
+                Err(Frame::Array(Some(vec![
+                    Frame::bulk(next.to_string()),
+                    keys,
+                ])))
+            }
+        }
+    }
+
+    async fn read_raw(
+        &mut self,
+        id: InstanceId,
+        broken: &mut HashMap<InstanceId, String>,
+    ) -> Result<Bytes, Frame> {
+        if let Some(e) = broken.get(&id) {
+            return Err(err(format!(
+                "TRYAGAIN connection to {} failed: {e}",
+                self.instance_name(id)
+            )));
+        }
+        let Some(b) = self.backends.get_mut(&id) else {
+            return Err(err(format!(
+                "TRYAGAIN no connection to {}",
+                self.instance_name(id)
+            )));
+        };
+        match b.read_raw().await {
+            Ok(raw) => Ok(raw),
+            Err(e) => {
+                broken.insert(id, e.to_string());
+                self.shared.unreachable.insert(id, Instant::now());
+                Err(err(format!(
+                    "TRYAGAIN connection to {} failed: {e}",
+                    self.instance_name(id)
+                )))
+            }
+        }
+    }
+
+    async fn read_frame(
+        &mut self,
+        id: InstanceId,
+        broken: &mut HashMap<InstanceId, String>,
+    ) -> Result<Frame, Frame> {
+        let raw = self.read_raw(id, broken).await?;
+        super::resp::parse(&raw, &super::resp::Limits::default())
+            .ok()
+            .flatten()
+            .map(|(f, _)| f)
+            .ok_or_else(|| err("ERR malformed reply from an instance"))
+    }
+}
