@@ -23,6 +23,9 @@ pub struct Config {
     /// Milliseconds between two controller ticks.
     #[serde(default = "default_tick")]
     pub tick_ms: u64,
+    /// Threads serving clients; 0 means one per core.
+    #[serde(default)]
+    pub threads: usize,
     /// The instances, active and standby.
     pub instances: Vec<InstanceConfig>,
     /// The initial segment layout.
@@ -144,6 +147,15 @@ pub struct ConfigError {
 }
 
 impl Config {
+    /// The async runtime the proxy runs on.
+    pub fn runtime(&self) -> std::io::Result<tokio::runtime::Runtime> {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        if self.threads > 0 {
+            b.worker_threads(self.threads);
+        }
+        b.enable_all().thread_name("shardcast-proxy").build()
+    }
+
     /// Read and check a configuration file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
@@ -166,7 +178,7 @@ impl Config {
 
     fn check(&self, text: &str) -> Result<(), String> {
         let line = |span: std::ops::Range<usize>| {
-            text[..span.start.min(text.len())].lines().count().max(1)
+            text[..span.start.min(text.len())].matches('\n').count() + 1
         };
         let addr = |key: &str, s: &Spanned<String>| {
             s.get_ref().parse::<SocketAddr>().map(|_| ()).map_err(|_| {
@@ -192,14 +204,14 @@ impl Config {
                 ));
             }
             names.push(inst.name.get_ref().clone());
-            if let Some(state) = &inst.state {
-                if !matches!(state.get_ref().as_str(), "active" | "standby") {
-                    return Err(format!(
-                        "`instances[{i}].state` at line {}: `{}` is not `active` or `standby`",
-                        line(state.span()),
-                        state.get_ref()
-                    ));
-                }
+            if let Some(state) = &inst.state
+                && !matches!(state.get_ref().as_str(), "active" | "standby")
+            {
+                return Err(format!(
+                    "`instances[{i}].state` at line {}: `{}` is not `active` or `standby`",
+                    line(state.span()),
+                    state.get_ref()
+                ));
             }
             if !(inst.capacity.is_finite() && inst.capacity > 0.0) {
                 return Err(format!(
@@ -284,13 +296,13 @@ state = "standby"
         let err =
             Config::parse(&GOOD.replace("127.0.0.1:7002", "nowhere")).expect_err("bad address");
         assert!(
-            err.contains("instances[1].address") && err.contains("line 11"),
+            err.contains("instances[1].address") && err.contains("line 10"),
             "{err}"
         );
         let err = Config::parse(&GOOD.replace("state = \"standby\"", "state = \"sleepy\""))
             .expect_err("bad state");
         assert!(
-            err.contains("instances[1].state") && err.contains("line 12"),
+            err.contains("instances[1].state") && err.contains("line 11"),
             "{err}"
         );
         let err =

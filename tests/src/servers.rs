@@ -114,7 +114,7 @@ impl Proxy {
         let config = shardcast::config::Config::parse(&text).expect("test config is valid");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Runtime::new().expect("runtime");
+            let rt = config.runtime().expect("runtime");
             rt.block_on(async move {
                 shardcast::run::run(config, async {
                     let _ = rx.await;

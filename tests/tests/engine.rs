@@ -92,7 +92,11 @@ fn a_raised_deadline_is_honoured() {
 
 #[test]
 fn memory_bomb_hits_the_cap_and_is_contained() {
-    let mut engine = hostile("memory-bomb");
+    // A generous deadline, so that only the memory cap can stop it on a loaded machine.
+    let mut engine = engine_with(
+        artifacts::HOSTILE,
+        "mode = \"memory-bomb\"\n[limits]\ndeadline_ms = 5000",
+    );
     let faults = fault_kinds(&mut engine, 2);
     for tick in &faults {
         assert!(tick[0].contains("memory-limit in plan()"), "{}", tick[0]);
@@ -101,7 +105,7 @@ fn memory_bomb_hits_the_cap_and_is_contained() {
     // A smaller cap is enforced as well.
     let mut engine = engine_with(
         artifacts::HOSTILE,
-        "mode = \"memory-bomb\"\n[limits]\nmemory_mib = 16",
+        "mode = \"memory-bomb\"\n[limits]\nmemory_mib = 16\ndeadline_ms = 5000",
     );
     assert!(engine.tick(view(0)).faults[0].contains("16 MiB"));
 }

@@ -473,3 +473,64 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    //! Property tests: arbitrary bytes never panic the codec, and every frame round-trips.
+    //! Failing cases are kept by proptest in `proptest-regressions/` as a regression corpus.
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::proxy::request::next_request;
+
+    fn frame() -> impl Strategy<Value = Frame> {
+        let text = "[a-zA-Z0-9 ]{0,12}".prop_map(|s| Bytes::from(s.into_bytes()));
+        let blob = proptest::collection::vec(any::<u8>(), 0..40).prop_map(Bytes::from);
+        let leaf = prop_oneof![
+            text.clone().prop_map(Frame::Simple),
+            text.clone()
+                .prop_map(|t| Frame::Error(Bytes::from([b"ERR ".as_ref(), &t].concat()))),
+            any::<i64>().prop_map(Frame::Integer),
+            proptest::option::of(blob.clone()).prop_map(Frame::Bulk),
+            Just(Frame::Null),
+            any::<bool>().prop_map(Frame::Boolean),
+            blob.prop_map(Frame::BlobError),
+        ];
+        leaf.prop_recursive(3, 32, 6, |inner| {
+            prop_oneof![
+                proptest::option::of(proptest::collection::vec(inner.clone(), 0..6))
+                    .prop_map(Frame::Array),
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Frame::Set),
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Frame::Push),
+                proptest::collection::vec((inner.clone(), inner), 0..4).prop_map(Frame::Map),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let limits = Limits { max_bulk_bytes: 64, max_array_len: 16, max_inline_bytes: 64, max_depth: 4 };
+            let _ = frame_len(&bytes, &limits);
+            let mut buf = BytesMut::from(&bytes[..]);
+            while let Ok(Some(_)) = next_request(&mut buf, &limits) {}
+        }
+
+        #[test]
+        fn frames_round_trip(f in frame()) {
+            let wire = f.to_bytes();
+            let (back, used) = parse(&wire, &Limits::default()).expect("valid").expect("complete");
+            prop_assert_eq!(used, wire.len());
+            prop_assert_eq!(back, f);
+        }
+
+        #[test]
+        fn every_prefix_of_a_frame_asks_for_more(f in frame()) {
+            let wire = f.to_bytes();
+            for cut in 0..wire.len() {
+                prop_assert_eq!(frame_len(&wire[..cut], &Limits::default()), Ok(None));
+            }
+        }
+    }
+}

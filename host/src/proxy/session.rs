@@ -173,10 +173,10 @@ impl Session {
         }
         let mut broken: HashMap<InstanceId, String> = HashMap::new();
         for (id, b) in self.backends.iter_mut() {
-            if b.has_queued() {
-                if let Err(e) = b.flush().await {
-                    broken.insert(*id, e.to_string());
-                }
+            if b.has_queued()
+                && let Err(e) = b.flush().await
+            {
+                broken.insert(*id, e.to_string());
             }
         }
         for p in pending {
@@ -203,13 +203,13 @@ impl Session {
     /// The connection to `id`, opened (and brought up to the session's state) if needed.
     async fn backend(&mut self, id: InstanceId) -> Result<&mut Backend, Frame> {
         if !self.backends.contains_key(&id) {
-            if let Some(at) = self.shared.unreachable.get(&id) {
-                if at.elapsed() < BACKOFF {
-                    return Err(err(format!(
-                        "TRYAGAIN {} is unreachable; retrying shortly",
-                        self.instance_name(id)
-                    )));
-                }
+            if let Some(at) = self.shared.unreachable.get(&id)
+                && at.elapsed() < BACKOFF
+            {
+                return Err(err(format!(
+                    "TRYAGAIN {} is unreachable; retrying shortly",
+                    self.instance_name(id)
+                )));
             }
             let address = self.shared.topology.instances[id as usize].address.clone();
             let timeout = Duration::from_millis(self.shared.limits.connect_timeout_ms);
@@ -303,12 +303,12 @@ impl Session {
         match class {
             Class::Keyed(keys) | Class::Blocking(keys) => match self.owner(&req, &keys) {
                 Ok(id) => {
-                    if let Some(w) = self.watched {
-                        if w != id {
-                            return Pending::Local(err(
-                                "CROSSSLOT Keys in request don't hash to the same slot as the WATCHed keys",
-                            ));
-                        }
+                    if let Some(w) = self.watched
+                        && w != id
+                    {
+                        return Pending::Local(err(
+                            "CROSSSLOT Keys in request don't hash to the same slot as the WATCHed keys",
+                        ));
                     }
                     self.forward(id, &req.raw).await
                 }
@@ -440,13 +440,13 @@ impl Session {
     }
 
     async fn unwatch(&mut self) {
-        if let Some(id) = self.watched.take() {
-            if let Some(b) = self.backends.get_mut(&id) {
-                b.queue(b"*1\r\n$7\r\nUNWATCH\r\n");
-                let ok = b.flush().await.is_ok() && b.read_raw().await.is_ok();
-                if !ok {
-                    self.backends.remove(&id);
-                }
+        if let Some(id) = self.watched.take()
+            && let Some(b) = self.backends.get_mut(&id)
+        {
+            b.queue(b"*1\r\n$7\r\nUNWATCH\r\n");
+            let ok = b.flush().await.is_ok() && b.read_raw().await.is_ok();
+            if !ok {
+                self.backends.remove(&id);
             }
         }
     }
