@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use crate::config::Config;
 use crate::engine::tick_loop::TickLoop;
 use crate::engine::{PolicyEngine, Runtime, RuntimeOptions};
+use crate::proxy::mux::Mux;
 use crate::proxy::server::serve;
 use crate::proxy::session::Shared;
 use crate::topology::{SegmentTable, Topology};
@@ -113,12 +114,21 @@ pub async fn run(
             source,
         })?;
     let topology = topology(&config);
+    let topology_addresses: Vec<String> = topology
+        .instances
+        .iter()
+        .map(|i| i.address.clone())
+        .collect();
     let ticker = controller(&config, topology.clone())?;
     let shared = Arc::new(Shared {
         topology,
         limits: config.limits,
         next_id: AtomicU64::new(1),
         unreachable: DashMap::new(),
+        mux: Mux::new(
+            &topology_addresses,
+            Duration::from_millis(config.limits.connect_timeout_ms),
+        ),
     });
     tracing::info!(%address, instances = shared.topology.instances.len(), "shardcast is serving");
     serve(listener, shared, shutdown).await;

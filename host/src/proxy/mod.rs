@@ -5,12 +5,14 @@
 //! - [`request`]: client requests split off the read buffer without copying;
 //! - [`command`]: the command table (key positions, how each command is treated);
 //! - [`slot`]: CRC16 hash slots with hash tags;
-//! - [`backend`]: one connection to one instance;
+//! - [`backend`]: one connection to one instance, owned by a session;
+//! - [`mux`]: shared connections multiplexing many sessions' requests;
 //! - [`session`]: one client connection: routing, pipelining, merging, transactions;
 //! - [`server`]: the accept loop and graceful shutdown.
 
 pub mod backend;
 pub mod command;
+pub mod mux;
 pub mod request;
 pub mod resp;
 pub mod server;

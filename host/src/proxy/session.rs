@@ -18,9 +18,11 @@ use dashmap::DashMap;
 use shardcast_sdk::types::InstanceId;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::oneshot;
 
 use super::backend::Backend;
 use super::command::{Class, Merge, classify};
+use super::mux::Mux;
 use super::request::{Request, next_request};
 use super::resp::Frame;
 use super::slot::slot;
@@ -40,6 +42,8 @@ pub struct Shared {
     pub next_id: AtomicU64,
     /// When each instance last refused a connection.
     pub unreachable: DashMap<InstanceId, Instant>,
+    /// The shared connections sessions in the default state use.
+    pub mux: Mux,
 }
 
 /// Connection state a client set, replayed on new backend connections.
@@ -56,16 +60,19 @@ enum Pending {
     /// A reply the proxy already has.
     Local(Frame),
     /// The next reply of one backend, forwarded as it is.
-    Forward(InstanceId),
+    Forward(InstanceId, Ticket),
     /// Parts from several backends: (instance, positions of its keys in the answer).
-    Gather(Merge, Vec<(InstanceId, Vec<usize>)>, usize),
+    Gather(Merge, Vec<(InstanceId, Vec<usize>, Ticket)>, usize),
     /// The same command on several instances, merged.
-    FanOut(FanOut, Vec<InstanceId>),
+    FanOut(FanOut, Vec<(InstanceId, Ticket)>),
     /// A transaction: skip `skip` replies, forward the last.
     Exec(InstanceId, usize),
     /// A SCAN step on one instance: (instance index among actives, count of actives).
-    Scan(InstanceId, usize, usize),
+    Scan(InstanceId, Ticket, usize, usize),
 }
+
+/// Where a reply will come from: the shared multiplexer, or the session's own connection.
+type Ticket = Option<oneshot::Receiver<Result<Vec<Bytes>, String>>>;
 
 #[derive(Clone, Copy)]
 enum FanOut {
@@ -283,11 +290,37 @@ impl Session {
         Ok(table.owner(first))
     }
 
-    async fn forward(&mut self, id: InstanceId, raw: &[u8]) -> Pending {
+    /// True while the session can share connections: database 0, RESP2, nothing pinned.
+    fn shares_connections(&self) -> bool {
+        self.state.db == 0
+            && self.state.protocol == 2
+            && self.watched.is_none()
+            && self.multi.is_none()
+    }
+
+    /// Send `raw` to instance `id`: through the multiplexer when the session is in the
+    /// default state, else on its own connection.
+    async fn send(&mut self, id: InstanceId, raw: &Bytes) -> Result<Ticket, Frame> {
+        if self.shares_connections() {
+            return Ok(Some(self.shared.mux.send(id as usize, raw.clone(), 1)));
+        }
+        self.backend(id).await?.queue(raw);
+        Ok(None)
+    }
+
+    async fn forward(&mut self, id: InstanceId, raw: &Bytes) -> Pending {
+        match self.send(id, raw).await {
+            Ok(t) => Pending::Forward(id, t),
+            Err(e) => Pending::Local(e),
+        }
+    }
+
+    /// Send on the session's own connection (blocking commands, transactions).
+    async fn forward_pinned(&mut self, id: InstanceId, raw: &[u8]) -> Pending {
         match self.backend(id).await {
             Ok(b) => {
                 b.queue(raw);
-                Pending::Forward(id)
+                Pending::Forward(id, None)
             }
             Err(e) => Pending::Local(e),
         }
@@ -301,7 +334,11 @@ impl Session {
             return self.queue_in_multi(req, class);
         }
         match class {
-            Class::Keyed(keys) | Class::Blocking(keys) => match self.owner(&req, &keys) {
+            Class::Blocking(keys) => match self.owner(&req, &keys) {
+                Ok(id) => self.forward_pinned(id, &req.raw).await,
+                Err(e) => Pending::Local(e),
+            },
+            Class::Keyed(keys) => match self.owner(&req, &keys) {
                 Ok(id) => {
                     if let Some(w) = self.watched
                         && w != id
@@ -344,19 +381,20 @@ impl Session {
                 None => groups.push((id, vec![pos])),
             }
         }
-        for (id, positions) in &groups {
+        let mut parts = Vec::with_capacity(groups.len());
+        for (id, positions) in groups {
             let mut args = vec![req.args[0].clone()];
-            for &pos in positions {
+            for &pos in &positions {
                 let k = keys[pos];
                 args.extend(req.args[k..k + stride].iter().cloned());
             }
             let sub = Request::from_args(args);
-            match self.backend(*id).await {
-                Ok(b) => b.queue(&sub.raw),
+            match self.send(id, &sub.raw).await {
+                Ok(t) => parts.push((id, positions, t)),
                 Err(e) => return Pending::Local(e),
             }
         }
-        Pending::Gather(merge, groups, keys.len())
+        Pending::Gather(merge, parts, keys.len())
     }
 
     fn queue_in_multi(&mut self, req: Request, class: Class) -> Pending {
@@ -496,14 +534,14 @@ impl Session {
     }
 
     async fn fan_out(&mut self, req: &Request, kind: FanOut) -> Pending {
-        let targets = self.shared.topology.active();
-        for &id in &targets {
-            match self.backend(id).await {
-                Ok(b) => b.queue(&req.raw),
+        let mut parts = Vec::new();
+        for id in self.shared.topology.active() {
+            match self.send(id, &req.raw).await {
+                Ok(t) => parts.push((id, t)),
                 Err(e) => return Pending::Local(e),
             }
         }
-        Pending::FanOut(kind, targets)
+        Pending::FanOut(kind, parts)
     }
 
     async fn local(&mut self, req: Request) -> Pending {
@@ -677,11 +715,8 @@ impl Session {
         let mut args = req.args.clone();
         args[1] = Bytes::from((cursor >> 8).to_string());
         let sub = Request::from_args(args);
-        match self.backend(id).await {
-            Ok(b) => {
-                b.queue(&sub.raw);
-                Pending::Scan(id, index, active.len())
-            }
+        match self.send(id, &sub.raw).await {
+            Ok(t) => Pending::Scan(id, t, index, active.len()),
             Err(e) => Pending::Local(e),
         }
     }
@@ -694,21 +729,21 @@ impl Session {
     ) -> Result<Bytes, Frame> {
         match p {
             Pending::Local(f) => Err(f),
-            Pending::Forward(id) => self.read_raw(id, broken).await,
+            Pending::Forward(id, t) => self.read_raw(id, t, broken).await,
             Pending::Exec(id, skip) => {
                 // MULTI's +OK and one +QUEUED (or error) per command; EXEC's reply says
                 // what happened, including an abort.
                 for _ in 0..skip {
-                    self.read_raw(id, broken).await?;
+                    self.read_raw(id, None, broken).await?;
                 }
-                self.read_raw(id, broken).await
+                self.read_raw(id, None, broken).await
             }
             Pending::Gather(merge, groups, total) => {
                 let mut values: Vec<Frame> = vec![Frame::Bulk(None); total];
                 let mut sum = 0i64;
                 let mut failure = None;
-                for (id, positions) in groups {
-                    match self.read_frame(id, broken).await {
+                for (id, positions, t) in groups {
+                    match self.read_frame(id, t, broken).await {
                         Ok(f) if f.is_error() => failure = failure.or(Some(f)),
                         Ok(Frame::Integer(n)) => sum += n,
                         Ok(Frame::Array(Some(items))) | Ok(Frame::Set(items)) => {
@@ -731,8 +766,8 @@ impl Session {
             }
             Pending::FanOut(kind, targets) => {
                 let mut frames = Vec::new();
-                for id in targets {
-                    match self.read_frame(id, broken).await {
+                for (id, t) in targets {
+                    match self.read_frame(id, t, broken).await {
                         Ok(f) if f.is_error() => return Err(f),
                         Ok(f) => frames.push(f),
                         Err(e) => return Err(e),
@@ -761,8 +796,8 @@ impl Session {
                         .unwrap_or(Frame::Bulk(None)),
                 })
             }
-            Pending::Scan(id, index, count) => {
-                let f = self.read_frame(id, broken).await?;
+            Pending::Scan(id, t, index, count) => {
+                let f = self.read_frame(id, t, broken).await?;
                 let Frame::Array(Some(mut parts)) = f else {
                     return Err(f);
                 };
@@ -795,8 +830,19 @@ impl Session {
     async fn read_raw(
         &mut self,
         id: InstanceId,
+        ticket: Ticket,
         broken: &mut HashMap<InstanceId, String>,
     ) -> Result<Bytes, Frame> {
+        if let Some(rx) = ticket {
+            return match rx.await {
+                Ok(Ok(mut replies)) if !replies.is_empty() => Ok(replies.swap_remove(0)),
+                Ok(Err(why)) => Err(err(format!("TRYAGAIN {} {why}", self.instance_name(id)))),
+                _ => Err(err(format!(
+                    "TRYAGAIN {} did not answer",
+                    self.instance_name(id)
+                ))),
+            };
+        }
         if let Some(e) = broken.get(&id) {
             return Err(err(format!(
                 "TRYAGAIN connection to {} failed: {e}",
@@ -825,9 +871,10 @@ impl Session {
     async fn read_frame(
         &mut self,
         id: InstanceId,
+        ticket: Ticket,
         broken: &mut HashMap<InstanceId, String>,
     ) -> Result<Frame, Frame> {
-        let raw = self.read_raw(id, broken).await?;
+        let raw = self.read_raw(id, ticket, broken).await?;
         super::resp::parse(&raw, &super::resp::Limits::default())
             .ok()
             .flatten()
