@@ -55,3 +55,14 @@ fn readme_example_sheds_the_hottest_segment_to_the_coolest_instance() {
     let report = engine.tick(view);
     assert_eq!(render(&report.accepted), vec!["move-segment 3 -> 2"]);
 }
+
+#[test]
+fn readme_proxy_configuration_is_valid() {
+    let readme = include_str!("../../README.md");
+    let marker = "```toml\n# shardcast.toml\n";
+    let start = readme.find(marker).expect("README has the configuration") + marker.len();
+    let end = start + readme[start..].find("```").expect("closing fence");
+    let config = shardcast::config::Config::parse(&readme[start..end]).expect("the README's configuration parses");
+    assert_eq!(config.instances().len(), 3);
+    assert!(config.policy.is_some());
+}
