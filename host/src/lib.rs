@@ -12,4 +12,5 @@ pub mod native;
 pub mod proxy;
 pub mod run;
 pub mod simulate;
+pub mod telemetry;
 pub mod topology;

@@ -1,14 +1,13 @@
 //! `shardcast run`: the proxy and the controller of one process.
 //!
 //! Until live migration lands, the controller runs the configured policy every tick over
-//! the current topology and logs its decisions without executing them.
+//! the live view (topology plus telemetry) and logs its decisions without executing them.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use dashmap::DashMap;
-use shardcast_sdk::view::ViewSnapshot;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
@@ -17,6 +16,8 @@ use crate::engine::{PolicyEngine, Runtime, RuntimeOptions};
 use crate::proxy::mux::Mux;
 use crate::proxy::server::serve;
 use crate::proxy::session::Shared;
+use crate::telemetry::Telemetry;
+use crate::telemetry::poller::Poller;
 use crate::topology::{SegmentTable, Topology};
 
 /// Errors that stop `run` from starting.
@@ -52,7 +53,11 @@ pub fn topology(config: &Config) -> Arc<Topology> {
     Arc::new(Topology::new(instances, table))
 }
 
-fn controller(config: &Config, topology: Arc<Topology>) -> Result<Option<TickLoop>, Error> {
+fn controller(
+    config: &Config,
+    topology: Arc<Topology>,
+    telemetry: Arc<Telemetry>,
+) -> Result<Option<TickLoop>, Error> {
     let Some(policy) = &config.policy else {
         return Ok(None);
     };
@@ -76,20 +81,7 @@ fn controller(config: &Config, topology: Arc<Topology>) -> Result<Option<TickLoo
     Ok(Some(TickLoop::spawn(
         engine,
         interval,
-        move |tick| {
-            let table = topology.table();
-            let mut view = ViewSnapshot::default();
-            view.now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0);
-            view.tick = tick;
-            view.epoch = table.epoch;
-            view.interval_ms = interval.as_millis() as u32;
-            view.instances = topology.instances.clone();
-            view.segments = table.segments.clone();
-            view
-        },
+        move |tick| telemetry.view(&topology, tick),
         |report| {
             for action in &report.accepted {
                 tracing::info!(tick = report.tick, action = %action.describe(), "decision (not executed: live migration is not wired yet)");
@@ -101,9 +93,59 @@ fn controller(config: &Config, topology: Arc<Topology>) -> Result<Option<TickLoo
     )))
 }
 
+/// The telemetry a configuration calls for: sampled every tick, an hour of history at
+/// 1 s ticks.
+pub fn telemetry(config: &Config) -> Arc<Telemetry> {
+    Telemetry::new(
+        config.instances.len(),
+        Duration::from_millis(config.tick_ms),
+        3600,
+    )
+}
+
+/// Poll the instances and fold the counters into the store, every interval, until the
+/// process ends.
+async fn collect(topology: Arc<Topology>, telemetry: Arc<Telemetry>) {
+    let interval = telemetry.interval();
+    let mut pollers: Vec<Poller> = topology
+        .instances
+        .iter()
+        .map(|i| Poller::new(i.address.clone()))
+        .collect();
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let mut failures = Vec::new();
+        for (id, p) in pollers.iter_mut().enumerate() {
+            failures.extend(p.poll(id as u32, interval, now_ms).await);
+        }
+        for f in &failures {
+            tracing::warn!(instance = f.instance, kind = ?f.kind, "{}", f.detail);
+        }
+        let health = pollers.iter().map(|p| p.health.clone()).collect();
+        telemetry.collect(&topology, health, failures);
+    }
+}
+
 /// Serve until `shutdown` completes.
 pub async fn run(
     config: Config,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), Error> {
+    let t = telemetry(&config);
+    run_with(config, t, shutdown).await
+}
+
+/// Serve with the given telemetry (so a caller can watch it) until `shutdown` completes.
+pub async fn run_with(
+    config: Config,
+    telemetry: Arc<Telemetry>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), Error> {
     let address = config.listen_addr();
@@ -119,7 +161,8 @@ pub async fn run(
         .iter()
         .map(|i| i.address.clone())
         .collect();
-    let ticker = controller(&config, topology.clone())?;
+    let ticker = controller(&config, topology.clone(), telemetry.clone())?;
+    let collector = tokio::spawn(collect(topology.clone(), telemetry.clone()));
     let shared = Arc::new(Shared {
         topology,
         limits: config.limits,
@@ -129,9 +172,11 @@ pub async fn run(
             &topology_addresses,
             Duration::from_millis(config.limits.connect_timeout_ms),
         ),
+        telemetry,
     });
     tracing::info!(%address, instances = shared.topology.instances.len(), "shardcast is serving");
     serve(listener, shared, shutdown).await;
+    collector.abort();
     if let Some(t) = ticker {
         tokio::task::spawn_blocking(move || drop(t.stop()))
             .await

@@ -96,6 +96,10 @@ impl Drop for RedisServer {
 pub struct Proxy {
     /// Its port.
     pub port: u16,
+    /// Its telemetry.
+    pub telemetry: std::sync::Arc<shardcast::telemetry::Telemetry>,
+    /// Its topology as configured (the proxy does not change it yet).
+    pub topology: std::sync::Arc<shardcast::topology::Topology>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -112,11 +116,14 @@ impl Proxy {
             ));
         }
         let config = shardcast::config::Config::parse(&text).expect("test config is valid");
+        let telemetry = shardcast::run::telemetry(&config);
+        let topology = shardcast::run::topology(&config);
+        let watched = telemetry.clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
             let rt = config.runtime().expect("runtime");
             rt.block_on(async move {
-                shardcast::run::run(config, async {
+                shardcast::run::run_with(config, watched, async {
                     let _ = rx.await;
                 })
                 .await
@@ -128,6 +135,8 @@ impl Proxy {
         });
         Proxy {
             port,
+            telemetry,
+            topology,
             stop: Some(tx),
             thread: Some(thread),
         }

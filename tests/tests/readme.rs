@@ -62,7 +62,8 @@ fn readme_proxy_configuration_is_valid() {
     let marker = "```toml\n# shardcast.toml\n";
     let start = readme.find(marker).expect("README has the configuration") + marker.len();
     let end = start + readme[start..].find("```").expect("closing fence");
-    let config = shardcast::config::Config::parse(&readme[start..end]).expect("the README's configuration parses");
+    let config = shardcast::config::Config::parse(&readme[start..end])
+        .expect("the README's configuration parses");
     assert_eq!(config.instances().len(), 3);
     assert!(config.policy.is_some());
 }

@@ -4,6 +4,9 @@
 //! the answer. Commands not listed are refused with an error saying they are unsupported
 //! through the proxy; the connection stays open.
 
+use std::collections::{HashMap, HashSet};
+use std::sync::LazyLock;
+
 use super::request::Request;
 
 /// How a multi-key command is split by slot and its replies merged.
@@ -202,23 +205,154 @@ const LOCAL: &[&str] = &[
     "LASTSAVE",
 ];
 
+const WRITES: &[&str] = &[
+    "SET",
+    "SETNX",
+    "SETEX",
+    "PSETEX",
+    "GETSET",
+    "GETDEL",
+    "GETEX",
+    "APPEND",
+    "INCR",
+    "DECR",
+    "INCRBY",
+    "DECRBY",
+    "INCRBYFLOAT",
+    "SETRANGE",
+    "EXPIRE",
+    "PEXPIRE",
+    "EXPIREAT",
+    "PEXPIREAT",
+    "PERSIST",
+    "RESTORE",
+    "HSET",
+    "HSETNX",
+    "HMSET",
+    "HDEL",
+    "HINCRBY",
+    "HINCRBYFLOAT",
+    "LPUSH",
+    "RPUSH",
+    "LPUSHX",
+    "RPUSHX",
+    "LPOP",
+    "RPOP",
+    "LSET",
+    "LTRIM",
+    "LREM",
+    "LINSERT",
+    "SADD",
+    "SREM",
+    "SPOP",
+    "ZADD",
+    "ZREM",
+    "ZINCRBY",
+    "ZREMRANGEBYRANK",
+    "ZREMRANGEBYSCORE",
+    "ZREMRANGEBYLEX",
+    "ZPOPMIN",
+    "ZPOPMAX",
+    "PFADD",
+    "SETBIT",
+    "BITFIELD",
+    "GEOADD",
+    "XADD",
+    "XDEL",
+    "XTRIM",
+    "XACK",
+    "XCLAIM",
+    "XAUTOCLAIM",
+    "XSETID",
+    "RENAME",
+    "RENAMENX",
+    "COPY",
+    "SMOVE",
+    "LMOVE",
+    "RPOPLPUSH",
+    "PFMERGE",
+    "MSETNX",
+    "SINTERSTORE",
+    "SUNIONSTORE",
+    "SDIFFSTORE",
+    "MSET",
+    "DEL",
+    "UNLINK",
+    "ZUNIONSTORE",
+    "ZINTERSTORE",
+    "ZDIFFSTORE",
+    "LMPOP",
+    "ZMPOP",
+    "BLPOP",
+    "BRPOP",
+    "BZPOPMIN",
+    "BZPOPMAX",
+    "BLMOVE",
+    "BRPOPLPUSH",
+];
+
+static WRITE_SET: LazyLock<HashSet<&'static str>> =
+    LazyLock::new(|| WRITES.iter().copied().collect());
+
+/// True when `req` writes (for telemetry and dirty-key tracking).
+pub fn is_write(req: &Request) -> bool {
+    let mut buf = [0u8; 32];
+    req.args
+        .first()
+        .is_some_and(|name| WRITE_SET.contains(upper(name, &mut buf)))
+}
+
+/// Which list a name is in, looked up once per request without allocating.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Group {
+    SingleKey,
+    SameSlotAll,
+    SameSlotStore,
+    Local,
+}
+
+static GROUPS: LazyLock<HashMap<&'static str, Group>> = LazyLock::new(|| {
+    let mut m = HashMap::new();
+    for (list, g) in [
+        (SINGLE_KEY, Group::SingleKey),
+        (SAME_SLOT_ALL, Group::SameSlotAll),
+        (SAME_SLOT_STORE, Group::SameSlotStore),
+        (LOCAL, Group::Local),
+    ] {
+        for name in list {
+            m.insert(*name, g);
+        }
+    }
+    m
+});
+
+/// The command name in upper case, in a stack buffer (command names are short).
+fn upper<'a>(name: &[u8], buf: &'a mut [u8; 32]) -> &'a str {
+    let n = name.len().min(buf.len());
+    for (d, s) in buf.iter_mut().zip(&name[..n]) {
+        *d = s.to_ascii_uppercase();
+    }
+    std::str::from_utf8(&buf[..n]).unwrap_or("")
+}
+
 /// Classify `req`.
 pub fn classify(req: &Request) -> Class {
-    let name = req.name();
     let n = req.args.len();
-    let all = |from: usize, step: usize| (from..n).step_by(step).collect::<Vec<_>>();
-    let name = name.as_str();
     if n == 0 {
         return Class::Arity;
     }
-    if SINGLE_KEY.contains(&name) {
+    let mut buf = [0u8; 32];
+    let name = upper(&req.args[0], &mut buf);
+    let all = |from: usize, step: usize| (from..n).step_by(step).collect::<Vec<_>>();
+    let group = GROUPS.get(name).copied();
+    if group == Some(Group::SingleKey) {
         return if n >= 2 {
             Class::Keyed(vec![1])
         } else {
             Class::Arity
         };
     }
-    if SAME_SLOT_ALL.contains(&name) {
+    if group == Some(Group::SameSlotAll) {
         let step = if name == "MSETNX" { 2 } else { 1 };
         let from = if name == "SINTERCARD" { 2 } else { 1 };
         return if n >= 2 {
@@ -227,14 +361,14 @@ pub fn classify(req: &Request) -> Class {
             Class::Arity
         };
     }
-    if SAME_SLOT_STORE.contains(&name) {
+    if group == Some(Group::SameSlotStore) {
         return if n >= 3 {
             Class::Keyed(all(1, 1))
         } else {
             Class::Arity
         };
     }
-    if LOCAL.contains(&name) {
+    if group == Some(Group::Local) {
         return Class::Local;
     }
     match name {

@@ -21,12 +21,14 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
 use super::backend::Backend;
-use super::command::{Class, Merge, classify};
+use super::command::{Class, Merge, classify, is_write};
 use super::mux::Mux;
 use super::request::{Request, next_request};
 use super::resp::Frame;
 use super::slot::slot;
 use crate::config::ProxyLimits;
+use crate::telemetry::Telemetry;
+use crate::telemetry::counters::Hit;
 use crate::topology::Topology;
 
 /// How long an unreachable instance is not retried.
@@ -44,6 +46,8 @@ pub struct Shared {
     pub unreachable: DashMap<InstanceId, Instant>,
     /// The shared connections sessions in the default state use.
     pub mux: Mux,
+    /// Request counters.
+    pub telemetry: Arc<Telemetry>,
 }
 
 /// Connection state a client set, replayed on new backend connections.
@@ -340,6 +344,16 @@ impl Session {
             },
             Class::Keyed(keys) => match self.owner(&req, &keys) {
                 Ok(id) => {
+                    let first = keys
+                        .first()
+                        .and_then(|&k| req.args.get(k))
+                        .map(|k| slot(k))
+                        .unwrap_or(0);
+                    let hit = Hit {
+                        write: is_write(&req),
+                        bytes_in: req.raw.len() as u64,
+                    };
+                    self.shared.telemetry.counters.hit(first, id, hit);
                     if let Some(w) = self.watched
                         && w != id
                     {
@@ -374,8 +388,14 @@ impl Session {
         let table = self.shared.topology.table();
         let stride = if merge == Merge::Ok { 2 } else { 1 };
         let mut groups: Vec<(InstanceId, Vec<usize>)> = Vec::new();
+        let hit = Hit {
+            write: is_write(req),
+            bytes_in: (req.raw.len() / keys.len().max(1)) as u64,
+        };
         for (pos, &k) in keys.iter().enumerate() {
-            let id = table.owner(slot(&req.args[k]));
+            let key_slot = slot(&req.args[k]);
+            let id = table.owner(key_slot);
+            self.shared.telemetry.counters.hit(key_slot, id, hit);
             match groups.iter_mut().find(|(g, _)| *g == id) {
                 Some((_, v)) => v.push(pos),
                 None => groups.push((id, vec![pos])),
@@ -834,7 +854,11 @@ impl Session {
         broken: &mut HashMap<InstanceId, String>,
     ) -> Result<Bytes, Frame> {
         if let Some(rx) = ticket {
-            return match rx.await {
+            let answer = rx.await;
+            if !matches!(answer, Ok(Ok(_))) {
+                self.shared.telemetry.counters.error(id);
+            }
+            return match answer {
                 Ok(Ok(mut replies)) if !replies.is_empty() => Ok(replies.swap_remove(0)),
                 Ok(Err(why)) => Err(err(format!("TRYAGAIN {} {why}", self.instance_name(id)))),
                 _ => Err(err(format!(

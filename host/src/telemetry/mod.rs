@@ -1,0 +1,171 @@
+//! Telemetry: what the policies see of the live fleet.
+//!
+//! The proxy counts requests per slot and per instance ([`counters`]); a poller pings every
+//! instance and reads its `INFO` once per interval, noticing instances that stop answering
+//! and restarts (a new `run_id` or a reset uptime); a collector turns both into per-segment
+//! and per-instance series in the [`store`], from which each tick's view is built.
+
+pub mod counters;
+pub mod poller;
+pub mod store;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use shardcast_sdk::types::{Failure, InstanceState, Metric};
+use shardcast_sdk::view::ViewSnapshot;
+
+use crate::topology::Topology;
+use counters::Counters;
+use poller::Health;
+use store::MetricStore;
+
+/// Everything telemetry keeps, shared by the proxy, the collector and the controller.
+pub struct Telemetry {
+    /// Data-path counters.
+    pub counters: Counters,
+    store: Mutex<MetricStore>,
+    health: Mutex<Vec<Health>>,
+    failures: Mutex<Vec<Failure>>,
+    interval: Duration,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Telemetry {
+    /// Telemetry for `instances` instances, sampled every `interval`, keeping `retention`
+    /// points.
+    pub fn new(instances: usize, interval: Duration, retention: usize) -> Arc<Self> {
+        Arc::new(Telemetry {
+            counters: Counters::new(instances),
+            store: Mutex::new(MetricStore::new(retention)),
+            health: Mutex::new(vec![Health::default(); instances]),
+            failures: Mutex::new(Vec::new()),
+            interval,
+        })
+    }
+
+    /// The sampling interval.
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// Fold one interval of counters and health into the store.
+    pub fn collect(&self, topology: &Topology, health: Vec<Health>, failures: Vec<Failure>) {
+        let secs = self.interval.as_secs_f64().max(1e-3);
+        let table = topology.table();
+        let slots = self.counters.take_slots();
+        let n = table.segments.len();
+        let (mut reads, mut writes, mut bytes) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+        for (row, s) in table.segments.iter().enumerate() {
+            for t in &slots[usize::from(s.slot_start)..=usize::from(s.slot_end)] {
+                reads[row] += t.reads as f64 / secs;
+                writes[row] += t.writes as f64 / secs;
+                bytes[row] += t.bytes_in as f64 / secs;
+            }
+        }
+        let inst = self.counters.take_instances();
+        let mut store = lock(&self.store);
+        let r = store.retention;
+        let ops: Vec<f64> = reads.iter().zip(&writes).map(|(a, b)| a + b).collect();
+        store.segments.push(Metric::Ops, ops, r);
+        store.segments.push(Metric::Reads, reads, r);
+        store.segments.push(Metric::Writes, writes, r);
+        store.segments.push(Metric::BytesIn, bytes, r);
+        let inst_ops: Vec<f64> = inst
+            .iter()
+            .map(|t| (t.reads + t.writes) as f64 / secs)
+            .collect();
+        let load: Vec<f64> = inst_ops
+            .iter()
+            .zip(&topology.instances)
+            .map(|(o, i)| o / i.capacity.max(f64::MIN_POSITIVE))
+            .collect();
+        store.instances.push(Metric::Ops, inst_ops, r);
+        store.instances.push(Metric::Load, load, r);
+        store.instances.push(
+            Metric::Errors,
+            inst.iter().map(|t| t.errors as f64 / secs).collect(),
+            r,
+        );
+        store.instances.push(
+            Metric::PingRttUs,
+            health.iter().map(|h| h.rtt_us).collect(),
+            r,
+        );
+        store.instances.push(
+            Metric::MemoryBytes,
+            health.iter().map(|h| h.memory_bytes).collect(),
+            r,
+        );
+        store.instances.push(
+            Metric::Clients,
+            health.iter().map(|h| h.clients).collect(),
+            r,
+        );
+        store.instances.push(
+            Metric::Cpu,
+            health.iter().map(|h| h.cpu_percent).collect(),
+            r,
+        );
+        store
+            .instances
+            .push(Metric::Keys, health.iter().map(|h| h.keys).collect(), r);
+        drop(store);
+        *lock(&self.health) = health;
+        lock(&self.failures).extend(failures);
+    }
+
+    /// The latest value of `metric` for every segment (in table order).
+    pub fn segments_latest(&self, metric: Metric) -> Vec<f64> {
+        lock(&self.store)
+            .segments
+            .latest(metric)
+            .map(<[f64]>::to_vec)
+            .unwrap_or_default()
+    }
+
+    /// The latest value of `metric` for every instance.
+    pub fn instances_latest(&self, metric: Metric) -> Vec<f64> {
+        lock(&self.store)
+            .instances
+            .latest(metric)
+            .map(<[f64]>::to_vec)
+            .unwrap_or_default()
+    }
+
+    /// A view of the fleet for tick `tick`.
+    pub fn view(&self, topology: &Topology, tick: u64) -> ViewSnapshot {
+        let table = topology.table();
+        let mut view = ViewSnapshot::default();
+        view.now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        view.tick = tick;
+        view.epoch = table.epoch;
+        view.interval_ms = self.interval.as_millis() as u32;
+        let store = lock(&self.store);
+        view.retention = store.retention as u32;
+        view.metrics = store.table(table.segments.len(), topology.instances.len());
+        drop(store);
+        let health = lock(&self.health);
+        view.instances = topology
+            .instances
+            .iter()
+            .zip(health.iter().map(Some).chain(std::iter::repeat(None)))
+            .map(|(i, h)| {
+                let mut i = i.clone();
+                if h.is_some_and(|h| !h.up) && i.state == InstanceState::Active {
+                    i.state = InstanceState::Down;
+                }
+                i
+            })
+            .collect();
+        view.segments = table.segments.clone();
+        view.failures = lock(&self.failures).clone();
+        view
+    }
+}
