@@ -408,3 +408,39 @@ fn malformed_and_oversized_input_closes_only_that_connection() {
         .expect("others are unaffected");
     assert_eq!(pong, "PONG");
 }
+
+#[test]
+fn pub_sub_across_instances_then_back_to_commands() {
+    let servers = fleet(3);
+    let p = proxy(&servers, "");
+    let mut sub_conn = p.client();
+    let mut publisher = p.client();
+    {
+        let mut sub = sub_conn.as_pubsub();
+        sub.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        sub.subscribe(&["news", "sport", "weather"])
+            .expect("SUBSCRIBE over several instances");
+        sub.psubscribe("alert:*")
+            .expect("PSUBSCRIBE on every instance");
+        for (channel, payload) in [
+            ("news", "n1"),
+            ("sport", "s1"),
+            ("weather", "w1"),
+            ("alert:fire", "a1"),
+        ] {
+            let receivers: i64 = publisher.publish(channel, payload).expect("PUBLISH");
+            assert_eq!(receivers, 1, "{channel} reached its subscriber");
+            let msg = sub.get_message().expect("message");
+            assert_eq!(msg.get_channel_name(), channel);
+            assert_eq!(msg.get_payload::<String>().expect("payload"), payload);
+        }
+        // Dropping the pub/sub handle unsubscribes from everything and drains the
+        // confirmations, which the proxy merges into one count.
+    }
+    let _: () = sub_conn
+        .set("after", 1)
+        .expect("the connection is back to commands");
+    let v: i64 = sub_conn.get("after").expect("GET");
+    assert_eq!(v, 1);
+}

@@ -387,6 +387,7 @@ pub fn classify(req: &Request) -> Class {
         }
         "BLMOVE" | "BRPOPLPUSH" if n >= 4 => Class::Blocking(vec![1, 2]),
         "MULTI" | "EXEC" | "DISCARD" | "WATCH" | "UNWATCH" => Class::Transaction,
+        "PUBLISH" | "SPUBLISH" if n == 3 => Class::Keyed(vec![1]),
         "SUBSCRIBE" | "UNSUBSCRIBE" | "PSUBSCRIBE" | "PUNSUBSCRIBE" | "SSUBSCRIBE"
         | "SUNSUBSCRIBE" | "PUBLISH" | "SPUBLISH" | "PUBSUB" => Class::PubSub,
         "MGET" | "MSET" | "DEL" | "UNLINK" | "EXISTS" | "TOUCH" | "ZUNIONSTORE" | "ZINTERSTORE"

@@ -8,11 +8,13 @@
 //! - [`backend`]: one connection to one instance, owned by a session;
 //! - [`mux`]: shared connections multiplexing many sessions' requests;
 //! - [`session`]: one client connection: routing, pipelining, merging, transactions;
+//! - [`pubsub`]: subscribed mode;
 //! - [`server`]: the accept loop and graceful shutdown.
 
 pub mod backend;
 pub mod command;
 pub mod mux;
+pub mod pubsub;
 pub mod request;
 pub mod resp;
 pub mod server;

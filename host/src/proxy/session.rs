@@ -136,7 +136,7 @@ impl Session {
             if client.read_buf(&mut input).await? == 0 {
                 return Ok(());
             }
-            let mut batch = Vec::new();
+            let mut batch: Vec<Request> = Vec::new();
             let mut fatal = None;
             loop {
                 match next_request(&mut input, &limits) {
@@ -149,7 +149,41 @@ impl Session {
                     }
                 }
             }
+            let subscribe_at = batch.iter().position(super::pubsub::enters);
+            let rest = subscribe_at.map(|i| batch.split_off(i));
             self.serve(batch, &mut out).await;
+            if let Some(rest) = rest {
+                client.write_all(&out).await?;
+                out.clear();
+                let setup: Vec<Bytes> = if self.state.protocol == 3 {
+                    vec![Bytes::from_static(b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n")]
+                } else {
+                    Vec::new()
+                };
+                let topology = self.shared.topology.clone();
+                let table = topology.table();
+                let addresses: Vec<String> = topology
+                    .instances
+                    .iter()
+                    .map(|i| i.address.clone())
+                    .collect();
+                let owner = |s: u16| table.owner(s);
+                let served = super::pubsub::serve(
+                    &mut client,
+                    &mut input,
+                    &limits,
+                    rest,
+                    setup,
+                    &addresses,
+                    &owner,
+                    &topology.active(),
+                )
+                .await;
+                if served.is_err() {
+                    return Ok(());
+                }
+                continue;
+            }
             if let Some(e) = fatal {
                 tracing::info!(session = self.id, error = %e, "closing client after a protocol error");
                 err(format!("ERR {e}")).encode(&mut out);
@@ -368,6 +402,19 @@ impl Session {
             Class::Split(merge, keys) => self.split(&req, merge, &keys).await,
             Class::Local => self.local(req).await,
             Class::Transaction => self.transaction(req).await,
+            Class::PubSub
+                if matches!(
+                    req.name().as_str(),
+                    "UNSUBSCRIBE" | "PUNSUBSCRIBE" | "SUNSUBSCRIBE"
+                ) =>
+            {
+                // Not subscribed: answer as Redis does.
+                Pending::Local(Frame::Array(Some(vec![
+                    Frame::bulk(req.name().to_lowercase()),
+                    Frame::Bulk(None),
+                    Frame::Integer(0),
+                ])))
+            }
             Class::PubSub => Pending::Local(err(format!(
                 "ERR '{}' is not supported through the shardcast proxy yet",
                 req.name().to_lowercase()

@@ -1,0 +1,293 @@
+//! Subscribed mode: a session's pub/sub on connections of its own.
+//!
+//! A channel lives on the instance that owns its slot, so `PUBLISH` (routed like a key)
+//! and `SUBSCRIBE` meet there; patterns can match any channel, so `PSUBSCRIBE` goes to
+//! every active instance. Messages and confirmations from all of them are forwarded to the
+//! client as they arrive, with subscription counts rewritten to the session's totals. When
+//! the total falls to zero the session returns to normal request/response mode.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io;
+
+use bytes::{Bytes, BytesMut};
+use shardcast_sdk::types::InstanceId;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::mpsc;
+
+use super::request::{Request, next_request};
+use super::resp::{Frame, Limits, parse};
+use super::slot::slot;
+
+/// What one subscribed session holds.
+pub struct Subscriptions {
+    writers: HashMap<InstanceId, OwnedWriteHalf>,
+    pushes_tx: mpsc::UnboundedSender<Frame>,
+    pushes: mpsc::UnboundedReceiver<Frame>,
+    channels: BTreeSet<Bytes>,
+    patterns: BTreeSet<Bytes>,
+    shard_channels: BTreeSet<Bytes>,
+}
+
+/// True for the commands that enter subscribed mode.
+pub fn enters(req: &Request) -> bool {
+    matches!(
+        req.name().as_str(),
+        "SUBSCRIBE" | "PSUBSCRIBE" | "SSUBSCRIBE"
+    )
+}
+
+impl Subscriptions {
+    fn new() -> Self {
+        let (pushes_tx, pushes) = mpsc::unbounded_channel();
+        Subscriptions {
+            writers: HashMap::new(),
+            pushes_tx,
+            pushes,
+            channels: BTreeSet::new(),
+            patterns: BTreeSet::new(),
+            shard_channels: BTreeSet::new(),
+        }
+    }
+
+    fn total(&self) -> usize {
+        self.channels.len() + self.patterns.len() + self.shard_channels.len()
+    }
+
+    async fn send(
+        &mut self,
+        id: InstanceId,
+        address: &str,
+        setup: &[Bytes],
+        raw: &[u8],
+    ) -> io::Result<()> {
+        if !self.writers.contains_key(&id) {
+            let stream = TcpStream::connect(address).await?;
+            stream.set_nodelay(true)?;
+            let (mut reader, mut writer) = stream.into_split();
+            let mut hello = BytesMut::new();
+            for s in setup {
+                hello.extend_from_slice(s);
+            }
+            writer.write_all(&hello).await?;
+            let tx = self.pushes_tx.clone();
+            let skip = setup.len();
+            tokio::spawn(async move {
+                let mut buf = BytesMut::with_capacity(16 << 10);
+                let mut skipped = 0;
+                loop {
+                    while let Ok(Some((frame, used))) =
+                        parse(&Bytes::copy_from_slice(&buf), &Limits::default())
+                    {
+                        let _ = buf.split_to(used);
+                        if skipped < skip {
+                            skipped += 1;
+                            continue;
+                        }
+                        if tx.send(frame).is_err() {
+                            return;
+                        }
+                    }
+                    match reader.read_buf(&mut buf).await {
+                        Ok(n) if n > 0 => {}
+                        _ => return,
+                    }
+                }
+            });
+            self.writers.insert(id, writer);
+        }
+        let w = self.writers.get_mut(&id).expect("inserted above");
+        w.write_all(raw).await
+    }
+
+    /// Track a confirmation and rewrite its count to the session's total; none when it
+    /// repeats one already forwarded (a pattern confirmed by several instances).
+    fn confirm(&mut self, frame: Frame) -> Option<Frame> {
+        let (items, push) = match frame {
+            Frame::Array(Some(items)) => (items, false),
+            Frame::Push(items) => (items, true),
+            other => return Some(other),
+        };
+        let kind = match items.first() {
+            Some(Frame::Bulk(Some(k))) => String::from_utf8_lossy(k).to_ascii_lowercase(),
+            _ => String::new(),
+        };
+        let name = match items.get(1) {
+            Some(Frame::Bulk(Some(n))) => Some(n.clone()),
+            _ => None,
+        };
+        let set = match kind.as_str() {
+            "subscribe" | "unsubscribe" => Some(&mut self.channels),
+            "psubscribe" | "punsubscribe" => Some(&mut self.patterns),
+            "ssubscribe" | "sunsubscribe" => Some(&mut self.shard_channels),
+            _ => None,
+        };
+        let mut items = items;
+        if let (Some(set), Some(name)) = (set, name) {
+            let changed = if kind.contains("unsub") {
+                set.remove(&name)
+            } else {
+                set.insert(name)
+            };
+            if !changed && kind.starts_with('p') {
+                return None;
+            }
+            if items.len() == 3 {
+                items[2] = Frame::Integer(self.total() as i64);
+            }
+        }
+        Some(if push {
+            Frame::Push(items)
+        } else {
+            Frame::Array(Some(items))
+        })
+    }
+}
+
+/// Where a subscription command goes: per instance, the raw request to send.
+fn plan(
+    req: &Request,
+    subs: &Subscriptions,
+    owner: &(dyn Fn(u16) -> InstanceId + Sync),
+    active: &[InstanceId],
+) -> Vec<(InstanceId, Bytes)> {
+    let name = req.name();
+    let args = &req.args[1..];
+    let by_owner = |names: &[Bytes]| {
+        let mut groups: Vec<(InstanceId, Vec<Bytes>)> = Vec::new();
+        for n in names {
+            let id = owner(slot(n));
+            match groups.iter_mut().find(|(g, _)| *g == id) {
+                Some((_, v)) => v.push(n.clone()),
+                None => groups.push((id, vec![n.clone()])),
+            }
+        }
+        groups
+            .into_iter()
+            .map(|(id, names)| {
+                let mut a = vec![req.args[0].clone()];
+                a.extend(names);
+                (id, Request::from_args(a).raw)
+            })
+            .collect::<Vec<_>>()
+    };
+    match name.as_str() {
+        "SUBSCRIBE" | "SSUBSCRIBE" => by_owner(args),
+        "UNSUBSCRIBE" | "SUNSUBSCRIBE" if !args.is_empty() => by_owner(args),
+        "UNSUBSCRIBE" | "SUNSUBSCRIBE" => {
+            let set = if name == "UNSUBSCRIBE" {
+                &subs.channels
+            } else {
+                &subs.shard_channels
+            };
+            let all: Vec<Bytes> = set.iter().cloned().collect();
+            by_owner(&all)
+        }
+        "PUNSUBSCRIBE" if args.is_empty() => {
+            if subs.patterns.is_empty() {
+                return Vec::new();
+            }
+            let mut a = vec![req.args[0].clone()];
+            a.extend(subs.patterns.iter().cloned());
+            let raw = Request::from_args(a).raw;
+            active.iter().map(|&id| (id, raw.clone())).collect()
+        }
+        _ => active.iter().map(|&id| (id, req.raw.clone())).collect(),
+    }
+}
+
+/// Serve a session in subscribed mode, starting with `first` (the request that entered
+/// it) and `rest` (requests pipelined after it). Returns when no subscription is left.
+#[allow(clippy::too_many_arguments)]
+pub async fn serve(
+    client: &mut TcpStream,
+    input: &mut BytesMut,
+    limits: &Limits,
+    first: Vec<Request>,
+    setup: Vec<Bytes>,
+    addresses: &[String],
+    owner: &(dyn Fn(u16) -> InstanceId + Sync),
+    active: &[InstanceId],
+) -> io::Result<()> {
+    let mut subs = Subscriptions::new();
+    let mut queue: std::collections::VecDeque<Request> = first.into();
+    let mut expected = 0usize;
+    loop {
+        while let Some(req) = queue.pop_front() {
+            let mut out = BytesMut::new();
+            match req.name().as_str() {
+                "SUBSCRIBE" | "PSUBSCRIBE" | "SSUBSCRIBE" | "UNSUBSCRIBE" | "PUNSUBSCRIBE" | "SUNSUBSCRIBE" => {
+                    let targets = plan(&req, &subs, owner, active);
+                    if targets.is_empty() {
+                        let kind = req.name().to_lowercase();
+                        Frame::Array(Some(vec![Frame::bulk(kind), Frame::Bulk(None), Frame::Integer(subs.total() as i64)]))
+                            .encode(&mut out);
+                    }
+                    for (id, raw) in targets {
+                        expected += count_args(&raw);
+                        subs.send(id, &addresses[id as usize], &setup, &raw).await?;
+                    }
+                }
+                "PING" => Frame::Array(Some(vec![Frame::bulk("pong"), Frame::bulk(req.args.get(1).cloned().unwrap_or_default())]))
+                    .encode(&mut out),
+                "QUIT" => {
+                    Frame::ok().encode(&mut out);
+                    client.write_all(&out).await?;
+                    return Err(io::Error::new(io::ErrorKind::ConnectionAborted, "client quit"));
+                }
+                _ => Frame::error(format!(
+                    "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT are allowed in this context",
+                    req.name().to_lowercase()
+                ))
+                .encode(&mut out),
+            }
+            if !out.is_empty() {
+                client.write_all(&out).await?;
+            }
+        }
+        if subs.total() == 0 && expected == 0 {
+            return Ok(());
+        }
+        tokio::select! {
+            frame = subs.pushes.recv() => {
+                let Some(frame) = frame else { return Err(io::Error::other("instance connections closed")) };
+                let is_confirmation = matches!(&frame, Frame::Array(Some(i)) | Frame::Push(i)
+                    if matches!(i.first(), Some(Frame::Bulk(Some(k))) if k.as_ref().to_ascii_lowercase().ends_with(b"subscribe")));
+                if is_confirmation {
+                    expected = expected.saturating_sub(1);
+                }
+                if let Some(frame) = subs.confirm(frame) {
+                    let mut out = BytesMut::new();
+                    frame.encode(&mut out);
+                    client.write_all(&out).await?;
+                }
+                // Back to normal mode as soon as nothing is subscribed; confirmations still
+                // on their way from other instances repeat what the client has been told.
+                if is_confirmation && subs.total() == 0 {
+                    return Ok(());
+                }
+            }
+            read = client.read_buf(input) => {
+                if read? == 0 {
+                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "client left"));
+                }
+                while let Some(req) = next_request(input, limits).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))? {
+                    if !req.args.is_empty() {
+                        queue.push_back(req);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Number of channel arguments in a raw subscription command (its array length minus one).
+fn count_args(raw: &[u8]) -> usize {
+    let end = raw.iter().position(|&b| b == b'\r').unwrap_or(0);
+    std::str::from_utf8(raw.get(1..end).unwrap_or_default())
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+        .map(|n| n.saturating_sub(1))
+        .unwrap_or(0)
+}
