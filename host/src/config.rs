@@ -40,6 +40,26 @@ pub struct Config {
     /// Churn limits for the validator.
     #[serde(default)]
     pub churn: ChurnLimits,
+    /// Where session state is kept.
+    #[serde(default)]
+    pub sessions: SessionsConfig,
+}
+
+/// The session state repository.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionsConfig {
+    /// `memory` (the default), or a Redis URL such as `redis://127.0.0.1:6379/` for
+    /// deployments that share sessions between proxies.
+    pub repository: String,
+}
+
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        SessionsConfig {
+            repository: "memory".into(),
+        }
+    }
 }
 
 fn default_tick() -> u64 {

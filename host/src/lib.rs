@@ -11,6 +11,7 @@ pub mod engine;
 pub mod native;
 pub mod proxy;
 pub mod run;
+pub mod sessions;
 pub mod simulate;
 pub mod telemetry;
 pub mod topology;

@@ -8,6 +8,7 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use dashmap::DashMap;
+use shardcast_sdk::view::ViewSnapshot;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
@@ -16,6 +17,8 @@ use crate::engine::{PolicyEngine, Runtime, RuntimeOptions};
 use crate::proxy::mux::Mux;
 use crate::proxy::server::serve;
 use crate::proxy::session::Shared;
+use crate::sessions::registry::Registry;
+use crate::sessions::repository::{InProcess, InRedis, SessionRepository};
 use crate::telemetry::Telemetry;
 use crate::telemetry::poller::Poller;
 use crate::topology::{SegmentTable, Topology};
@@ -31,6 +34,9 @@ pub enum Error {
         /// Why.
         source: std::io::Error,
     },
+    /// The session repository could not be reached.
+    #[error("{0}")]
+    Sessions(String),
     /// The policy could not be loaded.
     #[error("policy {file}: {message}")]
     Policy {
@@ -57,6 +63,7 @@ fn controller(
     config: &Config,
     topology: Arc<Topology>,
     telemetry: Arc<Telemetry>,
+    registry: Arc<Registry>,
 ) -> Result<Option<TickLoop>, Error> {
     let Some(policy) = &config.policy else {
         return Ok(None);
@@ -81,7 +88,7 @@ fn controller(
     Ok(Some(TickLoop::spawn(
         engine,
         interval,
-        move |tick| telemetry.view(&topology, tick),
+        move |tick| view(&topology, &telemetry, &registry, tick),
         |report| {
             for action in &report.accepted {
                 tracing::info!(tick = report.tick, action = %action.describe(), "decision (not executed: live migration is not wired yet)");
@@ -105,7 +112,7 @@ pub fn telemetry(config: &Config) -> Arc<Telemetry> {
 
 /// Poll the instances and fold the counters into the store, every interval, until the
 /// process ends.
-async fn collect(topology: Arc<Topology>, telemetry: Arc<Telemetry>) {
+async fn collect(topology: Arc<Topology>, telemetry: Arc<Telemetry>, registry: Arc<Registry>) {
     let interval = telemetry.interval();
     let mut pollers: Vec<Poller> = topology
         .instances
@@ -130,6 +137,7 @@ async fn collect(topology: Arc<Topology>, telemetry: Arc<Telemetry>) {
         }
         let health = pollers.iter().map(|p| p.health.clone()).collect();
         telemetry.collect(&topology, health, failures);
+        telemetry.collect_sessions(registry.take());
     }
 }
 
@@ -139,13 +147,44 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), Error> {
     let t = telemetry(&config);
-    run_with(config, t, shutdown).await
+    let s = sessions(&config)?;
+    run_with(config, t, s, shutdown).await
+}
+
+/// The session registry a configuration calls for.
+pub fn sessions(config: &Config) -> Result<Arc<Registry>, Error> {
+    let repository: Arc<dyn SessionRepository> = match config.sessions.repository.as_str() {
+        "memory" => Arc::new(InProcess::default()),
+        url => Arc::new(InRedis::connect(url).map_err(Error::Sessions)?),
+    };
+    Ok(Arc::new(Registry::new(repository)))
+}
+
+/// The view of tick `tick`: topology, telemetry, sessions and their state partitions.
+pub fn view(
+    topology: &Topology,
+    telemetry: &Telemetry,
+    registry: &Registry,
+    tick: u64,
+) -> ViewSnapshot {
+    let mut v = telemetry.view(topology, tick);
+    let repository = registry.repository();
+    for s in &v.sessions {
+        let state = v.session_state.entry(s.id).or_default();
+        for p in repository.partitions(s.id) {
+            if let Some(fields) = repository.get(s.id, &p) {
+                state.insert(p, fields);
+            }
+        }
+    }
+    v
 }
 
 /// Serve with the given telemetry (so a caller can watch it) until `shutdown` completes.
 pub async fn run_with(
     config: Config,
     telemetry: Arc<Telemetry>,
+    registry: Arc<Registry>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), Error> {
     let address = config.listen_addr();
@@ -161,8 +200,17 @@ pub async fn run_with(
         .iter()
         .map(|i| i.address.clone())
         .collect();
-    let ticker = controller(&config, topology.clone(), telemetry.clone())?;
-    let collector = tokio::spawn(collect(topology.clone(), telemetry.clone()));
+    let ticker = controller(
+        &config,
+        topology.clone(),
+        telemetry.clone(),
+        registry.clone(),
+    )?;
+    let collector = tokio::spawn(collect(
+        topology.clone(),
+        telemetry.clone(),
+        registry.clone(),
+    ));
     let shared = Arc::new(Shared {
         topology,
         limits: config.limits,
@@ -173,6 +221,7 @@ pub async fn run_with(
             Duration::from_millis(config.limits.connect_timeout_ms),
         ),
         telemetry,
+        sessions: registry,
     });
     tracing::info!(%address, instances = shared.topology.instances.len(), "shardcast is serving");
     serve(listener, shared, shutdown).await;

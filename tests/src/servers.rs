@@ -98,6 +98,8 @@ pub struct Proxy {
     pub port: u16,
     /// Its telemetry.
     pub telemetry: std::sync::Arc<shardcast::telemetry::Telemetry>,
+    /// Its live sessions.
+    pub sessions: std::sync::Arc<shardcast::sessions::registry::Registry>,
     /// Its topology as configured (the proxy does not change it yet).
     pub topology: std::sync::Arc<shardcast::topology::Topology>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -117,13 +119,15 @@ impl Proxy {
         }
         let config = shardcast::config::Config::parse(&text).expect("test config is valid");
         let telemetry = shardcast::run::telemetry(&config);
+        let sessions = shardcast::run::sessions(&config).expect("session repository");
+        let registry = sessions.clone();
         let topology = shardcast::run::topology(&config);
         let watched = telemetry.clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
             let rt = config.runtime().expect("runtime");
             rt.block_on(async move {
-                shardcast::run::run_with(config, watched, async {
+                shardcast::run::run_with(config, watched, registry, async {
                     let _ = rx.await;
                 })
                 .await
@@ -137,6 +141,7 @@ impl Proxy {
             port,
             telemetry,
             topology,
+            sessions,
             stop: Some(tx),
             thread: Some(thread),
         }

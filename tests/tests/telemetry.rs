@@ -67,3 +67,95 @@ fn segment_and_instance_rates_follow_the_traffic() {
     assert_eq!(view.instances[owner].state, InstanceState::Active);
     assert!(view.metrics.segments.contains_key(&Metric::Ops));
 }
+
+#[test]
+fn sessions_and_their_state_reach_the_view() {
+    let servers: Vec<RedisServer> = (0..2).map(|_| RedisServer::start()).collect();
+    let p = Proxy::start(&servers.iter().collect::<Vec<_>>(), "tick_ms = 200");
+    let mut a = p.client();
+    let _: () = redis::cmd("CLIENT")
+        .arg("SETNAME")
+        .arg("billing-worker")
+        .query(&mut a)
+        .expect("SETNAME");
+    let _: () = redis::cmd("SELECT").arg(2).query(&mut a).expect("SELECT");
+    let mut b = p.client();
+    let view = || shardcast::run::view(&p.topology, &p.telemetry, &p.sessions, 0);
+    wait_for(
+        "both sessions in the view, with activity",
+        Duration::from_secs(20),
+        || {
+            for _ in 0..20 {
+                let _: () = b.set("k", 1).expect("SET");
+            }
+            let v = view();
+            v.sessions.len() == 2
+                && v.sessions
+                    .iter()
+                    .any(|s| s.name == "billing-worker" && s.db == 2)
+                && v.metrics.sessions.values().any(|m| {
+                    m.get(&Metric::Ops)
+                        .is_some_and(|q| q.last().is_some_and(|&x| x > 0.0))
+                })
+        },
+    );
+    let v = view();
+    let worker = v
+        .sessions
+        .iter()
+        .find(|s| s.name == "billing-worker")
+        .expect("named session");
+    let connection = &v.session_state[&worker.id]["connection"];
+    assert!(
+        connection.contains(&("db".to_owned(), "2".to_owned())),
+        "{connection:?}"
+    );
+    assert!(
+        connection.contains(&("name".to_owned(), "billing-worker".to_owned())),
+        "{connection:?}"
+    );
+    drop(a);
+    wait_for(
+        "the closed session to leave the view",
+        Duration::from_secs(20),
+        || view().sessions.iter().all(|s| s.name != "billing-worker"),
+    );
+}
+
+#[test]
+fn the_redis_backed_session_repository_round_trips() {
+    use shardcast::sessions::repository::{InRedis, SessionRepository};
+    let store = RedisServer::start();
+    let repo = InRedis::connect(&format!("redis://{}/", store.address())).expect("connects");
+    repo.put(
+        7,
+        "connection",
+        vec![("db".into(), "4".into()), ("name".into(), "w".into())],
+    );
+    repo.put(7, "subscriptions", vec![]);
+    wait_for(
+        "the write-behind queue to drain",
+        Duration::from_secs(10),
+        || repo.partitions(7).len() == 2,
+    );
+    assert_eq!(repo.partitions(7), vec!["connection", "subscriptions"]);
+    let mut got = repo.get(7, "connection").expect("stored");
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            ("db".to_owned(), "4".to_owned()),
+            ("name".to_owned(), "w".to_owned())
+        ]
+    );
+    assert_eq!(
+        repo.get(7, "subscriptions"),
+        Some(vec![]),
+        "an empty partition still exists"
+    );
+    assert_eq!(repo.get(8, "connection"), None);
+    repo.remove(7);
+    wait_for("the removal", Duration::from_secs(10), || {
+        repo.partitions(7).is_empty()
+    });
+}

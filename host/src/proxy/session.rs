@@ -27,6 +27,7 @@ use super::request::{Request, next_request};
 use super::resp::Frame;
 use super::slot::slot;
 use crate::config::ProxyLimits;
+use crate::sessions::registry::{Entry, Registry};
 use crate::telemetry::Telemetry;
 use crate::telemetry::counters::Hit;
 use crate::topology::Topology;
@@ -48,6 +49,8 @@ pub struct Shared {
     pub mux: Mux,
     /// Request counters.
     pub telemetry: Arc<Telemetry>,
+    /// Live sessions and their state partitions.
+    pub sessions: Arc<Registry>,
 }
 
 /// Connection state a client set, replayed on new backend connections.
@@ -97,6 +100,43 @@ pub struct Session {
     multi_dirty: bool,
     watched: Option<InstanceId>,
     closing: bool,
+    entry: Arc<Entry>,
+    connected_at: u64,
+}
+
+/// The view's record of a session.
+fn record(
+    id: u64,
+    state: &ConnState,
+    pinned: Option<InstanceId>,
+    in_transaction: bool,
+    subscriptions: u32,
+    connected_at: u64,
+) -> shardcast_sdk::types::Session {
+    let text = |b: &Option<Bytes>| {
+        b.as_deref()
+            .map(String::from_utf8_lossy)
+            .unwrap_or_default()
+            .into_owned()
+    };
+    shardcast_sdk::types::Session {
+        id,
+        name: text(&state.name),
+        lib: text(&state.lib),
+        db: state.db,
+        user: "default".into(),
+        protocol: state.protocol,
+        pinned,
+        in_transaction,
+        subscriptions,
+        connected_at,
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.shared.sessions.remove(self.id);
+    }
 }
 
 fn err(text: impl AsRef<str>) -> Frame {
@@ -107,20 +147,66 @@ impl Session {
     /// A new session.
     pub fn new(shared: Arc<Shared>) -> Self {
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-        Session {
+        let connected_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let state = ConnState {
+            protocol: 2,
+            ..ConnState::default()
+        };
+        let entry = shared
+            .sessions
+            .upsert(record(id, &state, None, false, 0, connected_at));
+        let mut session = Session {
             id,
             shared,
-            state: ConnState {
-                protocol: 2,
-                ..ConnState::default()
-            },
+            state,
             backends: HashMap::new(),
             multi: None,
             multi_slot: None,
             multi_dirty: false,
             watched: None,
             closing: false,
+            entry,
+            connected_at,
+        };
+        session.publish();
+        session
+    }
+
+    /// Publish the session's record and its state partitions.
+    fn publish(&mut self) {
+        let text = |b: &Option<Bytes>| {
+            b.as_deref()
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default()
+                .into_owned()
+        };
+        self.entry = self.shared.sessions.upsert(record(
+            self.id,
+            &self.state,
+            self.watched,
+            self.multi.is_some() || self.watched.is_some(),
+            0,
+            self.connected_at,
+        ));
+        self.shared.sessions.put(
+            self.id,
+            "connection",
+            vec![
+                ("db".into(), self.state.db.to_string()),
+                ("name".into(), text(&self.state.name)),
+                ("lib".into(), text(&self.state.lib)),
+                ("user".into(), "default".into()),
+                ("protocol".into(), self.state.protocol.to_string()),
+            ],
+        );
+        let mut tx = vec![("multi".into(), self.multi.is_some().to_string())];
+        if let Some(w) = self.watched {
+            tx.push(("watching-instance".into(), w.to_string()));
         }
+        self.shared.sessions.put(self.id, "transaction", tx);
     }
 
     /// Serve the client until it leaves or misbehaves.
@@ -137,6 +223,13 @@ impl Session {
                 return Ok(());
             }
             let mut batch: Vec<Request> = Vec::new();
+            let before = (
+                self.state.db,
+                self.state.name.clone(),
+                self.state.protocol,
+                self.multi.is_some(),
+                self.watched,
+            );
             let mut fatal = None;
             loop {
                 match next_request(&mut input, &limits) {
@@ -149,6 +242,9 @@ impl Session {
                     }
                 }
             }
+            self.entry
+                .ops
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
             let subscribe_at = batch.iter().position(super::pubsub::enters);
             let rest = subscribe_at.map(|i| batch.split_off(i));
             self.serve(batch, &mut out).await;
@@ -200,6 +296,16 @@ impl Session {
             }
             client.write_all(&out).await?;
             out.clear();
+            let after = (
+                self.state.db,
+                self.state.name.clone(),
+                self.state.protocol,
+                self.multi.is_some(),
+                self.watched,
+            );
+            if before != after {
+                self.publish();
+            }
             if self.closing {
                 return Ok(());
             }

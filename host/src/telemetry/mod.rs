@@ -9,16 +9,20 @@ pub mod counters;
 pub mod poller;
 pub mod store;
 
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use shardcast_sdk::types::{Failure, InstanceState, Metric};
+use shardcast_sdk::types::{Failure, InstanceState, Metric, Session};
 use shardcast_sdk::view::ViewSnapshot;
 
 use crate::topology::Topology;
 use counters::Counters;
 use poller::Health;
 use store::MetricStore;
+
+/// The live sessions, and each one's commands per second over the retention.
+type SessionActivity = (Vec<Session>, BTreeMap<u64, VecDeque<f64>>);
 
 /// Everything telemetry keeps, shared by the proxy, the collector and the controller.
 pub struct Telemetry {
@@ -27,6 +31,7 @@ pub struct Telemetry {
     store: Mutex<MetricStore>,
     health: Mutex<Vec<Health>>,
     failures: Mutex<Vec<Failure>>,
+    sessions: Mutex<SessionActivity>,
     interval: Duration,
 }
 
@@ -43,6 +48,7 @@ impl Telemetry {
             store: Mutex::new(MetricStore::new(retention)),
             health: Mutex::new(vec![Health::default(); instances]),
             failures: Mutex::new(Vec::new()),
+            sessions: Mutex::new((Vec::new(), BTreeMap::new())),
             interval,
         })
     }
@@ -50,6 +56,24 @@ impl Telemetry {
     /// The sampling interval.
     pub fn interval(&self) -> Duration {
         self.interval
+    }
+
+    /// Fold one interval of session activity in: the live sessions and the commands each
+    /// served since the last interval.
+    pub fn collect_sessions(&self, live: Vec<(Session, u64)>) {
+        let secs = self.interval.as_secs_f64().max(1e-3);
+        let retention = lock(&self.store).retention.max(1);
+        let mut guard = lock(&self.sessions);
+        let (list, series) = &mut *guard;
+        series.retain(|id, _| live.iter().any(|(s, _)| s.id == *id));
+        for (s, ops) in &live {
+            let q = series.entry(s.id).or_default();
+            q.push_back(*ops as f64 / secs);
+            while q.len() > retention {
+                q.pop_front();
+            }
+        }
+        *list = live.into_iter().map(|(s, _)| s).collect();
     }
 
     /// Fold one interval of counters and health into the store.
@@ -166,6 +190,15 @@ impl Telemetry {
             .collect();
         view.segments = table.segments.clone();
         view.failures = lock(&self.failures).clone();
+        let sessions = lock(&self.sessions);
+        view.sessions = sessions.0.clone();
+        for (id, q) in &sessions.1 {
+            view.metrics
+                .sessions
+                .entry(*id)
+                .or_default()
+                .insert(Metric::Ops, q.iter().copied().collect());
+        }
         view
     }
 }
