@@ -1,16 +1,16 @@
 //! Shared, multiplexed connections to the instances, as twemproxy and Envoy keep them.
 //!
 //! Sessions in the default state (database 0, RESP2, no transaction or blocking call in
-//! progress) send each request as a [`Job`] to the instance's multiplexer. Its writer takes
-//! every job waiting, writes them with one system call, and hands them to its reader, which
-//! reads the replies in order and answers each job. Many clients' requests thus share one
+//! progress) send each request as a [`Job`] to the instance's multiplexer, one task per
+//! connection. It takes every job waiting, writes them with as few system calls as the
+//! socket allows, and reads the replies in order, answering each job. Many clients' requests thus share one
 //! connection and one round of system calls. A connection that fails answers every job in
 //! flight with the error and is reopened for the next job.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
@@ -74,15 +74,14 @@ fn fail_all(jobs: impl IntoIterator<Item = Job>, why: &str) {
 }
 
 async fn run(address: String, timeout: Duration, mut rx: mpsc::UnboundedReceiver<Job>) {
-    let mut pending: Option<Job> = None;
+    let limits = Limits {
+        max_bulk_bytes: usize::MAX >> 1,
+        max_array_len: usize::MAX >> 1,
+        max_inline_bytes: usize::MAX >> 1,
+        max_depth: 64,
+    };
     loop {
-        let first = match pending.take() {
-            Some(job) => job,
-            None => match rx.recv().await {
-                Some(job) => job,
-                None => return,
-            },
-        };
+        let Some(first) = rx.recv().await else { return };
         let stream = match tokio::time::timeout(timeout, TcpStream::connect(&address)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
@@ -101,90 +100,74 @@ async fn run(address: String, timeout: Duration, mut rx: mpsc::UnboundedReceiver
             }
         };
         let _ = stream.set_nodelay(true);
-        let (mut reader, mut writer) = stream.into_split();
-        let (inflight_tx, mut inflight_rx) = mpsc::unbounded_channel::<Job>();
-        let mut reading = tokio::spawn(async move {
-            let mut buf = BytesMut::with_capacity(64 << 10);
-            let limits = Limits {
-                max_bulk_bytes: usize::MAX >> 1,
-                max_array_len: usize::MAX >> 1,
-                max_inline_bytes: usize::MAX >> 1,
-                max_depth: 64,
-            };
-            while let Some(job) = inflight_rx.recv().await {
-                let mut replies = Vec::with_capacity(job.replies);
-                while replies.len() < job.replies {
-                    match frame_len(&buf, &limits) {
-                        Ok(Some(len)) => {
-                            replies.push(buf.split_to(len).freeze());
-                            continue;
-                        }
-                        Ok(None) => {}
-                        Err(e) => {
-                            let why = format!("bad reply: {e}");
-                            let _ = job.done.send(Err(why.clone()));
-                            inflight_rx.close();
-                            fail_all(std::iter::from_fn(|| inflight_rx.try_recv().ok()), &why);
-                            return;
-                        }
-                    }
-                    if buf.capacity() - buf.len() < 4096 {
-                        buf.reserve(64 << 10);
-                    }
-                    let read = reader.read_buf(&mut buf).await;
-                    if !matches!(read, Ok(n) if n > 0) {
-                        let why = match read {
-                            Err(e) => format!("connection failed: {e}"),
-                            Ok(_) => "the instance closed the connection".to_owned(),
-                        };
-                        let _ = job.done.send(Err(why.clone()));
-                        inflight_rx.close();
-                        fail_all(std::iter::from_fn(|| inflight_rx.try_recv().ok()), &why);
-                        return;
-                    }
-                }
-                let _ = job.done.send(Ok(replies));
-            }
-        });
+        // One task drives both directions with non-blocking I/O: it always reads when the
+        // instance has replies, so neither side can block the other, and no hand-off
+        // between a writer and a reader task is needed.
         let mut out = BytesMut::with_capacity(64 << 10);
+        let mut input = BytesMut::with_capacity(64 << 10);
+        let mut inflight: VecDeque<(Job, Vec<Bytes>)> = VecDeque::new();
         let mut next = Some(first);
-        loop {
-            let job = match next.take() {
-                Some(j) => j,
-                None => tokio::select! {
-                    job = rx.recv() => match job {
-                        Some(j) => j,
-                        None => return,
-                    },
-                    _ = &mut reading => break,
-                },
-            };
-            out.clear();
-            let mut batch = vec![job];
-            batch.extend(drain(&mut rx));
-            for job in &batch {
+        let why = loop {
+            for job in next.take().into_iter().chain(drain(&mut rx)) {
                 out.extend_from_slice(&job.raw);
+                inflight.push_back((job, Vec::new()));
             }
-            let mut refused = Vec::new();
-            for job in batch {
-                if let Err(mpsc::error::SendError(job)) = inflight_tx.send(job) {
-                    refused.push(job);
+            let (want_write, want_read) = (!out.is_empty(), !inflight.is_empty());
+            tokio::select! {
+                biased;
+                ready = stream.readable(), if want_read => {
+                    if let Err(e) = ready {
+                        break format!("connection failed: {e}");
+                    }
+                    if input.capacity() - input.len() < 4096 {
+                        input.reserve(64 << 10);
+                    }
+                    match stream.try_read_buf(&mut input) {
+                        Ok(0) => break "the instance closed the connection".to_owned(),
+                        Ok(_) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                        Err(e) => break format!("connection failed: {e}"),
+                    }
+                    let mut bad = None;
+                    while let Some((job, replies)) = inflight.front_mut() {
+                        match frame_len(&input, &limits) {
+                            Ok(Some(len)) => replies.push(input.split_to(len).freeze()),
+                            Ok(None) => break,
+                            Err(e) => {
+                                bad = Some(format!("bad reply: {e}"));
+                                break;
+                            }
+                        }
+                        if replies.len() == job.replies {
+                            let (job, replies) = inflight.pop_front().expect("front exists");
+                            let _ = job.done.send(Ok(replies));
+                        }
+                    }
+                    if let Some(why) = bad {
+                        break why;
+                    }
                 }
+                ready = stream.writable(), if want_write => {
+                    if let Err(e) = ready {
+                        break format!("connection failed: {e}");
+                    }
+                    match stream.try_write(&out) {
+                        Ok(n) => {
+                            let _ = out.split_to(n);
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(e) => break format!("connection failed: {e}"),
+                    }
+                }
+                job = rx.recv(), if !want_write => match job {
+                    Some(job) => next = Some(job),
+                    None if inflight.is_empty() => return,
+                    None => {}
+                },
             }
-            if !refused.is_empty() {
-                // The reader stopped: retry the first on a new connection, fail the rest.
-                let mut rest = refused.into_iter();
-                pending = rest.next();
-                fail_all(rest, "the connection was lost; retry");
-                break;
-            }
-            if let Err(e) = writer.write_all(&out).await {
-                tracing::debug!(instance = %address, error = %e, "write to instance failed");
-                break;
-            }
-        }
-        drop(inflight_tx);
-        let _ = reading.await;
+        };
+        tracing::debug!(instance = %address, why = %why, "shared connection closed");
+        fail_all(inflight.into_iter().map(|(job, _)| job), &why);
     }
 }
 
