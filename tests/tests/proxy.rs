@@ -435,6 +435,21 @@ fn pub_sub_across_instances_then_back_to_commands() {
             assert_eq!(msg.get_channel_name(), channel);
             assert_eq!(msg.get_payload::<String>().expect("payload"), payload);
         }
+        // The session's subscriptions partition says what it listens to.
+        let repo = p.sessions.repository().clone();
+        let ids: Vec<u64> = p.sessions.take().into_iter().map(|(s, _)| s.id).collect();
+        let partition = ids
+            .iter()
+            .find_map(|&id| repo.get(id, "subscriptions"))
+            .expect("a session with a subscriptions partition");
+        assert!(
+            partition.contains(&("channels".to_owned(), "news,sport,weather".to_owned())),
+            "{partition:?}"
+        );
+        assert!(
+            partition.contains(&("patterns".to_owned(), "alert:*".to_owned())),
+            "{partition:?}"
+        );
         // Dropping the pub/sub handle unsubscribes from everything and drains the
         // confirmations, which the proxy merges into one count.
     }

@@ -51,6 +51,21 @@ impl Subscriptions {
         }
     }
 
+    /// The `subscriptions` state partition.
+    fn partition(&self) -> Vec<(String, String)> {
+        let join = |set: &BTreeSet<Bytes>| {
+            set.iter()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        vec![
+            ("channels".into(), join(&self.channels)),
+            ("patterns".into(), join(&self.patterns)),
+            ("shard-channels".into(), join(&self.shard_channels)),
+        ]
+    }
+
     fn total(&self) -> usize {
         self.channels.len() + self.patterns.len() + self.shard_channels.len()
     }
@@ -209,6 +224,7 @@ pub async fn serve(
     addresses: &[String],
     owner: &(dyn Fn(u16) -> InstanceId + Sync),
     active: &[InstanceId],
+    publish: &(dyn Fn(Vec<(String, String)>) + Sync),
 ) -> io::Result<()> {
     let mut subs = Subscriptions::new();
     let mut queue: std::collections::VecDeque<Request> = first.into();
@@ -258,6 +274,7 @@ pub async fn serve(
                     expected = expected.saturating_sub(1);
                 }
                 if let Some(frame) = subs.confirm(frame) {
+                    publish(subs.partition());
                     let mut out = BytesMut::new();
                     frame.encode(&mut out);
                     client.write_all(&out).await?;

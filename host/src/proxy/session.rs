@@ -264,6 +264,10 @@ impl Session {
                     .map(|i| i.address.clone())
                     .collect();
                 let owner = |s: u16| table.owner(s);
+                let registry = self.shared.sessions.clone();
+                let id = self.id;
+                let publish =
+                    move |fields: Vec<(String, String)>| registry.put(id, "subscriptions", fields);
                 let served = super::pubsub::serve(
                     &mut client,
                     &mut input,
@@ -273,6 +277,7 @@ impl Session {
                     &addresses,
                     &owner,
                     &topology.active(),
+                    &publish,
                 )
                 .await;
                 if served.is_err() {
