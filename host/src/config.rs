@@ -153,7 +153,7 @@ pub struct PolicyConfig {
     /// Its settings (TOML), if any.
     #[serde(default)]
     pub settings: Option<PathBuf>,
-    /// Reload the file when it changes.
+    /// Watch the file's directory and hot-swap the policy when the file changes.
     #[serde(default)]
     pub watch: bool,
 }

@@ -3,6 +3,8 @@
 //! Until live migration lands, the controller runs the configured policy every tick over
 //! the live view (topology plus telemetry) and logs its decisions without executing them.
 
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -13,6 +15,7 @@ use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::engine::tick_loop::TickLoop;
+use crate::engine::watch::{Binding, PolicyWatcher};
 use crate::engine::{PolicyEngine, Runtime, RuntimeOptions};
 use crate::proxy::mux::Mux;
 use crate::proxy::server::serve;
@@ -64,7 +67,7 @@ fn controller(
     topology: Arc<Topology>,
     telemetry: Arc<Telemetry>,
     registry: Arc<Registry>,
-) -> Result<Option<TickLoop>, Error> {
+) -> Result<Option<Controller>, Error> {
     let Some(policy) = &config.policy else {
         return Ok(None);
     };
@@ -84,8 +87,25 @@ fn controller(
         .load_planner(&bytes, &settings)
         .map_err(|e| fail(e.to_string()))?;
     tracing::info!(policy = %version.label(), "controller loaded its policy");
+    let watcher = if policy.watch {
+        let file = std::fs::canonicalize(&policy.file).map_err(|e| fail(e.to_string()))?;
+        let dir = file
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let bindings = HashMap::from([(
+            file,
+            Binding {
+                handle: engine.planner_handle(),
+                settings: settings.clone(),
+            },
+        )]);
+        Some(PolicyWatcher::start(&dir, bindings).map_err(|e| fail(e.to_string()))?)
+    } else {
+        None
+    };
     let interval = Duration::from_millis(config.tick_ms);
-    Ok(Some(TickLoop::spawn(
+    let ticks = TickLoop::spawn(
         engine,
         interval,
         move |tick| view(&topology, &telemetry, &registry, tick),
@@ -97,7 +117,17 @@ fn controller(
                 tracing::warn!(tick = report.tick, "{fault}");
             }
         },
-    )))
+    );
+    Ok(Some(Controller {
+        ticks,
+        _watcher: watcher,
+    }))
+}
+
+/// The running controller: its tick loop and, when configured, the policy file watcher.
+struct Controller {
+    ticks: TickLoop,
+    _watcher: Option<PolicyWatcher>,
 }
 
 /// The telemetry a configuration calls for: sampled every tick, an hour of history at
@@ -227,7 +257,7 @@ pub async fn run_with(
     serve(listener, shared, shutdown).await;
     collector.abort();
     if let Some(t) = ticker {
-        tokio::task::spawn_blocking(move || drop(t.stop()))
+        tokio::task::spawn_blocking(move || drop(t.ticks.stop()))
             .await
             .ok();
     }
