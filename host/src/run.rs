@@ -130,13 +130,17 @@ struct Controller {
     _watcher: Option<PolicyWatcher>,
 }
 
-/// The telemetry a configuration calls for: sampled every tick, an hour of history at
-/// 1 s ticks.
+/// Points of history telemetry keeps per series, and so what each tick's view carries.
+/// The view is rebuilt every tick, so this bounds the tick's copying (segments × points ×
+/// metrics); a minute at 1 s ticks is what the shipped policies read.
+pub const RETENTION: usize = 60;
+
+/// The telemetry a configuration calls for: sampled every tick, [`RETENTION`] points kept.
 pub fn telemetry(config: &Config) -> Arc<Telemetry> {
     Telemetry::new(
         config.instances.len(),
         Duration::from_millis(config.tick_ms),
-        3600,
+        RETENTION,
     )
 }
 

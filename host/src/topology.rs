@@ -86,6 +86,12 @@ impl Topology {
         self.table.load_full()
     }
 
+    /// The current table without taking a reference count: for the request path, where a
+    /// shared counter would bounce between cores on every request.
+    pub fn current(&self) -> arc_swap::Guard<Arc<SegmentTable>> {
+        self.table.load()
+    }
+
     /// Publish a new table.
     pub fn publish(&self, table: SegmentTable) {
         self.table.store(Arc::new(table));

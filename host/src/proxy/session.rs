@@ -427,7 +427,7 @@ impl Session {
 
     /// The instance owning all of `keys` of `req`, or a CROSSSLOT error.
     fn owner(&self, req: &Request, keys: &[usize]) -> Result<InstanceId, Frame> {
-        let table = self.shared.topology.table();
+        let table = self.shared.topology.current();
         let mut slots = keys
             .iter()
             .filter_map(|&i| req.args.get(i))
@@ -543,7 +543,7 @@ impl Session {
     }
 
     async fn split(&mut self, req: &Request, merge: Merge, keys: &[usize]) -> Pending {
-        let table = self.shared.topology.table();
+        let table = self.shared.topology.current();
         let stride = if merge == Merge::Ok { 2 } else { 1 };
         let mut groups: Vec<(InstanceId, Vec<usize>)> = Vec::new();
         let hit = Hit {
@@ -559,6 +559,8 @@ impl Session {
                 None => groups.push((id, vec![pos])),
             }
         }
+        // Release the table before waiting on anything.
+        drop(table);
         let mut parts = Vec::with_capacity(groups.len());
         for (id, positions) in groups {
             let mut args = vec![req.args[0].clone()];
