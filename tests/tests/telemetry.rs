@@ -21,14 +21,51 @@ fn segment_and_instance_rates_follow_the_traffic() {
     let key = "hot-key";
     let row = table.segment_row(slot(key.as_bytes()));
     let owner = table.owner(slot(key.as_bytes())) as usize;
-    // Keep writing until a whole interval has been seen with traffic in it.
+    // Keep writing until a whole interval has been seen with traffic in it; take that
+    // interval's latency and byte figures together.
+    let at = |m: Metric| {
+        p.telemetry
+            .segments_latest(m)
+            .get(row)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    let mut seen = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
     wait_for("the hot segment's rate", Duration::from_secs(20), || {
         for _ in 0..200 {
             let _: () = c.set(key, "v").expect("SET");
         }
-        let ops = p.telemetry.segments_latest(Metric::Ops);
-        ops.get(row).is_some_and(|&o| o > 100.0)
+        seen = (
+            at(Metric::Ops),
+            at(Metric::LatencyP50Us),
+            at(Metric::LatencyP99Us),
+            at(Metric::BytesIn),
+            at(Metric::BytesOut),
+            p.telemetry
+                .instances_latest(Metric::LatencyP99Us)
+                .get(owner)
+                .copied()
+                .unwrap_or(0.0),
+        );
+        seen.0 > 100.0 && at(Metric::Ops) == seen.0
     });
+    let (ops_now, p50, p99, bytes_in, bytes_out, inst_p99) = seen;
+    assert!(
+        p50 > 0.0 && p99 >= p50 && p99 < 1e6,
+        "p50 {p50} µs, p99 {p99} µs"
+    );
+    // Each SET's reply is `+OK\r\n`; each request is a few dozen bytes.
+    let per_reply = bytes_out / ops_now;
+    assert!(
+        (4.9..5.1).contains(&per_reply),
+        "reply bytes per op {per_reply}"
+    );
+    assert!(
+        bytes_in / ops_now > 20.0,
+        "request bytes per op {}",
+        bytes_in / ops_now
+    );
+    assert!(inst_p99 > 0.0, "instance latency: {inst_p99}");
     let writes = p.telemetry.segments_latest(Metric::Writes);
     let ops = p.telemetry.segments_latest(Metric::Ops);
     assert!(

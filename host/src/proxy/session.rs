@@ -66,8 +66,8 @@ struct ConnState {
 enum Pending {
     /// A reply the proxy already has.
     Local(Frame),
-    /// The next reply of one backend, forwarded as it is.
-    Forward(InstanceId, Ticket),
+    /// The next reply of one backend, forwarded as it is; timed when it carries a key.
+    Forward(InstanceId, Ticket, Option<Timing>),
     /// Parts from several backends: (instance, positions of its keys in the answer).
     Gather(Merge, Vec<(InstanceId, Vec<usize>, Ticket)>, usize),
     /// The same command on several instances, merged.
@@ -76,6 +76,14 @@ enum Pending {
     Exec(InstanceId, usize),
     /// A SCAN step on one instance: (instance index among actives, count of actives).
     Scan(InstanceId, Ticket, usize, usize),
+}
+
+/// When and for which slot a keyed request was routed: its reply's latency and size are
+/// counted against that slot.
+#[derive(Clone, Copy)]
+struct Timing {
+    slot: u16,
+    start: Instant,
 }
 
 /// Where a reply will come from: the shared multiplexer, or the session's own connection.
@@ -457,9 +465,9 @@ impl Session {
         Ok(None)
     }
 
-    async fn forward(&mut self, id: InstanceId, raw: &Bytes) -> Pending {
+    async fn forward(&mut self, id: InstanceId, raw: &Bytes, timing: Option<Timing>) -> Pending {
         match self.send(id, raw).await {
-            Ok(t) => Pending::Forward(id, t),
+            Ok(t) => Pending::Forward(id, t, timing),
             Err(e) => Pending::Local(e),
         }
     }
@@ -469,7 +477,7 @@ impl Session {
         match self.backend(id).await {
             Ok(b) => {
                 b.queue(raw);
-                Pending::Forward(id, None)
+                Pending::Forward(id, None, None)
             }
             Err(e) => Pending::Local(e),
         }
@@ -506,7 +514,11 @@ impl Session {
                             "CROSSSLOT Keys in request don't hash to the same slot as the WATCHed keys",
                         ));
                     }
-                    self.forward(id, &req.raw).await
+                    let timing = Timing {
+                        slot: first,
+                        start: Instant::now(),
+                    };
+                    self.forward(id, &req.raw, Some(timing)).await
                 }
                 Err(e) => Pending::Local(e),
             },
@@ -642,7 +654,7 @@ impl Session {
                 match self.owner(&req, &keys) {
                     Ok(id) if self.watched.is_none_or(|w| w == id) => {
                         self.watched = Some(id);
-                        self.forward(id, &req.raw).await
+                        self.forward(id, &req.raw, None).await
                     }
                     Ok(_) | Err(_) => {
                         Pending::Local(err("CROSSSLOT Keys in request don't hash to the same slot"))
@@ -776,7 +788,7 @@ impl Session {
             "CLIENT" => Pending::Local(self.client(&req)),
             "COMMAND" | "TIME" | "LASTSAVE" => {
                 let table = self.shared.topology.table();
-                self.forward(table.owner(0), &req.raw).await
+                self.forward(table.owner(0), &req.raw, None).await
             }
             "INFO" => self.fan_out(&req, FanOut::FirstNonNull).await,
             "DBSIZE" => self.fan_out(&req, FanOut::SumIntegers).await,
@@ -909,7 +921,15 @@ impl Session {
     ) -> Result<Bytes, Frame> {
         match p {
             Pending::Local(f) => Err(f),
-            Pending::Forward(id, t) => self.read_raw(id, t, broken).await,
+            Pending::Forward(id, t, timing) => {
+                let reply = self.read_raw(id, t, broken).await;
+                if let (Some(t), Ok(raw)) = (timing, &reply) {
+                    let us = t.start.elapsed().as_micros() as u64;
+                    let counters = &self.shared.telemetry.counters;
+                    counters.done(t.slot, id, us, raw.len() as u64);
+                }
+                reply
+            }
             Pending::Exec(id, skip) => {
                 // MULTI's +OK and one +QUEUED (or error) per command; EXEC's reply says
                 // what happened, including an abort.

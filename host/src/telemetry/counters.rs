@@ -5,6 +5,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::latency::{Counts, Histogram, quantile};
 use crate::proxy::slot::SLOTS;
 
 /// What one request adds to its slot's counters.
@@ -22,11 +23,13 @@ pub struct Cell {
     reads: AtomicU64,
     writes: AtomicU64,
     bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
     errors: AtomicU64,
+    latency: Histogram,
 }
 
-/// One interval's worth of a cell, taken by [`Cell::take`].
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+/// One interval's worth of one or more cells, taken by [`Cell::take_into`].
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Taken {
     /// Read commands.
     pub reads: u64,
@@ -34,8 +37,19 @@ pub struct Taken {
     pub writes: u64,
     /// Request bytes.
     pub bytes_in: u64,
+    /// Reply bytes.
+    pub bytes_out: u64,
     /// Errors.
     pub errors: u64,
+    /// Latency histogram: request routed to reply in hand.
+    pub latency: Counts,
+}
+
+impl Taken {
+    /// The `q` latency quantile in microseconds.
+    pub fn latency_us(&self, q: f64) -> f64 {
+        quantile(&self.latency, q)
+    }
 }
 
 impl Cell {
@@ -49,19 +63,25 @@ impl Cell {
         self.bytes_in.fetch_add(hit.bytes_in, Ordering::Relaxed);
     }
 
+    /// Count one reply of `bytes` that took `us` microseconds.
+    pub fn done(&self, us: u64, bytes: u64) {
+        self.bytes_out.fetch_add(bytes, Ordering::Relaxed);
+        self.latency.record(us);
+    }
+
     /// Count one error.
     pub fn error(&self) {
         self.errors.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Read and reset.
-    pub fn take(&self) -> Taken {
-        Taken {
-            reads: self.reads.swap(0, Ordering::Relaxed),
-            writes: self.writes.swap(0, Ordering::Relaxed),
-            bytes_in: self.bytes_in.swap(0, Ordering::Relaxed),
-            errors: self.errors.swap(0, Ordering::Relaxed),
-        }
+    /// Add this cell to `into` and reset it.
+    pub fn take_into(&self, into: &mut Taken) {
+        into.reads += self.reads.swap(0, Ordering::Relaxed);
+        into.writes += self.writes.swap(0, Ordering::Relaxed);
+        into.bytes_in += self.bytes_in.swap(0, Ordering::Relaxed);
+        into.bytes_out += self.bytes_out.swap(0, Ordering::Relaxed);
+        into.errors += self.errors.swap(0, Ordering::Relaxed);
+        self.latency.take_into(&mut into.latency);
     }
 }
 
@@ -96,13 +116,40 @@ impl Counters {
         }
     }
 
-    /// Read and reset every slot.
-    pub fn take_slots(&self) -> Vec<Taken> {
-        self.slots.iter().map(Cell::take).collect()
+    /// Count a reply on `slot` from `instance`: `bytes` long, `us` microseconds after the
+    /// request was routed.
+    pub fn done(&self, slot: u16, instance: u32, us: u64, bytes: u64) {
+        self.slots[usize::from(slot % SLOTS)].done(us, bytes);
+        if let Some(c) = self.instances.get(instance as usize) {
+            c.done(us, bytes);
+        }
+    }
+
+    /// Read and reset the slots of each range, summed per range.
+    pub fn take_ranges(
+        &self,
+        ranges: impl Iterator<Item = std::ops::RangeInclusive<u16>>,
+    ) -> Vec<Taken> {
+        ranges
+            .map(|r| {
+                let mut t = Taken::default();
+                for slot in r {
+                    self.slots[usize::from(slot % SLOTS)].take_into(&mut t);
+                }
+                t
+            })
+            .collect()
     }
 
     /// Read and reset every instance.
     pub fn take_instances(&self) -> Vec<Taken> {
-        self.instances.iter().map(Cell::take).collect()
+        self.instances
+            .iter()
+            .map(|c| {
+                let mut t = Taken::default();
+                c.take_into(&mut t);
+                t
+            })
+            .collect()
     }
 }

@@ -6,6 +6,7 @@
 //! and per-instance series in the [`store`], from which each tick's view is built.
 
 pub mod counters;
+pub mod latency;
 pub mod poller;
 pub mod store;
 
@@ -23,6 +24,23 @@ use store::MetricStore;
 
 /// The live sessions, and each one's commands per second over the retention.
 type SessionActivity = (Vec<Session>, BTreeMap<u64, VecDeque<f64>>);
+
+/// Push one interval of data-path counters (rates per second, latency percentiles) as
+/// series in `table`.
+fn push_cells(table: &mut store::Series, taken: &[counters::Taken], secs: f64, r: usize) {
+    let rate = |f: fn(&counters::Taken) -> u64| -> Vec<f64> {
+        taken.iter().map(|t| f(t) as f64 / secs).collect()
+    };
+    table.push(Metric::Ops, rate(|t| t.reads + t.writes), r);
+    table.push(Metric::Reads, rate(|t| t.reads), r);
+    table.push(Metric::Writes, rate(|t| t.writes), r);
+    table.push(Metric::BytesIn, rate(|t| t.bytes_in), r);
+    table.push(Metric::BytesOut, rate(|t| t.bytes_out), r);
+    table.push(Metric::Errors, rate(|t| t.errors), r);
+    let p = |q: f64| -> Vec<f64> { taken.iter().map(|t| t.latency_us(q)).collect() };
+    table.push(Metric::LatencyP50Us, p(0.5), r);
+    table.push(Metric::LatencyP99Us, p(0.99), r);
+}
 
 /// Everything telemetry keeps, shared by the proxy, the collector and the controller.
 pub struct Telemetry {
@@ -80,24 +98,14 @@ impl Telemetry {
     pub fn collect(&self, topology: &Topology, health: Vec<Health>, failures: Vec<Failure>) {
         let secs = self.interval.as_secs_f64().max(1e-3);
         let table = topology.table();
-        let slots = self.counters.take_slots();
-        let n = table.segments.len();
-        let (mut reads, mut writes, mut bytes) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
-        for (row, s) in table.segments.iter().enumerate() {
-            for t in &slots[usize::from(s.slot_start)..=usize::from(s.slot_end)] {
-                reads[row] += t.reads as f64 / secs;
-                writes[row] += t.writes as f64 / secs;
-                bytes[row] += t.bytes_in as f64 / secs;
-            }
-        }
+        let taken = self
+            .counters
+            .take_ranges(table.segments.iter().map(|s| s.slot_start..=s.slot_end));
         let inst = self.counters.take_instances();
         let mut store = lock(&self.store);
         let r = store.retention;
-        let ops: Vec<f64> = reads.iter().zip(&writes).map(|(a, b)| a + b).collect();
-        store.segments.push(Metric::Ops, ops, r);
-        store.segments.push(Metric::Reads, reads, r);
-        store.segments.push(Metric::Writes, writes, r);
-        store.segments.push(Metric::BytesIn, bytes, r);
+        push_cells(&mut store.segments, &taken, secs, r);
+        push_cells(&mut store.instances, &inst, secs, r);
         let inst_ops: Vec<f64> = inst
             .iter()
             .map(|t| (t.reads + t.writes) as f64 / secs)
@@ -107,13 +115,7 @@ impl Telemetry {
             .zip(&topology.instances)
             .map(|(o, i)| o / i.capacity.max(f64::MIN_POSITIVE))
             .collect();
-        store.instances.push(Metric::Ops, inst_ops, r);
         store.instances.push(Metric::Load, load, r);
-        store.instances.push(
-            Metric::Errors,
-            inst.iter().map(|t| t.errors as f64 / secs).collect(),
-            r,
-        );
         store.instances.push(
             Metric::PingRttUs,
             health.iter().map(|h| h.rtt_us).collect(),
