@@ -43,6 +43,49 @@ pub struct Config {
     /// Where session state is kept.
     #[serde(default)]
     pub sessions: SessionsConfig,
+    /// Live migration: budgets, bounds and where its journal lives.
+    #[serde(default)]
+    pub migration: MigrationConfig,
+}
+
+/// Live migration settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MigrationConfig {
+    /// Directory for the segment table, the migration journal and the decision log. Without
+    /// it, a restart starts again from the configured layout and an interrupted migration
+    /// cannot be recovered.
+    pub state_dir: Option<PathBuf>,
+    /// Keys copied per second by one migration (0: unlimited).
+    pub keys_per_sec: u64,
+    /// Bytes copied per second by one migration (0: unlimited).
+    pub bytes_per_sec: u64,
+    /// Keys per pipelined chunk.
+    pub chunk_keys: usize,
+    /// Catch-up ends when at most this many keys are dirty; the rest move during cutover.
+    pub cutover_dirty_keys: usize,
+    /// Catch-up rounds before the migration gives up.
+    pub catch_up_rounds: u32,
+    /// Milliseconds a cutover waits for writes in flight (an open WATCH, a blocking
+    /// command) before it aborts the migration.
+    pub cutover_wait_ms: u64,
+    /// Migrations touching one instance at once.
+    pub per_instance: u32,
+}
+
+impl Default for MigrationConfig {
+    fn default() -> Self {
+        MigrationConfig {
+            state_dir: None,
+            keys_per_sec: 0,
+            bytes_per_sec: 256 << 20,
+            chunk_keys: 512,
+            cutover_dirty_keys: 1000,
+            catch_up_rounds: 50,
+            cutover_wait_ms: 2000,
+            per_instance: 1,
+        }
+    }
 }
 
 /// The session state repository.
@@ -117,6 +160,9 @@ pub struct ProxyLimits {
     pub client_output_buffer_bytes: usize,
     /// Milliseconds to wait for a backend connection.
     pub connect_timeout_ms: u64,
+    /// Milliseconds a request may be held (segment in cutover, instance restarting) before
+    /// it fails with a retryable error.
+    pub hold_ms: u64,
 }
 
 impl Default for ProxyLimits {
@@ -128,6 +174,7 @@ impl Default for ProxyLimits {
             max_inline_bytes: resp.max_inline_bytes,
             client_output_buffer_bytes: 256 << 20,
             connect_timeout_ms: 1000,
+            hold_ms: 5000,
         }
     }
 }

@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod migrate;
 pub mod native;
 pub mod proxy;
 pub mod run;

@@ -17,6 +17,8 @@ use crate::config::Config;
 use crate::engine::tick_loop::TickLoop;
 use crate::engine::watch::{Binding, PolicyWatcher};
 use crate::engine::{PolicyEngine, Runtime, RuntimeOptions};
+use crate::migrate::{Executor, StatePaths};
+use crate::proxy::gate::Gate;
 use crate::proxy::mux::Mux;
 use crate::proxy::server::serve;
 use crate::proxy::session::Shared;
@@ -40,6 +42,9 @@ pub enum Error {
     /// The session repository could not be reached.
     #[error("{0}")]
     Sessions(String),
+    /// The migration state could not be used.
+    #[error("{0}")]
+    Migration(crate::migrate::Error),
     /// The policy could not be loaded.
     #[error("policy {file}: {message}")]
     Policy {
@@ -51,23 +56,91 @@ pub enum Error {
 }
 
 /// The topology a configuration describes.
-pub fn topology(config: &Config) -> Arc<Topology> {
+///
+/// With a state directory, the table saved there (by earlier runs' migrations) wins over the
+/// configured layout; a new one is saved on first start.
+pub fn topology(config: &Config) -> Result<Arc<Topology>, Error> {
     let instances = config.instances();
     let active: Vec<u32> = instances
         .iter()
         .filter(|i| i.state == shardcast_sdk::types::InstanceState::Active)
         .map(|i| i.id)
         .collect();
-    let table = SegmentTable::uniform(config.segments.count as usize, &active);
-    Arc::new(Topology::new(instances, table))
+    let configured = || SegmentTable::uniform(config.segments.count as usize, &active);
+    let table = match StatePaths::of(&config.migration).map_err(Error::Migration)? {
+        Some(paths) => {
+            let fail = |e: std::io::Error| {
+                Error::Migration(crate::migrate::Error::State {
+                    path: paths.table.display().to_string(),
+                    message: e.to_string(),
+                })
+            };
+            match SegmentTable::load(&paths.table).map_err(fail)? {
+                Some(saved) => {
+                    if let Some(bad) = saved
+                        .segments
+                        .iter()
+                        .find(|s| instances.get(s.owner as usize).is_none())
+                    {
+                        return Err(fail(std::io::Error::other(format!(
+                            "segment {} is owned by instance {}, which the configuration does not list",
+                            bad.id, bad.owner
+                        ))));
+                    }
+                    saved
+                }
+                None => {
+                    let t = configured();
+                    t.save(&paths.table).map_err(fail)?;
+                    t
+                }
+            }
+        }
+        None => configured(),
+    };
+    Ok(Arc::new(Topology::new(instances, table)))
 }
 
-fn controller(
-    config: &Config,
-    topology: Arc<Topology>,
-    telemetry: Arc<Telemetry>,
-    registry: Arc<Registry>,
-) -> Result<Option<Controller>, Error> {
+/// Everything one shardcast process shares, built from its configuration. Tests and the
+/// demo keep these to watch the process from outside.
+#[derive(Clone)]
+pub struct Parts {
+    /// Instances and the segment table.
+    pub topology: Arc<Topology>,
+    /// Metrics.
+    pub telemetry: Arc<Telemetry>,
+    /// Sessions.
+    pub registry: Arc<Registry>,
+    /// Holding and dirty-key tracking.
+    pub gate: Arc<Gate>,
+    /// The executor of accepted actions.
+    pub executor: Arc<Executor>,
+}
+
+impl Parts {
+    /// The parts `config` calls for.
+    pub fn new(config: &Config) -> Result<Self, Error> {
+        let topology = topology(config)?;
+        let telemetry = telemetry(config);
+        let gate = Gate::new();
+        let executor = Executor::open(
+            topology.clone(),
+            gate.clone(),
+            telemetry.clone(),
+            config.migration.clone(),
+        )
+        .map_err(Error::Migration)?;
+        Ok(Parts {
+            topology,
+            telemetry,
+            registry: sessions(config)?,
+            gate,
+            executor,
+        })
+    }
+}
+
+fn controller(config: &Config, parts: &Parts) -> Result<Option<Controller>, Error> {
     let Some(policy) = &config.policy else {
         return Ok(None);
     };
@@ -105,13 +178,18 @@ fn controller(
         None
     };
     let interval = Duration::from_millis(config.tick_ms);
+    let watched = parts.clone();
+    let executor = parts.executor.clone();
     let ticks = TickLoop::spawn(
         engine,
         interval,
-        move |tick| view(&topology, &telemetry, &registry, tick),
-        |report| {
+        move |tick| view(&watched, tick),
+        move |report| {
+            executor.log_tick(&report);
+            let policy = report.planner.clone().unwrap_or_default();
             for action in &report.accepted {
-                tracing::info!(tick = report.tick, action = %action.describe(), "decision (not executed: live migration is not wired yet)");
+                tracing::info!(tick = report.tick, action = %action.describe(), "executing");
+                executor.submit(*action, &policy);
             }
             for fault in &report.faults {
                 tracing::warn!(tick = report.tick, "{fault}");
@@ -180,9 +258,8 @@ pub async fn run(
     config: Config,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), Error> {
-    let t = telemetry(&config);
-    let s = sessions(&config)?;
-    run_with(config, t, s, shutdown).await
+    let parts = Parts::new(&config)?;
+    run_with(config, parts, shutdown).await
 }
 
 /// The session registry a configuration calls for.
@@ -194,15 +271,16 @@ pub fn sessions(config: &Config) -> Result<Arc<Registry>, Error> {
     Ok(Arc::new(Registry::new(repository)))
 }
 
-/// The view of tick `tick`: topology, telemetry, sessions and their state partitions.
-pub fn view(
-    topology: &Topology,
-    telemetry: &Telemetry,
-    registry: &Registry,
-    tick: u64,
-) -> ViewSnapshot {
-    let mut v = telemetry.view(topology, tick);
-    let repository = registry.repository();
+/// The view of tick `tick`: topology, telemetry, migrations, sessions and their state
+/// partitions.
+pub fn view(parts: &Parts, tick: u64) -> ViewSnapshot {
+    let mut v = parts.telemetry.view(&parts.topology, tick);
+    v.migrations = parts.executor.migrations();
+    let moving = parts.executor.moving();
+    for s in &mut v.segments {
+        s.migrating = moving.contains(&s.id);
+    }
+    let repository = parts.registry.repository();
     for s in &v.sessions {
         let state = v.session_state.entry(s.id).or_default();
         for p in repository.partitions(s.id) {
@@ -214,11 +292,13 @@ pub fn view(
     v
 }
 
-/// Serve with the given telemetry (so a caller can watch it) until `shutdown` completes.
+/// Serve with the given parts (so a caller can watch them) until `shutdown` completes.
+///
+/// Before accepting a client, every migration a crash left unfinished is finished or rolled
+/// back.
 pub async fn run_with(
     config: Config,
-    telemetry: Arc<Telemetry>,
-    registry: Arc<Registry>,
+    parts: Parts,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), Error> {
     let address = config.listen_addr();
@@ -228,25 +308,24 @@ pub async fn run_with(
             address: address.to_string(),
             source,
         })?;
-    let topology = topology(&config);
-    let topology_addresses: Vec<String> = topology
+    parts.executor.attach(tokio::runtime::Handle::current());
+    for sentence in parts.executor.recover().await {
+        tracing::warn!("recovery: {sentence}");
+    }
+    let topology_addresses: Vec<String> = parts
+        .topology
         .instances
         .iter()
         .map(|i| i.address.clone())
         .collect();
-    let ticker = controller(
-        &config,
-        topology.clone(),
-        telemetry.clone(),
-        registry.clone(),
-    )?;
+    let ticker = controller(&config, &parts)?;
     let collector = tokio::spawn(collect(
-        topology.clone(),
-        telemetry.clone(),
-        registry.clone(),
+        parts.topology.clone(),
+        parts.telemetry.clone(),
+        parts.registry.clone(),
     ));
     let shared = Arc::new(Shared {
-        topology,
+        topology: parts.topology.clone(),
         limits: config.limits,
         next_id: AtomicU64::new(1),
         unreachable: DashMap::new(),
@@ -254,8 +333,9 @@ pub async fn run_with(
             &topology_addresses,
             Duration::from_millis(config.limits.connect_timeout_ms),
         ),
-        telemetry,
-        sessions: registry,
+        telemetry: parts.telemetry.clone(),
+        sessions: parts.registry.clone(),
+        gate: parts.gate.clone(),
     });
     tracing::info!(%address, instances = shared.topology.instances.len(), "shardcast is serving");
     serve(listener, shared, shutdown).await;

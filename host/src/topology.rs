@@ -4,10 +4,20 @@
 //! current one through `arc-swap` on every request without locking, and a change publishes
 //! a new table.
 
+use std::io::Write;
+use std::path::Path;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use serde::{Deserialize, Serialize};
 use shardcast_sdk::types::{Instance, InstanceId, InstanceState, SLOTS, Segment};
+
+/// The table as saved on disk.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    epoch: u64,
+    segments: Vec<Segment>,
+}
 
 /// One version of the slot → segment → instance mapping.
 #[derive(Clone, Debug)]
@@ -56,6 +66,107 @@ impl SegmentTable {
     /// The instance owning `slot`.
     pub fn owner(&self, slot: u16) -> InstanceId {
         self.slot_owner[usize::from(slot % SLOTS)]
+    }
+
+    /// This table with segment `row` owned by `owner`, one epoch later.
+    pub fn with_owner(&self, row: usize, owner: InstanceId) -> Self {
+        let mut segments = self.segments.clone();
+        if let Some(s) = segments.get_mut(row) {
+            s.owner = owner;
+        }
+        SegmentTable::from_segments(self.epoch + 1, segments)
+    }
+
+    /// This table with segment `id` split at `at` (the upper half gets a new id), one
+    /// epoch later.
+    pub fn split(&self, id: u32, at: u16) -> Result<Self, String> {
+        let row = self.row_of(id)?;
+        let s = &self.segments[row];
+        if at <= s.slot_start || at > s.slot_end {
+            return Err(format!(
+                "slot {at} is not inside segment {id} ({}..={}) above its first slot",
+                s.slot_start, s.slot_end
+            ));
+        }
+        let next_id = self.segments.iter().map(|s| s.id).max().unwrap_or(0) + 1;
+        let mut segments = self.segments.clone();
+        let mut upper = segments[row];
+        segments[row].slot_end = at - 1;
+        upper.id = next_id;
+        upper.slot_start = at;
+        segments.insert(row + 1, upper);
+        Ok(SegmentTable::from_segments(self.epoch + 1, segments))
+    }
+
+    /// This table with adjacent segments `low` and `high` (same owner) merged into `low`,
+    /// one epoch later.
+    pub fn merge(&self, low: u32, high: u32) -> Result<Self, String> {
+        let row = self.row_of(low)?;
+        let next = self.row_of(high)?;
+        if next != row + 1 {
+            return Err(format!("segments {low} and {high} are not adjacent"));
+        }
+        if self.segments[row].owner != self.segments[next].owner {
+            return Err(format!("segments {low} and {high} have different owners"));
+        }
+        let mut segments = self.segments.clone();
+        let upper = segments.remove(next);
+        segments[row].slot_end = upper.slot_end;
+        Ok(SegmentTable::from_segments(self.epoch + 1, segments))
+    }
+
+    fn row_of(&self, id: u32) -> Result<usize, String> {
+        self.segments
+            .iter()
+            .position(|s| s.id == id)
+            .ok_or_else(|| format!("unknown segment {id}"))
+    }
+
+    /// Write the table to `path` atomically (a temporary file, fsync, rename).
+    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+        let stored = Stored {
+            epoch: self.epoch,
+            segments: self.segments.clone(),
+        };
+        let tmp = path.with_extension("tmp");
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&serde_json::to_vec_pretty(&stored).map_err(std::io::Error::other)?)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        if let Some(dir) = path.parent().and_then(|d| std::fs::File::open(d).ok()) {
+            dir.sync_all()?;
+        }
+        Ok(())
+    }
+
+    /// The table saved at `path`, if there is one. A table that does not cover every slot
+    /// exactly once is an error.
+    pub fn load(path: &Path) -> std::io::Result<Option<Self>> {
+        let text = match std::fs::read(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let stored: Stored = serde_json::from_slice(&text).map_err(std::io::Error::other)?;
+        let mut next = 0u32;
+        for s in &stored.segments {
+            if u32::from(s.slot_start) != next || s.slot_end < s.slot_start {
+                return Err(std::io::Error::other(format!(
+                    "segment {} starts at slot {} where slot {next} was expected",
+                    s.id, s.slot_start
+                )));
+            }
+            next = u32::from(s.slot_end) + 1;
+        }
+        if next != u32::from(SLOTS) {
+            return Err(std::io::Error::other(
+                "the segments do not cover every slot",
+            ));
+        }
+        Ok(Some(SegmentTable::from_segments(
+            stored.epoch,
+            stored.segments,
+        )))
     }
 
     /// The row of the segment holding `slot`.
@@ -120,5 +231,40 @@ mod tests {
         assert_eq!(owners, vec![0, 0, 0, 1, 1, 1, 2, 2]);
         assert_eq!(t.segment_row(t.segments[3].slot_start), 3);
         assert_eq!(t.segment_row(t.segments[3].slot_end), 3);
+    }
+
+    #[test]
+    fn a_saved_table_loads_back_and_a_gap_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("table.json");
+        assert!(SegmentTable::load(&path).expect("absent is fine").is_none());
+        let t = SegmentTable::uniform(8, &[0, 1, 2]).with_owner(2, 1);
+        t.save(&path).expect("save");
+        let back = SegmentTable::load(&path).expect("load").expect("present");
+        assert_eq!(back.epoch, 2);
+        assert_eq!(back.owner(back.segments[2].slot_start), 1);
+        let mut gap = t.segments.clone();
+        gap.remove(4);
+        SegmentTable::from_segments(3, gap)
+            .save(&path)
+            .expect("save");
+        let e = SegmentTable::load(&path).expect_err("gap");
+        assert!(e.to_string().contains("segment 5 starts at slot"), "{e}");
+    }
+
+    #[test]
+    fn split_and_merge_change_only_the_table() {
+        let t = SegmentTable::uniform(4, &[0, 1]);
+        let mid = t.segments[1].slot_start + 10;
+        let s = t.split(1, mid).expect("split");
+        assert_eq!(s.segments.len(), 5);
+        assert_eq!((s.segments[2].id, s.segments[2].slot_start), (4, mid));
+        assert_eq!(s.owner(mid), t.owner(mid));
+        let m = s.merge(1, 4).expect("merge");
+        assert_eq!(m.segments, t.segments);
+        assert_eq!(m.epoch, t.epoch + 2);
+        assert!(t.merge(1, 2).is_err(), "different owners");
+        assert!(t.merge(0, 2).is_err(), "not adjacent");
+        assert!(t.split(1, t.segments[1].slot_start).is_err());
     }
 }

@@ -100,8 +100,14 @@ pub struct Proxy {
     pub telemetry: std::sync::Arc<shardcast::telemetry::Telemetry>,
     /// Its live sessions.
     pub sessions: std::sync::Arc<shardcast::sessions::registry::Registry>,
-    /// Its topology as configured (the proxy does not change it yet).
+    /// Its topology: the segment table it routes by.
     pub topology: std::sync::Arc<shardcast::topology::Topology>,
+    /// Its executor of accepted actions.
+    pub executor: std::sync::Arc<shardcast::migrate::Executor>,
+    /// Its gate (held requests, dirty keys).
+    pub gate: std::sync::Arc<shardcast::proxy::gate::Gate>,
+    /// All of the above, as the process holds them.
+    pub parts: shardcast::run::Parts,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -118,16 +124,13 @@ impl Proxy {
             ));
         }
         let config = shardcast::config::Config::parse(&text).expect("test config is valid");
-        let telemetry = shardcast::run::telemetry(&config);
-        let sessions = shardcast::run::sessions(&config).expect("session repository");
-        let registry = sessions.clone();
-        let topology = shardcast::run::topology(&config);
-        let watched = telemetry.clone();
+        let parts = shardcast::run::Parts::new(&config).expect("proxy parts");
+        let running = parts.clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
             let rt = config.runtime().expect("runtime");
             rt.block_on(async move {
-                shardcast::run::run_with(config, watched, registry, async {
+                shardcast::run::run_with(config, running, async {
                     let _ = rx.await;
                 })
                 .await
@@ -139,9 +142,12 @@ impl Proxy {
         });
         Proxy {
             port,
-            telemetry,
-            topology,
-            sessions,
+            telemetry: parts.telemetry.clone(),
+            topology: parts.topology.clone(),
+            sessions: parts.registry.clone(),
+            executor: parts.executor.clone(),
+            gate: parts.gate.clone(),
+            parts,
             stop: Some(tx),
             thread: Some(thread),
         }

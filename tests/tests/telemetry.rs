@@ -117,7 +117,7 @@ fn sessions_and_their_state_reach_the_view() {
         .expect("SETNAME");
     let _: () = redis::cmd("SELECT").arg(2).query(&mut a).expect("SELECT");
     let mut b = p.client();
-    let view = || shardcast::run::view(&p.topology, &p.telemetry, &p.sessions, 0);
+    let view = || shardcast::run::view(&p.parts, 0);
     wait_for(
         "both sessions in the view, with activity",
         Duration::from_secs(20),

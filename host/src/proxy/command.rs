@@ -294,7 +294,104 @@ const WRITES: &[&str] = &[
 static WRITE_SET: LazyLock<HashSet<&'static str>> =
     LazyLock::new(|| WRITES.iter().copied().collect());
 
-/// True when `req` writes (for telemetry and dirty-key tracking).
+/// Commands that never change a key. Everything else that names keys is treated as a
+/// write by migrations (its keys are re-copied), so a command missing here costs a copy,
+/// never a lost write.
+const READ_ONLY: &[&str] = &[
+    "GET",
+    "MGET",
+    "STRLEN",
+    "GETRANGE",
+    "SUBSTR",
+    "EXISTS",
+    "TYPE",
+    "TTL",
+    "PTTL",
+    "EXPIRETIME",
+    "PEXPIRETIME",
+    "HGET",
+    "HMGET",
+    "HGETALL",
+    "HKEYS",
+    "HVALS",
+    "HLEN",
+    "HEXISTS",
+    "HSTRLEN",
+    "HRANDFIELD",
+    "HSCAN",
+    "LLEN",
+    "LRANGE",
+    "LINDEX",
+    "LPOS",
+    "SCARD",
+    "SMEMBERS",
+    "SISMEMBER",
+    "SMISMEMBER",
+    "SRANDMEMBER",
+    "SSCAN",
+    "SINTER",
+    "SUNION",
+    "SDIFF",
+    "SINTERCARD",
+    "ZCARD",
+    "ZCOUNT",
+    "ZRANGE",
+    "ZRANGEBYSCORE",
+    "ZRANGEBYLEX",
+    "ZREVRANGE",
+    "ZREVRANGEBYSCORE",
+    "ZREVRANGEBYLEX",
+    "ZRANK",
+    "ZREVRANK",
+    "ZSCORE",
+    "ZMSCORE",
+    "ZLEXCOUNT",
+    "ZSCAN",
+    "ZRANDMEMBER",
+    "ZINTER",
+    "ZUNION",
+    "ZDIFF",
+    "ZINTERCARD",
+    "PFCOUNT",
+    "GETBIT",
+    "BITCOUNT",
+    "BITPOS",
+    "BITFIELD_RO",
+    "GEOPOS",
+    "GEODIST",
+    "GEOHASH",
+    "GEOSEARCH",
+    "GEORADIUS_RO",
+    "GEORADIUSBYMEMBER_RO",
+    "XRANGE",
+    "XREVRANGE",
+    "XLEN",
+    "XREAD",
+    "XINFO",
+    "XPENDING",
+    "DUMP",
+    "OBJECT",
+    "LCS",
+    "EVAL_RO",
+    "EVALSHA_RO",
+    "FCALL_RO",
+    "SORT_RO",
+    "TOUCH",
+    "WATCH",
+];
+
+static READ_ONLY_SET: LazyLock<HashSet<&'static str>> =
+    LazyLock::new(|| READ_ONLY.iter().copied().collect());
+
+/// True when `req` may change its keys: a migration tracks its keys as dirty.
+pub fn may_write(req: &Request) -> bool {
+    let mut buf = [0u8; 32];
+    req.args
+        .first()
+        .is_some_and(|name| !READ_ONLY_SET.contains(upper(name, &mut buf)))
+}
+
+/// True when `req` writes (for telemetry).
 pub fn is_write(req: &Request) -> bool {
     let mut buf = [0u8; 32];
     req.args

@@ -6,6 +6,7 @@
 //! - [`command`]: the command table (key positions, how each command is treated);
 //! - [`slot`]: CRC16 hash slots with hash tags;
 //! - [`backend`]: one connection to one instance, owned by a session;
+//! - [`gate`]: holding and dirty-key tracking for slots that are moving;
 //! - [`mux`]: shared connections multiplexing many sessions' requests;
 //! - [`session`]: one client connection: routing, pipelining, merging, transactions;
 //! - [`pubsub`]: subscribed mode;
@@ -13,6 +14,7 @@
 
 pub mod backend;
 pub mod command;
+pub mod gate;
 pub mod mux;
 pub mod pubsub;
 pub mod request;

@@ -21,7 +21,8 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
 use super::backend::Backend;
-use super::command::{Class, Merge, classify, is_write};
+use super::command::{Class, Merge, classify, is_write, may_write};
+use super::gate::{Gate, SlotState, WriteGuard};
 use super::mux::Mux;
 use super::request::{Request, next_request};
 use super::resp::Frame;
@@ -51,6 +52,8 @@ pub struct Shared {
     pub telemetry: Arc<Telemetry>,
     /// Live sessions and their state partitions.
     pub sessions: Arc<Registry>,
+    /// Holding and dirty-key tracking for slots that are moving.
+    pub gate: Arc<Gate>,
 }
 
 /// Connection state a client set, replayed on new backend connections.
@@ -69,21 +72,27 @@ enum Pending {
     /// The next reply of one backend, forwarded as it is; timed when it carries a key.
     Forward(InstanceId, Ticket, Option<Timing>),
     /// Parts from several backends: (instance, positions of its keys in the answer).
-    Gather(Merge, Vec<(InstanceId, Vec<usize>, Ticket)>, usize),
+    Gather(
+        Merge,
+        Vec<(InstanceId, Vec<usize>, Ticket)>,
+        usize,
+        Option<WriteGuard>,
+    ),
     /// The same command on several instances, merged.
     FanOut(FanOut, Vec<(InstanceId, Ticket)>),
     /// A transaction: skip `skip` replies, forward the last.
-    Exec(InstanceId, usize),
+    Exec(InstanceId, usize, Vec<WriteGuard>),
     /// A SCAN step on one instance: (instance index among actives, count of actives).
     Scan(InstanceId, Ticket, usize, usize),
 }
 
 /// When and for which slot a keyed request was routed: its reply's latency and size are
-/// counted against that slot.
-#[derive(Clone, Copy)]
+/// counted against that slot. A write also carries its guard, dropped once the reply is in.
 struct Timing {
     slot: u16,
     start: Instant,
+    /// Dropped with the request, once its reply is in.
+    _write: Option<WriteGuard>,
 }
 
 /// Where a reply will come from: the shared multiplexer, or the session's own connection.
@@ -107,6 +116,8 @@ pub struct Session {
     multi_slot: Option<u16>,
     multi_dirty: bool,
     watched: Option<InstanceId>,
+    /// Keep a cutover off the WATCHed keys' slot until the transaction ends.
+    watch_guards: Vec<WriteGuard>,
     closing: bool,
     entry: Arc<Entry>,
     connected_at: u64,
@@ -175,6 +186,7 @@ impl Session {
             multi_slot: None,
             multi_dirty: false,
             watched: None,
+            watch_guards: Vec::new(),
             closing: false,
             entry,
             connected_at,
@@ -473,11 +485,16 @@ impl Session {
     }
 
     /// Send on the session's own connection (blocking commands, transactions).
-    async fn forward_pinned(&mut self, id: InstanceId, raw: &[u8]) -> Pending {
+    async fn forward_pinned(
+        &mut self,
+        id: InstanceId,
+        raw: &[u8],
+        timing: Option<Timing>,
+    ) -> Pending {
         match self.backend(id).await {
             Ok(b) => {
                 b.queue(raw);
-                Pending::Forward(id, None, None)
+                Pending::Forward(id, None, timing)
             }
             Err(e) => Pending::Local(e),
         }
@@ -490,38 +507,15 @@ impl Session {
         {
             return self.queue_in_multi(req, class);
         }
+        let blocking = matches!(class, Class::Blocking(_));
         match class {
-            Class::Blocking(keys) => match self.owner(&req, &keys) {
-                Ok(id) => self.forward_pinned(id, &req.raw).await,
-                Err(e) => Pending::Local(e),
-            },
-            Class::Keyed(keys) => match self.owner(&req, &keys) {
-                Ok(id) => {
-                    let first = keys
-                        .first()
-                        .and_then(|&k| req.args.get(k))
-                        .map(|k| slot(k))
-                        .unwrap_or(0);
-                    let hit = Hit {
-                        write: is_write(&req),
-                        bytes_in: req.raw.len() as u64,
-                    };
-                    self.shared.telemetry.counters.hit(first, id, hit);
-                    if let Some(w) = self.watched
-                        && w != id
-                    {
-                        return Pending::Local(err(
-                            "CROSSSLOT Keys in request don't hash to the same slot as the WATCHed keys",
-                        ));
-                    }
-                    let timing = Timing {
-                        slot: first,
-                        start: Instant::now(),
-                    };
-                    self.forward(id, &req.raw, Some(timing)).await
-                }
-                Err(e) => Pending::Local(e),
-            },
+            Class::Blocking(keys) | Class::Keyed(keys) => {
+                let write = match self.pass_gate(&req, &keys, may_write(&req)).await {
+                    Ok(w) => w,
+                    Err(e) => return Pending::Local(e),
+                };
+                self.keyed(&req, &keys, write, blocking).await
+            }
             Class::Split(merge, keys) => self.split(&req, merge, &keys).await,
             Class::Local => self.local(req).await,
             Class::Transaction => self.transaction(req).await,
@@ -554,7 +548,95 @@ impl Session {
         }
     }
 
+    /// Pass the gate for `keys` of `req`: wait while any of their slots is held (within the
+    /// hold bound, else a retryable error), and for a write count it in flight, returning
+    /// its guard. A session's own WATCH keeps its slot from cutting over, so requests on
+    /// that slot pass without waiting.
+    async fn pass_gate(
+        &self,
+        req: &Request,
+        keys: &[usize],
+        write: bool,
+    ) -> Result<Option<WriteGuard>, Frame> {
+        let keys: Vec<&Bytes> = keys.iter().filter_map(|&i| req.args.get(i)).collect();
+        let gate = &self.shared.gate;
+        let covered = |s: u16| self.watch_guards.iter().any(|g| g.covers(s));
+        if !keys.is_empty() && keys.iter().all(|k| covered(slot(k))) {
+            return Ok(write.then(|| gate.force_write(&keys)));
+        }
+        let bound = Duration::from_millis(self.shared.limits.hold_ms);
+        loop {
+            let held = if write {
+                match gate.begin_write(&keys) {
+                    Ok(g) => return Ok(Some(g)),
+                    Err(s) => s,
+                }
+            } else {
+                match keys
+                    .iter()
+                    .map(|k| slot(k))
+                    .find(|&s| gate.state(s) == SlotState::Held)
+                {
+                    None => return Ok(None),
+                    Some(s) => s,
+                }
+            };
+            if !gate.wait_open(held, bound).await {
+                return Err(err(format!(
+                    "TRYAGAIN slot {held} is moving between instances and was held for {} ms; retry",
+                    bound.as_millis()
+                )));
+            }
+        }
+    }
+
+    /// Route a request whose keys share one slot, once it passed the gate.
+    async fn keyed(
+        &mut self,
+        req: &Request,
+        keys: &[usize],
+        write: Option<WriteGuard>,
+        blocking: bool,
+    ) -> Pending {
+        match self.owner(req, keys) {
+            Ok(id) => {
+                let first = keys
+                    .first()
+                    .and_then(|&k| req.args.get(k))
+                    .map(|k| slot(k))
+                    .unwrap_or(0);
+                let hit = Hit {
+                    write: is_write(req),
+                    bytes_in: req.raw.len() as u64,
+                };
+                self.shared.telemetry.counters.hit(first, id, hit);
+                if let Some(w) = self.watched
+                    && w != id
+                {
+                    return Pending::Local(err(
+                        "CROSSSLOT Keys in request don't hash to the same slot as the WATCHed keys",
+                    ));
+                }
+                let timing = Timing {
+                    slot: first,
+                    start: Instant::now(),
+                    _write: write,
+                };
+                if blocking {
+                    self.forward_pinned(id, &req.raw, Some(timing)).await
+                } else {
+                    self.forward(id, &req.raw, Some(timing)).await
+                }
+            }
+            Err(e) => Pending::Local(e),
+        }
+    }
+
     async fn split(&mut self, req: &Request, merge: Merge, keys: &[usize]) -> Pending {
+        let write = match self.pass_gate(req, keys, may_write(req)).await {
+            Ok(w) => w,
+            Err(e) => return Pending::Local(e),
+        };
         let table = self.shared.topology.current();
         let stride = if merge == Merge::Ok { 2 } else { 1 };
         let mut groups: Vec<(InstanceId, Vec<usize>)> = Vec::new();
@@ -586,7 +668,7 @@ impl Session {
                 Err(e) => return Pending::Local(e),
             }
         }
-        Pending::Gather(merge, parts, keys.len())
+        Pending::Gather(merge, parts, keys.len(), write)
     }
 
     fn queue_in_multi(&mut self, req: Request, class: Class) -> Pending {
@@ -651,9 +733,16 @@ impl Session {
                     return Pending::Local(err("ERR WATCH inside MULTI is not allowed"));
                 }
                 let keys: Vec<usize> = (1..req.args.len()).collect();
+                // A WATCH counts as a write in flight until the transaction ends, so the
+                // slot cannot be cut over under it.
+                let guard = match self.pass_gate(&req, &keys, true).await {
+                    Ok(g) => g,
+                    Err(e) => return Pending::Local(e),
+                };
                 match self.owner(&req, &keys) {
                     Ok(id) if self.watched.is_none_or(|w| w == id) => {
                         self.watched = Some(id);
+                        self.watch_guards.extend(guard);
                         self.forward(id, &req.raw, None).await
                     }
                     Ok(_) | Err(_) => {
@@ -670,6 +759,7 @@ impl Session {
     }
 
     async fn unwatch(&mut self) {
+        let _released = std::mem::take(&mut self.watch_guards);
         if let Some(id) = self.watched.take()
             && let Some(b) = self.backends.get_mut(&id)
         {
@@ -691,17 +781,30 @@ impl Session {
                 "EXECABORT Transaction discarded because of previous errors.",
             ));
         }
-        let mut target = self.watched.take();
-        for req in &queued {
-            let keys = match classify(req) {
-                Class::Keyed(k) | Class::Blocking(k) => k,
-                Class::Split(_, k) => k,
-                _ => Vec::new(),
-            };
-            if keys.is_empty() {
-                continue;
+        // Pass the gate for every write first (the slot may be cut over meanwhile), then
+        // route by the table as it is now.
+        let mut guards = Vec::new();
+        let keyed: Vec<(&Request, Vec<usize>)> = queued
+            .iter()
+            .map(|req| match classify(req) {
+                Class::Keyed(k) | Class::Blocking(k) | Class::Split(_, k) => (req, k),
+                _ => (req, Vec::new()),
+            })
+            .filter(|(_, k)| !k.is_empty())
+            .collect();
+        for (req, keys) in &keyed {
+            match self.pass_gate(req, keys, may_write(req)).await {
+                Ok(g) => guards.extend(g),
+                Err(e) => {
+                    self.unwatch().await;
+                    return Pending::Local(e);
+                }
             }
-            match self.owner(req, &keys) {
+        }
+        let mut target = self.watched.take();
+        guards.append(&mut self.watch_guards);
+        for (req, keys) in &keyed {
+            match self.owner(req, keys) {
                 Ok(id) if target.is_none_or(|t| t == id) => target = Some(id),
                 _ => {
                     return Pending::Local(err(
@@ -719,7 +822,7 @@ impl Session {
                     b.queue(&req.raw);
                 }
                 b.queue(b"*1\r\n$4\r\nEXEC\r\n");
-                Pending::Exec(id, queued.len() + 1)
+                Pending::Exec(id, queued.len() + 1, guards)
             }
             Err(e) => Pending::Local(e),
         }
@@ -923,14 +1026,14 @@ impl Session {
             Pending::Local(f) => Err(f),
             Pending::Forward(id, t, timing) => {
                 let reply = self.read_raw(id, t, broken).await;
-                if let (Some(t), Ok(raw)) = (timing, &reply) {
+                if let (Some(t), Ok(raw)) = (&timing, &reply) {
                     let us = t.start.elapsed().as_micros() as u64;
                     let counters = &self.shared.telemetry.counters;
                     counters.done(t.slot, id, us, raw.len() as u64);
                 }
                 reply
             }
-            Pending::Exec(id, skip) => {
+            Pending::Exec(id, skip, _writes) => {
                 // MULTI's +OK and one +QUEUED (or error) per command; EXEC's reply says
                 // what happened, including an abort.
                 for _ in 0..skip {
@@ -938,7 +1041,7 @@ impl Session {
                 }
                 self.read_raw(id, None, broken).await
             }
-            Pending::Gather(merge, groups, total) => {
+            Pending::Gather(merge, groups, total, _write) => {
                 let mut values: Vec<Frame> = vec![Frame::Bulk(None); total];
                 let mut sum = 0i64;
                 let mut failure = None;

@@ -1,0 +1,310 @@
+//! Moving keys between two instances: SCAN filtered by slot, DUMP with PTTL, RESTORE REPLACE.
+//!
+//! Everything is pipelined in chunks over raw connections: one round trip to the source for
+//! a chunk's `DUMP`s and `PTTL`s, one to the target for its `RESTORE`s. A key that no longer
+//! exists on the source is deleted on the target (a tombstone), so copying a key again is
+//! always safe. Pacing between chunks keeps a copy within its keys/s and bytes/s budgets.
+//! This module moves bytes; it knows nothing of the gate or the journal.
+
+use std::ops::RangeInclusive;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::proxy::backend::Backend;
+use crate::proxy::request::Request;
+use crate::proxy::resp::Frame;
+use crate::proxy::slot::slot;
+
+/// A copy failed: which instance, doing what.
+#[derive(Debug, thiserror::Error)]
+#[error("{instance} {doing}: {message}")]
+pub struct CopyError {
+    /// The instance's address.
+    pub instance: String,
+    /// What was being done.
+    pub doing: &'static str,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// What a copy moved.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Copied {
+    /// Keys restored on the target.
+    pub keys: u64,
+    /// Keys deleted on the target because the source no longer has them.
+    pub deleted: u64,
+    /// Serialized bytes moved.
+    pub bytes: u64,
+}
+
+impl std::ops::AddAssign for Copied {
+    fn add_assign(&mut self, o: Copied) {
+        self.keys += o.keys;
+        self.deleted += o.deleted;
+        self.bytes += o.bytes;
+    }
+}
+
+/// Budgets for one copy.
+#[derive(Clone, Copy, Debug)]
+pub struct Budget {
+    /// Keys per second (0: unlimited).
+    pub keys_per_sec: u64,
+    /// Bytes per second (0: unlimited).
+    pub bytes_per_sec: u64,
+    /// Keys per pipelined chunk.
+    pub chunk: usize,
+}
+
+/// One end of a copy: a connection and the address it names in errors.
+pub struct End {
+    /// The connection.
+    pub conn: Backend,
+    /// The instance's address.
+    pub address: String,
+}
+
+impl End {
+    /// Connect to `address`.
+    pub async fn connect(address: &str) -> Result<Self, CopyError> {
+        let conn = Backend::connect(address, Duration::from_secs(2))
+            .await
+            .map_err(|e| CopyError {
+                instance: address.to_owned(),
+                doing: "connecting",
+                message: e.to_string(),
+            })?;
+        Ok(End {
+            conn,
+            address: address.to_owned(),
+        })
+    }
+
+    fn fail(&self, doing: &'static str, message: impl ToString) -> CopyError {
+        CopyError {
+            instance: self.address.clone(),
+            doing,
+            message: message.to_string(),
+        }
+    }
+
+    /// Send `commands` in one pipeline and read their replies.
+    pub async fn pipeline(
+        &mut self,
+        doing: &'static str,
+        commands: &[Vec<Bytes>],
+    ) -> Result<Vec<Frame>, CopyError> {
+        for args in commands {
+            self.conn.queue(&Request::from_args(args.clone()).raw);
+        }
+        self.conn.flush().await.map_err(|e| self.fail(doing, e))?;
+        let mut replies = Vec::with_capacity(commands.len());
+        for _ in commands {
+            let f = self
+                .conn
+                .read_frame()
+                .await
+                .map_err(|e| self.fail(doing, e))?;
+            replies.push(f);
+        }
+        Ok(replies)
+    }
+
+    /// One `SCAN` step: the next cursor and the keys whose slots fall in `range`.
+    pub async fn scan_step(
+        &mut self,
+        cursor: u64,
+        count: usize,
+        range: &RangeInclusive<u16>,
+    ) -> Result<(u64, Vec<Bytes>), CopyError> {
+        let cmd = vec![
+            Bytes::from_static(b"SCAN"),
+            Bytes::from(cursor.to_string()),
+            Bytes::from_static(b"COUNT"),
+            Bytes::from(count.to_string()),
+        ];
+        let mut reply = self.pipeline("scanning", &[cmd]).await?;
+        let Some(Frame::Array(Some(mut parts))) = reply.pop() else {
+            return Err(self.fail("scanning", "unexpected SCAN reply"));
+        };
+        let (Some(Frame::Array(Some(keys))), Some(Frame::Bulk(Some(next)))) =
+            (parts.pop(), parts.pop())
+        else {
+            return Err(self.fail("scanning", "unexpected SCAN reply"));
+        };
+        let next = std::str::from_utf8(&next)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| self.fail("scanning", "bad SCAN cursor"))?;
+        let keys = keys
+            .into_iter()
+            .filter_map(|k| match k {
+                Frame::Bulk(Some(k)) if range.contains(&slot(&k)) => Some(k),
+                _ => None,
+            })
+            .collect();
+        Ok((next, keys))
+    }
+
+    /// Every key whose slot falls in `range` (a full SCAN).
+    pub async fn keys_in(&mut self, range: &RangeInclusive<u16>) -> Result<Vec<Bytes>, CopyError> {
+        let mut cursor = 0;
+        let mut all = Vec::new();
+        loop {
+            let (next, keys) = self.scan_step(cursor, 1000, range).await?;
+            all.extend(keys);
+            if next == 0 {
+                return Ok(all);
+            }
+            cursor = next;
+        }
+    }
+
+    /// Delete `keys`, pipelined in chunks.
+    pub async fn unlink(&mut self, keys: &[Bytes]) -> Result<(), CopyError> {
+        for chunk in keys.chunks(500) {
+            let mut cmd = vec![Bytes::from_static(b"UNLINK")];
+            cmd.extend(chunk.iter().cloned());
+            let reply = self.pipeline("deleting", &[cmd]).await?;
+            if let Some(f) = reply.iter().find(|f| f.is_error()) {
+                return Err(self.fail("deleting", format!("{f:?}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// How many of `keys` exist.
+    pub async fn count_existing(&mut self, keys: &[Bytes]) -> Result<i64, CopyError> {
+        let mut total = 0;
+        for chunk in keys.chunks(1000) {
+            let mut cmd = vec![Bytes::from_static(b"EXISTS")];
+            cmd.extend(chunk.iter().cloned());
+            match self.pipeline("verifying", &[cmd]).await?.pop() {
+                Some(Frame::Integer(n)) => total += n,
+                other => return Err(self.fail("verifying", format!("{other:?}"))),
+            }
+        }
+        Ok(total)
+    }
+}
+
+/// Copy `keys` from `source` to `target`: the target ends with each key exactly as the
+/// source has it now, or without it if the source has none.
+pub async fn copy_keys(
+    source: &mut End,
+    target: &mut End,
+    keys: &[Bytes],
+) -> Result<Copied, CopyError> {
+    if keys.is_empty() {
+        return Ok(Copied::default());
+    }
+    let mut reads = Vec::with_capacity(keys.len() * 2);
+    for k in keys {
+        reads.push(vec![Bytes::from_static(b"DUMP"), k.clone()]);
+        reads.push(vec![Bytes::from_static(b"PTTL"), k.clone()]);
+    }
+    let replies = source.pipeline("reading keys (DUMP)", &reads).await?;
+    let mut writes = Vec::with_capacity(keys.len());
+    let mut copied = Copied::default();
+    for (k, pair) in keys.iter().zip(replies.chunks(2)) {
+        match (&pair[0], &pair[1]) {
+            (Frame::Bulk(Some(payload)), Frame::Integer(ttl)) if *ttl != -2 => {
+                copied.keys += 1;
+                copied.bytes += payload.len() as u64;
+                writes.push(vec![
+                    Bytes::from_static(b"RESTORE"),
+                    k.clone(),
+                    Bytes::from((*ttl).max(0).to_string()),
+                    payload.clone(),
+                    Bytes::from_static(b"REPLACE"),
+                ]);
+            }
+            (Frame::Bulk(None) | Frame::Null, _) | (_, Frame::Integer(-2)) => {
+                copied.deleted += 1;
+                writes.push(vec![Bytes::from_static(b"DEL"), k.clone()]);
+            }
+            (a, b) => {
+                return Err(source.fail("reading keys (DUMP)", format!("{a:?} {b:?}")));
+            }
+        }
+    }
+    let replies = target.pipeline("writing keys (RESTORE)", &writes).await?;
+    if let Some(f) = replies.iter().find(|f| f.is_error()) {
+        return Err(target.fail("writing keys (RESTORE)", format!("{f:?}")));
+    }
+    Ok(copied)
+}
+
+/// Paces a copy to its budget.
+pub struct Pace {
+    budget: Budget,
+    started: Instant,
+    done: Copied,
+}
+
+impl Pace {
+    /// A pace for `budget`, starting now.
+    pub fn new(budget: Budget) -> Self {
+        Pace {
+            budget,
+            started: Instant::now(),
+            done: Copied::default(),
+        }
+    }
+
+    /// Count `c` and wait as long as the budget asks.
+    pub async fn account(&mut self, c: Copied) {
+        self.done += c;
+        let need = |amount: u64, rate: u64| {
+            if rate == 0 {
+                Duration::ZERO
+            } else {
+                Duration::from_secs_f64(amount as f64 / rate as f64)
+            }
+        };
+        let due = need(self.done.keys + self.done.deleted, self.budget.keys_per_sec)
+            .max(need(self.done.bytes, self.budget.bytes_per_sec));
+        let elapsed = self.started.elapsed();
+        if due > elapsed {
+            tokio::time::sleep(due - elapsed).await;
+        }
+    }
+
+    /// Everything counted so far.
+    pub fn done(&self) -> Copied {
+        self.done
+    }
+}
+
+/// Copy every key of `range` from `source` to `target`, within `budget`; `progress` sees
+/// the running total after each chunk.
+pub async fn copy_range(
+    source: &mut End,
+    target: &mut End,
+    range: &RangeInclusive<u16>,
+    budget: Budget,
+    mut progress: impl FnMut(Copied),
+) -> Result<Copied, CopyError> {
+    let mut pace = Pace::new(budget);
+    let mut cursor = 0;
+    let mut pending: Vec<Bytes> = Vec::new();
+    loop {
+        let (next, keys) = source
+            .scan_step(cursor, budget.chunk.max(10), range)
+            .await?;
+        pending.extend(keys);
+        while pending.len() >= budget.chunk || (next == 0 && !pending.is_empty()) {
+            let take = pending.len().min(budget.chunk.max(1));
+            let chunk: Vec<Bytes> = pending.drain(..take).collect();
+            let c = copy_keys(source, target, &chunk).await?;
+            pace.account(c).await;
+            progress(pace.done());
+        }
+        if next == 0 {
+            return Ok(pace.done());
+        }
+        cursor = next;
+    }
+}

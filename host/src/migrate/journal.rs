@@ -1,0 +1,228 @@
+//! The migration journal: every step of every migration, written before it takes effect.
+//!
+//! One JSON record per line, appended and flushed to disk (`fdatasync`) before the step
+//! runs. After a crash, [`Journal::unfinished`] gives the last step of every migration that
+//! did not end, and recovery resumes or rolls each one back (see [`super::recover`]). A
+//! torn last line (a crash mid-write) is ignored: its step had not started.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// A step of a migration, as journaled.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "step")]
+pub enum Step {
+    /// Dirty-key tracking is on; the target's range is being cleared of stale keys.
+    Start,
+    /// Bulk copy.
+    Copy,
+    /// Re-copying dirty keys.
+    CatchUp,
+    /// Requests held; the last keys are moving.
+    Cutover,
+    /// The target owns the segment from table epoch `epoch` on.
+    Committed {
+        /// The epoch of the table that names the target.
+        epoch: u64,
+    },
+    /// The source's copy of the segment is deleted.
+    CleanedUp,
+    /// Finished with the segment on the target.
+    Done,
+    /// Stopped before the flip; the target's partial copy is deleted; the segment stays
+    /// on the source.
+    RolledBack {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// One journal line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// The migration.
+    pub id: u64,
+    /// The segment's id.
+    pub segment: u32,
+    /// Its first slot.
+    pub slot_start: u16,
+    /// Its last slot.
+    pub slot_end: u16,
+    /// Where it came from.
+    pub source: u32,
+    /// Where it goes.
+    pub target: u32,
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// The step.
+    #[serde(flatten)]
+    pub step: Step,
+}
+
+impl Record {
+    /// True when the migration has ended.
+    pub fn is_final(&self) -> bool {
+        matches!(self.step, Step::Done | Step::RolledBack { .. })
+    }
+}
+
+/// An append-only journal file (or none, in memory only).
+pub struct Journal {
+    file: Option<File>,
+    path: Option<PathBuf>,
+    next_id: u64,
+}
+
+/// The journal could not be written or read.
+#[derive(Debug, thiserror::Error)]
+#[error("migration journal {path}: {source}")]
+pub struct JournalError {
+    path: String,
+    source: std::io::Error,
+}
+
+impl Journal {
+    /// A journal that keeps nothing: migrations work, but a crash cannot be recovered.
+    pub fn in_memory() -> Self {
+        Journal {
+            file: None,
+            path: None,
+            next_id: 1,
+        }
+    }
+
+    /// Open (or create) the journal at `path`.
+    pub fn open(path: &Path) -> Result<Self, JournalError> {
+        let fail = |source| JournalError {
+            path: path.display().to_string(),
+            source,
+        };
+        let records = Self::read(path).map_err(fail)?;
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(fail)?;
+        // End a torn last line, so the next record starts on a line of its own.
+        let text = std::fs::read(path).map_err(fail)?;
+        if text.last().is_some_and(|&b| b != b'\n') {
+            file.write_all(b"\n").map_err(fail)?;
+        }
+        Ok(Journal {
+            file: Some(file),
+            path: Some(path.to_owned()),
+            next_id: records.iter().map(|r| r.id).max().unwrap_or(0) + 1,
+        })
+    }
+
+    /// Every readable record in `path`, in order (none if it does not exist).
+    pub fn read(path: &Path) -> std::io::Result<Vec<Record>> {
+        let file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut records = Vec::new();
+        for line in BufReader::new(file).lines() {
+            let line = line?;
+            match serde_json::from_str::<Record>(&line) {
+                Ok(r) => records.push(r),
+                Err(e) => tracing::warn!(error = %e, "ignoring a torn journal line"),
+            }
+        }
+        Ok(records)
+    }
+
+    /// The last record of every migration that has not ended.
+    pub fn unfinished(records: &[Record]) -> Vec<Record> {
+        let mut last: BTreeMap<u64, &Record> = BTreeMap::new();
+        for r in records {
+            last.insert(r.id, r);
+        }
+        last.into_values()
+            .filter(|r| !r.is_final())
+            .cloned()
+            .collect()
+    }
+
+    /// A fresh migration id.
+    pub fn next_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// Append `record` and make it durable before returning.
+    pub fn append(&mut self, record: &Record) -> Result<(), JournalError> {
+        let Some(file) = self.file.as_mut() else {
+            return Ok(());
+        };
+        let fail = |source| JournalError {
+            path: self
+                .path
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            source,
+        };
+        let mut line = serde_json::to_vec(record).map_err(|e| fail(e.into()))?;
+        line.push(b'\n');
+        file.write_all(&line).map_err(fail)?;
+        file.sync_data().map_err(fail)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(id: u64, step: Step) -> Record {
+        Record {
+            id,
+            segment: 3,
+            slot_start: 100,
+            slot_end: 200,
+            source: 0,
+            target: 1,
+            at_ms: 0,
+            step,
+        }
+    }
+
+    #[test]
+    fn unfinished_migrations_survive_a_torn_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("journal.jsonl");
+        let mut j = Journal::open(&path).expect("open");
+        j.append(&rec(1, Step::Start)).expect("append");
+        j.append(&rec(1, Step::Copy)).expect("append");
+        j.append(&rec(2, Step::Start)).expect("append");
+        j.append(&rec(2, Step::Done)).expect("append");
+        j.append(&rec(3, Step::Committed { epoch: 7 }))
+            .expect("append");
+        drop(j);
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(b"{\"id\":4,\"segm"))
+            .expect("tear");
+        let records = Journal::read(&path).expect("read");
+        assert_eq!(records.len(), 5);
+        let open = Journal::unfinished(&records);
+        assert_eq!(
+            open.iter()
+                .map(|r| (r.id, r.step.clone()))
+                .collect::<Vec<_>>(),
+            vec![(1, Step::Copy), (3, Step::Committed { epoch: 7 })]
+        );
+        let mut j = Journal::open(&path).expect("reopen");
+        assert_eq!(j.next_id(), 4);
+        j.append(&rec(4, Step::Start))
+            .expect("append after a torn line");
+        assert_eq!(Journal::read(&path).expect("read").len(), 6);
+    }
+}

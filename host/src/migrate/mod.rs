@@ -1,0 +1,516 @@
+//! The executor: carries out the actions the controller accepted, against live instances.
+//!
+//! - [`copy`]: moving keys between two instances (SCAN, DUMP/PTTL, RESTORE REPLACE);
+//! - [`journal`]: every migration step, durable before it runs;
+//! - [`segment`]: one segment migration, start to watch;
+//! - recovery (`recover`): after a crash, every unfinished migration is resumed (past the
+//!   flip) or rolled back (before it).
+//!
+//! The executor owns the segment table's changes: a migration's flip and the table-only
+//! split and merge go through one lock, are saved (when a state directory is configured),
+//! then published to the proxy. It records migrations for the next tick's view and appends
+//! every tick's decisions and every migration's outcome to the decision log.
+
+pub mod copy;
+pub mod journal;
+mod recover;
+pub mod segment;
+
+use std::fs::File;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use shardcast_sdk::types::{
+    Action, InstanceId, Migration, MigrationOutcome, MigrationPhase, SegmentId,
+};
+
+use crate::config::MigrationConfig;
+use crate::engine::TickReport;
+use crate::proxy::gate::Gate;
+use crate::telemetry::Telemetry;
+use crate::topology::{SegmentTable, Topology};
+use journal::{Journal, Record, Step};
+use segment::{Ended, Plan, crash_point};
+
+/// Finished migrations kept for the view.
+const RECENT: usize = 64;
+
+/// The executor could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The state directory or a file in it is unusable.
+    #[error("migration state {path}: {message}")]
+    State {
+        /// The path.
+        path: String,
+        /// Why.
+        message: String,
+    },
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Where the executor keeps its files.
+pub struct StatePaths {
+    /// The saved segment table.
+    pub table: PathBuf,
+    /// The migration journal.
+    pub journal: PathBuf,
+    /// The decision log.
+    pub decisions: PathBuf,
+}
+
+impl StatePaths {
+    /// The files under `config.state_dir`, creating the directory; `None` without one.
+    pub fn of(config: &MigrationConfig) -> Result<Option<Self>, Error> {
+        let Some(dir) = &config.state_dir else {
+            return Ok(None);
+        };
+        std::fs::create_dir_all(dir).map_err(|e| Error::State {
+            path: dir.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Ok(Some(StatePaths {
+            table: dir.join("table.json"),
+            journal: dir.join("journal.jsonl"),
+            decisions: dir.join("decisions.jsonl"),
+        }))
+    }
+}
+
+/// Cutover hold times, in microseconds.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct HoldStats {
+    /// Cutovers measured.
+    pub count: u64,
+    /// Median.
+    pub p50_us: u64,
+    /// 99th percentile.
+    pub p99_us: u64,
+    /// Longest.
+    pub max_us: u64,
+}
+
+/// Carries out accepted actions.
+pub struct Executor {
+    topology: Arc<Topology>,
+    gate: Arc<Gate>,
+    telemetry: Arc<Telemetry>,
+    config: MigrationConfig,
+    paths: Option<StatePaths>,
+    journal: Mutex<Journal>,
+    table_lock: Mutex<()>,
+    migrations: Mutex<Vec<Migration>>,
+    holds: Mutex<hdrhistogram::Histogram<u64>>,
+    decisions: Option<Mutex<File>>,
+    runtime: std::sync::OnceLock<tokio::runtime::Handle>,
+}
+
+/// One line of the decision log.
+#[derive(Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+enum Decision<'a> {
+    Tick {
+        at_ms: u64,
+        #[serde(flatten)]
+        report: &'a TickReport,
+    },
+    Outcome {
+        at_ms: u64,
+        policy: &'a str,
+        migration: &'a Migration,
+        hold_us: Option<u64>,
+    },
+    Refused {
+        at_ms: u64,
+        policy: &'a str,
+        action: &'a Action,
+        reason: &'a str,
+    },
+    Applied {
+        at_ms: u64,
+        policy: &'a str,
+        action: &'a Action,
+        epoch: u64,
+    },
+}
+
+impl Executor {
+    /// An executor over `topology`, driving `gate`. Migrations run on the tokio runtime
+    /// given to [`Executor::attach`].
+    pub fn open(
+        topology: Arc<Topology>,
+        gate: Arc<Gate>,
+        telemetry: Arc<Telemetry>,
+        config: MigrationConfig,
+    ) -> Result<Arc<Self>, Error> {
+        let paths = StatePaths::of(&config)?;
+        let state = |path: &PathBuf, message: String| Error::State {
+            path: path.display().to_string(),
+            message,
+        };
+        let journal = match &paths {
+            Some(p) => Journal::open(&p.journal).map_err(|e| state(&p.journal, e.to_string()))?,
+            None => Journal::in_memory(),
+        };
+        let decisions = match &paths {
+            Some(p) => Some(Mutex::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&p.decisions)
+                    .map_err(|e| state(&p.decisions, e.to_string()))?,
+            )),
+            None => None,
+        };
+        Ok(Arc::new(Executor {
+            topology,
+            gate,
+            telemetry,
+            config,
+            paths,
+            journal: Mutex::new(journal),
+            table_lock: Mutex::new(()),
+            migrations: Mutex::new(Vec::new()),
+            holds: Mutex::new(
+                hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3)
+                    .expect("static histogram bounds are valid"),
+            ),
+            decisions,
+            runtime: std::sync::OnceLock::new(),
+        }))
+    }
+
+    /// Run migrations on `runtime` from now on.
+    pub fn attach(&self, runtime: tokio::runtime::Handle) {
+        let _ = self.runtime.set(runtime);
+    }
+
+    /// Migrations in flight and recently finished, for the view.
+    pub fn migrations(&self) -> Vec<Migration> {
+        lock(&self.migrations).clone()
+    }
+
+    /// Segments with a migration in flight.
+    pub fn moving(&self) -> Vec<SegmentId> {
+        lock(&self.migrations)
+            .iter()
+            .filter(|m| m.outcome == MigrationOutcome::Running)
+            .map(|m| m.segment)
+            .collect()
+    }
+
+    /// Cutover hold times so far.
+    pub fn holds(&self) -> HoldStats {
+        let h = lock(&self.holds);
+        HoldStats {
+            count: h.len(),
+            p50_us: h.value_at_quantile(0.5),
+            p99_us: h.value_at_quantile(0.99),
+            max_us: h.max(),
+        }
+    }
+
+    /// Append a tick's predictions, decisions and faults to the decision log.
+    pub fn log_tick(&self, report: &TickReport) {
+        self.log(&Decision::Tick {
+            at_ms: now_ms(),
+            report,
+        });
+    }
+
+    fn log(&self, line: &Decision<'_>) {
+        let Some(file) = &self.decisions else { return };
+        if let Ok(mut text) = serde_json::to_vec(line) {
+            text.push(b'\n');
+            if let Err(e) = lock(file).write_all(&text) {
+                tracing::warn!(error = %e, "cannot append to the decision log");
+            }
+        }
+    }
+
+    fn refuse(&self, policy: &str, action: &Action, reason: &str) {
+        tracing::info!(action = %action.describe(), reason, "executor refused an action");
+        self.log(&Decision::Refused {
+            at_ms: now_ms(),
+            policy,
+            action,
+            reason,
+        });
+    }
+
+    /// Carry out `action`, which `policy` (name@version) asked for.
+    pub fn submit(self: &Arc<Self>, action: Action, policy: &str) {
+        match &action {
+            Action::MoveSegment(m) => self.start_move(m.segment, m.target, policy, &action),
+            Action::SplitSegment(s) => {
+                let (segment, at) = (s.segment, s.at_slot);
+                self.reshape(policy, &action, &[segment], |t| t.split(segment, at));
+            }
+            Action::MergeSegments(m) => {
+                let (low, high) = (m.low, m.high);
+                self.reshape(policy, &action, &[low, high], |t| t.merge(low, high));
+            }
+            Action::ActivateStandby(_) | Action::DrainInstance(_) | Action::MoveSession(_) => {
+                self.refuse(
+                    policy,
+                    &action,
+                    "not carried out by this version of the executor",
+                );
+            }
+        }
+    }
+
+    fn start_move(
+        self: &Arc<Self>,
+        segment: SegmentId,
+        target: InstanceId,
+        policy: &str,
+        action: &Action,
+    ) {
+        let table = self.topology.table();
+        let Some(seg) = table.segments.iter().find(|s| s.id == segment).cloned() else {
+            return self.refuse(policy, action, "unknown segment");
+        };
+        if self.topology.instances.get(target as usize).is_none() {
+            return self.refuse(policy, action, "unknown target instance");
+        }
+        if seg.owner == target {
+            return self.refuse(policy, action, "the segment is already on the target");
+        }
+        let plan = {
+            let mut migrations = lock(&self.migrations);
+            let running: Vec<&Migration> = migrations
+                .iter()
+                .filter(|m| m.outcome == MigrationOutcome::Running)
+                .collect();
+            if running.iter().any(|m| m.segment == segment) {
+                drop(migrations);
+                return self.refuse(policy, action, "the segment is already migrating");
+            }
+            let busy = |i: InstanceId| {
+                running
+                    .iter()
+                    .filter(|m| m.source == i || m.target == i)
+                    .count() as u32
+            };
+            if busy(seg.owner) >= self.config.per_instance
+                || busy(target) >= self.config.per_instance
+            {
+                drop(migrations);
+                return self.refuse(policy, action, "per-instance migration limit reached");
+            }
+            let id = lock(&self.journal).next_id();
+            migrations.push(Migration {
+                id,
+                segment,
+                source: seg.owner,
+                target,
+                phase: MigrationPhase::Start,
+                outcome: MigrationOutcome::Running,
+                started_at: now_ms(),
+                finished_at: None,
+                bytes_moved: 0,
+                detail: String::new(),
+            });
+            Plan {
+                id,
+                segment,
+                range: seg.slot_start..=seg.slot_end,
+                source: seg.owner,
+                target,
+            }
+        };
+        let Some(runtime) = self.runtime.get() else {
+            lock(&self.migrations).retain(|m| m.id != plan.id);
+            return self.refuse(policy, action, "the executor is not attached to a runtime");
+        };
+        let me = self.clone();
+        let policy = policy.to_owned();
+        runtime.spawn(async move {
+            let before = me.instance_p99(&plan);
+            let ended = me.migrate(&plan).await;
+            me.finish(&plan, ended, before, &policy).await;
+        });
+    }
+
+    fn instance_p99(&self, plan: &Plan) -> (f64, f64) {
+        let p99 = self
+            .telemetry
+            .instances_latest(shardcast_sdk::types::Metric::LatencyP99Us);
+        let at = |i: InstanceId| p99.get(i as usize).copied().unwrap_or(0.0);
+        (at(plan.source), at(plan.target))
+    }
+
+    async fn finish(&self, plan: &Plan, ended: Ended, before: (f64, f64), policy: &str) {
+        let (outcome, detail, hold_us) = match ended {
+            Ended::Completed {
+                hold,
+                copied,
+                cleaned,
+            } => {
+                let hold_us = hold.as_micros() as u64;
+                let _ = lock(&self.holds).record(hold_us.max(1));
+                // Watch: one interval later, how the two instances' tails moved.
+                tokio::time::sleep(self.telemetry.interval().max(Duration::from_millis(10))).await;
+                let after = self.instance_p99(plan);
+                if cleaned {
+                    let _ = self.journal(plan, Step::Done);
+                }
+                (
+                    MigrationOutcome::Completed,
+                    format!(
+                        "{} keys ({} bytes), {} deleted; cutover held {hold_us} µs; p99 source {:.0}→{:.0} µs, target {:.0}→{:.0} µs{}",
+                        copied.keys,
+                        copied.bytes,
+                        copied.deleted,
+                        before.0,
+                        after.0,
+                        before.1,
+                        after.1,
+                        if cleaned {
+                            ""
+                        } else {
+                            "; source cleanup pending"
+                        }
+                    ),
+                    Some(hold_us),
+                )
+            }
+            Ended::RolledBack(reason) => (MigrationOutcome::Aborted, reason, None),
+        };
+        let record = {
+            let mut migrations = lock(&self.migrations);
+            let Some(m) = migrations.iter_mut().find(|m| m.id == plan.id) else {
+                return;
+            };
+            m.outcome = outcome;
+            m.finished_at = Some(now_ms());
+            m.detail = detail;
+            let record = m.clone();
+            let finished = migrations
+                .iter()
+                .filter(|m| m.outcome != MigrationOutcome::Running)
+                .count();
+            if finished > RECENT
+                && let Some(oldest) = migrations
+                    .iter()
+                    .position(|m| m.outcome != MigrationOutcome::Running)
+            {
+                migrations.remove(oldest);
+            }
+            record
+        };
+        tracing::info!(migration = plan.id, segment = plan.segment, outcome = ?record.outcome, "{}", record.detail);
+        self.log(&Decision::Outcome {
+            at_ms: now_ms(),
+            policy,
+            migration: &record,
+            hold_us,
+        });
+    }
+
+    fn reshape(
+        &self,
+        policy: &str,
+        action: &Action,
+        segments: &[SegmentId],
+        change: impl FnOnce(&SegmentTable) -> Result<SegmentTable, String>,
+    ) {
+        if self.moving().iter().any(|s| segments.contains(s)) {
+            return self.refuse(policy, action, "the segment is migrating");
+        }
+        let _table = lock(&self.table_lock);
+        let next = match change(&self.topology.table()) {
+            Ok(t) => t,
+            Err(reason) => return self.refuse(policy, action, &reason),
+        };
+        if let Err(e) = self.save(&next) {
+            return self.refuse(
+                policy,
+                action,
+                &format!("cannot save the segment table: {e}"),
+            );
+        }
+        let epoch = next.epoch;
+        self.topology.publish(next);
+        self.log(&Decision::Applied {
+            at_ms: now_ms(),
+            policy,
+            action,
+            epoch,
+        });
+    }
+
+    fn save(&self, table: &SegmentTable) -> std::io::Result<()> {
+        match &self.paths {
+            Some(p) => table.save(&p.table),
+            None => Ok(()),
+        }
+    }
+
+    /// Flip `plan`'s segment to its target: journal the commit, save, publish.
+    fn flip(&self, plan: &Plan) -> Result<(), String> {
+        let _table = lock(&self.table_lock);
+        let table = self.topology.table();
+        let row = table
+            .segments
+            .iter()
+            .position(|s| s.id == plan.segment)
+            .ok_or("the segment is no longer in the table")?;
+        let next = table.with_owner(row, plan.target);
+        self.journal(plan, Step::Committed { epoch: next.epoch })?;
+        crash_point("committed");
+        self.save(&next).map_err(|e| e.to_string())?;
+        self.topology.publish(next);
+        Ok(())
+    }
+
+    fn journal(&self, plan: &Plan, step: Step) -> Result<(), String> {
+        let record = Record {
+            id: plan.id,
+            segment: plan.segment,
+            slot_start: *plan.range.start(),
+            slot_end: *plan.range.end(),
+            source: plan.source,
+            target: plan.target,
+            at_ms: now_ms(),
+            step,
+        };
+        lock(&self.journal)
+            .append(&record)
+            .map_err(|e| e.to_string())
+    }
+
+    fn phase(&self, id: u64, phase: MigrationPhase) {
+        if let Some(m) = lock(&self.migrations).iter_mut().find(|m| m.id == id) {
+            m.phase = phase;
+        }
+    }
+
+    fn progress(&self, id: u64, bytes: u64) {
+        if let Some(m) = lock(&self.migrations).iter_mut().find(|m| m.id == id) {
+            m.bytes_moved = bytes;
+        }
+    }
+
+    fn address(&self, id: InstanceId) -> String {
+        self.topology
+            .instances
+            .get(id as usize)
+            .map(|i| i.address.clone())
+            .unwrap_or_default()
+    }
+}

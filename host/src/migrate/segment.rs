@@ -1,0 +1,217 @@
+//! One segment migration, step by step: start → copy → catch up → cutover → cleanup → watch.
+//!
+//! Each step is journaled before it runs. Until the table flips, the source is the owner:
+//! any failure rolls back (the gate opens again, the target's partial copy is deleted).
+//! After the flip the target is the owner and only the source's cleanup is left.
+
+use std::ops::RangeInclusive;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use shardcast_sdk::types::{InstanceId, MigrationPhase, SegmentId};
+
+use super::Executor;
+use super::copy::{Budget, Copied, CopyError, End, copy_keys, copy_range};
+use super::journal::Step;
+use crate::proxy::gate::SlotState;
+
+/// What to move.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// Migration id.
+    pub id: u64,
+    /// The segment.
+    pub segment: SegmentId,
+    /// Its slots.
+    pub range: RangeInclusive<u16>,
+    /// Where it is.
+    pub source: InstanceId,
+    /// Where it goes.
+    pub target: InstanceId,
+}
+
+/// How a migration ended.
+#[derive(Debug)]
+pub enum Ended {
+    /// The segment is on the target; the cutover held requests this long.
+    Completed {
+        /// Time from holding the segment to releasing it.
+        hold: Duration,
+        /// Keys and bytes moved in all.
+        copied: Copied,
+        /// False when the source still holds its old copy (retried at the next start).
+        cleaned: bool,
+    },
+    /// Rolled back; the segment stays on the source.
+    RolledBack(String),
+}
+
+/// Stop the process without unwinding at a named step, when `SHARDCAST_CRASH_AT` names it:
+/// the fault injection the crash tests use to kill shardcast at every step.
+pub fn crash_point(step: &str) {
+    static AT: std::sync::LazyLock<Option<String>> =
+        std::sync::LazyLock::new(|| std::env::var("SHARDCAST_CRASH_AT").ok());
+    if AT.as_deref() == Some(step) {
+        tracing::error!(step, "SHARDCAST_CRASH_AT: stopping the process here");
+        std::process::abort();
+    }
+}
+
+impl Executor {
+    /// Run `plan` to its end.
+    pub(super) async fn migrate(self: &Arc<Self>, plan: &Plan) -> Ended {
+        match self.forward(plan).await {
+            Ok(done) => done,
+            Err(reason) => {
+                self.gate.set(plan.range.clone(), SlotState::Open);
+                let _ = self.gate.take_dirty(plan.range.clone());
+                let cleared = match self.clear(plan.target, &plan.range).await {
+                    Ok(()) => String::new(),
+                    Err(e) => format!("; the target's partial copy stays until its next use: {e}"),
+                };
+                let reason = format!("{reason}{cleared}");
+                if let Err(e) = self.journal(
+                    plan,
+                    Step::RolledBack {
+                        reason: reason.clone(),
+                    },
+                ) {
+                    tracing::warn!(migration = plan.id, error = %e, "cannot journal a rollback");
+                }
+                Ended::RolledBack(reason)
+            }
+        }
+    }
+
+    /// Delete every key of `range` on `instance`.
+    pub(super) async fn clear(
+        &self,
+        instance: InstanceId,
+        range: &RangeInclusive<u16>,
+    ) -> Result<(), CopyError> {
+        let mut end = End::connect(&self.address(instance)).await?;
+        let keys = end.keys_in(range).await?;
+        end.unlink(&keys).await
+    }
+
+    async fn forward(self: &Arc<Self>, plan: &Plan) -> Result<Ended, String> {
+        let range = plan.range.clone();
+        let budget = Budget {
+            keys_per_sec: self.config.keys_per_sec,
+            bytes_per_sec: self.config.bytes_per_sec,
+            chunk: self.config.chunk_keys.max(1),
+        };
+        let e = |e: CopyError| e.to_string();
+
+        self.journal(plan, Step::Start)?;
+        crash_point("start");
+        self.phase(plan.id, MigrationPhase::Start);
+        self.gate.set(range.clone(), SlotState::Tracking);
+        let mut source = End::connect(&self.address(plan.source)).await.map_err(e)?;
+        let mut target = End::connect(&self.address(plan.target)).await.map_err(e)?;
+        // Keys a crashed or rolled-back earlier attempt left behind must not come back.
+        let stale = target.keys_in(&range).await.map_err(e)?;
+        target.unlink(&stale).await.map_err(e)?;
+
+        self.journal(plan, Step::Copy)?;
+        crash_point("copy");
+        self.phase(plan.id, MigrationPhase::Copy);
+        let progress = |c: Copied| self.progress(plan.id, c.bytes);
+        let mut copied = copy_range(&mut source, &mut target, &range, budget, progress)
+            .await
+            .map_err(e)?;
+
+        self.journal(plan, Step::CatchUp)?;
+        crash_point("catch-up");
+        self.phase(plan.id, MigrationPhase::CatchUp);
+        let mut rounds = 0;
+        while self.gate.dirty_len(range.clone()) > self.config.cutover_dirty_keys {
+            rounds += 1;
+            if rounds > self.config.catch_up_rounds {
+                return Err(format!(
+                    "catch-up did not converge in {} rounds: writes outpace the copy",
+                    self.config.catch_up_rounds
+                ));
+            }
+            let dirty = self.gate.take_dirty(range.clone());
+            copied += copy_chunks(&mut source, &mut target, &dirty, budget.chunk)
+                .await
+                .map_err(e)?;
+            self.progress(plan.id, copied.bytes);
+        }
+
+        self.journal(plan, Step::Cutover)?;
+        crash_point("cutover");
+        self.phase(plan.id, MigrationPhase::Cutover);
+        let held_at = Instant::now();
+        self.gate.set(range.clone(), SlotState::Held);
+        let wait = Duration::from_millis(self.config.cutover_wait_ms);
+        if !self.gate.drain(range.clone(), wait).await {
+            return Err(format!(
+                "writes were still in flight on the segment after {} ms (an open WATCH/MULTI or a blocking command); the transaction was left alone",
+                wait.as_millis()
+            ));
+        }
+        let dirty = self.gate.take_dirty(range.clone());
+        copied += copy_chunks(&mut source, &mut target, &dirty, budget.chunk)
+            .await
+            .map_err(e)?;
+        let (on_source, on_target) = (
+            source.count_existing(&dirty).await.map_err(e)?,
+            target.count_existing(&dirty).await.map_err(e)?,
+        );
+        if on_source != on_target {
+            return Err(format!(
+                "verification failed: {on_source} of the last {} keys on the source, {on_target} on the target",
+                dirty.len()
+            ));
+        }
+        self.flip(plan)
+            .map_err(|e| format!("cannot commit the flip: {e}"))?;
+        self.gate.set(range.clone(), SlotState::Open);
+        let hold = held_at.elapsed();
+
+        self.phase(plan.id, MigrationPhase::Cleanup);
+        let cleaned = match source.keys_in(&range).await {
+            Ok(keys) => source.unlink(&keys).await,
+            Err(err) => Err(err),
+        };
+        let cleaned = match cleaned {
+            Ok(()) => match self.journal(plan, Step::CleanedUp) {
+                Ok(()) => {
+                    crash_point("cleanup");
+                    true
+                }
+                Err(e) => {
+                    tracing::warn!(migration = plan.id, error = %e, "cannot journal the cleanup");
+                    false
+                }
+            },
+            Err(err) => {
+                tracing::warn!(migration = plan.id, error = %err, "source cleanup failed; retried at the next start");
+                false
+            }
+        };
+        self.phase(plan.id, MigrationPhase::Watch);
+        Ok(Ended::Completed {
+            hold,
+            copied,
+            cleaned,
+        })
+    }
+}
+
+/// Copy `keys` in chunks of `chunk`.
+async fn copy_chunks(
+    source: &mut End,
+    target: &mut End,
+    keys: &[Bytes],
+    chunk: usize,
+) -> Result<Copied, CopyError> {
+    let mut total = Copied::default();
+    for part in keys.chunks(chunk.max(1)) {
+        total += copy_keys(source, target, part).await?;
+    }
+    Ok(total)
+}

@@ -1,0 +1,307 @@
+//! The gate: what the proxy does with a request for a hash slot that is moving.
+//!
+//! Every slot is in one of three states:
+//! - `Open`: route as the segment table says;
+//! - `Tracking`: a migration is copying the slot; every write that completes records its key
+//!   in the dirty set, so the migration copies it again (a key that no longer exists on the
+//!   source is deleted on the target: a tombstone);
+//! - `Held`: cutover; new requests for the slot wait until it opens again (then route by the
+//!   new table), or fail with a retryable error past the hold bound.
+//!
+//! Writes are counted while in flight, per slot, so a cutover can wait for the ones already
+//! sent to the source before it copies the last dirty keys. A writer first counts itself,
+//! then reads the state; the executor first sets `Held`, then waits for the count to reach
+//! zero: with both sequentially consistent, no write can reach the source unseen once the
+//! cutover has started.
+//!
+//! The executor drives the states; the proxy only reads them, records keys and waits.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use dashmap::DashSet;
+use tokio::sync::watch;
+
+use super::slot::{SLOTS, slot};
+
+/// What the proxy does with requests for one slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlotState {
+    /// Route normally.
+    Open = 0,
+    /// Route normally; record written keys.
+    Tracking = 1,
+    /// Hold new requests.
+    Held = 2,
+}
+
+/// The gate of every slot, shared by the proxy and the migration executor.
+pub struct Gate {
+    state: Vec<AtomicU8>,
+    inflight: Vec<AtomicU32>,
+    dirty: DashSet<Bytes>,
+    changed: watch::Sender<u64>,
+    held_total: AtomicU64,
+    held_us_total: AtomicU64,
+    held_max_us: AtomicU64,
+}
+
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gate")
+            .field("dirty", &self.dirty.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Gate {
+            state: (0..SLOTS).map(|_| AtomicU8::new(0)).collect(),
+            inflight: (0..SLOTS).map(|_| AtomicU32::new(0)).collect(),
+            dirty: DashSet::new(),
+            changed: watch::channel(0).0,
+            held_total: AtomicU64::new(0),
+            held_us_total: AtomicU64::new(0),
+            held_max_us: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Totals of requests held at the gate.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HeldStats {
+    /// Requests that waited.
+    pub requests: u64,
+    /// Total time they waited, in microseconds.
+    pub total_us: u64,
+    /// The longest wait, in microseconds.
+    pub max_us: u64,
+}
+
+/// A write in flight: counted on its slots until dropped, which records its keys as dirty
+/// wherever a migration is tracking.
+pub struct WriteGuard {
+    gate: Arc<Gate>,
+    keys: Vec<(u16, Bytes)>,
+}
+
+impl WriteGuard {
+    /// True when this guard counts a write on `slot`.
+    pub fn covers(&self, slot: u16) -> bool {
+        self.keys.iter().any(|(s, _)| *s == slot)
+    }
+}
+
+impl Drop for WriteGuard {
+    fn drop(&mut self) {
+        for (s, key) in self.keys.drain(..) {
+            if self.gate.state(s) != SlotState::Open {
+                self.gate.dirty.insert(key);
+            }
+            self.gate.inflight[usize::from(s)].fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Gate {
+    /// A gate with every slot open.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Gate::default())
+    }
+
+    /// The state of `slot`.
+    pub fn state(&self, slot: u16) -> SlotState {
+        match self.state[usize::from(slot % SLOTS)].load(Ordering::SeqCst) {
+            0 => SlotState::Open,
+            1 => SlotState::Tracking,
+            _ => SlotState::Held,
+        }
+    }
+
+    /// Count a write of `keys` in flight. Fails with a held slot if any of them is held
+    /// (nothing stays counted then): wait for it with [`Gate::wait_open`] and route again.
+    pub fn begin_write(self: &Arc<Self>, keys: &[&Bytes]) -> Result<WriteGuard, u16> {
+        let keys: Vec<(u16, Bytes)> = keys.iter().map(|k| (slot(k), (*k).clone())).collect();
+        for (s, _) in &keys {
+            self.inflight[usize::from(*s)].fetch_add(1, Ordering::SeqCst);
+        }
+        let held = keys
+            .iter()
+            .find(|(s, _)| self.state(*s) == SlotState::Held)
+            .map(|(s, _)| *s);
+        if let Some(s) = held {
+            for (s, _) in &keys {
+                self.inflight[usize::from(*s)].fetch_sub(1, Ordering::SeqCst);
+            }
+            return Err(s);
+        }
+        Ok(WriteGuard {
+            gate: self.clone(),
+            keys,
+        })
+    }
+
+    /// Count a write of `keys` in flight without checking for a hold: only for a caller
+    /// whose own guard already keeps those slots from being cut over (a session's WATCH).
+    pub fn force_write(self: &Arc<Self>, keys: &[&Bytes]) -> WriteGuard {
+        let keys: Vec<(u16, Bytes)> = keys.iter().map(|k| (slot(k), (*k).clone())).collect();
+        for (s, _) in &keys {
+            self.inflight[usize::from(*s)].fetch_add(1, Ordering::SeqCst);
+        }
+        WriteGuard {
+            gate: self.clone(),
+            keys,
+        }
+    }
+
+    /// Wait until `slot` is no longer held, at most `bound`. True if it opened.
+    pub async fn wait_open(&self, slot: u16, bound: Duration) -> bool {
+        if self.state(slot) != SlotState::Held {
+            return true;
+        }
+        let started = Instant::now();
+        let mut rx = self.changed.subscribe();
+        let opened = tokio::time::timeout(bound, async {
+            while self.state(slot) == SlotState::Held {
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await
+        .is_ok();
+        let us = started.elapsed().as_micros() as u64;
+        self.held_total.fetch_add(1, Ordering::Relaxed);
+        self.held_us_total.fetch_add(us, Ordering::Relaxed);
+        self.held_max_us.fetch_max(us, Ordering::Relaxed);
+        opened
+    }
+
+    /// Requests held so far and how long they waited.
+    pub fn held(&self) -> HeldStats {
+        HeldStats {
+            requests: self.held_total.load(Ordering::Relaxed),
+            total_us: self.held_us_total.load(Ordering::Relaxed),
+            max_us: self.held_max_us.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Set every slot of `range` to `state` and wake waiting requests.
+    pub fn set(&self, range: std::ops::RangeInclusive<u16>, state: SlotState) {
+        for s in range {
+            self.state[usize::from(s % SLOTS)].store(state as u8, Ordering::SeqCst);
+        }
+        self.changed.send_modify(|v| *v += 1);
+    }
+
+    /// Writes in flight on the slots of `range`.
+    pub fn inflight(&self, range: std::ops::RangeInclusive<u16>) -> u64 {
+        range
+            .map(|s| u64::from(self.inflight[usize::from(s % SLOTS)].load(Ordering::SeqCst)))
+            .sum()
+    }
+
+    /// Wait (at most `bound`) until no write is in flight on `range`. True if none is.
+    pub async fn drain(&self, range: std::ops::RangeInclusive<u16>, bound: Duration) -> bool {
+        let deadline = Instant::now() + bound;
+        for spin in 0u32.. {
+            if self.inflight(range.clone()) == 0 {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            // Writes already sent usually land within a round trip: yield first, then
+            // stop spinning.
+            if spin < 200 {
+                tokio::task::yield_now().await;
+            } else {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        false
+    }
+
+    /// Take the dirty keys whose slots fall in `range`.
+    pub fn take_dirty(&self, range: std::ops::RangeInclusive<u16>) -> Vec<Bytes> {
+        let keys: Vec<Bytes> = self
+            .dirty
+            .iter()
+            .filter(|k| range.contains(&slot(k.key())))
+            .map(|k| k.key().clone())
+            .collect();
+        for k in &keys {
+            self.dirty.remove(k);
+        }
+        keys
+    }
+
+    /// How many dirty keys fall in `range`.
+    pub fn dirty_len(&self, range: std::ops::RangeInclusive<u16>) -> usize {
+        self.dirty
+            .iter()
+            .filter(|k| range.contains(&slot(k.key())))
+            .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key_in(range: std::ops::RangeInclusive<u16>) -> Bytes {
+        (0..)
+            .map(|i| Bytes::from(format!("k{i}")))
+            .find(|k| range.contains(&slot(k)))
+            .expect("some key hashes into the range")
+    }
+
+    #[test]
+    fn writes_on_tracked_slots_become_dirty_when_they_complete() {
+        let gate = Gate::new();
+        let k = key_in(0..=1000);
+        let other = key_in(2000..=3000);
+        gate.set(0..=1000, SlotState::Tracking);
+        let w = gate.begin_write(&[&k, &other]).expect("not held");
+        assert_eq!(gate.inflight(0..=1000), 1);
+        assert_eq!(gate.dirty_len(0..=1000), 0, "recorded on completion");
+        drop(w);
+        assert_eq!(gate.inflight(0..=SLOTS - 1), 0);
+        assert_eq!(gate.take_dirty(0..=1000), vec![k]);
+        assert_eq!(
+            gate.dirty_len(0..=SLOTS - 1),
+            0,
+            "untracked slot not recorded"
+        );
+    }
+
+    #[test]
+    fn a_held_slot_refuses_writes_and_leaves_nothing_counted() {
+        let gate = Gate::new();
+        let k = key_in(0..=10);
+        gate.set(0..=10, SlotState::Held);
+        assert_eq!(gate.begin_write(&[&k]).err(), Some(slot(&k)));
+        assert_eq!(gate.inflight(0..=10), 0);
+    }
+
+    #[tokio::test]
+    async fn held_requests_wait_for_the_gate_to_open() {
+        let gate = Gate::new();
+        gate.set(5..=5, SlotState::Held);
+        let g = gate.clone();
+        let waiter = tokio::spawn(async move { g.wait_open(5, Duration::from_secs(5)).await });
+        tokio::task::yield_now().await;
+        gate.set(5..=5, SlotState::Open);
+        assert!(waiter.await.expect("joins"));
+        assert!(
+            gate.wait_open(5, Duration::ZERO).await,
+            "open slots do not wait"
+        );
+        gate.set(6..=6, SlotState::Held);
+        assert!(!gate.wait_open(6, Duration::from_millis(10)).await, "bound");
+        assert_eq!(gate.held().requests, 2);
+    }
+}

@@ -1,0 +1,203 @@
+//! Live migration against real redis-server instances, with clients writing through the
+//! proxy the whole time (redis-rs as the independent client).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use redis::Commands;
+use shardcast::proxy::slot::slot;
+use shardcast_sdk::types::{Action, MigrationOutcome, MoveSegment};
+use shardcast_tests::servers::{Proxy, RedisServer, wait_for};
+
+/// Keys of `conn` (a direct connection to one instance) whose slots fall in `range`.
+fn keys_in(conn: &mut redis::Connection, range: &std::ops::RangeInclusive<u16>) -> Vec<String> {
+    let keys: Vec<String> = conn.keys("*").expect("KEYS");
+    keys.into_iter()
+        .filter(|k| range.contains(&slot(k.as_bytes())))
+        .collect()
+}
+
+/// What a writer had acknowledged.
+#[derive(Default)]
+struct Acked {
+    sets: Vec<(String, String)>,
+    incrs: u64,
+    deleted: Vec<String>,
+}
+
+/// Write through the proxy until `stop`: unique SETs, one INCR counter, HSET fields and
+/// DELs of keys it set earlier. Only acknowledged writes are recorded.
+fn writer(port: u16, stop: Arc<AtomicBool>, tag: &str) -> Acked {
+    let mut c = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+        .and_then(|c| c.get_connection())
+        .expect("client");
+    let mut acked = Acked::default();
+    let counter = format!("counter:{tag}");
+    let mut i = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        i += 1;
+        let key = format!("w:{tag}:{i}");
+        let value = format!("v{i}");
+        if c.set::<_, _, ()>(&key, &value).is_ok() {
+            acked.sets.push((key.clone(), value));
+        }
+        if c.incr::<_, _, i64>(&counter, 1).is_ok() {
+            acked.incrs += 1;
+        }
+        if c.hset::<_, _, _, ()>(format!("h:{tag}"), format!("f{i}"), i)
+            .is_ok()
+        {
+            // Checked through the key set below.
+        }
+        if i.is_multiple_of(10) {
+            let (gone, _) = acked.sets.remove(acked.sets.len() - 5);
+            if c.del::<_, i64>(&gone).is_ok() {
+                acked.deleted.push(gone);
+            } else {
+                acked.sets.push((gone, String::new()));
+            }
+        }
+    }
+    acked
+}
+
+#[test]
+fn a_segment_moves_live_while_clients_write_and_nothing_is_lost() {
+    let servers: Vec<RedisServer> = (0..2).map(|_| RedisServer::start()).collect();
+    let p = Proxy::start(&servers.iter().collect::<Vec<_>>(), "[segments]\ncount = 4");
+    let mut c = p.client();
+    for i in 0..5000 {
+        let _: () = c.set(format!("seed:{i}"), i).expect("seed");
+    }
+    let table = p.topology.table();
+    let seg = table.segments[0];
+    let range = seg.slot_start..=seg.slot_end;
+    assert_eq!(seg.owner, 0);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..3)
+        .map(|w| {
+            let stop = stop.clone();
+            let port = p.port;
+            std::thread::spawn(move || writer(port, stop, &format!("t{w}")))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    p.executor.submit(
+        Action::MoveSegment(MoveSegment {
+            segment: seg.id,
+            target: 1,
+        }),
+        "test",
+    );
+    wait_for("the migration to end", Duration::from_secs(60), || {
+        p.executor
+            .migrations()
+            .iter()
+            .any(|m| m.outcome != MigrationOutcome::Running)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let acked: Vec<Acked> = writers
+        .into_iter()
+        .map(|w| w.join().expect("writer"))
+        .collect();
+
+    let m = &p.executor.migrations()[0];
+    assert_eq!(m.outcome, MigrationOutcome::Completed, "{}", m.detail);
+    assert_eq!(p.topology.table().owner(seg.slot_start), 1);
+    assert!(p.topology.table().epoch > table.epoch);
+    // Every acknowledged write reads back through the proxy.
+    for (w, a) in acked.iter().enumerate() {
+        assert!(
+            a.sets.len() > 50,
+            "writer {w} made progress: {}",
+            a.sets.len()
+        );
+        for (k, v) in &a.sets {
+            if v.is_empty() {
+                continue;
+            }
+            let got: Option<String> = c.get(k).expect("GET");
+            assert_eq!(got.as_deref(), Some(v.as_str()), "acknowledged SET of {k}");
+        }
+        let n: u64 = c.get(format!("counter:t{w}")).expect("GET counter");
+        assert_eq!(
+            n, a.incrs,
+            "counter t{w} equals its acknowledged increments"
+        );
+        for k in &a.deleted {
+            let back: bool = c.exists(k).expect("EXISTS");
+            assert!(!back, "deleted key {k} stays deleted");
+        }
+    }
+    for i in 0..5000 {
+        let v: Option<i64> = c.get(format!("seed:{i}")).expect("GET seed");
+        assert_eq!(v, Some(i));
+    }
+    // The source no longer holds the segment; the target holds all of it.
+    let mut src = servers[0].client();
+    let mut dst = servers[1].client();
+    assert!(keys_in(&mut src, &range).is_empty(), "source cleaned up");
+    assert!(keys_in(&mut dst, &range).len() > 1000);
+    let holds = p.executor.holds();
+    assert_eq!(holds.count, 1);
+    assert!(holds.max_us > 0);
+}
+
+#[test]
+fn an_open_watch_defers_the_cutover_then_the_migration_aborts_cleanly() {
+    let servers: Vec<RedisServer> = (0..2).map(|_| RedisServer::start()).collect();
+    let p = Proxy::start(
+        &servers.iter().collect::<Vec<_>>(),
+        "[segments]\ncount = 2\n[migration]\ncutover_wait_ms = 300",
+    );
+    let table = p.topology.table();
+    let seg = table.segments[0];
+    let key = (0..)
+        .map(|i| format!("acct:{i}"))
+        .find(|k| (seg.slot_start..=seg.slot_end).contains(&slot(k.as_bytes())))
+        .expect("a key in segment 0");
+    let mut c = p.client();
+    let _: () = c.set(&key, 100).expect("SET");
+    let mut tx = p.client();
+    let _: () = redis::cmd("WATCH").arg(&key).query(&mut tx).expect("WATCH");
+    p.executor.submit(
+        Action::MoveSegment(MoveSegment {
+            segment: seg.id,
+            target: 1,
+        }),
+        "test",
+    );
+    wait_for("the migration to end", Duration::from_secs(30), || {
+        p.executor
+            .migrations()
+            .iter()
+            .any(|m| m.outcome != MigrationOutcome::Running)
+    });
+    let m = &p.executor.migrations()[0];
+    assert_eq!(m.outcome, MigrationOutcome::Aborted);
+    assert!(m.detail.contains("WATCH"), "{}", m.detail);
+    assert_eq!(
+        p.topology.table().owner(seg.slot_start),
+        0,
+        "still on the source"
+    );
+    // The transaction still works, on the source.
+    let _: () = redis::cmd("MULTI").query(&mut tx).expect("MULTI");
+    let _: () = redis::cmd("INCRBY")
+        .arg(&key)
+        .arg(5)
+        .query(&mut tx)
+        .expect("queued");
+    let r: Vec<i64> = redis::cmd("EXEC").query(&mut tx).expect("EXEC");
+    assert_eq!(r, vec![105]);
+    let v: i64 = c.get(&key).expect("GET");
+    assert_eq!(v, 105);
+    let mut dst = servers[1].client();
+    assert!(
+        keys_in(&mut dst, &(seg.slot_start..=seg.slot_end)).is_empty(),
+        "the target's partial copy was deleted"
+    );
+}
