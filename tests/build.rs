@@ -40,6 +40,11 @@ const POLICIES: &[(&str, &str, &str)] = &[
         "shardcast_test_ewma_scan",
     ),
     ("HOT_SHED", "hot-shed", "hot_shed"),
+    (
+        "PING_PONG",
+        "shardcast-test-ping-pong",
+        "shardcast_test_ping_pong",
+    ),
 ];
 
 fn main() {

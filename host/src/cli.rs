@@ -100,13 +100,35 @@ enum PolicyCommand {
     },
 }
 
+/// The whole `shardcast` program: logging to stderr (filter in `SHARDCAST_LOG`, default
+/// `warn`), arguments, the command's output, and the exit code.
+pub fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SHARDCAST_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = <Cli as clap::Parser>::parse();
+    match run(args) {
+        Ok(text) => {
+            print!("{text}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Run a parsed command line; returns what to print.
 pub fn run(cli: Cli) -> Result<String> {
     match cli.command {
         Command::Run { config } => {
             let config = crate::config::Config::load(&config)?;
-            let runtime =
-                tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            let runtime = config.runtime().context("cannot start the async runtime")?;
             runtime.block_on(crate::run::run(config, shutdown_signal()))?;
             Ok(String::new())
         }

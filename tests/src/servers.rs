@@ -22,39 +22,68 @@ pub fn wait_for(what: &str, deadline: Duration, mut f: impl FnMut() -> bool) {
     }
 }
 
+fn spawn_redis(port: u16, durable: bool, dir: &std::path::Path) -> Child {
+    let persistence: &[&str] = if durable {
+        &["--appendonly", "yes", "--appendfsync", "always"]
+    } else {
+        &["--appendonly", "no"]
+    };
+    Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+        .args(persistence)
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot start redis-server ({e}): install Debian's package with `apt-get install redis-server`")
+        })
+}
+
 /// A `redis-server` child process.
 pub struct RedisServer {
     /// Its port.
     pub port: u16,
     child: Option<Child>,
-    _dir: tempfile::TempDir,
+    durable: bool,
+    dir: tempfile::TempDir,
 }
 
 impl RedisServer {
     /// Start one on a free port, with persistence off. Panics with installation advice
     /// when `redis-server` is not installed.
     pub fn start() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start redis-server ({e}): install Debian's package with `apt-get install redis-server`")
-            });
+        Self::launch(free_port(), false, tempfile::tempdir().expect("tempdir"))
+    }
+
+    /// Start one that fsyncs every write to its append-only file before answering, so a
+    /// SIGKILL loses nothing it acknowledged; [`RedisServer::restart`] brings it back with
+    /// its data.
+    pub fn start_durable() -> Self {
+        Self::launch(free_port(), true, tempfile::tempdir().expect("tempdir"))
+    }
+
+    fn launch(port: u16, durable: bool, dir: tempfile::TempDir) -> Self {
         let server = RedisServer {
             port,
-            child: Some(child),
-            _dir: dir,
+            child: Some(spawn_redis(port, durable, dir.path())),
+            durable,
+            dir,
         };
         wait_for("redis-server to answer", Duration::from_secs(10), || {
             server.ping()
         });
         server
+    }
+
+    /// Start it again (after [`RedisServer::kill`]) on the same port and directory.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = Some(spawn_redis(self.port, self.durable, self.dir.path()));
+        wait_for("redis-server to answer", Duration::from_secs(10), || {
+            self.ping()
+        });
     }
 
     /// `host:port`.
@@ -174,5 +203,61 @@ impl Drop for Proxy {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// `shardcast run` as a separate process (the test crate's `shardcast_node` binary), so a
+/// test can SIGKILL it.
+pub struct ShardcastProcess {
+    /// Its client port.
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl ShardcastProcess {
+    /// Start `bin run --config config` with `env`, and wait until it listens on `port`
+    /// (or exits, which a crash point may make it do first).
+    pub fn start(bin: &str, config: &std::path::Path, port: u16, env: &[(&str, &str)]) -> Self {
+        let mut cmd = Command::new(bin);
+        cmd.arg("run").arg("--config").arg(config);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
+        let mut p = ShardcastProcess {
+            port,
+            child: Some(child),
+        };
+        wait_for(
+            "shardcast to listen or stop",
+            Duration::from_secs(20),
+            || TcpStream::connect(("127.0.0.1", port)).is_ok() || p.exited(),
+        );
+        p
+    }
+
+    /// True once the process has exited.
+    pub fn exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_none_or(|c| c.try_wait().ok().flatten().is_some())
+    }
+
+    /// Kill it with SIGKILL.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for ShardcastProcess {
+    fn drop(&mut self) {
+        self.kill();
     }
 }

@@ -23,6 +23,11 @@ impl Executor {
             Ok(r) => r,
             Err(e) => return vec![format!("cannot read the journal: {e}")],
         };
+        let mut latest: std::collections::HashMap<u32, u64> = std::collections::HashMap::new();
+        for r in &records {
+            let id = latest.entry(r.segment).or_default();
+            *id = (*id).max(r.id);
+        }
         let mut said = Vec::new();
         for r in Journal::unfinished(&records) {
             let plan = Plan {
@@ -32,6 +37,12 @@ impl Executor {
                 source: r.source,
                 target: r.target,
             };
+            if latest.get(&r.segment).is_some_and(|&l| l > r.id) {
+                // A later migration of the segment started, and began by clearing its
+                // target: whatever this one left is already gone.
+                let _ = self.journal(&plan, Step::Done);
+                continue;
+            }
             let sentence = match &r.step {
                 Step::Committed { epoch } => {
                     let applied = self.apply_flip(&plan, *epoch);

@@ -1,0 +1,182 @@
+//! The chaos checker: a writer that records what was acknowledged, and the check that
+//! every acknowledged write survived exactly once.
+//!
+//! The writer sends uniquely identifiable writes through the proxy: SETs of unique keys,
+//! INCRs of a few counters, RPUSHes of unique ids, HSETs of unique fields and DELs of keys
+//! it set. A write that failed may or may not have been applied (the connection can die
+//! after the instance applied it), so it is recorded as uncertain: an uncertain INCR may
+//! have counted, an uncertain RPUSH may be present once, an uncertain DEL may have deleted.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use redis::Commands;
+
+/// What the writer knows about its writes.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    /// Acknowledged SETs (key = value), not deleted since.
+    pub sets: Vec<String>,
+    /// Acknowledged DELs.
+    pub deleted: Vec<String>,
+    /// Acknowledged and uncertain increments per counter.
+    pub counters: HashMap<String, (u64, u64)>,
+    /// Acknowledged and uncertain ids pushed per list.
+    pub lists: HashMap<String, (Vec<u64>, Vec<u64>)>,
+    /// Acknowledged HSET fields: (hash, field).
+    pub fields: Vec<(String, String)>,
+    /// Writes that failed (uncertain outcome).
+    pub failed: u64,
+}
+
+impl Ledger {
+    /// Acknowledged writes in all.
+    pub fn acknowledged(&self) -> u64 {
+        (self.sets.len()
+            + self.deleted.len()
+            + self.fields.len()
+            + self.lists.values().map(|l| l.0.len()).sum::<usize>()) as u64
+            + self.counters.values().map(|c| c.0).sum::<u64>()
+    }
+}
+
+fn connect(port: u16) -> Option<redis::Connection> {
+    redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+        .ok()?
+        .get_connection_with_timeout(Duration::from_millis(500))
+        .ok()
+        .inspect(|c| {
+            let _ = c.set_read_timeout(Some(Duration::from_secs(10)));
+        })
+}
+
+/// Write through the proxy on `port` until `stop`, reconnecting whenever the proxy is
+/// away; `tag` keeps two writers' keys apart.
+pub fn write_until(port: u16, stop: Arc<AtomicBool>, tag: &str) -> Ledger {
+    let mut ledger = Ledger::default();
+    let mut conn: Option<redis::Connection> = None;
+    let mut i = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let Some(c) = conn.as_mut() else {
+            conn = connect(port);
+            if conn.is_none() {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            continue;
+        };
+        i += 1;
+        let ok = match i % 6 {
+            0 | 1 => {
+                let key = format!("{tag}:k:{i}");
+                let r = c.set::<_, _, ()>(&key, &key);
+                if r.is_ok() {
+                    ledger.sets.push(key);
+                }
+                r.is_ok()
+            }
+            2 => {
+                let counter = format!("{tag}:c:{}", i % 4);
+                let r = c.incr::<_, _, i64>(&counter, 1);
+                let e = ledger.counters.entry(counter).or_default();
+                if r.is_ok() {
+                    e.0 += 1
+                } else {
+                    e.1 += 1
+                }
+                r.is_ok()
+            }
+            3 => {
+                let list = format!("{tag}:l:{}", i % 3);
+                let r = c.rpush::<_, _, i64>(&list, i);
+                let e = ledger.lists.entry(list).or_default();
+                if r.is_ok() {
+                    e.0.push(i)
+                } else {
+                    e.1.push(i)
+                }
+                r.is_ok()
+            }
+            4 => {
+                let (hash, field) = (format!("{tag}:h:{}", i % 5), format!("f{i}"));
+                let r = c.hset::<_, _, _, i64>(&hash, &field, i);
+                if r.is_ok() {
+                    ledger.fields.push((hash, field));
+                }
+                r.is_ok()
+            }
+            _ => {
+                if ledger.sets.len() < 20 {
+                    continue;
+                }
+                let key = ledger.sets.swap_remove(ledger.sets.len() / 2);
+                let r = c.del::<_, i64>(&key);
+                if r.is_ok() {
+                    ledger.deleted.push(key);
+                }
+                r.is_ok()
+            }
+        };
+        if !ok {
+            ledger.failed += 1;
+            conn = None;
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    ledger
+}
+
+/// Check `ledger` against what the proxy on `port` serves now; a list of violations.
+pub fn check(port: u16, ledger: &Ledger) -> Vec<String> {
+    let mut c = connect(port).expect("the proxy answers for the check");
+    let mut bad = Vec::new();
+    for key in &ledger.sets {
+        let got: Option<String> = c.get(key).expect("GET");
+        if got.as_deref() != Some(key.as_str()) {
+            bad.push(format!("acknowledged SET {key} reads back as {got:?}"));
+        }
+    }
+    for key in &ledger.deleted {
+        let back: bool = c.exists(key).expect("EXISTS");
+        if back {
+            bad.push(format!("deleted key {key} reappeared"));
+        }
+    }
+    for (counter, (acked, uncertain)) in &ledger.counters {
+        let n: u64 = c.get::<_, Option<u64>>(counter).expect("GET").unwrap_or(0);
+        if n < *acked || n > acked + uncertain {
+            bad.push(format!(
+                "counter {counter} is {n}; acknowledged increments {acked}, uncertain {uncertain}"
+            ));
+        }
+    }
+    for (list, (acked, uncertain)) in &ledger.lists {
+        let items: Vec<u64> = c.lrange(list, 0, -1).expect("LRANGE");
+        let mut seen: HashMap<u64, usize> = HashMap::new();
+        for x in items {
+            *seen.entry(x).or_default() += 1;
+        }
+        for id in acked {
+            if seen.get(id) != Some(&1) {
+                bad.push(format!(
+                    "list {list}: acknowledged id {id} present {:?} times",
+                    seen.get(id)
+                ));
+            }
+        }
+        for (id, n) in &seen {
+            let allowed = acked.contains(id) || (uncertain.contains(id) && *n == 1);
+            if !allowed {
+                bad.push(format!("list {list}: id {id} present {n} times"));
+            }
+        }
+    }
+    for (hash, field) in &ledger.fields {
+        let there: bool = c.hexists(hash, field).expect("HEXISTS");
+        if !there {
+            bad.push(format!("acknowledged HSET {hash} {field} is missing"));
+        }
+    }
+    bad
+}

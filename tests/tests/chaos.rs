@@ -1,0 +1,128 @@
+//! Chaos: segments move back and forth while a writer works through the proxy, and
+//! shardcast is killed at every migration step (and at arbitrary moments), and the source
+//! and target instances are killed and restarted. At the end every acknowledged write must
+//! be there exactly once, every counter must equal its acknowledged increments, and no
+//! deleted key may reappear.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use shardcast::migrate::journal::{Journal, Step};
+use shardcast_tests::artifacts;
+use shardcast_tests::chaos::{check, write_until};
+use shardcast_tests::servers::{RedisServer, ShardcastProcess, free_port, wait_for};
+
+const BIN: &str = env!("CARGO_BIN_EXE_shardcast_node");
+
+/// Every step a migration journals, where `SHARDCAST_CRASH_AT` can stop the process.
+const STEPS: &[&str] = &[
+    "start",
+    "copy",
+    "catch-up",
+    "cutover",
+    "committed",
+    "cleanup",
+];
+
+fn config(port: u16, servers: &[RedisServer], state: &std::path::Path, policy: bool) -> String {
+    let mut text = format!(
+        "listen = \"127.0.0.1:{port}\"\ntick_ms = 100\n[segments]\ncount = 4\n[churn]\nmoves_per_window = 100000\nwindow_ticks = 10\nmax_concurrent_migrations = 2\n[migration]\nstate_dir = \"{}\"\nper_instance = 2\n",
+        state.display()
+    );
+    if policy {
+        let settings = state.join("ping-pong.toml");
+        std::fs::write(&settings, "segments = [0, 2]\n").expect("settings");
+        text.push_str(&format!(
+            "[policy]\nfile = \"{}\"\nsettings = \"{}\"\n",
+            artifacts::PING_PONG,
+            settings.display()
+        ));
+    }
+    for (i, s) in servers.iter().enumerate() {
+        text.push_str(&format!(
+            "[[instances]]\nname = \"redis-{i}\"\naddress = \"{}\"\n",
+            s.address()
+        ));
+    }
+    text
+}
+
+#[test]
+fn acknowledged_writes_survive_kills_at_every_migration_step() {
+    let mut servers: Vec<RedisServer> = (0..2).map(|_| RedisServer::start_durable()).collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).expect("state dir");
+    let port = free_port();
+    let file = dir.path().join("shardcast.toml");
+    std::fs::write(&file, config(port, &servers, &state, true)).expect("config");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || write_until(port, stop, "chaos"))
+    };
+    let mut kills = 0;
+    for step in STEPS {
+        let mut p = ShardcastProcess::start(BIN, &file, port, &[("SHARDCAST_CRASH_AT", step)]);
+        wait_for(
+            &format!("a crash at {step}"),
+            Duration::from_secs(60),
+            || p.exited(),
+        );
+        kills += 1;
+        // Recover, keep moving for a while, then SIGKILL at whatever step it is in.
+        let mut p = ShardcastProcess::start(BIN, &file, port, &[]);
+        std::thread::sleep(Duration::from_millis(800));
+        p.kill();
+        kills += 1;
+    }
+    // Kill the instances themselves while segments move between them.
+    let mut p = ShardcastProcess::start(BIN, &file, port, &[]);
+    for victim in [0, 1, 0] {
+        std::thread::sleep(Duration::from_millis(400));
+        servers[victim].kill();
+        std::thread::sleep(Duration::from_millis(200));
+        servers[victim].restart();
+        kills += 1;
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    p.kill();
+
+    // A final, quiet run: recovery finishes what was left, and no policy moves anything.
+    std::fs::write(&file, config(port, &servers, &state, false)).expect("config");
+    let _quiet = ShardcastProcess::start(BIN, &file, port, &[]);
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let ledger = writer.join().expect("writer");
+    let violations = check(port, &ledger);
+    assert!(
+        violations.is_empty(),
+        "{} violations: {violations:#?}",
+        violations.len()
+    );
+    assert!(
+        ledger.acknowledged() > 500,
+        "the writer made progress: {ledger:?}"
+    );
+
+    let records = Journal::read(&state.join("journal.jsonl")).expect("journal");
+    let done = records.iter().filter(|r| r.step == Step::Done).count();
+    let rolled = records
+        .iter()
+        .filter(|r| matches!(r.step, Step::RolledBack { .. }))
+        .count();
+    assert!(done >= 3, "migrations completed between the kills: {done}");
+    assert!(rolled >= 2, "interrupted migrations rolled back: {rolled}");
+    assert!(
+        Journal::unfinished(&records).is_empty(),
+        "recovery left nothing unfinished: {:?}",
+        Journal::unfinished(&records)
+    );
+    eprintln!(
+        "checked {} acknowledged writes ({} uncertain) across {kills} kills; {done} migrations completed, {rolled} rolled back",
+        ledger.acknowledged(),
+        ledger.failed
+    );
+}
