@@ -7,7 +7,8 @@ use std::time::Duration;
 use redis::{Commands, RedisResult, Value};
 use shardcast::proxy::slot::slot;
 use shardcast::topology::SegmentTable;
-use shardcast_tests::servers::{Proxy, RedisServer};
+use shardcast_sdk::types::InstanceState;
+use shardcast_tests::servers::{Proxy, RedisServer, wait_for};
 
 fn fleet(n: usize) -> Vec<RedisServer> {
     (0..n).map(|_| RedisServer::start()).collect()
@@ -341,7 +342,7 @@ fn blocking_commands_wait_on_their_instance() {
 #[test]
 fn a_killed_instance_hurts_only_its_own_keys() {
     let mut servers = fleet(3);
-    let p = proxy(&servers, "");
+    let p = proxy(&servers, "[limits]\nhold_ms = 100");
     let mut c = p.client();
     let table = SegmentTable::uniform(1024, &[0, 1, 2]);
     let keys: Vec<String> = (0..60).map(|i| format!("k{i}")).collect();
@@ -371,6 +372,69 @@ fn a_killed_instance_hurts_only_its_own_keys() {
         .query(&mut c)
         .expect("the client connection survives");
     assert_eq!(pong, "PONG");
+}
+
+#[test]
+fn requests_for_a_restarting_instance_are_held_and_sessions_replayed() {
+    let mut servers: Vec<RedisServer> = (0..2).map(|_| RedisServer::start_durable()).collect();
+    let p = proxy(&servers, "");
+    let table = SegmentTable::uniform(1024, &[0, 1]);
+    let on = |i: u32| {
+        (0..)
+            .map(|n| format!("key:{n}"))
+            .find(|k| table.owner(slot(k.as_bytes())) == i)
+            .expect("a key on the instance")
+    };
+    let (mine, other) = (on(1), on(0));
+    // A shared-connection session and a pinned one (database 3, a client name).
+    let mut shared = p.client();
+    let _: () = shared.set(&mine, "shared").expect("SET");
+    let mut pinned = p.client();
+    let _: () = redis::cmd("SELECT")
+        .arg(3)
+        .query(&mut pinned)
+        .expect("SELECT");
+    let _: () = redis::cmd("CLIENT")
+        .arg("SETNAME")
+        .arg("pinned-one")
+        .query(&mut pinned)
+        .expect("SETNAME");
+    let _: () = pinned.set(&mine, "db3").expect("SET in db 3");
+
+    servers[1].kill();
+    wait_for(
+        "the proxy to see the instance down",
+        Duration::from_secs(20),
+        || shardcast::run::view(&p.parts, 0).instances[1].state == InstanceState::Down,
+    );
+    let started = std::time::Instant::now();
+    let restarter = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(600));
+        servers[1].restart();
+        servers
+    });
+    // Held until the instance is back, then answered; other instances never wait.
+    let v: String = shared.get(&mine).expect("held, then served");
+    assert_eq!(v, "shared");
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "it was held"
+    );
+    let _: () = shared.set(&other, 1).expect("other instances serve");
+    let v: String = pinned.get(&mine).expect("the pinned session reconnects");
+    assert_eq!(v, "db3", "database 3 replayed on the new connection");
+    let servers = restarter.join().expect("restarter");
+    let mut direct = servers[1].client();
+    let names: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query(&mut direct)
+        .expect("LIST");
+    assert!(
+        names.contains("name=pinned-one"),
+        "client name replayed: {names}"
+    );
+    let held = p.gate.instance_holds();
+    assert!(held.requests >= 1 && held.max_us >= 300_000, "{held:?}");
 }
 
 fn raw(port: u16, bytes: &[u8]) -> String {

@@ -40,6 +40,21 @@ impl Backend {
         })
     }
 
+    /// True when the instance has closed the connection (or reset it) while idle: a
+    /// request must not be sent on it, and can safely go on a new one instead.
+    pub fn is_closed(&mut self) -> bool {
+        let mut probe = [0u8; 1];
+        match self.stream.try_read(&mut probe) {
+            Ok(0) => true,
+            Ok(_) => {
+                // An unsolicited reply: keep it for the next read.
+                self.read.extend_from_slice(&probe);
+                false
+            }
+            Err(e) => e.kind() != io::ErrorKind::WouldBlock,
+        }
+    }
+
     /// Queue raw request bytes.
     pub fn queue(&mut self, raw: &[u8]) {
         self.write.extend_from_slice(raw);

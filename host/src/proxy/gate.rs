@@ -43,9 +43,33 @@ pub struct Gate {
     inflight: Vec<AtomicU32>,
     dirty: DashSet<Bytes>,
     changed: watch::Sender<u64>,
-    held_total: AtomicU64,
-    held_us_total: AtomicU64,
-    held_max_us: AtomicU64,
+    cutover_holds: HoldClock,
+    instance_holds: HoldClock,
+}
+
+/// Counts of requests held and how long.
+#[derive(Debug, Default)]
+struct HoldClock {
+    requests: AtomicU64,
+    total_us: AtomicU64,
+    max_us: AtomicU64,
+}
+
+impl HoldClock {
+    fn record(&self, held: Duration) {
+        let us = held.as_micros() as u64;
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.total_us.fetch_add(us, Ordering::Relaxed);
+        self.max_us.fetch_max(us, Ordering::Relaxed);
+    }
+
+    fn stats(&self) -> HeldStats {
+        HeldStats {
+            requests: self.requests.load(Ordering::Relaxed),
+            total_us: self.total_us.load(Ordering::Relaxed),
+            max_us: self.max_us.load(Ordering::Relaxed),
+        }
+    }
 }
 
 impl std::fmt::Debug for Gate {
@@ -63,9 +87,8 @@ impl Default for Gate {
             inflight: (0..SLOTS).map(|_| AtomicU32::new(0)).collect(),
             dirty: DashSet::new(),
             changed: watch::channel(0).0,
-            held_total: AtomicU64::new(0),
-            held_us_total: AtomicU64::new(0),
-            held_max_us: AtomicU64::new(0),
+            cutover_holds: HoldClock::default(),
+            instance_holds: HoldClock::default(),
         }
     }
 }
@@ -173,20 +196,23 @@ impl Gate {
         })
         .await
         .is_ok();
-        let us = started.elapsed().as_micros() as u64;
-        self.held_total.fetch_add(1, Ordering::Relaxed);
-        self.held_us_total.fetch_add(us, Ordering::Relaxed);
-        self.held_max_us.fetch_max(us, Ordering::Relaxed);
+        self.cutover_holds.record(started.elapsed());
         opened
     }
 
-    /// Requests held so far and how long they waited.
+    /// Requests held by cutovers so far and how long they waited.
     pub fn held(&self) -> HeldStats {
-        HeldStats {
-            requests: self.held_total.load(Ordering::Relaxed),
-            total_us: self.held_us_total.load(Ordering::Relaxed),
-            max_us: self.held_max_us.load(Ordering::Relaxed),
-        }
+        self.cutover_holds.stats()
+    }
+
+    /// Count a request held while its instance could not be reached.
+    pub fn record_instance_hold(&self, held: Duration) {
+        self.instance_holds.record(held);
+    }
+
+    /// Requests held for unreachable instances so far and how long they waited.
+    pub fn instance_holds(&self) -> HeldStats {
+        self.instance_holds.stats()
     }
 
     /// Set every slot of `range` to `state` and wake waiting requests.

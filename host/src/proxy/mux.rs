@@ -16,6 +16,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::resp::{Limits, frame_len};
 
+/// How the error of a job that was never sent starts: the instance could not be reached,
+/// so the job may be sent again.
+pub const UNREACHABLE: &str = "unreachable";
+
 /// One request (or several) and where to send the replies.
 pub struct Job {
     /// Raw request bytes.
@@ -87,14 +91,14 @@ async fn run(address: String, timeout: Duration, mut rx: mpsc::UnboundedReceiver
             Ok(Err(e)) => {
                 fail_all(
                     std::iter::once(first).chain(drain(&mut rx)),
-                    &format!("unreachable: {e}"),
+                    &format!("{UNREACHABLE}: {e}"),
                 );
                 continue;
             }
             Err(_) => {
                 fail_all(
                     std::iter::once(first).chain(drain(&mut rx)),
-                    "unreachable: connect timed out",
+                    &format!("{UNREACHABLE}: connect timed out"),
                 );
                 continue;
             }
@@ -115,7 +119,9 @@ async fn run(address: String, timeout: Duration, mut rx: mpsc::UnboundedReceiver
             let (want_write, want_read) = (!out.is_empty(), !inflight.is_empty());
             tokio::select! {
                 biased;
-                ready = stream.readable(), if want_read => {
+                // Readable while idle too: an instance that restarts closes its side,
+                // and the next job then goes on a new connection instead of a dead one.
+                ready = stream.readable() => {
                     if let Err(e) = ready {
                         break format!("connection failed: {e}");
                     }
@@ -123,6 +129,7 @@ async fn run(address: String, timeout: Duration, mut rx: mpsc::UnboundedReceiver
                         input.reserve(64 << 10);
                     }
                     match stream.try_read_buf(&mut input) {
+                        Ok(0) if !want_read => break "the instance closed the idle connection".to_owned(),
                         Ok(0) => break "the instance closed the connection".to_owned(),
                         Ok(_) => {}
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,

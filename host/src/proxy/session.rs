@@ -33,8 +33,8 @@ use crate::telemetry::Telemetry;
 use crate::telemetry::counters::Hit;
 use crate::topology::Topology;
 
-/// How long an unreachable instance is not retried.
-const BACKOFF: Duration = Duration::from_millis(500);
+/// How often a held request tries an unreachable instance again.
+const RETRY: Duration = Duration::from_millis(25);
 
 /// What every session shares.
 pub struct Shared {
@@ -95,8 +95,9 @@ struct Timing {
     _write: Option<WriteGuard>,
 }
 
-/// Where a reply will come from: the shared multiplexer, or the session's own connection.
-type Ticket = Option<oneshot::Receiver<Result<Vec<Bytes>, String>>>;
+/// Where a reply will come from: the shared multiplexer (with the request, to send again if
+/// the instance could not be reached), or the session's own connection (`None`).
+type Ticket = Option<(oneshot::Receiver<Result<Vec<Bytes>, String>>, Bytes)>;
 
 #[derive(Clone, Copy)]
 enum FanOut {
@@ -376,36 +377,47 @@ impl Session {
             .unwrap_or_else(|| format!("instance {id}"))
     }
 
-    /// The connection to `id`, opened (and brought up to the session's state) if needed.
+    /// The connection to `id`, opened (and brought up to the session's state: protocol,
+    /// database, client name) if needed. An instance that cannot be reached is tried
+    /// again until the hold bound.
     async fn backend(&mut self, id: InstanceId) -> Result<&mut Backend, Frame> {
+        if self
+            .backends
+            .get_mut(&id)
+            .is_some_and(|b| !b.has_queued() && b.is_closed())
+        {
+            // The instance went away since the last request (a restart): reconnect.
+            self.backends.remove(&id);
+        }
         if !self.backends.contains_key(&id) {
-            if let Some(at) = self.shared.unreachable.get(&id)
-                && at.elapsed() < BACKOFF
-            {
-                return Err(err(format!(
-                    "TRYAGAIN {} is unreachable; retrying shortly",
-                    self.instance_name(id)
-                )));
-            }
             let address = self.shared.topology.instances[id as usize].address.clone();
             let timeout = Duration::from_millis(self.shared.limits.connect_timeout_ms);
-            let mut b = match Backend::connect(&address, timeout).await {
-                Ok(b) => b,
-                Err(e) => {
-                    self.shared.unreachable.insert(id, Instant::now());
-                    tracing::warn!(instance = %address, error = %e, "instance unreachable");
-                    return Err(err(format!(
-                        "TRYAGAIN {} is unreachable: {e}",
-                        self.instance_name(id)
-                    )));
+            let bound = Duration::from_millis(self.shared.limits.hold_ms);
+            let started = Instant::now();
+            let b = loop {
+                let attempt = match Backend::connect(&address, timeout).await {
+                    Ok(mut b) => match self.replay(&mut b).await {
+                        Ok(()) => Ok(b),
+                        Err(e) => Err(format!("failed the handshake: {e}")),
+                    },
+                    Err(e) => Err(format!("is unreachable: {e}")),
+                };
+                match attempt {
+                    Ok(b) => break b,
+                    Err(why) if started.elapsed() >= bound => {
+                        self.shared.unreachable.insert(id, Instant::now());
+                        tracing::warn!(instance = %address, error = %why, "instance unreachable");
+                        return Err(err(format!(
+                            "TRYAGAIN {} {why} (held {} ms); retry",
+                            self.instance_name(id),
+                            bound.as_millis()
+                        )));
+                    }
+                    Err(_) => tokio::time::sleep(RETRY).await,
                 }
             };
-            if let Err(e) = self.replay(&mut b).await {
-                self.shared.unreachable.insert(id, Instant::now());
-                return Err(err(format!(
-                    "TRYAGAIN {} failed the handshake: {e}",
-                    self.instance_name(id)
-                )));
+            if started.elapsed() > RETRY {
+                self.shared.gate.record_instance_hold(started.elapsed());
             }
             self.shared.unreachable.remove(&id);
             self.backends.insert(id, b);
@@ -471,7 +483,10 @@ impl Session {
     /// default state, else on its own connection.
     async fn send(&mut self, id: InstanceId, raw: &Bytes) -> Result<Ticket, Frame> {
         if self.shares_connections() {
-            return Ok(Some(self.shared.mux.send(id as usize, raw.clone(), 1)));
+            return Ok(Some((
+                self.shared.mux.send(id as usize, raw.clone(), 1),
+                raw.clone(),
+            )));
         }
         self.backend(id).await?.queue(raw);
         Ok(None)
@@ -1136,8 +1151,14 @@ impl Session {
         ticket: Ticket,
         broken: &mut HashMap<InstanceId, String>,
     ) -> Result<Bytes, Frame> {
-        if let Some(rx) = ticket {
-            let answer = rx.await;
+        if let Some((rx, raw)) = ticket {
+            let mut answer = rx.await;
+            if let Ok(Err(why)) = &answer
+                && why.starts_with(super::mux::UNREACHABLE)
+            {
+                // Never sent: hold it until the instance answers again.
+                answer = self.hold_for_instance(id, &raw).await;
+            }
             if !matches!(answer, Ok(Ok(_))) {
                 self.shared.telemetry.counters.error(id);
             }
@@ -1171,6 +1192,34 @@ impl Session {
                     "TRYAGAIN connection to {} failed: {e}",
                     self.instance_name(id)
                 )))
+            }
+        }
+    }
+
+    /// Send `raw` to instance `id` again and again until it is reachable, within the hold
+    /// bound.
+    async fn hold_for_instance(
+        &self,
+        id: InstanceId,
+        raw: &Bytes,
+    ) -> Result<Result<Vec<Bytes>, String>, oneshot::error::RecvError> {
+        let bound = Duration::from_millis(self.shared.limits.hold_ms);
+        let started = Instant::now();
+        loop {
+            tokio::time::sleep(RETRY).await;
+            let answer = self.shared.mux.send(id as usize, raw.clone(), 1).await;
+            let again = matches!(&answer, Ok(Err(why)) if why.starts_with(super::mux::UNREACHABLE));
+            if !again {
+                self.shared.gate.record_instance_hold(started.elapsed());
+                return answer;
+            }
+            if started.elapsed() >= bound {
+                self.shared.gate.record_instance_hold(started.elapsed());
+                return Ok(Err(format!(
+                    "{}: held {} ms for it to come back, then given up; retry",
+                    super::mux::UNREACHABLE,
+                    bound.as_millis()
+                )));
             }
         }
     }
