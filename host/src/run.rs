@@ -171,6 +171,7 @@ fn controller(config: &Config, parts: &Parts) -> Result<Option<Controller>, Erro
             Binding {
                 handle: engine.planner_handle(),
                 settings: settings.clone(),
+                settings_file: policy.settings.clone(),
             },
         )]);
         Some(PolicyWatcher::start(&dir, bindings).map_err(|e| fail(e.to_string()))?)

@@ -5,6 +5,7 @@
 
 pub mod chaos;
 pub mod fixture;
+pub mod load;
 pub mod servers;
 
 use std::sync::Arc;

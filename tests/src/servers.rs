@@ -152,7 +152,12 @@ impl Proxy {
                 r.address()
             ));
         }
-        let config = shardcast::config::Config::parse(&text).expect("test config is valid");
+        Self::start_config(port, &text)
+    }
+
+    /// Start a proxy listening on `port` with the whole configuration `text`.
+    pub fn start_config(port: u16, text: &str) -> Self {
+        let config = shardcast::config::Config::parse(text).expect("test config is valid");
         let parts = shardcast::run::Parts::new(&config).expect("proxy parts");
         let running = parts.clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

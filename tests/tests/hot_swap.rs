@@ -212,6 +212,7 @@ fn a_changed_file_in_the_watched_directory_is_swapped_in() {
         Binding {
             handle: engine.planner_handle(),
             settings: String::new(),
+            settings_file: None,
         },
     )]);
     let _watcher = PolicyWatcher::start(dir.path(), bindings).expect("watch");

@@ -31,6 +31,10 @@ pub struct Binding {
     pub handle: SwapHandle,
     /// The settings to configure it with.
     pub settings: String,
+    /// A settings file read again at each change, so that a policy can be replaced by one
+    /// that takes other settings (write the settings first, then the component); when
+    /// absent or unreadable, `settings` is used.
+    pub settings_file: Option<PathBuf>,
 }
 
 impl PolicyWatcher {
@@ -85,8 +89,13 @@ fn debounce_and_propose(rx: mpsc::Receiver<PathBuf>, bindings: HashMap<PathBuf, 
             Err(()) => {
                 for path in dirty.drain(..) {
                     let binding = &bindings[&path];
+                    let settings = binding
+                        .settings_file
+                        .as_ref()
+                        .and_then(|f| std::fs::read_to_string(f).ok())
+                        .unwrap_or_else(|| binding.settings.clone());
                     match std::fs::read(&path) {
-                        Ok(bytes) => match binding.handle.propose(&bytes, &binding.settings) {
+                        Ok(bytes) => match binding.handle.propose(&bytes, &settings) {
                             Ok(v) => {
                                 tracing::info!(file = %path.display(), policy = %v.label(), "policy file changed; swap staged")
                             }
