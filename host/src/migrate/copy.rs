@@ -9,10 +9,9 @@
 use std::ops::RangeInclusive;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::proxy::backend::Backend;
-use crate::proxy::request::Request;
 use crate::proxy::resp::Frame;
 use crate::proxy::slot::slot;
 
@@ -58,6 +57,63 @@ pub struct Budget {
     pub chunk: usize,
 }
 
+/// Commands encoded back to back, sent in one write.
+#[derive(Default)]
+pub struct Batch {
+    raw: BytesMut,
+    count: usize,
+}
+
+/// `n` in decimal, without allocating.
+fn decimal(n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
+impl Batch {
+    /// Append one command.
+    pub fn push(&mut self, parts: &[&[u8]]) {
+        let mut buf = [0u8; 20];
+        self.raw.put_u8(b'*');
+        self.raw.put_slice(decimal(parts.len() as u64, &mut buf));
+        self.raw.put_slice(b"\r\n");
+        for p in parts {
+            self.raw.put_u8(b'$');
+            self.raw.put_slice(decimal(p.len() as u64, &mut buf));
+            self.raw.put_slice(b"\r\n");
+            self.raw.put_slice(p);
+            self.raw.put_slice(b"\r\n");
+        }
+        self.count += 1;
+    }
+
+    /// Append `EXISTS` of `keys`.
+    fn exists(&mut self, keys: &[Bytes]) {
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(keys.len() + 1);
+        parts.push(b"EXISTS");
+        parts.extend(keys.iter().map(|k| k.as_ref()));
+        self.push(&parts);
+    }
+
+    /// Commands in the batch.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// True when the batch has no command.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+}
+
 /// One end of a copy: a connection and the address it names in errors.
 pub struct End {
     /// The connection.
@@ -96,12 +152,24 @@ impl End {
         doing: &'static str,
         commands: &[Vec<Bytes>],
     ) -> Result<Vec<Frame>, CopyError> {
+        let mut batch = Batch::default();
         for args in commands {
-            self.conn.queue(&Request::from_args(args.clone()).raw);
+            let parts: Vec<&[u8]> = args.iter().map(|a| a.as_ref()).collect();
+            batch.push(&parts);
         }
+        self.send(doing, &batch).await
+    }
+
+    /// Send `batch` in one write and read its replies.
+    pub async fn send(
+        &mut self,
+        doing: &'static str,
+        batch: &Batch,
+    ) -> Result<Vec<Frame>, CopyError> {
+        self.conn.queue(&batch.raw);
         self.conn.flush().await.map_err(|e| self.fail(doing, e))?;
-        let mut replies = Vec::with_capacity(commands.len());
-        for _ in commands {
+        let mut replies = Vec::with_capacity(batch.count);
+        for _ in 0..batch.count {
             let f = self
                 .conn
                 .read_frame()
@@ -197,44 +265,123 @@ pub async fn copy_keys(
     target: &mut End,
     keys: &[Bytes],
 ) -> Result<Copied, CopyError> {
-    if keys.is_empty() {
-        return Ok(Copied::default());
+    copy_and_count(source, target, keys, false)
+        .await
+        .map(|(c, _)| c)
+}
+
+/// [`copy_keys`] in one round trip to each side, also counting how many of `keys` exist on
+/// the source (in the same pipeline as the reads) and on the target (after the writes):
+/// with writes held, the two counts must agree.
+pub async fn copy_and_verify(
+    source: &mut End,
+    target: &mut End,
+    keys: &[Bytes],
+) -> Result<(Copied, (i64, i64)), CopyError> {
+    copy_and_count(source, target, keys, true).await
+}
+
+fn count(end: &End, reply: Option<Frame>) -> Result<i64, CopyError> {
+    match reply {
+        Some(Frame::Integer(n)) => Ok(n),
+        other => Err(end.fail("verifying", format!("{other:?}"))),
     }
-    let mut reads = Vec::with_capacity(keys.len() * 2);
-    for k in keys {
-        reads.push(vec![Bytes::from_static(b"DUMP"), k.clone()]);
-        reads.push(vec![Bytes::from_static(b"PTTL"), k.clone()]);
-    }
-    let replies = source.pipeline("reading keys (DUMP)", &reads).await?;
-    let mut writes = Vec::with_capacity(keys.len());
+}
+
+/// Keys per round trip inside one copy: the source reads the next group while the target
+/// writes the last one, so both instances work at once.
+const GROUP: usize = 256;
+
+async fn copy_and_count(
+    source: &mut End,
+    target: &mut End,
+    keys: &[Bytes],
+    verify: bool,
+) -> Result<(Copied, (i64, i64)), CopyError> {
     let mut copied = Copied::default();
-    for (k, pair) in keys.iter().zip(replies.chunks(2)) {
-        match (&pair[0], &pair[1]) {
-            (Frame::Bulk(Some(payload)), Frame::Integer(ttl)) if *ttl != -2 => {
-                copied.keys += 1;
-                copied.bytes += payload.len() as u64;
-                writes.push(vec![
-                    Bytes::from_static(b"RESTORE"),
-                    k.clone(),
-                    Bytes::from((*ttl).max(0).to_string()),
-                    payload.clone(),
-                    Bytes::from_static(b"REPLACE"),
-                ]);
+    let (mut on_source, mut on_target) = (0, 0);
+    let mut writing: Option<Batch> = None;
+    let mut groups = keys.chunks(GROUP);
+    loop {
+        let group = groups.next();
+        if group.is_none() && writing.is_none() {
+            return Ok((copied, (on_source, on_target)));
+        }
+        let reads = group.map(|g| {
+            let mut reads = Batch::default();
+            for k in g {
+                reads.push(&[b"DUMP", k]);
+                reads.push(&[b"PTTL", k]);
             }
-            (Frame::Bulk(None) | Frame::Null, _) | (_, Frame::Integer(-2)) => {
-                copied.deleted += 1;
-                writes.push(vec![Bytes::from_static(b"DEL"), k.clone()]);
+            if verify {
+                reads.exists(g);
             }
-            (a, b) => {
-                return Err(source.fail("reading keys (DUMP)", format!("{a:?} {b:?}")));
+            reads
+        });
+        let writes = writing.take();
+        let (read, written) = tokio::join!(
+            async {
+                match &reads {
+                    Some(r) => source.send("reading keys (DUMP)", r).await.map(Some),
+                    None => Ok(None),
+                }
+            },
+            async {
+                match &writes {
+                    Some(w) => target.send("writing keys (RESTORE)", w).await.map(Some),
+                    None => Ok(None),
+                }
+            }
+        );
+        if let Some(mut replies) = written? {
+            if verify {
+                on_target += count(target, replies.pop())?;
+            }
+            if let Some(f) = replies.iter().find(|f| f.is_error()) {
+                return Err(target.fail("writing keys (RESTORE)", format!("{f:?}")));
             }
         }
+        if let (Some(mut replies), Some(g)) = (read?, group) {
+            if verify {
+                on_source += count(source, replies.pop())?;
+            }
+            let mut next = Batch::default();
+            for (k, pair) in g.iter().zip(replies.chunks(2)) {
+                restore_or_delete(source, k, pair, &mut copied, &mut next)?;
+            }
+            if verify {
+                next.exists(g);
+            }
+            writing = Some(next);
+        }
     }
-    let replies = target.pipeline("writing keys (RESTORE)", &writes).await?;
-    if let Some(f) = replies.iter().find(|f| f.is_error()) {
-        return Err(target.fail("writing keys (RESTORE)", format!("{f:?}")));
+}
+
+/// Append to `writes` the command that makes the target match one key's `DUMP` and
+/// `PTTL` replies.
+fn restore_or_delete(
+    source: &End,
+    k: &Bytes,
+    pair: &[Frame],
+    copied: &mut Copied,
+    writes: &mut Batch,
+) -> Result<(), CopyError> {
+    match (&pair[0], &pair[1]) {
+        (Frame::Bulk(Some(payload)), Frame::Integer(ttl)) if *ttl != -2 => {
+            copied.keys += 1;
+            copied.bytes += payload.len() as u64;
+            let mut buf = [0u8; 20];
+            let ttl = decimal((*ttl).max(0) as u64, &mut buf);
+            writes.push(&[b"RESTORE", k, ttl, payload, b"REPLACE"]);
+            Ok(())
+        }
+        (Frame::Bulk(None) | Frame::Null, _) | (_, Frame::Integer(-2)) => {
+            copied.deleted += 1;
+            writes.push(&[b"DEL", k]);
+            Ok(())
+        }
+        (a, b) => Err(source.fail("reading keys (DUMP)", format!("{a:?} {b:?}"))),
     }
-    Ok(copied)
 }
 
 /// Paces a copy to its budget.

@@ -360,6 +360,8 @@ impl Executor {
                 hold,
                 copied,
                 cleaned,
+                final_keys,
+                elapsed,
             } => {
                 let hold_us = hold.as_micros() as u64;
                 let _ = lock(&self.holds).record(hold_us.max(1));
@@ -372,10 +374,11 @@ impl Executor {
                 (
                     MigrationOutcome::Completed,
                     format!(
-                        "{} keys ({} bytes), {} deleted; cutover held {hold_us} µs; p99 source {:.0}→{:.0} µs, target {:.0}→{:.0} µs{}",
+                        "{} keys ({} bytes), {} deleted, in {} ms; cutover held {hold_us} µs for {final_keys} keys; p99 source {:.0}→{:.0} µs, target {:.0}→{:.0} µs{}",
                         copied.keys,
                         copied.bytes,
                         copied.deleted,
+                        elapsed.as_millis(),
                         before.0,
                         after.0,
                         before.1,
@@ -461,7 +464,7 @@ impl Executor {
         }
     }
 
-    /// Flip `plan`'s segment to its target: journal the commit, save, publish.
+    /// Flip `plan`'s segment to its target: journal the commit (durably), then publish.
     fn flip(&self, plan: &Plan) -> Result<(), String> {
         let _table = lock(&self.table_lock);
         let table = self.topology.table();
@@ -473,9 +476,14 @@ impl Executor {
         let next = table.with_owner(row, plan.target);
         self.journal(plan, Step::Committed { epoch: next.epoch })?;
         crash_point("committed");
-        self.save(&next).map_err(|e| e.to_string())?;
         self.topology.publish(next);
         Ok(())
+    }
+
+    /// Save the current table.
+    fn save_current(&self) -> std::io::Result<()> {
+        let _table = lock(&self.table_lock);
+        self.save(&self.topology.table())
     }
 
     fn journal(&self, plan: &Plan, step: Step) -> Result<(), String> {

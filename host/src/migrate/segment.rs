@@ -12,7 +12,7 @@ use bytes::Bytes;
 use shardcast_sdk::types::{InstanceId, MigrationPhase, SegmentId};
 
 use super::Executor;
-use super::copy::{Budget, Copied, CopyError, End, copy_keys, copy_range};
+use super::copy::{Budget, Copied, CopyError, End, copy_and_verify, copy_keys, copy_range};
 use super::journal::Step;
 use crate::proxy::gate::SlotState;
 
@@ -42,6 +42,10 @@ pub enum Ended {
         copied: Copied,
         /// False when the source still holds its old copy (retried at the next start).
         cleaned: bool,
+        /// Keys copied while requests were held.
+        final_keys: usize,
+        /// Time from the start to the flip.
+        elapsed: Duration,
     },
     /// Rolled back; the segment stays on the source.
     RolledBack(String),
@@ -97,6 +101,7 @@ impl Executor {
 
     async fn forward(self: &Arc<Self>, plan: &Plan) -> Result<Ended, String> {
         let range = plan.range.clone();
+        let started = Instant::now();
         let budget = Budget {
             keys_per_sec: self.config.keys_per_sec,
             bytes_per_sec: self.config.bytes_per_sec,
@@ -153,14 +158,12 @@ impl Executor {
                 wait.as_millis()
             ));
         }
+        // The last keys in one round trip to each side, verified in the same pipelines.
         let dirty = self.gate.take_dirty(range.clone());
-        copied += copy_chunks(&mut source, &mut target, &dirty, budget.chunk)
+        let (last, (on_source, on_target)) = copy_and_verify(&mut source, &mut target, &dirty)
             .await
             .map_err(e)?;
-        let (on_source, on_target) = (
-            source.count_existing(&dirty).await.map_err(e)?,
-            target.count_existing(&dirty).await.map_err(e)?,
-        );
+        copied += last;
         if on_source != on_target {
             return Err(format!(
                 "verification failed: {on_source} of the last {} keys on the source, {on_target} on the target",
@@ -171,6 +174,12 @@ impl Executor {
             .map_err(|e| format!("cannot commit the flip: {e}"))?;
         self.gate.set(range.clone(), SlotState::Open);
         let hold = held_at.elapsed();
+        let elapsed = started.elapsed();
+        // The journal's commit record is what recovery trusts; the saved table catches up
+        // here, outside the hold.
+        if let Err(err) = self.save_current() {
+            tracing::warn!(migration = plan.id, error = %err, "cannot save the segment table; recovery applies the flip from the journal");
+        }
 
         self.phase(plan.id, MigrationPhase::Cleanup);
         let cleaned = match source.keys_in(&range).await {
@@ -198,6 +207,8 @@ impl Executor {
             hold,
             copied,
             cleaned,
+            final_keys: dirty.len(),
+            elapsed,
         })
     }
 }
