@@ -17,6 +17,8 @@ use shardcast_sdk::types::{Instance, InstanceId, InstanceState, SLOTS, Segment};
 struct Stored {
     epoch: u64,
     segments: Vec<Segment>,
+    #[serde(default)]
+    states: Vec<InstanceState>,
 }
 
 /// One version of the slot → segment → instance mapping.
@@ -26,6 +28,9 @@ pub struct SegmentTable {
     pub epoch: u64,
     /// Segments in slot order.
     pub segments: Vec<Segment>,
+    /// Instance states by id, where an action changed them (activate a standby, drain);
+    /// empty or shorter: the configured states.
+    pub states: Vec<InstanceState>,
     slot_owner: Vec<InstanceId>,
 }
 
@@ -59,6 +64,7 @@ impl SegmentTable {
         SegmentTable {
             epoch,
             segments,
+            states: Vec::new(),
             slot_owner,
         }
     }
@@ -74,7 +80,21 @@ impl SegmentTable {
         if let Some(s) = segments.get_mut(row) {
             s.owner = owner;
         }
-        SegmentTable::from_segments(self.epoch + 1, segments)
+        self.next(segments)
+    }
+
+    /// This table with instance states `states`, one epoch later.
+    pub fn with_states(&self, states: Vec<InstanceState>) -> Self {
+        let mut t = self.next(self.segments.clone());
+        t.states = states;
+        t
+    }
+
+    /// The next version: `segments`, the same instance states.
+    fn next(&self, segments: Vec<Segment>) -> Self {
+        let mut t = SegmentTable::from_segments(self.epoch + 1, segments);
+        t.states = self.states.clone();
+        t
     }
 
     /// This table with segment `id` split at `at` (the upper half gets a new id), one
@@ -95,7 +115,7 @@ impl SegmentTable {
         upper.id = next_id;
         upper.slot_start = at;
         segments.insert(row + 1, upper);
-        Ok(SegmentTable::from_segments(self.epoch + 1, segments))
+        Ok(self.next(segments))
     }
 
     /// This table with adjacent segments `low` and `high` (same owner) merged into `low`,
@@ -112,7 +132,7 @@ impl SegmentTable {
         let mut segments = self.segments.clone();
         let upper = segments.remove(next);
         segments[row].slot_end = upper.slot_end;
-        Ok(SegmentTable::from_segments(self.epoch + 1, segments))
+        Ok(self.next(segments))
     }
 
     fn row_of(&self, id: u32) -> Result<usize, String> {
@@ -127,6 +147,7 @@ impl SegmentTable {
         let stored = Stored {
             epoch: self.epoch,
             segments: self.segments.clone(),
+            states: self.states.clone(),
         };
         let tmp = path.with_extension("tmp");
         let mut f = std::fs::File::create(&tmp)?;
@@ -163,10 +184,9 @@ impl SegmentTable {
                 "the segments do not cover every slot",
             ));
         }
-        Ok(Some(SegmentTable::from_segments(
-            stored.epoch,
-            stored.segments,
-        )))
+        let mut table = SegmentTable::from_segments(stored.epoch, stored.segments);
+        table.states = stored.states;
+        Ok(Some(table))
     }
 
     /// The row of the segment holding `slot`.
@@ -178,7 +198,8 @@ impl SegmentTable {
 /// The fleet and its current segment table.
 #[derive(Debug)]
 pub struct Topology {
-    /// Every configured instance, in id order.
+    /// Every configured instance, in id order, with its configured state (the state now is
+    /// [`Topology::state`]).
     pub instances: Vec<Instance>,
     table: ArcSwap<SegmentTable>,
 }
@@ -208,12 +229,31 @@ impl Topology {
         self.table.store(Arc::new(table));
     }
 
+    /// The state of instance `id` now: as an action last set it, else as configured.
+    pub fn state(&self, id: InstanceId) -> InstanceState {
+        let table = self.table.load();
+        table.states.get(id as usize).copied().unwrap_or_else(|| {
+            self.instances
+                .get(id as usize)
+                .map(|i| i.state)
+                .unwrap_or(InstanceState::Down)
+        })
+    }
+
+    /// The state of every instance now, by id.
+    pub fn states(&self) -> Vec<InstanceState> {
+        (0..self.instances.len() as InstanceId)
+            .map(|i| self.state(i))
+            .collect()
+    }
+
     /// Ids of the active instances.
     pub fn active(&self) -> Vec<InstanceId> {
-        self.instances
-            .iter()
-            .filter(|i| i.state == InstanceState::Active)
-            .map(|i| i.id)
+        self.states()
+            .into_iter()
+            .enumerate()
+            .filter(|(_, s)| *s == InstanceState::Active)
+            .map(|(i, _)| i as InstanceId)
             .collect()
     }
 }

@@ -120,6 +120,22 @@ fn acknowledged_writes_survive_kills_at_every_migration_step() {
         "recovery left nothing unfinished: {:?}",
         Journal::unfinished(&records)
     );
+    // The decision log: every tick with its policy version, every migration's outcome.
+    let log = std::fs::read_to_string(state.join("decisions.jsonl")).expect("decision log");
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(lines.iter().any(|v| v["kind"] == "tick"
+        && v["planner"] == "ping-pong@0.1.0"
+        && v["accepted"].as_array().is_some_and(|a| !a.is_empty())));
+    assert!(lines.iter().any(|v| {
+        v["kind"] == "outcome"
+            && v["migration"]["outcome"]
+                .as_str()
+                .is_some_and(|o| o.eq_ignore_ascii_case("completed"))
+            && v["policy"] == "ping-pong@0.1.0"
+    }));
     eprintln!(
         "checked {} acknowledged writes ({} uncertain) across {kills} kills; {done} migrations completed, {rolled} rolled back",
         ledger.acknowledged(),

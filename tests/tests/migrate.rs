@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use redis::Commands;
 use shardcast::proxy::slot::slot;
-use shardcast_sdk::types::{Action, MigrationOutcome, MoveSegment};
+use shardcast_sdk::types::{Action, InstanceState, MigrationOutcome, MoveSegment};
 use shardcast_tests::servers::{Proxy, RedisServer, wait_for};
 
 /// Keys of `conn` (a direct connection to one instance) whose slots fall in `range`.
@@ -199,5 +199,60 @@ fn an_open_watch_defers_the_cutover_then_the_migration_aborts_cleanly() {
     assert!(
         keys_in(&mut dst, &(seg.slot_start..=seg.slot_end)).is_empty(),
         "the target's partial copy was deleted"
+    );
+}
+
+#[test]
+fn a_standby_is_activated_and_a_drained_instance_ends_standby_with_its_data_moved() {
+    let servers: Vec<RedisServer> = (0..3).map(|_| RedisServer::start()).collect();
+    let port = shardcast_tests::servers::free_port();
+    let state = tempfile::tempdir().expect("tempdir");
+    let mut text = format!(
+        "listen = \"127.0.0.1:{port}\"\n[segments]\ncount = 6\n[migration]\nstate_dir = \"{}\"\nper_instance = 2\n",
+        state.path().display()
+    );
+    for (i, s) in servers.iter().enumerate() {
+        let st = if i == 2 { "standby" } else { "active" };
+        text.push_str(&format!(
+            "[[instances]]\nname = \"redis-{i}\"\naddress = \"{}\"\nstate = \"{st}\"\n",
+            s.address()
+        ));
+    }
+    let p = Proxy::start_config(port, &text);
+    let mut c = p.client();
+    for i in 0..3000 {
+        let _: () = c.set(format!("d:{i}"), i).expect("SET");
+    }
+    assert_eq!(p.topology.active(), vec![0, 1]);
+    p.executor.submit(Action::ActivateStandby(2), "test");
+    assert_eq!(p.topology.state(2), InstanceState::Active);
+    p.executor.submit(Action::DrainInstance(0), "test");
+    assert_eq!(p.topology.state(0), InstanceState::Draining);
+    wait_for("the drain to finish", Duration::from_secs(60), || {
+        p.topology.state(0) == InstanceState::Standby
+    });
+    let table = p.topology.table();
+    assert!(
+        table.segments.iter().all(|s| s.owner != 0),
+        "nothing left on the drained instance"
+    );
+    assert!(
+        table.segments.iter().any(|s| s.owner == 2),
+        "the activated standby took segments"
+    );
+    for i in 0..3000 {
+        let v: i64 = c.get(format!("d:{i}")).expect("GET");
+        assert_eq!(v, i);
+    }
+    let mut drained = servers[0].client();
+    let left: u64 = redis::cmd("DBSIZE").query(&mut drained).expect("DBSIZE");
+    assert_eq!(left, 0, "the drained instance was cleaned up");
+    let saved = shardcast::topology::SegmentTable::load(&state.path().join("table.json"))
+        .expect("load")
+        .expect("saved");
+    assert_eq!(
+        saved.states.first(),
+        Some(&InstanceState::Standby),
+        "states are saved"
     );
 }

@@ -3,6 +3,7 @@
 //! - [`copy`]: moving keys between two instances (SCAN, DUMP/PTTL, RESTORE REPLACE);
 //! - [`journal`]: every migration step, durable before it runs;
 //! - [`segment`]: one segment migration, start to watch;
+//! - instance actions (`instances`): activate a standby, drain an instance;
 //! - recovery (`recover`): after a crash, every unfinished migration is resumed (past the
 //!   flip) or rolled back (before it).
 //!
@@ -12,6 +13,7 @@
 //! every tick's decisions and every migration's outcome to the decision log.
 
 pub mod copy;
+mod instances;
 pub mod journal;
 mod recover;
 pub mod segment;
@@ -263,7 +265,9 @@ impl Executor {
                 let (low, high) = (m.low, m.high);
                 self.reshape(policy, &action, &[low, high], |t| t.merge(low, high));
             }
-            Action::ActivateStandby(_) | Action::DrainInstance(_) | Action::MoveSession(_) => {
+            Action::ActivateStandby(i) => self.activate(*i, policy, &action),
+            Action::DrainInstance(i) => self.drain(*i, policy, &action),
+            Action::MoveSession(_) => {
                 self.refuse(
                     policy,
                     &action,
@@ -280,70 +284,83 @@ impl Executor {
         policy: &str,
         action: &Action,
     ) {
-        let table = self.topology.table();
-        let Some(seg) = table.segments.iter().find(|s| s.id == segment).cloned() else {
-            return self.refuse(policy, action, "unknown segment");
-        };
-        if self.topology.instances.get(target as usize).is_none() {
-            return self.refuse(policy, action, "unknown target instance");
-        }
-        if seg.owner == target {
-            return self.refuse(policy, action, "the segment is already on the target");
-        }
-        let plan = {
-            let mut migrations = lock(&self.migrations);
-            let running: Vec<&Migration> = migrations
-                .iter()
-                .filter(|m| m.outcome == MigrationOutcome::Running)
-                .collect();
-            if running.iter().any(|m| m.segment == segment) {
-                drop(migrations);
-                return self.refuse(policy, action, "the segment is already migrating");
-            }
-            let busy = |i: InstanceId| {
-                running
-                    .iter()
-                    .filter(|m| m.source == i || m.target == i)
-                    .count() as u32
-            };
-            if busy(seg.owner) >= self.config.per_instance
-                || busy(target) >= self.config.per_instance
-            {
-                drop(migrations);
-                return self.refuse(policy, action, "per-instance migration limit reached");
-            }
-            let id = lock(&self.journal).next_id();
-            migrations.push(Migration {
-                id,
-                segment,
-                source: seg.owner,
-                target,
-                phase: MigrationPhase::Start,
-                outcome: MigrationOutcome::Running,
-                started_at: now_ms(),
-                finished_at: None,
-                bytes_moved: 0,
-                detail: String::new(),
-            });
-            Plan {
-                id,
-                segment,
-                range: seg.slot_start..=seg.slot_end,
-                source: seg.owner,
-                target,
-            }
-        };
         let Some(runtime) = self.runtime.get() else {
-            lock(&self.migrations).retain(|m| m.id != plan.id);
             return self.refuse(policy, action, "the executor is not attached to a runtime");
         };
-        let me = self.clone();
-        let policy = policy.to_owned();
-        runtime.spawn(async move {
-            let before = me.instance_p99(&plan);
-            let ended = me.migrate(&plan).await;
-            me.finish(&plan, ended, before, &policy).await;
+        match self.begin_move(segment, target) {
+            Ok(plan) => {
+                let me = self.clone();
+                let policy = policy.to_owned();
+                runtime.spawn(async move { me.run_move(&plan, &policy).await });
+            }
+            Err(reason) => self.refuse(policy, action, reason),
+        }
+    }
+
+    /// Check a move and record it as running: its plan, or why it cannot start now.
+    fn begin_move(&self, segment: SegmentId, target: InstanceId) -> Result<Plan, &'static str> {
+        let table = self.topology.table();
+        let seg = table
+            .segments
+            .iter()
+            .find(|s| s.id == segment)
+            .copied()
+            .ok_or("unknown segment")?;
+        if self.topology.instances.get(target as usize).is_none() {
+            return Err("unknown target instance");
+        }
+        if self.topology.state(target) != shardcast_sdk::types::InstanceState::Active {
+            return Err("the target is not active");
+        }
+        if seg.owner == target {
+            return Err("the segment is already on the target");
+        }
+        let mut migrations = lock(&self.migrations);
+        let running: Vec<&Migration> = migrations
+            .iter()
+            .filter(|m| m.outcome == MigrationOutcome::Running)
+            .collect();
+        if running.iter().any(|m| m.segment == segment) {
+            return Err("the segment is already migrating");
+        }
+        let busy = |i: InstanceId| {
+            running
+                .iter()
+                .filter(|m| m.source == i || m.target == i)
+                .count() as u32
+        };
+        if busy(seg.owner) >= self.config.per_instance || busy(target) >= self.config.per_instance {
+            return Err("per-instance migration limit reached");
+        }
+        let id = lock(&self.journal).next_id();
+        migrations.push(Migration {
+            id,
+            segment,
+            source: seg.owner,
+            target,
+            phase: MigrationPhase::Start,
+            outcome: MigrationOutcome::Running,
+            started_at: now_ms(),
+            finished_at: None,
+            bytes_moved: 0,
+            detail: String::new(),
         });
+        Ok(Plan {
+            id,
+            segment,
+            range: seg.slot_start..=seg.slot_end,
+            source: seg.owner,
+            target,
+        })
+    }
+
+    /// Run a started move to its end and record the outcome; true if it completed.
+    async fn run_move(self: &Arc<Self>, plan: &Plan, policy: &str) -> bool {
+        let before = self.instance_p99(plan);
+        let ended = self.migrate(plan).await;
+        let completed = matches!(ended, Ended::Completed { .. });
+        self.finish(plan, ended, before, policy).await;
+        completed
     }
 
     fn instance_p99(&self, plan: &Plan) -> (f64, f64) {

@@ -178,12 +178,15 @@ impl Telemetry {
         view.metrics = store.table(table.segments.len(), topology.instances.len());
         drop(store);
         let health = lock(&self.health);
+        let states = topology.states();
         view.instances = topology
             .instances
             .iter()
             .zip(health.iter().map(Some).chain(std::iter::repeat(None)))
-            .map(|(i, h)| {
+            .zip(states)
+            .map(|((i, h), state)| {
                 let mut i = i.clone();
+                i.state = state;
                 if h.is_some_and(|h| !h.up) && i.state == InstanceState::Active {
                     i.state = InstanceState::Down;
                 }

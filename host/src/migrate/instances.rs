@@ -1,0 +1,125 @@
+//! Instance actions: bring a standby into service, and drain an instance (move every
+//! segment off it, one migration at a time, then make it standby).
+//!
+//! Instance states live in the segment table (versioned, saved with it), so a restart keeps
+//! them; a draining instance takes no new segments because moves to a non-active target are
+//! refused.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use shardcast_sdk::types::{Action, InstanceId, InstanceState};
+
+use super::{Decision, Executor, lock, now_ms};
+
+/// Attempts at moving one segment off a draining instance before the drain stops.
+const DRAIN_ATTEMPTS: u32 = 5;
+
+impl Executor {
+    /// Set instance `id` to `state`: a new table version, saved, then published.
+    fn set_state(&self, id: InstanceId, state: InstanceState) -> Result<u64, String> {
+        let _table = lock(&self.table_lock);
+        let mut states = self.topology.states();
+        let slot = states
+            .get_mut(id as usize)
+            .ok_or_else(|| format!("unknown instance {id}"))?;
+        *slot = state;
+        let next = self.topology.table().with_states(states);
+        self.save(&next)
+            .map_err(|e| format!("cannot save the segment table: {e}"))?;
+        let epoch = next.epoch;
+        self.topology.publish(next);
+        Ok(epoch)
+    }
+
+    fn applied(&self, policy: &str, action: &Action, epoch: u64) {
+        self.log(&Decision::Applied {
+            at_ms: now_ms(),
+            policy,
+            action,
+            epoch,
+        });
+    }
+
+    pub(super) fn activate(&self, id: InstanceId, policy: &str, action: &Action) {
+        if self.topology.state(id) != InstanceState::Standby {
+            return self.refuse(policy, action, "the instance is not standby");
+        }
+        match self.set_state(id, InstanceState::Active) {
+            Ok(epoch) => {
+                tracing::info!(instance = id, "standby instance activated");
+                self.applied(policy, action, epoch);
+            }
+            Err(e) => self.refuse(policy, action, &e),
+        }
+    }
+
+    pub(super) fn drain(self: &Arc<Self>, id: InstanceId, policy: &str, action: &Action) {
+        if self.topology.state(id) != InstanceState::Active {
+            return self.refuse(policy, action, "the instance is not active");
+        }
+        if self.topology.active().len() < 2 {
+            return self.refuse(policy, action, "no other active instance to drain to");
+        }
+        let Some(runtime) = self.runtime.get() else {
+            return self.refuse(policy, action, "the executor is not attached to a runtime");
+        };
+        match self.set_state(id, InstanceState::Draining) {
+            Ok(epoch) => self.applied(policy, action, epoch),
+            Err(e) => return self.refuse(policy, action, &e),
+        }
+        let me = self.clone();
+        let (policy, action) = (policy.to_owned(), *action);
+        runtime.spawn(async move { me.drain_off(id, &policy, &action).await });
+    }
+
+    /// Move every segment off `id`, each to the active instance owning the fewest, then
+    /// make it standby. A segment that cannot be moved after a few attempts stops the drain
+    /// (the instance stays `draining`, serving what it still owns).
+    async fn drain_off(self: &Arc<Self>, id: InstanceId, policy: &str, action: &Action) {
+        let mut failures = 0;
+        loop {
+            let table = self.topology.table();
+            let Some(segment) = table.segments.iter().find(|s| s.owner == id).copied() else {
+                match self.set_state(id, InstanceState::Standby) {
+                    Ok(epoch) => {
+                        tracing::info!(instance = id, "drained; now standby");
+                        self.applied(policy, action, epoch);
+                    }
+                    Err(e) => self.refuse(policy, action, &e),
+                }
+                return;
+            };
+            let active = self.topology.active();
+            let Some(&target) = active
+                .iter()
+                .filter(|&&i| i != id)
+                .min_by_key(|&&i| table.segments.iter().filter(|s| s.owner == i).count())
+            else {
+                return self.refuse(policy, action, "no active instance left to drain to");
+            };
+            let moved = match self.begin_move(segment.id, target) {
+                Ok(plan) => self.run_move(&plan, policy).await,
+                Err(_) => {
+                    // Busy (per-instance limit, a move of this segment in flight): later.
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            };
+            if !moved {
+                failures += 1;
+                if failures >= DRAIN_ATTEMPTS {
+                    return self.refuse(
+                        policy,
+                        action,
+                        &format!(
+                            "segment {} could not be moved off; drain stopped",
+                            segment.id
+                        ),
+                    );
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
