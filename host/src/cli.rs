@@ -103,6 +103,11 @@ enum PolicyCommand {
 /// The whole `shardcast` program: logging to stderr (filter in `SHARDCAST_LOG`, default
 /// `warn`), arguments, the command's output, and the exit code.
 pub fn main() -> std::process::ExitCode {
+    main_with(std::env::args())
+}
+
+/// [`main`] with the given arguments (the first is the program name).
+pub fn main_with(args: impl IntoIterator<Item = String>) -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SHARDCAST_LOG")
@@ -110,7 +115,7 @@ pub fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let args = <Cli as clap::Parser>::parse();
+    let args = <Cli as clap::Parser>::parse_from(args);
     match run(args) {
         Ok(text) => {
             print!("{text}");

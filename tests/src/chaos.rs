@@ -14,6 +14,9 @@ use std::time::Duration;
 
 use redis::Commands;
 
+use crate::artifacts;
+use crate::servers::RedisServer;
+
 /// What the writer knows about its writes.
 #[derive(Debug, Default)]
 pub struct Ledger {
@@ -179,4 +182,40 @@ pub fn check(port: u16, ledger: &Ledger) -> Vec<String> {
         }
     }
     bad
+}
+
+/// Every step a migration journals, where `SHARDCAST_CRASH_AT` can stop the process.
+pub const STEPS: &[&str] = &[
+    "start",
+    "copy",
+    "catch-up",
+    "cutover",
+    "committed",
+    "cleanup",
+];
+
+/// A `shardcast run` configuration for the chaos runs: `tick_ms = 100`, four segments over
+/// `servers`, a state directory, and with `policy` the `ping-pong` policy moving segments 0
+/// and 2 back and forth.
+pub fn config(port: u16, servers: &[RedisServer], state: &std::path::Path, policy: bool) -> String {
+    let mut text = format!(
+        "listen = \"127.0.0.1:{port}\"\ntick_ms = 100\n[segments]\ncount = 4\n[churn]\nmoves_per_window = 100000\nwindow_ticks = 10\nmax_concurrent_migrations = 2\n[migration]\nstate_dir = \"{}\"\nper_instance = 2\n",
+        state.display()
+    );
+    if policy {
+        let settings = state.join("ping-pong.toml");
+        std::fs::write(&settings, "segments = [0, 2]\n").expect("settings");
+        text.push_str(&format!(
+            "[policy]\nfile = \"{}\"\nsettings = \"{}\"\n",
+            artifacts::PING_PONG,
+            settings.display()
+        ));
+    }
+    for (i, s) in servers.iter().enumerate() {
+        text.push_str(&format!(
+            "[[instances]]\nname = \"redis-{i}\"\naddress = \"{}\"\n",
+            s.address()
+        ));
+    }
+    text
 }

@@ -220,11 +220,21 @@ pub struct ShardcastProcess {
 }
 
 impl ShardcastProcess {
-    /// Start `bin run --config config` with `env`, and wait until it listens on `port`
-    /// (or exits, which a crash point may make it do first).
-    pub fn start(bin: &str, config: &std::path::Path, port: u16, env: &[(&str, &str)]) -> Self {
+    /// Start `program run --config config` with `env` (`program`: the executable and any
+    /// leading arguments), and wait until it listens on `port` (or exits, which a crash
+    /// point may make it do first).
+    pub fn start(
+        program: &[&str],
+        config: &std::path::Path,
+        port: u16,
+        env: &[(&str, &str)],
+    ) -> Self {
+        let bin = program.first().copied().unwrap_or("shardcast");
         let mut cmd = Command::new(bin);
-        cmd.arg("run").arg("--config").arg(config);
+        cmd.args(&program[1..])
+            .arg("run")
+            .arg("--config")
+            .arg(config);
         for (k, v) in env {
             cmd.env(k, v);
         }

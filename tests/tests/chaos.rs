@@ -9,44 +9,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use shardcast::migrate::journal::{Journal, Step};
-use shardcast_tests::artifacts;
-use shardcast_tests::chaos::{check, write_until};
+use shardcast_tests::chaos::{STEPS, check, config, write_until};
 use shardcast_tests::servers::{RedisServer, ShardcastProcess, free_port, wait_for};
 
 const BIN: &str = env!("CARGO_BIN_EXE_shardcast_node");
-
-/// Every step a migration journals, where `SHARDCAST_CRASH_AT` can stop the process.
-const STEPS: &[&str] = &[
-    "start",
-    "copy",
-    "catch-up",
-    "cutover",
-    "committed",
-    "cleanup",
-];
-
-fn config(port: u16, servers: &[RedisServer], state: &std::path::Path, policy: bool) -> String {
-    let mut text = format!(
-        "listen = \"127.0.0.1:{port}\"\ntick_ms = 100\n[segments]\ncount = 4\n[churn]\nmoves_per_window = 100000\nwindow_ticks = 10\nmax_concurrent_migrations = 2\n[migration]\nstate_dir = \"{}\"\nper_instance = 2\n",
-        state.display()
-    );
-    if policy {
-        let settings = state.join("ping-pong.toml");
-        std::fs::write(&settings, "segments = [0, 2]\n").expect("settings");
-        text.push_str(&format!(
-            "[policy]\nfile = \"{}\"\nsettings = \"{}\"\n",
-            artifacts::PING_PONG,
-            settings.display()
-        ));
-    }
-    for (i, s) in servers.iter().enumerate() {
-        text.push_str(&format!(
-            "[[instances]]\nname = \"redis-{i}\"\naddress = \"{}\"\n",
-            s.address()
-        ));
-    }
-    text
-}
 
 #[test]
 fn acknowledged_writes_survive_kills_at_every_migration_step() {
@@ -65,7 +31,7 @@ fn acknowledged_writes_survive_kills_at_every_migration_step() {
     };
     let mut kills = 0;
     for step in STEPS {
-        let mut p = ShardcastProcess::start(BIN, &file, port, &[("SHARDCAST_CRASH_AT", step)]);
+        let mut p = ShardcastProcess::start(&[BIN], &file, port, &[("SHARDCAST_CRASH_AT", step)]);
         wait_for(
             &format!("a crash at {step}"),
             Duration::from_secs(60),
@@ -73,13 +39,13 @@ fn acknowledged_writes_survive_kills_at_every_migration_step() {
         );
         kills += 1;
         // Recover, keep moving for a while, then SIGKILL at whatever step it is in.
-        let mut p = ShardcastProcess::start(BIN, &file, port, &[]);
+        let mut p = ShardcastProcess::start(&[BIN], &file, port, &[]);
         std::thread::sleep(Duration::from_millis(800));
         p.kill();
         kills += 1;
     }
     // Kill the instances themselves while segments move between them.
-    let mut p = ShardcastProcess::start(BIN, &file, port, &[]);
+    let mut p = ShardcastProcess::start(&[BIN], &file, port, &[]);
     for victim in [0, 1, 0] {
         std::thread::sleep(Duration::from_millis(400));
         servers[victim].kill();
@@ -92,7 +58,7 @@ fn acknowledged_writes_survive_kills_at_every_migration_step() {
 
     // A final, quiet run: recovery finishes what was left, and no policy moves anything.
     std::fs::write(&file, config(port, &servers, &state, false)).expect("config");
-    let _quiet = ShardcastProcess::start(BIN, &file, port, &[]);
+    let _quiet = ShardcastProcess::start(&[BIN], &file, port, &[]);
     std::thread::sleep(Duration::from_millis(300));
     stop.store(true, Ordering::Relaxed);
     let ledger = writer.join().expect("writer");
