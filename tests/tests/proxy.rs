@@ -191,7 +191,16 @@ fn scan_walks_every_instance() {
     for i in 0..500 {
         let _: () = c.set(format!("scan:{i}"), i).expect("SET");
     }
-    let mut seen = std::collections::BTreeSet::new();
+    // A copy on an instance that does not own the key's slot (a migration's partial copy,
+    // or one awaiting cleanup) is not listed.
+    let table = SegmentTable::uniform(1024, &[0, 1, 2]);
+    let stray = "scan:0";
+    let elsewhere = (table.owner(slot(stray.as_bytes())) as usize + 1) % 3;
+    let _: () = servers[elsewhere]
+        .client()
+        .set(stray, "stale")
+        .expect("plant a stray copy");
+    let mut seen = Vec::new();
     let mut cursor: u64 = 0;
     loop {
         let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
@@ -208,7 +217,10 @@ fn scan_walks_every_instance() {
         }
         cursor = next;
     }
-    assert_eq!(seen.len(), 500);
+    assert_eq!(seen.len(), 500, "every key once");
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 500, "no key twice");
     let all: Vec<String> = c.keys("scan:*").expect("KEYS fans out");
     assert_eq!(all.len(), 500);
 }

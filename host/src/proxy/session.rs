@@ -103,7 +103,8 @@ type Ticket = Option<(oneshot::Receiver<Result<Vec<Bytes>, String>>, Bytes)>;
 enum FanOut {
     SumIntegers,
     AllOk,
-    ConcatArrays,
+    /// Key lists, concatenated, each instance's filtered to the keys it owns.
+    Keys,
     FirstNonNull,
 }
 
@@ -911,7 +912,7 @@ impl Session {
             "INFO" => self.fan_out(&req, FanOut::FirstNonNull).await,
             "DBSIZE" => self.fan_out(&req, FanOut::SumIntegers).await,
             "FLUSHDB" | "FLUSHALL" => self.fan_out(&req, FanOut::AllOk).await,
-            "KEYS" => self.fan_out(&req, FanOut::ConcatArrays).await,
+            "KEYS" => self.fan_out(&req, FanOut::Keys).await,
             "RANDOMKEY" => self.fan_out(&req, FanOut::FirstNonNull).await,
             "SCAN" => self.scan(&req).await,
             _ => Pending::Local(err(format!(
@@ -1087,6 +1088,9 @@ impl Session {
                 for (id, t) in targets {
                     match self.read_frame(id, t, broken).await {
                         Ok(f) if f.is_error() => return Err(f),
+                        Ok(Frame::Array(Some(keys))) if matches!(kind, FanOut::Keys) => {
+                            frames.push(Frame::Array(Some(self.owned(id, keys))))
+                        }
                         Ok(f) => frames.push(f),
                         Err(e) => return Err(e),
                     }
@@ -1099,7 +1103,7 @@ impl Session {
                             .sum(),
                     ),
                     FanOut::AllOk => Frame::ok(),
-                    FanOut::ConcatArrays => Frame::Array(Some(
+                    FanOut::Keys => Frame::Array(Some(
                         frames
                             .into_iter()
                             .flat_map(|f| match f {
@@ -1122,7 +1126,12 @@ impl Session {
                 if parts.len() != 2 {
                     return Err(err("ERR unexpected SCAN reply from an instance"));
                 }
-                let keys = parts.pop().expect("two parts");
+                // Only the keys this instance owns: a migration's partial copy on its
+                // target, or an old copy awaiting cleanup, is not shown twice.
+                let keys = match parts.pop().expect("two parts") {
+                    Frame::Array(Some(keys)) => Frame::Array(Some(self.owned(id, keys))),
+                    other => other,
+                };
                 let inner = match &parts[0] {
                     Frame::Bulk(Some(b)) => std::str::from_utf8(b)
                         .ok()
@@ -1143,6 +1152,19 @@ impl Session {
                 ])))
             }
         }
+    }
+
+    /// The keys of `keys` (as an instance listed them) whose slots instance `id` owns: a
+    /// migration's partial copy on its target, or an old copy awaiting cleanup, is not
+    /// listed twice.
+    fn owned(&self, id: InstanceId, keys: Vec<Frame>) -> Vec<Frame> {
+        let table = self.shared.topology.current();
+        keys.into_iter()
+            .filter(|k| match k {
+                Frame::Bulk(Some(k)) => table.owner(slot(k)) == id,
+                _ => true,
+            })
+            .collect()
     }
 
     async fn read_raw(
