@@ -56,9 +56,10 @@ pub struct MigrationConfig {
     /// it, a restart starts again from the configured layout and an interrupted migration
     /// cannot be recovered.
     pub state_dir: Option<PathBuf>,
-    /// Keys copied per second by one migration (0: unlimited).
+    /// Keys copied per second in and out of one instance, shared by the migrations touching
+    /// it (0: unlimited).
     pub keys_per_sec: u64,
-    /// Bytes copied per second by one migration (0: unlimited).
+    /// Bytes copied per second in and out of one instance, shared likewise (0: unlimited).
     pub bytes_per_sec: u64,
     /// Keys per pipelined chunk.
     pub chunk_keys: usize,

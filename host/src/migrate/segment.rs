@@ -102,9 +102,12 @@ impl Executor {
     async fn forward(self: &Arc<Self>, plan: &Plan) -> Result<Ended, String> {
         let range = plan.range.clone();
         let started = Instant::now();
+        // The budgets are per instance: an instance takes part in at most `per_instance`
+        // migrations at once, so each gets that share.
+        let share = u64::from(self.config.per_instance.max(1));
         let budget = Budget {
-            keys_per_sec: self.config.keys_per_sec,
-            bytes_per_sec: self.config.bytes_per_sec,
+            keys_per_sec: self.config.keys_per_sec.div_ceil(share),
+            bytes_per_sec: self.config.bytes_per_sec.div_ceil(share),
             chunk: self.config.chunk_keys.max(1),
         };
         let e = |e: CopyError| e.to_string();
