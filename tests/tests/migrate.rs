@@ -256,3 +256,59 @@ fn a_standby_is_activated_and_a_drained_instance_ends_standby_with_its_data_move
         "states are saved"
     );
 }
+
+/// Publish `message` on `channel` through `publisher` until a subscriber receives it.
+fn publish_until_heard(publisher: &mut redis::Connection, channel: &str, message: &str) {
+    wait_for(
+        "a subscriber to hear the channel",
+        Duration::from_secs(20),
+        || {
+            let receivers: i64 = publisher.publish(channel, message).expect("PUBLISH");
+            receivers == 1
+        },
+    );
+}
+
+#[test]
+fn subscriptions_follow_their_channel_across_a_move_and_a_restart() {
+    let mut servers: Vec<RedisServer> = (0..2).map(|_| RedisServer::start()).collect();
+    let p = Proxy::start(&servers.iter().collect::<Vec<_>>(), "[segments]\ncount = 2");
+    let table = p.topology.table();
+    let channel = "news";
+    let row = table.segment_row(slot(channel.as_bytes()));
+    let seg = table.segments[row];
+    let mut sub_conn = p.client();
+    let mut sub = sub_conn.as_pubsub();
+    sub.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    sub.subscribe(channel).expect("SUBSCRIBE");
+    let mut publisher = p.client();
+    let next = |sub: &mut redis::PubSub<'_>| -> String {
+        sub.get_message()
+            .and_then(|m| m.get_payload::<String>())
+            .expect("a message")
+    };
+    publish_until_heard(&mut publisher, channel, "before");
+    assert_eq!(next(&mut sub), "before");
+
+    // The channel's segment moves: the subscription follows it to the new owner.
+    let target = 1 - seg.owner;
+    p.executor.submit(
+        Action::MoveSegment(MoveSegment {
+            segment: seg.id,
+            target,
+        }),
+        "test",
+    );
+    wait_for("the move", Duration::from_secs(30), || {
+        p.topology.table().owner(slot(channel.as_bytes())) == target
+    });
+    publish_until_heard(&mut publisher, channel, "after the move");
+    assert_eq!(next(&mut sub), "after the move");
+
+    // The new owner restarts: the session reconnects and subscribes again.
+    servers[target as usize].kill();
+    servers[target as usize].restart();
+    publish_until_heard(&mut publisher, channel, "after the restart");
+    assert_eq!(next(&mut sub), "after the restart");
+}

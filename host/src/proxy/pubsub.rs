@@ -5,6 +5,12 @@
 //! every active instance. Messages and confirmations from all of them are forwarded to the
 //! client as they arrive, with subscription counts rewritten to the session's totals. When
 //! the total falls to zero the session returns to normal request/response mode.
+//!
+//! Subscriptions follow their channels: when a migration moves a channel's slot, the
+//! session subscribes on the new owner and unsubscribes on the old; when an instance
+//! restarts, the session reconnects (within the hold bound) and subscribes again to what
+//! lived there. The client sees none of these confirmations. Messages published while a
+//! subscription moves can be missed, as pub/sub delivers at most once.
 
 use std::collections::{BTreeSet, HashMap};
 use std::io;
@@ -19,15 +25,28 @@ use tokio::sync::mpsc;
 use super::request::{Request, next_request};
 use super::resp::{Frame, Limits, parse};
 use super::slot::slot;
+use crate::topology::Topology;
+
+/// What an instance connection reports.
+enum Event {
+    /// A reply or a message from an instance.
+    Frame(InstanceId, Frame),
+    /// The connection to this instance closed.
+    Closed(InstanceId),
+}
 
 /// What one subscribed session holds.
 pub struct Subscriptions {
     writers: HashMap<InstanceId, OwnedWriteHalf>,
-    pushes_tx: mpsc::UnboundedSender<Frame>,
-    pushes: mpsc::UnboundedReceiver<Frame>,
+    pushes_tx: mpsc::UnboundedSender<Event>,
+    pushes: mpsc::UnboundedReceiver<Event>,
     channels: BTreeSet<Bytes>,
     patterns: BTreeSet<Bytes>,
     shard_channels: BTreeSet<Bytes>,
+    /// Where each channel and shard channel was subscribed: (is shard, name) → instance.
+    homes: HashMap<(bool, Bytes), InstanceId>,
+    /// Confirmations of the session's own moves, not for the client: (kind, name) → count.
+    swallow: HashMap<(String, Bytes), usize>,
 }
 
 /// True for the commands that enter subscribed mode.
@@ -48,6 +67,8 @@ impl Subscriptions {
             channels: BTreeSet::new(),
             patterns: BTreeSet::new(),
             shard_channels: BTreeSet::new(),
+            homes: HashMap::new(),
+            swallow: HashMap::new(),
         }
     }
 
@@ -89,26 +110,31 @@ impl Subscriptions {
             let tx = self.pushes_tx.clone();
             let skip = setup.len();
             tokio::spawn(async move {
-                let mut buf = BytesMut::with_capacity(16 << 10);
-                let mut skipped = 0;
-                loop {
-                    while let Ok(Some((frame, used))) =
-                        parse(&Bytes::copy_from_slice(&buf), &Limits::default())
-                    {
-                        let _ = buf.split_to(used);
-                        if skipped < skip {
-                            skipped += 1;
-                            continue;
+                let closed = tx.clone();
+                let _ = async {
+                    let mut buf = BytesMut::with_capacity(16 << 10);
+                    let mut skipped = 0;
+                    loop {
+                        while let Ok(Some((frame, used))) =
+                            parse(&Bytes::copy_from_slice(&buf), &Limits::default())
+                        {
+                            let _ = buf.split_to(used);
+                            if skipped < skip {
+                                skipped += 1;
+                                continue;
+                            }
+                            if tx.send(Event::Frame(id, frame)).is_err() {
+                                return;
+                            }
                         }
-                        if tx.send(frame).is_err() {
-                            return;
+                        match reader.read_buf(&mut buf).await {
+                            Ok(n) if n > 0 => {}
+                            _ => return,
                         }
-                    }
-                    match reader.read_buf(&mut buf).await {
-                        Ok(n) if n > 0 => {}
-                        _ => return,
                     }
                 }
+                .await;
+                let _ = closed.send(Event::Closed(id));
             });
             self.writers.insert(id, writer);
         }
@@ -116,9 +142,118 @@ impl Subscriptions {
         w.write_all(raw).await
     }
 
+    /// True (and counted) when `frame` confirms one of the session's own moves.
+    fn swallowed(&mut self, frame: &Frame) -> bool {
+        let (Frame::Array(Some(items)) | Frame::Push(items)) = frame else {
+            return false;
+        };
+        let (Some(Frame::Bulk(Some(kind))), Some(Frame::Bulk(Some(name)))) =
+            (items.first(), items.get(1))
+        else {
+            return false;
+        };
+        let key = (
+            String::from_utf8_lossy(kind).to_ascii_lowercase(),
+            name.clone(),
+        );
+        match self.swallow.get_mut(&key) {
+            Some(n) => {
+                *n -= 1;
+                if *n == 0 {
+                    self.swallow.remove(&key);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Send `kind name` to instance `id` on the session's behalf, its confirmation hidden.
+    async fn internal(
+        &mut self,
+        id: InstanceId,
+        address: &str,
+        setup: &[Bytes],
+        kind: &'static str,
+        name: &Bytes,
+    ) -> io::Result<()> {
+        let raw = Request::from_args(vec![Bytes::from_static(kind.as_bytes()), name.clone()]).raw;
+        *self
+            .swallow
+            .entry((kind.to_ascii_lowercase(), name.clone()))
+            .or_default() += 1;
+        self.send(id, address, setup, &raw).await
+    }
+
+    /// Move every channel whose slot changed owner to its new owner.
+    async fn follow(&mut self, topology: &Topology, setup: &[Bytes]) -> io::Result<()> {
+        let table = topology.table();
+        let moved: Vec<((bool, Bytes), InstanceId, InstanceId)> = self
+            .homes
+            .iter()
+            .filter_map(|(key, &home)| {
+                let owner = table.owner(slot(&key.1));
+                (owner != home).then(|| (key.clone(), home, owner))
+            })
+            .collect();
+        for ((shard, name), from, to) in moved {
+            let (sub, unsub) = if shard {
+                ("SSUBSCRIBE", "SUNSUBSCRIBE")
+            } else {
+                ("SUBSCRIBE", "UNSUBSCRIBE")
+            };
+            self.internal(to, &address(topology, to), setup, sub, &name)
+                .await?;
+            self.homes.insert((shard, name.clone()), to);
+            // The old owner may be gone; the subscription there dies with it.
+            let _ = self
+                .internal(from, &address(topology, from), setup, unsub, &name)
+                .await;
+        }
+        Ok(())
+    }
+
+    /// Reconnect to instance `id` (within `bound`) and subscribe again to what lived there.
+    async fn resubscribe(
+        &mut self,
+        id: InstanceId,
+        topology: &Topology,
+        setup: &[Bytes],
+        bound: std::time::Duration,
+    ) -> io::Result<()> {
+        self.writers.remove(&id);
+        let mine: Vec<(bool, Bytes)> = self
+            .homes
+            .iter()
+            .filter(|(_, h)| **h == id)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let patterns: Vec<Bytes> = self.patterns.iter().cloned().collect();
+        if mine.is_empty() && patterns.is_empty() {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        let address = address(topology, id);
+        loop {
+            match TcpStream::connect(&address).await {
+                Ok(_) => break,
+                Err(e) if started.elapsed() >= bound => return Err(e),
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(25)).await,
+            }
+        }
+        for (shard, name) in mine {
+            let kind = if shard { "SSUBSCRIBE" } else { "SUBSCRIBE" };
+            self.internal(id, &address, setup, kind, &name).await?;
+        }
+        for p in patterns {
+            self.internal(id, &address, setup, "PSUBSCRIBE", &p).await?;
+        }
+        Ok(())
+    }
+
     /// Track a confirmation and rewrite its count to the session's total; none when it
     /// repeats one already forwarded (a pattern confirmed by several instances).
-    fn confirm(&mut self, frame: Frame) -> Option<Frame> {
+    fn confirm(&mut self, from: InstanceId, frame: Frame) -> Option<Frame> {
         let (items, push) = match frame {
             Frame::Array(Some(items)) => (items, false),
             Frame::Push(items) => (items, true),
@@ -140,9 +275,14 @@ impl Subscriptions {
         };
         let mut items = items;
         if let (Some(set), Some(name)) = (set, name) {
+            let shard = kind == "ssubscribe" || kind == "sunsubscribe";
             let changed = if kind.contains("unsub") {
+                self.homes.remove(&(shard, name.clone()));
                 set.remove(&name)
             } else {
+                if !kind.starts_with('p') {
+                    self.homes.insert((shard, name.clone()), from);
+                }
                 set.insert(name)
             };
             if !changed && kind.starts_with('p') {
@@ -212,6 +352,18 @@ fn plan(
     }
 }
 
+/// The address of instance `id`.
+fn address(topology: &Topology, id: InstanceId) -> String {
+    topology
+        .instances
+        .get(id as usize)
+        .map(|i| i.address.clone())
+        .unwrap_or_default()
+}
+
+/// How often a subscribed session checks whether its channels moved.
+const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Serve a session in subscribed mode, starting with `first` (the request that entered
 /// it) and `rest` (requests pipelined after it). Returns when no subscription is left.
 #[allow(clippy::too_many_arguments)]
@@ -221,20 +373,24 @@ pub async fn serve(
     limits: &Limits,
     first: Vec<Request>,
     setup: Vec<Bytes>,
-    addresses: &[String],
-    owner: &(dyn Fn(u16) -> InstanceId + Sync),
-    active: &[InstanceId],
+    topology: &Topology,
+    hold: std::time::Duration,
     publish: &(dyn Fn(Vec<(String, String)>) + Sync),
 ) -> io::Result<()> {
     let mut subs = Subscriptions::new();
     let mut queue: std::collections::VecDeque<Request> = first.into();
     let mut expected = 0usize;
+    let mut epoch = topology.current().epoch;
+    let mut follow = tokio::time::interval(FOLLOW_EVERY);
+    follow.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         while let Some(req) = queue.pop_front() {
             let mut out = BytesMut::new();
             match req.name().as_str() {
                 "SUBSCRIBE" | "PSUBSCRIBE" | "SSUBSCRIBE" | "UNSUBSCRIBE" | "PUNSUBSCRIBE" | "SUNSUBSCRIBE" => {
-                    let targets = plan(&req, &subs, owner, active);
+                    let table = topology.table();
+                    let owner = |s: u16| table.owner(s);
+                    let targets = plan(&req, &subs, &owner, &topology.active());
                     if targets.is_empty() {
                         let kind = req.name().to_lowercase();
                         Frame::Array(Some(vec![Frame::bulk(kind), Frame::Bulk(None), Frame::Integer(subs.total() as i64)]))
@@ -242,7 +398,7 @@ pub async fn serve(
                     }
                     for (id, raw) in targets {
                         expected += count_args(&raw);
-                        subs.send(id, &addresses[id as usize], &setup, &raw).await?;
+                        subs.send(id, &address(topology, id), &setup, &raw).await?;
                     }
                 }
                 "PING" => Frame::Array(Some(vec![Frame::bulk("pong"), Frame::bulk(req.args.get(1).cloned().unwrap_or_default())]))
@@ -266,14 +422,25 @@ pub async fn serve(
             return Ok(());
         }
         tokio::select! {
-            frame = subs.pushes.recv() => {
-                let Some(frame) = frame else { return Err(io::Error::other("instance connections closed")) };
+            event = subs.pushes.recv() => {
+                let (from, frame) = match event {
+                    Some(Event::Frame(from, frame)) => (from, frame),
+                    Some(Event::Closed(id)) => {
+                        // The instance went away (a restart): reconnect and subscribe again.
+                        subs.resubscribe(id, topology, &setup, hold).await?;
+                        continue;
+                    }
+                    None => return Err(io::Error::other("instance connections closed")),
+                };
+                if subs.swallowed(&frame) {
+                    continue;
+                }
                 let is_confirmation = matches!(&frame, Frame::Array(Some(i)) | Frame::Push(i)
                     if matches!(i.first(), Some(Frame::Bulk(Some(k))) if k.as_ref().to_ascii_lowercase().ends_with(b"subscribe")));
                 if is_confirmation {
                     expected = expected.saturating_sub(1);
                 }
-                if let Some(frame) = subs.confirm(frame) {
+                if let Some(frame) = subs.confirm(from, frame) {
                     publish(subs.partition());
                     let mut out = BytesMut::new();
                     frame.encode(&mut out);
@@ -283,6 +450,13 @@ pub async fn serve(
                 // on their way from other instances repeat what the client has been told.
                 if is_confirmation && subs.total() == 0 {
                     return Ok(());
+                }
+            }
+            _ = follow.tick() => {
+                let now = topology.current().epoch;
+                if now != epoch {
+                    epoch = now;
+                    subs.follow(topology, &setup).await?;
                 }
             }
             read = client.read_buf(input) => {

@@ -160,6 +160,16 @@ impl Drop for Session {
     }
 }
 
+/// True when a multiplexed request was not executed and may be sent again: the instance
+/// could not be reached, or answered `-LOADING` (it is loading its data after a restart).
+fn not_served(answer: &Result<Result<Vec<Bytes>, String>, oneshot::error::RecvError>) -> bool {
+    match answer {
+        Ok(Err(why)) => why.starts_with(super::mux::UNREACHABLE),
+        Ok(Ok(replies)) => replies.first().is_some_and(|r| r.starts_with(b"-LOADING")),
+        Err(_) => false,
+    }
+}
+
 fn err(text: impl AsRef<str>) -> Frame {
     Frame::error(text)
 }
@@ -279,13 +289,7 @@ impl Session {
                     Vec::new()
                 };
                 let topology = self.shared.topology.clone();
-                let table = topology.table();
-                let addresses: Vec<String> = topology
-                    .instances
-                    .iter()
-                    .map(|i| i.address.clone())
-                    .collect();
-                let owner = |s: u16| table.owner(s);
+                let hold = Duration::from_millis(self.shared.limits.hold_ms);
                 let registry = self.shared.sessions.clone();
                 let id = self.id;
                 let publish =
@@ -296,9 +300,8 @@ impl Session {
                     &limits,
                     rest,
                     setup,
-                    &addresses,
-                    &owner,
-                    &topology.active(),
+                    &topology,
+                    hold,
                     &publish,
                 )
                 .await;
@@ -1175,10 +1178,9 @@ impl Session {
     ) -> Result<Bytes, Frame> {
         if let Some((rx, raw)) = ticket {
             let mut answer = rx.await;
-            if let Ok(Err(why)) = &answer
-                && why.starts_with(super::mux::UNREACHABLE)
-            {
-                // Never sent: hold it until the instance answers again.
+            if not_served(&answer) {
+                // Never sent, or refused unexecuted while the instance loads its data after
+                // a restart: hold it until the instance serves again.
                 answer = self.hold_for_instance(id, &raw).await;
             }
             if !matches!(answer, Ok(Ok(_))) {
@@ -1230,8 +1232,7 @@ impl Session {
         loop {
             tokio::time::sleep(RETRY).await;
             let answer = self.shared.mux.send(id as usize, raw.clone(), 1).await;
-            let again = matches!(&answer, Ok(Err(why)) if why.starts_with(super::mux::UNREACHABLE));
-            if !again {
+            if !not_served(&answer) {
                 self.shared.gate.record_instance_hold(started.elapsed());
                 return answer;
             }
