@@ -219,3 +219,66 @@ pub fn config(port: u16, servers: &[RedisServer], state: &std::path::Path, polic
     }
     text
 }
+
+/// A chaos run's fixture: two durable instances, a state directory, a configuration file
+/// for `shardcast run`, and a writer through the proxy's port.
+pub struct Rig {
+    /// The instances.
+    pub servers: Vec<RedisServer>,
+    /// The state directory (table, journal, decision log).
+    pub state: std::path::PathBuf,
+    /// The proxy's port.
+    pub port: u16,
+    /// The configuration file.
+    pub file: std::path::PathBuf,
+    stop: Arc<AtomicBool>,
+    writer: Option<std::thread::JoinHandle<Ledger>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Rig {
+    /// Start the instances, write the configuration (with the `ping-pong` policy) and
+    /// start a writer tagged `tag`.
+    pub fn start(tag: &'static str) -> Self {
+        let servers: Vec<RedisServer> = (0..2).map(|_| RedisServer::start_durable()).collect();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = dir.path().join("state");
+        std::fs::create_dir_all(&state).expect("state dir");
+        let port = crate::servers::free_port();
+        let file = dir.path().join("shardcast.toml");
+        std::fs::write(&file, config(port, &servers, &state, true)).expect("config");
+        let stop = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let stop = stop.clone();
+            std::thread::spawn(move || write_until(port, stop, tag))
+        };
+        Rig {
+            servers,
+            state,
+            port,
+            file,
+            stop,
+            writer: Some(writer),
+            _dir: dir,
+        }
+    }
+
+    /// Rewrite the configuration without a policy: the next start only recovers.
+    pub fn quiet(&self) {
+        std::fs::write(
+            &self.file,
+            config(self.port, &self.servers, &self.state, false),
+        )
+        .expect("config");
+    }
+
+    /// Stop the writer and return what it had acknowledged.
+    pub fn stop_writer(&mut self) -> Ledger {
+        self.stop.store(true, Ordering::Relaxed);
+        self.writer
+            .take()
+            .expect("the writer is stopped once")
+            .join()
+            .expect("writer")
+    }
+}

@@ -82,11 +82,12 @@ pub struct Load {
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
-/// A small deterministic generator (SplitMix64).
-struct Mix(u64);
+/// A small deterministic generator (SplitMix64), seeded with its field.
+pub struct Mix(pub u64);
 
 impl Mix {
-    fn next(&mut self) -> u64 {
+    /// The next 64 random bits.
+    pub fn bits(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -94,8 +95,9 @@ impl Mix {
         z ^ (z >> 31)
     }
 
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    /// A uniform number in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.bits() >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 
@@ -161,10 +163,10 @@ fn drive(
         let key = {
             let tenants = hot.read().unwrap_or_else(|e| e.into_inner());
             if !tenants.is_empty() && rng.unit() < shape.hot_share {
-                let t = &tenants[(rng.next() % tenants.len() as u64) as usize];
-                format!("{{{t}}}:{}", rng.next() % 1000)
+                let t = &tenants[(rng.bits() % tenants.len() as u64) as usize];
+                format!("{{{t}}}:{}", rng.bits() % 1000)
             } else {
-                format!("key:{}", rng.next() % shape.keys.max(1))
+                format!("key:{}", rng.bits() % shape.keys.max(1))
             }
         };
         let started = Instant::now();

@@ -4,31 +4,18 @@
 //! be there exactly once, every counter must equal its acknowledged increments, and no
 //! deleted key may reappear.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use shardcast::migrate::journal::{Journal, Step};
-use shardcast_tests::chaos::{STEPS, check, config, write_until};
-use shardcast_tests::servers::{RedisServer, ShardcastProcess, free_port, wait_for};
+use shardcast_tests::chaos::{Rig, STEPS, check};
+use shardcast_tests::servers::{ShardcastProcess, wait_for};
 
 const BIN: &str = env!("CARGO_BIN_EXE_shardcast_node");
 
 #[test]
 fn acknowledged_writes_survive_kills_at_every_migration_step() {
-    let mut servers: Vec<RedisServer> = (0..2).map(|_| RedisServer::start_durable()).collect();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let state = dir.path().join("state");
-    std::fs::create_dir_all(&state).expect("state dir");
-    let port = free_port();
-    let file = dir.path().join("shardcast.toml");
-    std::fs::write(&file, config(port, &servers, &state, true)).expect("config");
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let stop = stop.clone();
-        std::thread::spawn(move || write_until(port, stop, "chaos"))
-    };
+    let mut rig = Rig::start("chaos");
+    let (file, port, state) = (rig.file.clone(), rig.port, rig.state.clone());
     let mut kills = 0;
     for step in STEPS {
         let mut p = ShardcastProcess::start(&[BIN], &file, port, &[("SHARDCAST_CRASH_AT", step)]);
@@ -48,20 +35,19 @@ fn acknowledged_writes_survive_kills_at_every_migration_step() {
     let mut p = ShardcastProcess::start(&[BIN], &file, port, &[]);
     for victim in [0, 1, 0] {
         std::thread::sleep(Duration::from_millis(400));
-        servers[victim].kill();
+        rig.servers[victim].kill();
         std::thread::sleep(Duration::from_millis(200));
-        servers[victim].restart();
+        rig.servers[victim].restart();
         kills += 1;
     }
     std::thread::sleep(Duration::from_millis(500));
     p.kill();
 
     // A final, quiet run: recovery finishes what was left, and no policy moves anything.
-    std::fs::write(&file, config(port, &servers, &state, false)).expect("config");
+    rig.quiet();
     let _quiet = ShardcastProcess::start(&[BIN], &file, port, &[]);
     std::thread::sleep(Duration::from_millis(300));
-    stop.store(true, Ordering::Relaxed);
-    let ledger = writer.join().expect("writer");
+    let ledger = rig.stop_writer();
     let violations = check(port, &ledger);
     assert!(
         violations.is_empty(),
