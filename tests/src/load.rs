@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use redis::Commands;
+use shardcast_sdk::view::SplitMix;
 
 /// What the load has seen.
 pub struct LoadStats {
@@ -82,25 +83,6 @@ pub struct Load {
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
-/// A small deterministic generator (SplitMix64), seeded with its field.
-pub struct Mix(pub u64);
-
-impl Mix {
-    /// The next 64 random bits.
-    pub fn bits(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A uniform number in [0, 1).
-    pub fn unit(&mut self) -> f64 {
-        (self.bits() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 impl Load {
     /// Start `shape` against the proxy on `port`.
     pub fn start(port: u16, shape: LoadShape) -> Self {
@@ -140,7 +122,7 @@ fn drive(
     hot: &RwLock<Vec<String>>,
     stop: &AtomicBool,
 ) {
-    let mut rng = Mix(seed.wrapping_mul(7919).wrapping_add(1));
+    let mut rng = SplitMix(seed.wrapping_mul(7919).wrapping_add(1));
     let value = [b'v'; 100];
     let gap = Duration::from_secs_f64(1.0 / shape.rate_per_thread.max(1) as f64);
     let mut conn: Option<redis::Connection> = None;
@@ -163,10 +145,10 @@ fn drive(
         let key = {
             let tenants = hot.read().unwrap_or_else(|e| e.into_inner());
             if !tenants.is_empty() && rng.unit() < shape.hot_share {
-                let t = &tenants[(rng.bits() % tenants.len() as u64) as usize];
-                format!("{{{t}}}:{}", rng.bits() % 1000)
+                let t = &tenants[(rng.next_u64() % tenants.len() as u64) as usize];
+                format!("{{{t}}}:{}", rng.next_u64() % 1000)
             } else {
-                format!("key:{}", rng.bits() % shape.keys.max(1))
+                format!("key:{}", rng.next_u64() % shape.keys.max(1))
             }
         };
         let started = Instant::now();

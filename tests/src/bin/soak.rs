@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use shardcast::migrate::journal::{Journal, Step};
+use shardcast_sdk::view::SplitMix;
 use shardcast_tests::chaos::{Rig, STEPS, check};
-use shardcast_tests::load::Mix;
 use shardcast_tests::servers::{ShardcastProcess, wait_for};
 
 #[derive(Parser)]
@@ -41,13 +41,13 @@ fn main() -> ExitCode {
     let program = [me.as_str(), "--node"];
     let mut rig = Rig::start("soak");
     let (file, port, state) = (rig.file.clone(), rig.port, rig.state.clone());
-    let mut rng = Mix(args.seed);
+    let mut rng = SplitMix(args.seed);
     let (mut step_kills, mut sigkills, mut instance_kills) = (0, 0, 0);
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(args.seconds) {
-        match rng.bits() % 3 {
+        match rng.next_u64() % 3 {
             0 => {
-                let step = STEPS[(rng.bits() % STEPS.len() as u64) as usize];
+                let step = STEPS[(rng.next_u64() % STEPS.len() as u64) as usize];
                 let mut p =
                     ShardcastProcess::start(&program, &file, port, &[("SHARDCAST_CRASH_AT", step)]);
                 wait_for("a crash point", Duration::from_secs(60), || p.exited());
@@ -55,16 +55,16 @@ fn main() -> ExitCode {
             }
             1 => {
                 let mut p = ShardcastProcess::start(&program, &file, port, &[]);
-                std::thread::sleep(Duration::from_millis(200 + rng.bits() % 1500));
+                std::thread::sleep(Duration::from_millis(200 + rng.next_u64() % 1500));
                 p.kill();
                 sigkills += 1;
             }
             _ => {
                 let _p = ShardcastProcess::start(&program, &file, port, &[]);
-                std::thread::sleep(Duration::from_millis(200 + rng.bits() % 800));
-                let victim = (rng.bits() % 2) as usize;
+                std::thread::sleep(Duration::from_millis(200 + rng.next_u64() % 800));
+                let victim = (rng.next_u64() % 2) as usize;
                 rig.servers[victim].kill();
-                std::thread::sleep(Duration::from_millis(rng.bits() % 500));
+                std::thread::sleep(Duration::from_millis(rng.next_u64() % 500));
                 rig.servers[victim].restart();
                 instance_kills += 1;
                 std::thread::sleep(Duration::from_millis(300));
