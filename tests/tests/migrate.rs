@@ -74,6 +74,17 @@ fn a_segment_moves_live_while_clients_write_and_nothing_is_lost() {
     let seg = table.segments[0];
     let range = seg.slot_start..=seg.slot_end;
     assert_eq!(seg.owner, 0);
+    let expiring = (0..)
+        .map(|i| format!("ttl:{i}"))
+        .find(|k| range.contains(&slot(k.as_bytes())))
+        .expect("a key in the segment");
+    let _: () = redis::cmd("SET")
+        .arg(&expiring)
+        .arg("soon")
+        .arg("PX")
+        .arg(600_000)
+        .query(&mut c)
+        .expect("SET PX");
 
     let stop = Arc::new(AtomicBool::new(false));
     let writers: Vec<_> = (0..3)
@@ -136,6 +147,11 @@ fn a_segment_moves_live_while_clients_write_and_nothing_is_lost() {
         let v: Option<i64> = c.get(format!("seed:{i}")).expect("GET seed");
         assert_eq!(v, Some(i));
     }
+    let ttl: i64 = c.pttl(&expiring).expect("PTTL");
+    assert!(
+        ttl > 0 && ttl <= 600_000,
+        "the expiry moved with the key: {ttl}"
+    );
     // The source no longer holds the segment; the target holds all of it.
     let mut src = servers[0].client();
     let mut dst = servers[1].client();

@@ -1,7 +1,9 @@
-//! Moving keys between two instances: SCAN filtered by slot, DUMP with PTTL, RESTORE REPLACE.
+//! Moving keys between two instances: SCAN filtered by slot, DUMP with PEXPIRETIME, RESTORE
+//! REPLACE ABSTTL.
 //!
 //! Everything is pipelined in chunks over raw connections: one round trip to the source for
-//! a chunk's `DUMP`s and `PTTL`s, one to the target for its `RESTORE`s. A key that no longer
+//! a chunk's `DUMP`s and `PEXPIRETIME`s, one to the target for its `RESTORE ... ABSTTL`s
+//! (an absolute expiry, so a key keeps its deadline however long the copy takes). A key that no longer
 //! exists on the source is deleted on the target (a tombstone), so copying a key again is
 //! always safe. Pacing between chunks keeps a copy within its keys/s and bytes/s budgets.
 //! This module moves bytes; it knows nothing of the gate or the journal.
@@ -311,7 +313,7 @@ async fn copy_and_count(
             let mut reads = Batch::default();
             for k in g {
                 reads.push(&[b"DUMP", k]);
-                reads.push(&[b"PTTL", k]);
+                reads.push(&[b"PEXPIRETIME", k]);
             }
             if verify {
                 reads.exists(g);
@@ -358,7 +360,7 @@ async fn copy_and_count(
 }
 
 /// Append to `writes` the command that makes the target match one key's `DUMP` and
-/// `PTTL` replies.
+/// `PEXPIRETIME` replies (-1: no expiry; -2: no key).
 fn restore_or_delete(
     source: &End,
     k: &Bytes,
@@ -367,12 +369,18 @@ fn restore_or_delete(
     writes: &mut Batch,
 ) -> Result<(), CopyError> {
     match (&pair[0], &pair[1]) {
-        (Frame::Bulk(Some(payload)), Frame::Integer(ttl)) if *ttl != -2 => {
+        (Frame::Bulk(Some(payload)), Frame::Integer(-1)) => {
+            copied.keys += 1;
+            copied.bytes += payload.len() as u64;
+            writes.push(&[b"RESTORE", k, b"0", payload, b"REPLACE"]);
+            Ok(())
+        }
+        (Frame::Bulk(Some(payload)), Frame::Integer(at)) if *at > 0 => {
             copied.keys += 1;
             copied.bytes += payload.len() as u64;
             let mut buf = [0u8; 20];
-            let ttl = decimal((*ttl).max(0) as u64, &mut buf);
-            writes.push(&[b"RESTORE", k, ttl, payload, b"REPLACE"]);
+            let at = decimal(*at as u64, &mut buf);
+            writes.push(&[b"RESTORE", k, at, payload, b"REPLACE", b"ABSTTL"]);
             Ok(())
         }
         (Frame::Bulk(None) | Frame::Null, _) | (_, Frame::Integer(-2)) => {

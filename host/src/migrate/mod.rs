@@ -1,6 +1,6 @@
 //! The executor: carries out the actions the controller accepted, against live instances.
 //!
-//! - [`copy`]: moving keys between two instances (SCAN, DUMP/PTTL, RESTORE REPLACE);
+//! - [`copy`]: moving keys between two instances (SCAN, DUMP/PEXPIRETIME, RESTORE REPLACE);
 //! - [`journal`]: every migration step, durable before it runs;
 //! - [`segment`]: one segment migration, start to watch;
 //! - instance actions (`instances`): activate a standby, drain an instance;

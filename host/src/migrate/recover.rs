@@ -23,11 +23,13 @@ impl Executor {
             Ok(r) => r,
             Err(e) => return vec![format!("cannot read the journal: {e}")],
         };
-        let mut latest: std::collections::HashMap<u32, u64> = std::collections::HashMap::new();
-        for r in &records {
-            let id = latest.entry(r.segment).or_default();
-            *id = (*id).max(r.id);
-        }
+        // A later migration of any overlapping slots (the same segment, or a piece of it
+        // after a split) supersedes this one.
+        let superseded = |r: &super::journal::Record| {
+            records.iter().any(|later| {
+                later.id > r.id && later.slot_start <= r.slot_end && r.slot_start <= later.slot_end
+            })
+        };
         let mut said = Vec::new();
         for r in Journal::unfinished(&records) {
             let plan = Plan {
@@ -37,7 +39,7 @@ impl Executor {
                 source: r.source,
                 target: r.target,
             };
-            if latest.get(&r.segment).is_some_and(|&l| l > r.id) {
+            if superseded(&r) {
                 // A later migration of the segment started, and began by clearing its
                 // target: whatever this one left is already gone.
                 let _ = self.journal(&plan, Step::Done);
