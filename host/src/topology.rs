@@ -247,6 +247,16 @@ impl Topology {
             .collect()
     }
 
+    /// Ids of the instances that may own segments: active and draining.
+    pub fn serving(&self) -> Vec<InstanceId> {
+        self.states()
+            .into_iter()
+            .enumerate()
+            .filter(|(_, s)| matches!(s, InstanceState::Active | InstanceState::Draining))
+            .map(|(i, _)| i as InstanceId)
+            .collect()
+    }
+
     /// Ids of the active instances.
     pub fn active(&self) -> Vec<InstanceId> {
         self.states()

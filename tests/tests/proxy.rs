@@ -535,3 +535,50 @@ fn pub_sub_across_instances_then_back_to_commands() {
     let v: i64 = sub_conn.get("after").expect("GET");
     assert_eq!(v, 1);
 }
+
+#[test]
+fn pipelines_that_change_connection_state_keep_every_reply_in_place() {
+    let servers = fleet(2);
+    let p = proxy(&servers, "");
+    let mut c = p.client();
+    let replies: Vec<Value> = redis::pipe()
+        .cmd("SET")
+        .arg("pipe:a")
+        .arg("zero")
+        .cmd("SELECT")
+        .arg(2)
+        .cmd("SET")
+        .arg("pipe:a")
+        .arg("two")
+        .cmd("GET")
+        .arg("pipe:a")
+        .cmd("SELECT")
+        .arg(0)
+        .cmd("GET")
+        .arg("pipe:a")
+        .cmd("WATCH")
+        .arg("pipe:a")
+        .cmd("GET")
+        .arg("pipe:a")
+        .cmd("UNWATCH")
+        .cmd("GET")
+        .arg("pipe:a")
+        .query(&mut c)
+        .expect("pipeline");
+    let text: Vec<String> = replies
+        .iter()
+        .map(|v| match v {
+            Value::Okay => "OK".to_owned(),
+            Value::SimpleString(s) => s.clone(),
+            Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        text,
+        [
+            "OK", "OK", "OK", "two", "OK", "zero", "OK", "zero", "OK", "zero"
+        ],
+        "each reply answers its own request"
+    );
+}

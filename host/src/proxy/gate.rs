@@ -40,6 +40,9 @@ pub enum SlotState {
 /// The gate of every slot, shared by the proxy and the migration executor.
 pub struct Gate {
     state: Vec<AtomicU8>,
+    /// Slots not open, and slots held: a request checks these first, one load each.
+    moving: AtomicU64,
+    holding: AtomicU64,
     inflight: Vec<AtomicU32>,
     dirty: DashSet<Bytes>,
     changed: watch::Sender<u64>,
@@ -84,6 +87,8 @@ impl Default for Gate {
     fn default() -> Self {
         Gate {
             state: (0..SLOTS).map(|_| AtomicU8::new(0)).collect(),
+            moving: AtomicU64::new(0),
+            holding: AtomicU64::new(0),
             inflight: (0..SLOTS).map(|_| AtomicU32::new(0)).collect(),
             dirty: DashSet::new(),
             changed: watch::channel(0).0,
@@ -217,10 +222,33 @@ impl Gate {
 
     /// Set every slot of `range` to `state` and wake waiting requests.
     pub fn set(&self, range: std::ops::RangeInclusive<u16>, state: SlotState) {
+        let open = SlotState::Open as u8;
+        let held = SlotState::Held as u8;
         for s in range {
-            self.state[usize::from(s % SLOTS)].store(state as u8, Ordering::SeqCst);
+            let was = self.state[usize::from(s % SLOTS)].swap(state as u8, Ordering::SeqCst);
+            let now = state as u8;
+            match (was != open, now != open) {
+                (false, true) => self.moving.fetch_add(1, Ordering::SeqCst),
+                (true, false) => self.moving.fetch_sub(1, Ordering::SeqCst),
+                _ => 0,
+            };
+            match (was == held, now == held) {
+                (false, true) => self.holding.fetch_add(1, Ordering::SeqCst),
+                (true, false) => self.holding.fetch_sub(1, Ordering::SeqCst),
+                _ => 0,
+            };
         }
         self.changed.send_modify(|v| *v += 1);
+    }
+
+    /// True while any slot is being migrated.
+    pub fn any_moving(&self) -> bool {
+        self.moving.load(Ordering::SeqCst) > 0
+    }
+
+    /// True while any slot is held.
+    pub fn any_held(&self) -> bool {
+        self.holding.load(Ordering::SeqCst) > 0
     }
 
     /// Writes in flight on the slots of `range`.
@@ -291,6 +319,7 @@ mod tests {
         let k = key_in(0..=1000);
         let other = key_in(2000..=3000);
         gate.set(0..=1000, SlotState::Tracking);
+        assert!(gate.any_moving() && !gate.any_held());
         let w = gate.begin_write(&[&k, &other]).expect("not held");
         assert_eq!(gate.inflight(0..=1000), 1);
         assert_eq!(gate.dirty_len(0..=1000), 0, "recorded on completion");
@@ -309,8 +338,11 @@ mod tests {
         let gate = Gate::new();
         let k = key_in(0..=10);
         gate.set(0..=10, SlotState::Held);
+        assert!(gate.any_held());
         assert_eq!(gate.begin_write(&[&k]).err(), Some(slot(&k)));
         assert_eq!(gate.inflight(0..=10), 0);
+        gate.set(0..=10, SlotState::Open);
+        assert!(!gate.any_moving() && !gate.any_held());
     }
 
     #[tokio::test]

@@ -71,19 +71,23 @@ enum Pending {
     Local(Frame),
     /// The next reply of one backend, forwarded as it is; timed when it carries a key.
     Forward(InstanceId, Ticket, Option<Timing>),
-    /// Parts from several backends: (instance, positions of its keys in the answer).
+    /// Parts from several backends: (instance, positions of its keys in the answer); the
+    /// error of a part that could not be sent (the parts sent are still read, so that no
+    /// reply is left behind on a connection).
     Gather(
         Merge,
         Vec<(InstanceId, Vec<usize>, Ticket)>,
         usize,
         Option<WriteGuard>,
+        Option<Frame>,
     ),
-    /// The same command on several instances, merged.
-    FanOut(FanOut, Vec<(InstanceId, Ticket)>),
+    /// The same command on several instances, merged; as for `Gather`, the error of an
+    /// instance it could not be sent to.
+    FanOut(FanOut, Vec<(InstanceId, Ticket)>, Option<Frame>),
     /// A transaction: skip `skip` replies, forward the last.
     Exec(InstanceId, usize, Vec<WriteGuard>),
-    /// A SCAN step on one instance: (instance index among actives, count of actives).
-    Scan(InstanceId, Ticket, usize, usize),
+    /// A SCAN step on one instance.
+    Scan(InstanceId, Ticket),
 }
 
 /// When and for which slot a keyed request was routed: its reply's latency and size are
@@ -158,6 +162,18 @@ impl Drop for Session {
     fn drop(&mut self) {
         self.shared.sessions.remove(self.id);
     }
+}
+
+/// True for the commands that change or read the session's own connections while they are
+/// routed (`HELLO`, `SELECT`, `RESET` replace them; `UNWATCH`, `DISCARD`, `EXEC` read from
+/// them): requests routed before them are completed first.
+fn is_barrier(req: &Request) -> bool {
+    const BARRIERS: [&[u8]; 6] = [
+        b"HELLO", b"SELECT", b"RESET", b"UNWATCH", b"DISCARD", b"EXEC",
+    ];
+    req.args
+        .first()
+        .is_some_and(|name| BARRIERS.iter().any(|b| name.eq_ignore_ascii_case(b)))
 }
 
 /// True when a multiplexed request was not executed and may be sent again: the instance
@@ -346,12 +362,23 @@ impl Session {
     async fn serve(&mut self, batch: Vec<Request>, out: &mut BytesMut) {
         let mut pending = Vec::with_capacity(batch.len());
         for req in batch {
+            // What is already routed completes first when this request changes the
+            // connection's state, or may wait at a held slot: earlier requests must not sit
+            // unsent behind it (their writes would keep the cutover waiting).
+            if !pending.is_empty() && (is_barrier(&req) || self.shared.gate.any_held()) {
+                self.complete(std::mem::take(&mut pending), out).await;
+            }
             let p = self.route(req).await;
             pending.push(p);
             if self.closing {
                 break;
             }
         }
+        self.complete(pending, out).await;
+    }
+
+    /// Send what is queued on the session's connections and append every reply in order.
+    async fn complete(&mut self, pending: Vec<Pending>, out: &mut BytesMut) {
         let mut broken: HashMap<InstanceId, String> = HashMap::new();
         for (id, b) in self.backends.iter_mut() {
             if b.has_queued()
@@ -684,10 +711,10 @@ impl Session {
             let sub = Request::from_args(args);
             match self.send(id, &sub.raw).await {
                 Ok(t) => parts.push((id, positions, t)),
-                Err(e) => return Pending::Local(e),
+                Err(e) => return Pending::Gather(merge, parts, keys.len(), write, Some(e)),
             }
         }
-        Pending::Gather(merge, parts, keys.len(), write)
+        Pending::Gather(merge, parts, keys.len(), write, None)
     }
 
     fn queue_in_multi(&mut self, req: Request, class: Class) -> Pending {
@@ -849,13 +876,13 @@ impl Session {
 
     async fn fan_out(&mut self, req: &Request, kind: FanOut) -> Pending {
         let mut parts = Vec::new();
-        for id in self.shared.topology.active() {
+        for id in self.shared.topology.serving() {
             match self.send(id, &req.raw).await {
                 Ok(t) => parts.push((id, t)),
-                Err(e) => return Pending::Local(e),
+                Err(e) => return Pending::FanOut(kind, parts, Some(e)),
             }
         }
-        Pending::FanOut(kind, parts)
+        Pending::FanOut(kind, parts, None)
     }
 
     async fn local(&mut self, req: Request) -> Pending {
@@ -914,6 +941,10 @@ impl Session {
             }
             "INFO" => self.fan_out(&req, FanOut::FirstNonNull).await,
             "DBSIZE" => self.fan_out(&req, FanOut::SumIntegers).await,
+            // A flush racing a migration's copy could bring keys back on the target.
+            "FLUSHDB" | "FLUSHALL" if self.shared.gate.any_moving() => Pending::Local(err(
+                "TRYAGAIN a segment is moving between instances; flush once it has moved",
+            )),
             "FLUSHDB" | "FLUSHALL" => self.fan_out(&req, FanOut::AllOk).await,
             "KEYS" => self.fan_out(&req, FanOut::Keys).await,
             "RANDOMKEY" => self.fan_out(&req, FanOut::FirstNonNull).await,
@@ -1021,16 +1052,25 @@ impl Session {
         else {
             return Pending::Local(err("ERR invalid cursor"));
         };
-        let active = self.shared.topology.active();
-        let index = (cursor & 0xff) as usize;
-        let Some(&id) = active.get(index) else {
-            return Pending::Local(err("ERR invalid cursor"));
+        // The cursor's low 8 bits name the instance (by id, so instances changing state
+        // mid-scan do not shift it); the rest is that instance's own cursor.
+        let serving = self.shared.topology.serving();
+        let named = (cursor & 0xff) as InstanceId;
+        let (id, inner) = match serving.iter().find(|&&i| i >= named) {
+            Some(&i) if cursor == 0 || i == named => (i, cursor >> 8),
+            Some(&i) => (i, 0),
+            None => {
+                return Pending::Local(Frame::Array(Some(vec![
+                    Frame::bulk("0"),
+                    Frame::Array(Some(Vec::new())),
+                ])));
+            }
         };
         let mut args = req.args.clone();
-        args[1] = Bytes::from((cursor >> 8).to_string());
+        args[1] = Bytes::from(inner.to_string());
         let sub = Request::from_args(args);
         match self.send(id, &sub.raw).await {
-            Ok(t) => Pending::Scan(id, t, index, active.len()),
+            Ok(t) => Pending::Scan(id, t),
             Err(e) => Pending::Local(e),
         }
     }
@@ -1060,10 +1100,10 @@ impl Session {
                 }
                 self.read_raw(id, None, broken).await
             }
-            Pending::Gather(merge, groups, total, _write) => {
+            Pending::Gather(merge, groups, total, _write, unsent) => {
                 let mut values: Vec<Frame> = vec![Frame::Bulk(None); total];
                 let mut sum = 0i64;
-                let mut failure = None;
+                let mut failure = unsent;
                 for (id, positions, t) in groups {
                     match self.read_frame(id, t, broken).await {
                         Ok(f) if f.is_error() => failure = failure.or(Some(f)),
@@ -1086,17 +1126,21 @@ impl Session {
                     Merge::Sum => Frame::Integer(sum),
                 })
             }
-            Pending::FanOut(kind, targets) => {
+            Pending::FanOut(kind, targets, unsent) => {
                 let mut frames = Vec::new();
+                let mut failure = unsent;
                 for (id, t) in targets {
                     match self.read_frame(id, t, broken).await {
-                        Ok(f) if f.is_error() => return Err(f),
+                        Ok(f) if f.is_error() => failure = failure.or(Some(f)),
                         Ok(Frame::Array(Some(keys))) if matches!(kind, FanOut::Keys) => {
                             frames.push(Frame::Array(Some(self.owned(id, keys))))
                         }
                         Ok(f) => frames.push(f),
-                        Err(e) => return Err(e),
+                        Err(e) => failure = failure.or(Some(e)),
                     }
+                }
+                if let Some(f) = failure {
+                    return Err(f);
                 }
                 Err(match kind {
                     FanOut::SumIntegers => Frame::Integer(
@@ -1121,7 +1165,7 @@ impl Session {
                         .unwrap_or(Frame::Bulk(None)),
                 })
             }
-            Pending::Scan(id, t, index, count) => {
+            Pending::Scan(id, t) => {
                 let f = self.read_frame(id, t, broken).await?;
                 let Frame::Array(Some(mut parts)) = f else {
                     return Err(f);
@@ -1143,11 +1187,15 @@ impl Session {
                     _ => 0,
                 };
                 let next = if inner != 0 {
-                    (inner << 8) | index as u64
-                } else if index + 1 < count {
-                    (index + 1) as u64
+                    (inner << 8) | u64::from(id)
                 } else {
-                    0
+                    self.shared
+                        .topology
+                        .serving()
+                        .into_iter()
+                        .find(|&i| i > id)
+                        .map(u64::from)
+                        .unwrap_or(0)
                 };
                 Err(Frame::Array(Some(vec![
                     Frame::bulk(next.to_string()),
