@@ -328,3 +328,81 @@ fn subscriptions_follow_their_channel_across_a_move_and_a_restart() {
     publish_until_heard(&mut publisher, channel, "after the restart");
     assert_eq!(next(&mut sub), "after the restart");
 }
+
+#[test]
+fn keys_in_every_database_move_with_their_segment() {
+    let servers: Vec<RedisServer> = (0..2).map(|_| RedisServer::start()).collect();
+    let p = Proxy::start(&servers.iter().collect::<Vec<_>>(), "[segments]\ncount = 2");
+    let seg = p.topology.table().segments[0];
+    let range = seg.slot_start..=seg.slot_end;
+    let keys: Vec<String> = (0..)
+        .map(|i| format!("db-key:{i}"))
+        .filter(|k| range.contains(&slot(k.as_bytes())))
+        .take(200)
+        .collect();
+    let mut db3 = p.client();
+    let _: () = redis::cmd("SELECT")
+        .arg(3)
+        .query(&mut db3)
+        .expect("SELECT 3");
+    let mut db0 = p.client();
+    for k in &keys {
+        let _: () = db3.set(k, "in db 3").expect("SET db 3");
+        let _: () = db0.set(k, "in db 0").expect("SET db 0");
+    }
+    // A writer in database 3 keeps writing while the segment moves.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (stop, port, keys) = (stop.clone(), p.port, keys.clone());
+        std::thread::spawn(move || {
+            let mut c = redis::Client::open(format!("redis://127.0.0.1:{port}/3"))
+                .and_then(|c| c.get_connection())
+                .expect("db 3 client");
+            let mut last = std::collections::HashMap::new();
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let k = &keys[(n % keys.len() as u64) as usize];
+                if c.set::<_, _, ()>(k, n).is_ok() {
+                    last.insert(k.clone(), n);
+                }
+            }
+            last
+        })
+    };
+    p.executor.submit(
+        Action::MoveSegment(MoveSegment {
+            segment: seg.id,
+            target: 1,
+        }),
+        "test",
+    );
+    wait_for("the migration to end", Duration::from_secs(60), || {
+        p.executor
+            .migrations()
+            .iter()
+            .any(|m| m.outcome != MigrationOutcome::Running)
+    });
+    stop.store(true, Ordering::Relaxed);
+    let last = writer.join().expect("writer");
+    assert_eq!(
+        p.executor.migrations()[0].outcome,
+        MigrationOutcome::Completed
+    );
+    for k in &keys {
+        let v0: String = db0.get(k).expect("GET db 0");
+        assert_eq!(v0, "in db 0");
+        let v3: String = db3.get(k).expect("GET db 3");
+        let want = last
+            .get(k)
+            .map(|n| n.to_string())
+            .unwrap_or("in db 3".into());
+        assert_eq!(v3, want, "the last acknowledged write to {k} in db 3");
+    }
+    let mut src = servers[0].client();
+    let _: () = redis::cmd("SELECT").arg(3).query(&mut src).expect("SELECT");
+    assert!(
+        keys_in(&mut src, &range).is_empty(),
+        "the source's db 3 was cleaned up"
+    );
+}

@@ -120,6 +120,8 @@ impl Batch {
 pub struct End {
     /// The connection.
     pub conn: Backend,
+    /// The database selected on the connection.
+    db: u32,
     /// The instance's address.
     pub address: String,
 }
@@ -136,6 +138,7 @@ impl End {
             })?;
         Ok(End {
             conn,
+            db: 0,
             address: address.to_owned(),
         })
     }
@@ -180,6 +183,43 @@ impl End {
             replies.push(f);
         }
         Ok(replies)
+    }
+
+    /// Select database `db` on the connection (nothing to do if it is selected).
+    pub async fn select(&mut self, db: u32) -> Result<(), CopyError> {
+        if db != self.db {
+            let mut batch = Batch::default();
+            batch.push(&[b"SELECT", db.to_string().as_bytes()]);
+            match self.send("selecting a database", &batch).await?.pop() {
+                Some(f) if !f.is_error() => self.db = db,
+                other => return Err(self.fail("selecting a database", format!("{other:?}"))),
+            }
+        }
+        Ok(())
+    }
+
+    /// The databases that hold keys, from `INFO keyspace`.
+    pub async fn databases(&mut self) -> Result<Vec<u32>, CopyError> {
+        let mut batch = Batch::default();
+        batch.push(&[b"INFO", b"keyspace"]);
+        let info = match self.send("reading INFO", &batch).await?.pop() {
+            Some(Frame::Bulk(Some(text)) | Frame::Verbatim(text)) => text,
+            other => return Err(self.fail("reading INFO", format!("{other:?}"))),
+        };
+        Ok(String::from_utf8_lossy(&info)
+            .lines()
+            .filter_map(|l| l.strip_prefix("db")?.split(':').next()?.parse().ok())
+            .collect())
+    }
+
+    /// Delete every key of `range` in every database.
+    pub async fn clear(&mut self, range: &RangeInclusive<u16>) -> Result<(), CopyError> {
+        for db in self.databases().await? {
+            self.select(db).await?;
+            let keys = self.keys_in(range).await?;
+            self.unlink(&keys).await?;
+        }
+        Ok(())
     }
 
     /// One `SCAN` step: the next cursor and the keys whose slots fall in `range`.
@@ -433,8 +473,66 @@ impl Pace {
     }
 }
 
-/// Copy every key of `range` from `source` to `target`, within `budget`; `progress` sees
-/// the running total after each chunk.
+/// Copy every key of `range`, in every database that holds keys, from `source` to
+/// `target`, within `budget`; `progress` sees the running total after each chunk.
+pub async fn copy_databases(
+    source: &mut End,
+    target: &mut End,
+    range: &RangeInclusive<u16>,
+    budget: Budget,
+    mut progress: impl FnMut(Copied),
+) -> Result<Copied, CopyError> {
+    let mut total = Copied::default();
+    for db in source.databases().await? {
+        source.select(db).await?;
+        target.select(db).await?;
+        let before = total;
+        total += copy_range(source, target, range, budget, |c| {
+            let mut sum = before;
+            sum += c;
+            progress(sum)
+        })
+        .await?;
+    }
+    Ok(total)
+}
+
+/// Copy `keys` (each in its database) in chunks of `chunk`; with `verify`, count in the
+/// same round trips how many exist on each side.
+pub async fn copy_dirty(
+    source: &mut End,
+    target: &mut End,
+    keys: &[(u32, Bytes)],
+    chunk: usize,
+    verify: bool,
+) -> Result<(Copied, (i64, i64)), CopyError> {
+    let mut by_db: std::collections::BTreeMap<u32, Vec<Bytes>> = Default::default();
+    for (db, k) in keys {
+        by_db.entry(*db).or_default().push(k.clone());
+    }
+    let mut total = Copied::default();
+    let (mut on_source, mut on_target) = (0, 0);
+    for (db, keys) in by_db {
+        source.select(db).await?;
+        target.select(db).await?;
+        // Verified copies go in one call (it overlaps its own groups); others in chunks.
+        let size = if verify {
+            keys.len().max(1)
+        } else {
+            chunk.max(1)
+        };
+        for part in keys.chunks(size) {
+            let (c, (s, t)) = copy_and_count(source, target, part, verify).await?;
+            total += c;
+            on_source += s;
+            on_target += t;
+        }
+    }
+    Ok((total, (on_source, on_target)))
+}
+
+/// Copy every key of `range` in the selected database from `source` to `target`, within
+/// `budget`; `progress` sees the running total after each chunk.
 pub async fn copy_range(
     source: &mut End,
     target: &mut End,

@@ -8,11 +8,10 @@ use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use shardcast_sdk::types::{InstanceId, MigrationPhase, SegmentId};
 
 use super::Executor;
-use super::copy::{Budget, Copied, CopyError, End, copy_and_verify, copy_keys, copy_range};
+use super::copy::{Budget, Copied, CopyError, End, copy_databases, copy_dirty};
 use super::journal::Step;
 use crate::proxy::gate::SlotState;
 
@@ -95,8 +94,7 @@ impl Executor {
         range: &RangeInclusive<u16>,
     ) -> Result<(), CopyError> {
         let mut end = End::connect(&self.address(instance)).await?;
-        let keys = end.keys_in(range).await?;
-        end.unlink(&keys).await
+        end.clear(range).await
     }
 
     async fn forward(self: &Arc<Self>, plan: &Plan) -> Result<Ended, String> {
@@ -119,14 +117,13 @@ impl Executor {
         let mut source = End::connect(&self.address(plan.source)).await.map_err(e)?;
         let mut target = End::connect(&self.address(plan.target)).await.map_err(e)?;
         // Keys a crashed or rolled-back earlier attempt left behind must not come back.
-        let stale = target.keys_in(&range).await.map_err(e)?;
-        target.unlink(&stale).await.map_err(e)?;
+        target.clear(&range).await.map_err(e)?;
 
         self.journal(plan, Step::Copy)?;
         crash_point("copy");
         self.phase(plan.id, MigrationPhase::Copy);
         let progress = |c: Copied| self.progress(plan.id, c.bytes);
-        let mut copied = copy_range(&mut source, &mut target, &range, budget, progress)
+        let mut copied = copy_databases(&mut source, &mut target, &range, budget, progress)
             .await
             .map_err(e)?;
 
@@ -143,9 +140,10 @@ impl Executor {
                 ));
             }
             let dirty = self.gate.take_dirty(range.clone());
-            copied += copy_chunks(&mut source, &mut target, &dirty, budget.chunk)
+            copied += copy_dirty(&mut source, &mut target, &dirty, budget.chunk, false)
                 .await
-                .map_err(e)?;
+                .map_err(e)?
+                .0;
             self.progress(plan.id, copied.bytes);
         }
 
@@ -163,9 +161,10 @@ impl Executor {
         }
         // The last keys in one round trip to each side, verified in the same pipelines.
         let dirty = self.gate.take_dirty(range.clone());
-        let (last, (on_source, on_target)) = copy_and_verify(&mut source, &mut target, &dirty)
-            .await
-            .map_err(e)?;
+        let (last, (on_source, on_target)) =
+            copy_dirty(&mut source, &mut target, &dirty, budget.chunk, true)
+                .await
+                .map_err(e)?;
         copied += last;
         if on_source != on_target {
             return Err(format!(
@@ -185,10 +184,7 @@ impl Executor {
         }
 
         self.phase(plan.id, MigrationPhase::Cleanup);
-        let cleaned = match source.keys_in(&range).await {
-            Ok(keys) => source.unlink(&keys).await,
-            Err(err) => Err(err),
-        };
+        let cleaned = source.clear(&range).await;
         let cleaned = match cleaned {
             Ok(()) => match self.journal(plan, Step::CleanedUp) {
                 Ok(()) => {
@@ -214,18 +210,4 @@ impl Executor {
             elapsed,
         })
     }
-}
-
-/// Copy `keys` in chunks of `chunk`.
-async fn copy_chunks(
-    source: &mut End,
-    target: &mut End,
-    keys: &[Bytes],
-    chunk: usize,
-) -> Result<Copied, CopyError> {
-    let mut total = Copied::default();
-    for part in keys.chunks(chunk.max(1)) {
-        total += copy_keys(source, target, part).await?;
-    }
-    Ok(total)
 }

@@ -44,7 +44,7 @@ pub struct Gate {
     moving: AtomicU64,
     holding: AtomicU64,
     inflight: Vec<AtomicU32>,
-    dirty: DashSet<Bytes>,
+    dirty: DashSet<DirtyKey>,
     changed: watch::Sender<u64>,
     cutover_holds: HoldClock,
     instance_holds: HoldClock,
@@ -109,10 +109,14 @@ pub struct HeldStats {
     pub max_us: u64,
 }
 
-/// A write in flight: counted on its slots until dropped, which records its keys as dirty
-/// wherever a migration is tracking.
+/// A key written while its slot moved: its database and its name.
+pub type DirtyKey = (u32, Bytes);
+
+/// A write in flight: counted on its slots until dropped, which records its keys (in its
+/// database) as dirty wherever a migration is tracking.
 pub struct WriteGuard {
     gate: Arc<Gate>,
+    db: u32,
     keys: Vec<(u16, Bytes)>,
 }
 
@@ -127,7 +131,7 @@ impl Drop for WriteGuard {
     fn drop(&mut self) {
         for (s, key) in self.keys.drain(..) {
             if self.gate.state(s) != SlotState::Open {
-                self.gate.dirty.insert(key);
+                self.gate.dirty.insert((self.db, key));
             }
             self.gate.inflight[usize::from(s)].fetch_sub(1, Ordering::SeqCst);
         }
@@ -149,9 +153,10 @@ impl Gate {
         }
     }
 
-    /// Count a write of `keys` in flight. Fails with a held slot if any of them is held
-    /// (nothing stays counted then): wait for it with [`Gate::wait_open`] and route again.
-    pub fn begin_write(self: &Arc<Self>, keys: &[&Bytes]) -> Result<WriteGuard, u16> {
+    /// Count a write of `keys` (in database `db`) in flight. Fails with a held slot if any
+    /// of them is held (nothing stays counted then): wait for it with [`Gate::wait_open`]
+    /// and route again.
+    pub fn begin_write(self: &Arc<Self>, db: u32, keys: &[&Bytes]) -> Result<WriteGuard, u16> {
         let keys: Vec<(u16, Bytes)> = keys.iter().map(|k| (slot(k), (*k).clone())).collect();
         for (s, _) in &keys {
             self.inflight[usize::from(*s)].fetch_add(1, Ordering::SeqCst);
@@ -168,19 +173,21 @@ impl Gate {
         }
         Ok(WriteGuard {
             gate: self.clone(),
+            db,
             keys,
         })
     }
 
     /// Count a write of `keys` in flight without checking for a hold: only for a caller
     /// whose own guard already keeps those slots from being cut over (a session's WATCH).
-    pub fn force_write(self: &Arc<Self>, keys: &[&Bytes]) -> WriteGuard {
+    pub fn force_write(self: &Arc<Self>, db: u32, keys: &[&Bytes]) -> WriteGuard {
         let keys: Vec<(u16, Bytes)> = keys.iter().map(|k| (slot(k), (*k).clone())).collect();
         for (s, _) in &keys {
             self.inflight[usize::from(*s)].fetch_add(1, Ordering::SeqCst);
         }
         WriteGuard {
             gate: self.clone(),
+            db,
             keys,
         }
     }
@@ -280,11 +287,11 @@ impl Gate {
     }
 
     /// Take the dirty keys whose slots fall in `range`.
-    pub fn take_dirty(&self, range: std::ops::RangeInclusive<u16>) -> Vec<Bytes> {
-        let keys: Vec<Bytes> = self
+    pub fn take_dirty(&self, range: std::ops::RangeInclusive<u16>) -> Vec<DirtyKey> {
+        let keys: Vec<DirtyKey> = self
             .dirty
             .iter()
-            .filter(|k| range.contains(&slot(k.key())))
+            .filter(|k| range.contains(&slot(&k.key().1)))
             .map(|k| k.key().clone())
             .collect();
         for k in &keys {
@@ -297,7 +304,7 @@ impl Gate {
     pub fn dirty_len(&self, range: std::ops::RangeInclusive<u16>) -> usize {
         self.dirty
             .iter()
-            .filter(|k| range.contains(&slot(k.key())))
+            .filter(|k| range.contains(&slot(&k.key().1)))
             .count()
     }
 }
@@ -320,12 +327,12 @@ mod tests {
         let other = key_in(2000..=3000);
         gate.set(0..=1000, SlotState::Tracking);
         assert!(gate.any_moving() && !gate.any_held());
-        let w = gate.begin_write(&[&k, &other]).expect("not held");
+        let w = gate.begin_write(3, &[&k, &other]).expect("not held");
         assert_eq!(gate.inflight(0..=1000), 1);
         assert_eq!(gate.dirty_len(0..=1000), 0, "recorded on completion");
         drop(w);
         assert_eq!(gate.inflight(0..=SLOTS - 1), 0);
-        assert_eq!(gate.take_dirty(0..=1000), vec![k]);
+        assert_eq!(gate.take_dirty(0..=1000), vec![(3, k)]);
         assert_eq!(
             gate.dirty_len(0..=SLOTS - 1),
             0,
@@ -339,7 +346,7 @@ mod tests {
         let k = key_in(0..=10);
         gate.set(0..=10, SlotState::Held);
         assert!(gate.any_held());
-        assert_eq!(gate.begin_write(&[&k]).err(), Some(slot(&k)));
+        assert_eq!(gate.begin_write(0, &[&k]).err(), Some(slot(&k)));
         assert_eq!(gate.inflight(0..=10), 0);
         gate.set(0..=10, SlotState::Open);
         assert!(!gate.any_moving() && !gate.any_held());

@@ -608,12 +608,12 @@ impl Session {
         let gate = &self.shared.gate;
         let covered = |s: u16| self.watch_guards.iter().any(|g| g.covers(s));
         if !keys.is_empty() && keys.iter().all(|k| covered(slot(k))) {
-            return Ok(write.then(|| gate.force_write(&keys)));
+            return Ok(write.then(|| gate.force_write(self.state.db, &keys)));
         }
         let bound = Duration::from_millis(self.shared.limits.hold_ms);
         loop {
             let held = if write {
-                match gate.begin_write(&keys) {
+                match gate.begin_write(self.state.db, &keys) {
                     Ok(g) => return Ok(Some(g)),
                     Err(s) => s,
                 }
