@@ -605,6 +605,16 @@ impl Session {
         write: bool,
     ) -> Result<Option<WriteGuard>, Frame> {
         let keys: Vec<&Bytes> = keys.iter().filter_map(|&i| req.args.get(i)).collect();
+        self.pass_gate_keys(keys, write).await
+    }
+
+    /// [`Session::pass_gate`] for keys gathered from several requests (a transaction's),
+    /// counted together so that no part waits at the gate while another is counted.
+    async fn pass_gate_keys(
+        &self,
+        keys: Vec<&Bytes>,
+        write: bool,
+    ) -> Result<Option<WriteGuard>, Frame> {
         let gate = &self.shared.gate;
         let covered = |s: u16| self.watch_guards.iter().any(|g| g.covers(s));
         if !keys.is_empty() && keys.iter().all(|k| covered(slot(k))) {
@@ -827,8 +837,8 @@ impl Session {
                 "EXECABORT Transaction discarded because of previous errors.",
             ));
         }
-        // Pass the gate for every write first (the slot may be cut over meanwhile), then
-        // route by the table as it is now.
+        // Pass the gate for all the transaction's keys at once (the slot may be cut over
+        // meanwhile), then route by the table as it is now.
         let mut guards = Vec::new();
         let keyed: Vec<(&Request, Vec<usize>)> = queued
             .iter()
@@ -838,13 +848,16 @@ impl Session {
             })
             .filter(|(_, k)| !k.is_empty())
             .collect();
-        for (req, keys) in &keyed {
-            match self.pass_gate(req, keys, may_write(req)).await {
-                Ok(g) => guards.extend(g),
-                Err(e) => {
-                    self.unwatch().await;
-                    return Pending::Local(e);
-                }
+        let all: Vec<&Bytes> = keyed
+            .iter()
+            .flat_map(|(req, keys)| keys.iter().filter_map(|&i| req.args.get(i)))
+            .collect();
+        let writes = keyed.iter().any(|(req, _)| may_write(req));
+        match self.pass_gate_keys(all, writes).await {
+            Ok(g) => guards.extend(g),
+            Err(e) => {
+                self.unwatch().await;
+                return Pending::Local(e);
             }
         }
         let mut target = self.watched.take();
