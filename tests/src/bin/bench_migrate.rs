@@ -6,12 +6,12 @@
 //!    from one instance to another
 //!    - by `redis-cli --cluster reshard` between two nodes of a local 3-node Redis Cluster
 //!      (all 5,461 slots of the first node, default options: MIGRATE in pipelines of 10);
-//!    - by shardcast's copy step alone (SCAN, DUMP/PTTL, RESTORE REPLACE) between two
+//!    - by shardcast's copy step alone (SCAN, DUMP/PEXPIRETIME, RESTORE REPLACE) between two
 //!      standalone instances;
 //!    - by a whole shardcast live migration of the same slots (start → flip, through the
 //!      executor, with clients connected).
 //! 2. Cutover hold. (a) The cutover's copy of 1,000 keys alone, beside redis-rs doing the
-//!    same DUMP/PTTL and RESTORE pipelines. (b) A segment of 20,000 keys moves back and forth 20 times while clients
+//!    same DUMP/PEXPIRETIME and RESTORE pipelines. (b) A segment of 20,000 keys moves back and forth 20 times while clients
 //!    write 15,000 keys/s over the whole keyspace; the catch-up hands the cutover at most
 //!    1,000 dirty keys. Prints the hold's p50, p99 and max and the most keys moved in a hold.
 //! 3. Client p99 during those migrations against the p99 of the same load with no migration.
@@ -210,7 +210,8 @@ fn final_copy(n: usize) -> (f64, f64) {
     (times[49], times[98])
 }
 
-/// p50 and p99 in ms of the same work done by redis-rs: one pipeline of `DUMP` and `PTTL`
+/// p50 and p99 in ms of the same work done by redis-rs: one pipeline of `DUMP` and
+/// `PEXPIRETIME`
 /// for `n` keys to one instance, then one of `RESTORE ... REPLACE` to another.
 fn redis_rs_copy(n: usize) -> (f64, f64) {
     let (a, b) = (RedisServer::start(), RedisServer::start());
@@ -222,7 +223,7 @@ fn redis_rs_copy(n: usize) -> (f64, f64) {
         let started = Instant::now();
         let mut reads = redis::pipe();
         for k in &keys {
-            reads.cmd("DUMP").arg(k).cmd("PTTL").arg(k);
+            reads.cmd("DUMP").arg(k).cmd("PEXPIRETIME").arg(k);
         }
         let replies: Vec<redis::Value> = reads.query(&mut source).expect("DUMP");
         let mut writes = redis::pipe();
@@ -321,7 +322,7 @@ fn main() {
     let (p50, p99) = final_copy(1000);
     let (rs50, rs99) = redis_rs_copy(1000);
     println!(
-        "\n2a. copying 1,000 keys between idle instances, 100 runs (ms)\n\n| copier | p50 | p99 |\n|---|---|---|\n| shardcast's cutover copy (with verification) | {p50:.2} | {p99:.2} |\n| redis-rs: one DUMP+PTTL pipeline, then one RESTORE pipeline | {rs50:.2} | {rs99:.2} |"
+        "\n2a. copying 1,000 keys between idle instances, 100 runs (ms)\n\n| copier | p50 | p99 |\n|---|---|---|\n| shardcast's cutover copy (with verification) | {p50:.2} | {p99:.2} |\n| redis-rs: one DUMP+PEXPIRETIME pipeline, then one RESTORE pipeline | {rs50:.2} | {rs99:.2} |"
     );
     println!("\n2b. cutover hold and 3. client p99, 20 moves of a 20,000-key segment under load\n");
     let servers: Vec<RedisServer> = (0..2).map(|_| RedisServer::start()).collect();
