@@ -475,6 +475,12 @@ impl Session {
                 name.clone(),
             ]);
         }
+        // Last, whether the instance is still loading its data after a restart: it would
+        // refuse data commands until it is done, so the connection waits like a held one.
+        setup.push(vec![
+            Bytes::from_static(b"INFO"),
+            Bytes::from_static(b"persistence"),
+        ]);
         for args in &setup {
             b.queue(&Request::from_args(args.clone()).raw);
         }
@@ -483,6 +489,11 @@ impl Session {
             let f = b.read_frame().await?;
             if f.is_error() {
                 return Err(io::Error::other(format!("{f:?}")));
+            }
+            if let Frame::Bulk(Some(text)) | Frame::Verbatim(text) = &f
+                && text.windows(9).any(|w| w == b"loading:1")
+            {
+                return Err(io::Error::other("the instance is loading its data"));
             }
         }
         Ok(())
