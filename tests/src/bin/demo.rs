@@ -211,7 +211,8 @@ fn main() -> ExitCode {
         eprintln!("cannot seed keys through shardcast: {e}");
         return ExitCode::FAILURE;
     }
-    println!("seeded 23,000 keys of 100 bytes through shardcast");
+    let seeded = 20_000 + 1000 * phases.iter().map(Vec::len).sum::<usize>();
+    println!("seeded {seeded} keys of 100 bytes through shardcast");
     let load = Load::start(
         port,
         LoadShape {
