@@ -406,3 +406,74 @@ fn keys_in_every_database_move_with_their_segment() {
         "the source's db 3 was cleaned up"
     );
 }
+
+/// The `planner` of the decision log's last tick line.
+fn last_planner(log: &std::path::Path) -> Option<String> {
+    let text = std::fs::read_to_string(log).ok()?;
+    text.lines().rev().find_map(|l| {
+        let v: serde_json::Value = serde_json::from_str(l).ok()?;
+        (v["kind"] == "tick").then(|| v["planner"].as_str().map(str::to_owned))?
+    })
+}
+
+#[test]
+fn a_watched_policy_file_is_swapped_with_its_new_settings_and_table_changes_are_logged() {
+    let servers: Vec<RedisServer> = (0..2).map(|_| RedisServer::start()).collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = dir.path().join("policy.wasm");
+    let settings = dir.path().join("policy.toml");
+    std::fs::copy(shardcast_tests::artifacts::THRESHOLD, &policy).expect("install");
+    std::fs::write(&settings, "high = 90000.0\nlow = 80000.0\n").expect("settings");
+    let state = dir.path().join("state");
+    let p = Proxy::start(
+        &servers.iter().collect::<Vec<_>>(),
+        &format!(
+            "tick_ms = 100\n[segments]\ncount = 4\n[migration]\nstate_dir = \"{}\"\n[policy]\nfile = \"{}\"\nsettings = \"{}\"\nwatch = true",
+            state.display(),
+            policy.display(),
+            settings.display()
+        ),
+    );
+    let log = state.join("decisions.jsonl");
+    wait_for("ticks by threshold", Duration::from_secs(20), || {
+        last_planner(&log).is_some_and(|p| p.starts_with("threshold@"))
+    });
+    // `static` takes no settings: write them first, then rename the component into place.
+    std::fs::write(&settings, "").expect("settings");
+    let incoming = dir.path().join("policy.incoming");
+    std::fs::copy(shardcast_tests::artifacts::STATIC, &incoming).expect("copy");
+    std::fs::rename(&incoming, &policy).expect("rename");
+    wait_for("ticks by static", Duration::from_secs(20), || {
+        last_planner(&log).is_some_and(|p| p.starts_with("static@"))
+    });
+
+    // Table-only actions: split a segment, merge it back; both are logged.
+    let before = p.topology.table();
+    let seg = before.segments[1];
+    p.executor.submit(
+        Action::SplitSegment(shardcast_sdk::types::SplitSegment {
+            segment: seg.id,
+            at_slot: seg.slot_start + 100,
+        }),
+        "test",
+    );
+    let split = p.topology.table();
+    assert_eq!(split.segments.len(), before.segments.len() + 1);
+    let upper = split.segments[2].id;
+    p.executor.submit(
+        Action::MergeSegments(shardcast_sdk::types::MergeSegments {
+            low: seg.id,
+            high: upper,
+        }),
+        "test",
+    );
+    let merged = p.topology.table();
+    assert_eq!(merged.segments, before.segments);
+    assert_eq!(merged.epoch, before.epoch + 2);
+    let text = std::fs::read_to_string(&log).expect("log");
+    assert_eq!(
+        text.matches("\"kind\":\"applied\"").count(),
+        2,
+        "both table changes logged"
+    );
+}
