@@ -491,7 +491,13 @@ impl Executor {
             .position(|s| s.id == plan.segment)
             .ok_or("the segment is no longer in the table")?;
         let next = table.with_owner(row, plan.target);
-        self.journal(plan, Step::Committed { epoch: next.epoch })?;
+        if let Err(e) = self.journal(plan, Step::Committed { epoch: next.epoch }) {
+            // Whether the commit reached the disk is unknown: rolling back could delete the
+            // only copy a restart would then route to. Stop instead (nothing held has been
+            // acknowledged); recovery decides from what the journal holds.
+            tracing::error!(migration = plan.id, error = %e, "cannot journal a commit; stopping so that recovery decides");
+            std::process::abort();
+        }
         crash_point("committed");
         self.topology.publish(next);
         Ok(())
