@@ -130,11 +130,15 @@ impl Predictor for Threshold {
             .zip(window.chunks(points.max(1) as usize))
             .filter_map(|(instance, series)| {
                 let holt = Holt::fit(0.5, 0.2, series);
-                holt.interval(horizon, 0.95).forecast(
-                    Scope::Instance(instance.id),
-                    Metric::Load,
-                    horizon_ms,
-                )
+                holt.interval(horizon, 0.95)
+                    .forecast(Scope::Instance(instance.id), Metric::Load, horizon_ms)
+                    .map(|mut f| {
+                        // Load is never negative, however steep a fall the trend extrapolates.
+                        f.expected = f.expected.max(0.0);
+                        f.low = f.low.max(0.0);
+                        f.high = f.high.max(f.expected);
+                        f
+                    })
             })
             .collect();
         Predictions {

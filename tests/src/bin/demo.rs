@@ -169,6 +169,44 @@ fn moving(m: &[Migration]) -> String {
     }
 }
 
+/// The running policy's latest forecast of each instance's load (ops/s per capacity unit),
+/// with its horizon in seconds, from the decision log's last tick.
+fn forecasts(log: &Path) -> Vec<(u32, f64, u64)> {
+    let Ok(text) = std::fs::read_to_string(log) else {
+        return Vec::new();
+    };
+    let Some(tick) = text.lines().rev().find_map(|l| {
+        let v: serde_json::Value = serde_json::from_str(l).ok()?;
+        (v["kind"] == "tick").then_some(v)
+    }) else {
+        return Vec::new();
+    };
+    let named = |v: &serde_json::Value, want: &str| -> Option<serde_json::Value> {
+        match v {
+            serde_json::Value::String(s) if s.eq_ignore_ascii_case(want) => Some(v.clone()),
+            serde_json::Value::Object(m) => m
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(want))
+                .map(|(_, x)| x.clone()),
+            _ => None,
+        }
+    };
+    tick["predictions"]["load"]
+        .as_array()
+        .map(|all| {
+            all.iter()
+                .filter(|f| named(&f["metric"], "load").is_some())
+                .filter_map(|f| {
+                    let id = named(&f["scope"], "instance")?.as_u64()? as u32;
+                    let expected = f["expected"].as_f64()?;
+                    let horizon = f["horizon_ms"].as_u64()? / 1000;
+                    Some((id, expected, horizon))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The planner label of the last tick in the decision log.
 fn running_policy(log: &Path) -> Option<String> {
     let text = std::fs::read_to_string(log).ok()?;
@@ -231,7 +269,7 @@ fn main() -> ExitCode {
     for n in &names {
         print!(" {n:>7} ops  p99 |");
     }
-    println!(" client p99 | held | errors | migrating");
+    println!(" client p99 | held | errors | forecast | migrating");
     let started = Instant::now();
     let mut phase = usize::MAX;
     let mut seen_done = 0;
@@ -284,8 +322,14 @@ fn main() -> ExitCode {
                 if o > 0.0 { short(l) } else { "-".into() }
             );
         }
+        // The policy's forecast for the instance it expects to be busiest.
+        let forecast = forecasts(&log)
+            .into_iter()
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(i, load, h)| format!("{} {} in {h}s", names[i as usize], short(load)))
+            .unwrap_or_else(|| "-".into());
         println!(
-            " {:>7} µs | {:>4} | {:>6} | {}",
+            " {:>7} µs | {:>4} | {:>6} | {forecast} | {}",
             window.value_at_quantile(0.99),
             proxy.gate.held().requests,
             load.stats.errors.load(Ordering::Relaxed),
