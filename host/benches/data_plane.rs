@@ -1,9 +1,11 @@
 //! The data plane's hot paths: splitting pipelined requests off a buffer, finding reply
-//! boundaries, classifying commands and routing keys to instances.
+//! boundaries, classifying commands, routing keys to instances, and passing the migration
+//! gate.
 
 use bytes::{Bytes, BytesMut};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use shardcast::proxy::command::classify;
+use shardcast::proxy::gate::{Gate, SlotState};
 use shardcast::proxy::request::{Request, next_request};
 use shardcast::proxy::resp::{Limits, frame_len};
 use shardcast::proxy::slot::slot;
@@ -77,5 +79,26 @@ fn router(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, codec, router);
+/// What the migration machinery costs a request: a write counted in flight and released
+/// (its slot open, then tracked by a migration), and a read's check of its slot.
+fn gate(c: &mut Criterion) {
+    let gate = Gate::new();
+    let key = Bytes::from_static(b"user:1000:profile");
+    let mut g = c.benchmark_group("gate");
+    g.bench_function("write counted and released, slot open", |b| {
+        b.iter(|| drop(gate.begin_write(0, &[&key])))
+    });
+    g.bench_function("read checks its slot", |b| {
+        b.iter(|| gate.state(slot(&key)) == SlotState::Held)
+    });
+    let s = slot(&key);
+    gate.set(s..=s, SlotState::Tracking);
+    g.bench_function(
+        "write counted and released, slot tracked (key recorded dirty)",
+        |b| b.iter(|| drop(gate.begin_write(0, &[&key]))),
+    );
+    g.finish();
+}
+
+criterion_group!(benches, codec, router, gate);
 criterion_main!(benches);
