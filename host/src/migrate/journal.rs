@@ -2,7 +2,7 @@
 //!
 //! One JSON record per line, appended and flushed to disk (`fdatasync`) before the step
 //! runs. After a crash, [`Journal::unfinished`] gives the last step of every migration that
-//! did not end, and recovery resumes or rolls each one back (see [`super::recover`]). A
+//! did not end, and recovery resumes or rolls each one back (the executor's recovery). A
 //! torn last line (a crash mid-write) is ignored: its step had not started.
 
 use std::collections::BTreeMap;

@@ -1,0 +1,136 @@
+//! Answering a routed request: forwarding its reply, merging the parts of a split or
+//! fanned-out command, skipping a transaction's queued replies.
+
+use super::*;
+
+impl Session {
+    /// Produce the reply for one pending request: raw bytes, or a frame to encode.
+    pub(super) async fn answer(
+        &mut self,
+        p: Pending,
+        broken: &mut HashMap<InstanceId, String>,
+    ) -> Result<Bytes, Frame> {
+        match p {
+            Pending::Local(f) => Err(f),
+            Pending::Forward(id, t, timing) => {
+                let reply = self.read_raw(id, t, broken).await;
+                if let (Some(t), Ok(raw)) = (&timing, &reply) {
+                    let us = t.start.elapsed().as_micros() as u64;
+                    let counters = &self.shared.telemetry.counters;
+                    counters.done(t.slot, id, us, raw.len() as u64);
+                }
+                reply
+            }
+            Pending::Exec(id, skip, _writes) => {
+                // MULTI's +OK and one +QUEUED (or error) per command; EXEC's reply says
+                // what happened, including an abort.
+                for _ in 0..skip {
+                    self.read_raw(id, None, broken).await?;
+                }
+                self.read_raw(id, None, broken).await
+            }
+            Pending::Gather(merge, groups, total, _write, unsent) => {
+                let mut values: Vec<Frame> = vec![Frame::Bulk(None); total];
+                let mut sum = 0i64;
+                let mut failure = unsent;
+                for (id, positions, t) in groups {
+                    match self.read_frame(id, t, broken).await {
+                        Ok(f) if f.is_error() => failure = failure.or(Some(f)),
+                        Ok(Frame::Integer(n)) => sum += n,
+                        Ok(Frame::Array(Some(items))) | Ok(Frame::Set(items)) => {
+                            for (pos, item) in positions.into_iter().zip(items) {
+                                values[pos] = item;
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => failure = failure.or(Some(e)),
+                    }
+                }
+                if let Some(f) = failure {
+                    return Err(f);
+                }
+                Err(match merge {
+                    Merge::Values => Frame::Array(Some(values)),
+                    Merge::Ok => Frame::ok(),
+                    Merge::Sum => Frame::Integer(sum),
+                })
+            }
+            Pending::FanOut(kind, targets, unsent) => {
+                let mut frames = Vec::new();
+                let mut failure = unsent;
+                for (id, t) in targets {
+                    match self.read_frame(id, t, broken).await {
+                        Ok(f) if f.is_error() => failure = failure.or(Some(f)),
+                        Ok(Frame::Array(Some(keys))) if matches!(kind, FanOut::Keys) => {
+                            frames.push(Frame::Array(Some(self.owned(id, keys))))
+                        }
+                        Ok(f) => frames.push(f),
+                        Err(e) => failure = failure.or(Some(e)),
+                    }
+                }
+                if let Some(f) = failure {
+                    return Err(f);
+                }
+                Err(match kind {
+                    FanOut::SumIntegers => Frame::Integer(
+                        frames
+                            .iter()
+                            .map(|f| if let Frame::Integer(n) = f { *n } else { 0 })
+                            .sum(),
+                    ),
+                    FanOut::AllOk => Frame::ok(),
+                    FanOut::Keys => Frame::Array(Some(
+                        frames
+                            .into_iter()
+                            .flat_map(|f| match f {
+                                Frame::Array(Some(v)) | Frame::Set(v) => v,
+                                _ => Vec::new(),
+                            })
+                            .collect(),
+                    )),
+                    FanOut::FirstNonNull => frames
+                        .into_iter()
+                        .find(|f| !matches!(f, Frame::Bulk(None) | Frame::Null))
+                        .unwrap_or(Frame::Bulk(None)),
+                })
+            }
+            Pending::Scan(id, t) => {
+                let f = self.read_frame(id, t, broken).await?;
+                let Frame::Array(Some(mut parts)) = f else {
+                    return Err(f);
+                };
+                if parts.len() != 2 {
+                    return Err(err("ERR unexpected SCAN reply from an instance"));
+                }
+                // Only the keys this instance owns: a migration's partial copy on its
+                // target, or an old copy awaiting cleanup, is not shown twice.
+                let keys = match parts.pop().expect("two parts") {
+                    Frame::Array(Some(keys)) => Frame::Array(Some(self.owned(id, keys))),
+                    other => other,
+                };
+                let inner = match &parts[0] {
+                    Frame::Bulk(Some(b)) => std::str::from_utf8(b)
+                        .ok()
+                        .and_then(|s| s.parse::<u64>().ok())
+                        .unwrap_or(0),
+                    _ => 0,
+                };
+                let next = if inner != 0 {
+                    (inner << 8) | u64::from(id)
+                } else {
+                    self.shared
+                        .topology
+                        .serving()
+                        .into_iter()
+                        .find(|&i| i > id)
+                        .map(u64::from)
+                        .unwrap_or(0)
+                };
+                Err(Frame::Array(Some(vec![
+                    Frame::bulk(next.to_string()),
+                    keys,
+                ])))
+            }
+        }
+    }
+}

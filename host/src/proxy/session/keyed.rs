@@ -1,0 +1,196 @@
+//! Requests that name keys: passing the migration gate, routing to the owner, splitting
+//! multi-key commands by instance, fanning out, and SCAN/KEYS across instances.
+
+use super::*;
+
+impl Session {
+    /// Pass the gate for `keys` of `req`: wait while any of their slots is held (within the
+    /// hold bound, else a retryable error), and for a write count it in flight, returning
+    /// its guard. A session's own WATCH keeps its slot from cutting over, so requests on
+    /// that slot pass without waiting.
+    pub(super) async fn pass_gate(
+        &self,
+        req: &Request,
+        keys: &[usize],
+        write: bool,
+    ) -> Result<Option<WriteGuard>, Frame> {
+        let keys: Vec<&Bytes> = keys.iter().filter_map(|&i| req.args.get(i)).collect();
+        self.pass_gate_keys(keys, write).await
+    }
+
+    /// [`Session::pass_gate`] for keys gathered from several requests (a transaction's),
+    /// counted together so that no part waits at the gate while another is counted.
+    pub(super) async fn pass_gate_keys(
+        &self,
+        keys: Vec<&Bytes>,
+        write: bool,
+    ) -> Result<Option<WriteGuard>, Frame> {
+        let gate = &self.shared.gate;
+        let covered = |s: u16| self.watch_guards.iter().any(|g| g.covers(s));
+        if !keys.is_empty() && keys.iter().all(|k| covered(slot(k))) {
+            return Ok(write.then(|| gate.force_write(self.state.db, &keys)));
+        }
+        let bound = Duration::from_millis(self.shared.limits.hold_ms);
+        loop {
+            let held = if write {
+                match gate.begin_write(self.state.db, &keys) {
+                    Ok(g) => return Ok(Some(g)),
+                    Err(s) => s,
+                }
+            } else {
+                match keys
+                    .iter()
+                    .map(|k| slot(k))
+                    .find(|&s| gate.state(s) == SlotState::Held)
+                {
+                    None => return Ok(None),
+                    Some(s) => s,
+                }
+            };
+            if !gate.wait_open(held, bound).await {
+                return Err(err(format!(
+                    "TRYAGAIN slot {held} is moving between instances and was held for {} ms; retry",
+                    bound.as_millis()
+                )));
+            }
+        }
+    }
+
+    /// Route a request whose keys share one slot, once it passed the gate.
+    pub(super) async fn keyed(
+        &mut self,
+        req: &Request,
+        keys: &[usize],
+        write: Option<WriteGuard>,
+        blocking: bool,
+    ) -> Pending {
+        match self.owner(req, keys) {
+            Ok(id) => {
+                let first = keys
+                    .first()
+                    .and_then(|&k| req.args.get(k))
+                    .map(|k| slot(k))
+                    .unwrap_or(0);
+                let hit = Hit {
+                    write: is_write(req),
+                    bytes_in: req.raw.len() as u64,
+                };
+                self.shared.telemetry.counters.hit(first, id, hit);
+                if let Some(w) = self.watched
+                    && w != id
+                {
+                    return Pending::Local(err(
+                        "CROSSSLOT Keys in request don't hash to the same slot as the WATCHed keys",
+                    ));
+                }
+                let timing = Timing {
+                    slot: first,
+                    start: Instant::now(),
+                    _write: write,
+                };
+                if blocking {
+                    self.forward_pinned(id, &req.raw, Some(timing)).await
+                } else {
+                    self.forward(id, &req.raw, Some(timing)).await
+                }
+            }
+            Err(e) => Pending::Local(e),
+        }
+    }
+
+    pub(super) async fn split(&mut self, req: &Request, merge: Merge, keys: &[usize]) -> Pending {
+        let write = match self.pass_gate(req, keys, may_write(req)).await {
+            Ok(w) => w,
+            Err(e) => return Pending::Local(e),
+        };
+        let table = self.shared.topology.current();
+        let stride = if merge == Merge::Ok { 2 } else { 1 };
+        let mut groups: Vec<(InstanceId, Vec<usize>)> = Vec::new();
+        let hit = Hit {
+            write: is_write(req),
+            bytes_in: (req.raw.len() / keys.len().max(1)) as u64,
+        };
+        for (pos, &k) in keys.iter().enumerate() {
+            let key_slot = slot(&req.args[k]);
+            let id = table.owner(key_slot);
+            self.shared.telemetry.counters.hit(key_slot, id, hit);
+            match groups.iter_mut().find(|(g, _)| *g == id) {
+                Some((_, v)) => v.push(pos),
+                None => groups.push((id, vec![pos])),
+            }
+        }
+        // Release the table before waiting on anything.
+        drop(table);
+        let mut parts = Vec::with_capacity(groups.len());
+        for (id, positions) in groups {
+            let mut args = vec![req.args[0].clone()];
+            for &pos in &positions {
+                let k = keys[pos];
+                args.extend(req.args[k..k + stride].iter().cloned());
+            }
+            let sub = Request::from_args(args);
+            match self.send(id, &sub.raw).await {
+                Ok(t) => parts.push((id, positions, t)),
+                Err(e) => return Pending::Gather(merge, parts, keys.len(), write, Some(e)),
+            }
+        }
+        Pending::Gather(merge, parts, keys.len(), write, None)
+    }
+
+    pub(super) async fn fan_out(&mut self, req: &Request, kind: FanOut) -> Pending {
+        let mut parts = Vec::new();
+        for id in self.shared.topology.serving() {
+            match self.send(id, &req.raw).await {
+                Ok(t) => parts.push((id, t)),
+                Err(e) => return Pending::FanOut(kind, parts, Some(e)),
+            }
+        }
+        Pending::FanOut(kind, parts, None)
+    }
+
+    /// SCAN across instances: the cursor's low 8 bits name the instance (among the active
+    /// ones), the rest is that instance's own cursor.
+    pub(super) async fn scan(&mut self, req: &Request) -> Pending {
+        let Some(cursor) = req
+            .args
+            .get(1)
+            .and_then(|c| std::str::from_utf8(c).ok()?.parse::<u64>().ok())
+        else {
+            return Pending::Local(err("ERR invalid cursor"));
+        };
+        // The cursor's low 8 bits name the instance (by id, so instances changing state
+        // mid-scan do not shift it); the rest is that instance's own cursor.
+        let serving = self.shared.topology.serving();
+        let named = (cursor & 0xff) as InstanceId;
+        let (id, inner) = match serving.iter().find(|&&i| i >= named) {
+            Some(&i) if cursor == 0 || i == named => (i, cursor >> 8),
+            Some(&i) => (i, 0),
+            None => {
+                return Pending::Local(Frame::Array(Some(vec![
+                    Frame::bulk("0"),
+                    Frame::Array(Some(Vec::new())),
+                ])));
+            }
+        };
+        let mut args = req.args.clone();
+        args[1] = Bytes::from(inner.to_string());
+        let sub = Request::from_args(args);
+        match self.send(id, &sub.raw).await {
+            Ok(t) => Pending::Scan(id, t),
+            Err(e) => Pending::Local(e),
+        }
+    }
+
+    /// The keys of `keys` (as an instance listed them) whose slots instance `id` owns: a
+    /// migration's partial copy on its target, or an old copy awaiting cleanup, is not
+    /// listed twice.
+    pub(super) fn owned(&self, id: InstanceId, keys: Vec<Frame>) -> Vec<Frame> {
+        let table = self.shared.topology.current();
+        keys.into_iter()
+            .filter(|k| match k {
+                Frame::Bulk(Some(k)) => table.owner(slot(k)) == id,
+                _ => true,
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,463 @@
+//! One client connection: read requests, route them, forward, and answer in order.
+//!
+//! Each batch of pipelined requests is routed and queued on the backends it needs, every
+//! backend is flushed once, and the replies are then read back in request order; a
+//! multi-key command split over several instances is answered by merging its parts. State
+//! the client set (database, name, protocol) is replayed on every backend connection the
+//! session opens. A transaction is queued in the proxy and sent to its single instance at
+//! `EXEC`.
+//!
+//! This module holds the session's state, its read–route–answer loop and the dispatch by
+//! command class; the rest is split by concern:
+//! - `keyed`: the migration gate, routing by owner, splitting, fan-out, SCAN;
+//! - `transaction`: MULTI/EXEC/WATCH;
+//! - `local`: commands the proxy answers itself;
+//! - `connections`: the multiplexer, the session's own connections, holding;
+//! - `answer`: turning replies into the answer of each request.
+
+mod answer;
+mod connections;
+mod keyed;
+mod local;
+mod transaction;
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use dashmap::DashMap;
+use shardcast_sdk::types::InstanceId;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+
+use super::backend::Backend;
+use super::command::{Class, Merge, classify, is_write, may_write};
+use super::gate::{Gate, SlotState, WriteGuard};
+use super::mux::Mux;
+use super::request::{Request, next_request};
+use super::resp::Frame;
+use super::slot::slot;
+use crate::config::ProxyLimits;
+use crate::sessions::registry::{Entry, Registry};
+use crate::telemetry::Telemetry;
+use crate::telemetry::counters::Hit;
+use crate::topology::Topology;
+
+/// How often a held request tries an unreachable instance again.
+const RETRY: Duration = Duration::from_millis(25);
+
+/// What every session shares.
+pub struct Shared {
+    /// Instances and the segment table.
+    pub topology: Arc<Topology>,
+    /// Limits.
+    pub limits: ProxyLimits,
+    /// Next session id.
+    pub next_id: AtomicU64,
+    /// When each instance last refused a connection.
+    pub unreachable: DashMap<InstanceId, Instant>,
+    /// The shared connections sessions in the default state use.
+    pub mux: Mux,
+    /// Request counters.
+    pub telemetry: Arc<Telemetry>,
+    /// Live sessions and their state partitions.
+    pub sessions: Arc<Registry>,
+    /// Holding and dirty-key tracking for slots that are moving.
+    pub gate: Arc<Gate>,
+}
+
+/// Connection state a client set, replayed on new backend connections.
+#[derive(Clone, Debug, Default)]
+struct ConnState {
+    db: u32,
+    name: Option<Bytes>,
+    lib: Option<Bytes>,
+    protocol: u8,
+}
+
+/// How one request will be answered.
+enum Pending {
+    /// A reply the proxy already has.
+    Local(Frame),
+    /// The next reply of one backend, forwarded as it is; timed when it carries a key.
+    Forward(InstanceId, Ticket, Option<Timing>),
+    /// Parts from several backends: (instance, positions of its keys in the answer); the
+    /// error of a part that could not be sent (the parts sent are still read, so that no
+    /// reply is left behind on a connection).
+    Gather(
+        Merge,
+        Vec<(InstanceId, Vec<usize>, Ticket)>,
+        usize,
+        Option<WriteGuard>,
+        Option<Frame>,
+    ),
+    /// The same command on several instances, merged; as for `Gather`, the error of an
+    /// instance it could not be sent to.
+    FanOut(FanOut, Vec<(InstanceId, Ticket)>, Option<Frame>),
+    /// A transaction: skip `skip` replies, forward the last.
+    Exec(InstanceId, usize, Vec<WriteGuard>),
+    /// A SCAN step on one instance.
+    Scan(InstanceId, Ticket),
+}
+
+/// When and for which slot a keyed request was routed: its reply's latency and size are
+/// counted against that slot. A write also carries its guard, dropped once the reply is in.
+struct Timing {
+    slot: u16,
+    start: Instant,
+    /// Dropped with the request, once its reply is in.
+    _write: Option<WriteGuard>,
+}
+
+/// Where a reply will come from: the shared multiplexer (with the request, to send again if
+/// the instance could not be reached), or the session's own connection (`None`).
+type Ticket = Option<(oneshot::Receiver<Result<Vec<Bytes>, String>>, Bytes)>;
+
+#[derive(Clone, Copy)]
+enum FanOut {
+    SumIntegers,
+    AllOk,
+    /// Key lists, concatenated, each instance's filtered to the keys it owns.
+    Keys,
+    FirstNonNull,
+}
+
+/// One client session.
+pub struct Session {
+    id: u64,
+    shared: Arc<Shared>,
+    state: ConnState,
+    backends: HashMap<InstanceId, Backend>,
+    multi: Option<Vec<Request>>,
+    multi_slot: Option<u16>,
+    multi_dirty: bool,
+    watched: Option<InstanceId>,
+    /// Keep a cutover off the WATCHed keys' slot until the transaction ends.
+    watch_guards: Vec<WriteGuard>,
+    closing: bool,
+    entry: Arc<Entry>,
+    connected_at: u64,
+}
+
+/// The view's record of a session.
+fn record(
+    id: u64,
+    state: &ConnState,
+    pinned: Option<InstanceId>,
+    in_transaction: bool,
+    subscriptions: u32,
+    connected_at: u64,
+) -> shardcast_sdk::types::Session {
+    let text = |b: &Option<Bytes>| {
+        b.as_deref()
+            .map(String::from_utf8_lossy)
+            .unwrap_or_default()
+            .into_owned()
+    };
+    shardcast_sdk::types::Session {
+        id,
+        name: text(&state.name),
+        lib: text(&state.lib),
+        db: state.db,
+        user: "default".into(),
+        protocol: state.protocol,
+        pinned,
+        in_transaction,
+        subscriptions,
+        connected_at,
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.shared.sessions.remove(self.id);
+    }
+}
+
+/// True for the commands that change or read the session's own connections while they are
+/// routed (`HELLO`, `SELECT`, `RESET` replace them; `UNWATCH`, `DISCARD`, `EXEC` read from
+/// them): requests routed before them are completed first.
+fn is_barrier(req: &Request) -> bool {
+    const BARRIERS: [&[u8]; 6] = [
+        b"HELLO", b"SELECT", b"RESET", b"UNWATCH", b"DISCARD", b"EXEC",
+    ];
+    req.args
+        .first()
+        .is_some_and(|name| BARRIERS.iter().any(|b| name.eq_ignore_ascii_case(b)))
+}
+
+/// True when a multiplexed request was not executed and may be sent again: the instance
+/// could not be reached, or answered `-LOADING` (it is loading its data after a restart).
+fn not_served(answer: &Result<Result<Vec<Bytes>, String>, oneshot::error::RecvError>) -> bool {
+    match answer {
+        Ok(Err(why)) => why.starts_with(super::mux::UNREACHABLE),
+        Ok(Ok(replies)) => replies.first().is_some_and(|r| r.starts_with(b"-LOADING")),
+        Err(_) => false,
+    }
+}
+
+fn err(text: impl AsRef<str>) -> Frame {
+    Frame::error(text)
+}
+
+impl Session {
+    /// A new session.
+    pub fn new(shared: Arc<Shared>) -> Self {
+        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let connected_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let state = ConnState {
+            protocol: 2,
+            ..ConnState::default()
+        };
+        let entry = shared
+            .sessions
+            .upsert(record(id, &state, None, false, 0, connected_at));
+        let mut session = Session {
+            id,
+            shared,
+            state,
+            backends: HashMap::new(),
+            multi: None,
+            multi_slot: None,
+            multi_dirty: false,
+            watched: None,
+            watch_guards: Vec::new(),
+            closing: false,
+            entry,
+            connected_at,
+        };
+        session.publish();
+        session
+    }
+
+    /// Publish the session's record and its state partitions.
+    fn publish(&mut self) {
+        let text = |b: &Option<Bytes>| {
+            b.as_deref()
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default()
+                .into_owned()
+        };
+        self.entry = self.shared.sessions.upsert(record(
+            self.id,
+            &self.state,
+            self.watched,
+            self.multi.is_some() || self.watched.is_some(),
+            0,
+            self.connected_at,
+        ));
+        self.shared.sessions.put(
+            self.id,
+            "connection",
+            vec![
+                ("db".into(), self.state.db.to_string()),
+                ("name".into(), text(&self.state.name)),
+                ("lib".into(), text(&self.state.lib)),
+                ("user".into(), "default".into()),
+                ("protocol".into(), self.state.protocol.to_string()),
+            ],
+        );
+        let mut tx = vec![("multi".into(), self.multi.is_some().to_string())];
+        if let Some(w) = self.watched {
+            tx.push(("watching-instance".into(), w.to_string()));
+        }
+        self.shared.sessions.put(self.id, "transaction", tx);
+    }
+
+    /// Serve the client until it leaves or misbehaves.
+    pub async fn run(mut self, mut client: TcpStream) -> io::Result<()> {
+        client.set_nodelay(true)?;
+        let limits = self.shared.limits.resp();
+        let mut input = BytesMut::with_capacity(16 << 10);
+        let mut out = BytesMut::with_capacity(16 << 10);
+        loop {
+            if input.capacity() - input.len() < 4096 {
+                input.reserve(64 << 10);
+            }
+            if client.read_buf(&mut input).await? == 0 {
+                return Ok(());
+            }
+            let mut batch: Vec<Request> = Vec::new();
+            let before = (
+                self.state.db,
+                self.state.name.clone(),
+                self.state.protocol,
+                self.multi.is_some(),
+                self.watched,
+            );
+            let mut fatal = None;
+            loop {
+                match next_request(&mut input, &limits) {
+                    Ok(Some(r)) if r.args.is_empty() => {}
+                    Ok(Some(r)) => batch.push(r),
+                    Ok(None) => break,
+                    Err(e) => {
+                        fatal = Some(e);
+                        break;
+                    }
+                }
+            }
+            self.entry
+                .ops
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            let subscribe_at = batch.iter().position(super::pubsub::enters);
+            let rest = subscribe_at.map(|i| batch.split_off(i));
+            self.serve(batch, &mut out).await;
+            if let Some(rest) = rest {
+                client.write_all(&out).await?;
+                out.clear();
+                let setup: Vec<Bytes> = if self.state.protocol == 3 {
+                    vec![Bytes::from_static(b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n")]
+                } else {
+                    Vec::new()
+                };
+                let topology = self.shared.topology.clone();
+                let hold = Duration::from_millis(self.shared.limits.hold_ms);
+                let registry = self.shared.sessions.clone();
+                let id = self.id;
+                let publish =
+                    move |fields: Vec<(String, String)>| registry.put(id, "subscriptions", fields);
+                let served = super::pubsub::serve(
+                    &mut client,
+                    &mut input,
+                    &limits,
+                    rest,
+                    setup,
+                    &topology,
+                    hold,
+                    &publish,
+                )
+                .await;
+                if served.is_err() {
+                    return Ok(());
+                }
+                continue;
+            }
+            if let Some(e) = fatal {
+                tracing::info!(session = self.id, error = %e, "closing client after a protocol error");
+                err(format!("ERR {e}")).encode(&mut out);
+                client.write_all(&out).await?;
+                return Ok(());
+            }
+            if out.len() > self.shared.limits.client_output_buffer_bytes {
+                tracing::warn!(
+                    session = self.id,
+                    bytes = out.len(),
+                    "client output buffer limit reached; closing"
+                );
+                return Ok(());
+            }
+            client.write_all(&out).await?;
+            out.clear();
+            let after = (
+                self.state.db,
+                self.state.name.clone(),
+                self.state.protocol,
+                self.multi.is_some(),
+                self.watched,
+            );
+            if before != after {
+                self.publish();
+            }
+            if self.closing {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Route, forward and answer one batch of requests, appending replies to `out`.
+    async fn serve(&mut self, batch: Vec<Request>, out: &mut BytesMut) {
+        let mut pending = Vec::with_capacity(batch.len());
+        for req in batch {
+            // What is already routed completes first when this request changes the
+            // connection's state, or may wait at a held slot: earlier requests must not sit
+            // unsent behind it (their writes would keep the cutover waiting).
+            if !pending.is_empty() && (is_barrier(&req) || self.shared.gate.any_held()) {
+                self.complete(std::mem::take(&mut pending), out).await;
+            }
+            let p = self.route(req).await;
+            pending.push(p);
+            if self.closing {
+                break;
+            }
+        }
+        self.complete(pending, out).await;
+    }
+
+    /// Send what is queued on the session's connections and append every reply in order.
+    async fn complete(&mut self, pending: Vec<Pending>, out: &mut BytesMut) {
+        let mut broken: HashMap<InstanceId, String> = HashMap::new();
+        for (id, b) in self.backends.iter_mut() {
+            if b.has_queued()
+                && let Err(e) = b.flush().await
+            {
+                broken.insert(*id, e.to_string());
+            }
+        }
+        for p in pending {
+            let frame_or_raw = self.answer(p, &mut broken).await;
+            match frame_or_raw {
+                Ok(raw) => out.extend_from_slice(&raw),
+                Err(frame) => frame.encode(out),
+            }
+        }
+        for id in broken.keys() {
+            self.backends.remove(id);
+        }
+    }
+
+    async fn route(&mut self, req: Request) -> Pending {
+        let class = classify(&req);
+        if self.multi.is_some()
+            && !matches!(req.name().as_str(), "EXEC" | "DISCARD" | "MULTI" | "WATCH")
+        {
+            return self.queue_in_multi(req, class);
+        }
+        let blocking = matches!(class, Class::Blocking(_));
+        match class {
+            Class::Blocking(keys) | Class::Keyed(keys) => {
+                let write = match self.pass_gate(&req, &keys, may_write(&req)).await {
+                    Ok(w) => w,
+                    Err(e) => return Pending::Local(e),
+                };
+                self.keyed(&req, &keys, write, blocking).await
+            }
+            Class::Split(merge, keys) => self.split(&req, merge, &keys).await,
+            Class::Local => self.local(req).await,
+            Class::Transaction => self.transaction(req).await,
+            Class::PubSub
+                if matches!(
+                    req.name().as_str(),
+                    "UNSUBSCRIBE" | "PUNSUBSCRIBE" | "SUNSUBSCRIBE"
+                ) =>
+            {
+                // Not subscribed: answer as Redis does.
+                Pending::Local(Frame::Array(Some(vec![
+                    Frame::bulk(req.name().to_lowercase()),
+                    Frame::Bulk(None),
+                    Frame::Integer(0),
+                ])))
+            }
+            Class::PubSub => Pending::Local(err(format!(
+                "ERR '{}' is not supported through the shardcast proxy yet",
+                req.name().to_lowercase()
+            ))),
+            Class::Unsupported => Pending::Local(err(format!(
+                "ERR unsupported command '{}' through the shardcast proxy",
+                String::from_utf8_lossy(&req.args[0])
+            ))),
+            Class::Arity => Pending::Local(err(format!(
+                "ERR wrong number of arguments for '{}' command",
+                String::from_utf8_lossy(req.args.first().map(|a| a.as_ref()).unwrap_or(b""))
+                    .to_lowercase()
+            ))),
+        }
+    }
+}
