@@ -1,0 +1,185 @@
+//! Segment moves: checking a move against what is running (segment, per-instance limit),
+//! recording it, running it to its end, and recording the outcome (with the watch step's
+//! before-and-after p99) in the view and the decision log.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use shardcast_sdk::types::{
+    Action, InstanceId, Migration, MigrationOutcome, MigrationPhase, SegmentId,
+};
+
+use super::journal::Step;
+use super::segment::{Ended, Plan};
+use super::{Decision, Executor, RECENT, lock, now_ms};
+
+impl Executor {
+    pub(super) fn start_move(
+        self: &Arc<Self>,
+        segment: SegmentId,
+        target: InstanceId,
+        policy: &str,
+        action: &Action,
+    ) {
+        let Some(runtime) = self.runtime.get() else {
+            return self.refuse(policy, action, "the executor is not attached to a runtime");
+        };
+        match self.begin_move(segment, target) {
+            Ok(plan) => {
+                let me = self.clone();
+                let policy = policy.to_owned();
+                runtime.spawn(async move { me.run_move(&plan, &policy).await });
+            }
+            Err(reason) => self.refuse(policy, action, reason),
+        }
+    }
+
+    /// Check a move and record it as running: its plan, or why it cannot start now.
+    pub(super) fn begin_move(
+        &self,
+        segment: SegmentId,
+        target: InstanceId,
+    ) -> Result<Plan, &'static str> {
+        let table = self.topology.table();
+        let seg = table
+            .segments
+            .iter()
+            .find(|s| s.id == segment)
+            .copied()
+            .ok_or("unknown segment")?;
+        if self.topology.instances.get(target as usize).is_none() {
+            return Err("unknown target instance");
+        }
+        if self.topology.state(target) != shardcast_sdk::types::InstanceState::Active {
+            return Err("the target is not active");
+        }
+        if seg.owner == target {
+            return Err("the segment is already on the target");
+        }
+        let mut migrations = lock(&self.migrations);
+        let running: Vec<&Migration> = migrations
+            .iter()
+            .filter(|m| m.outcome == MigrationOutcome::Running)
+            .collect();
+        if running.iter().any(|m| m.segment == segment) {
+            return Err("the segment is already migrating");
+        }
+        let busy = |i: InstanceId| {
+            running
+                .iter()
+                .filter(|m| m.source == i || m.target == i)
+                .count() as u32
+        };
+        if busy(seg.owner) >= self.config.per_instance || busy(target) >= self.config.per_instance {
+            return Err("per-instance migration limit reached");
+        }
+        let id = lock(&self.journal).next_id();
+        migrations.push(Migration {
+            id,
+            segment,
+            source: seg.owner,
+            target,
+            phase: MigrationPhase::Start,
+            outcome: MigrationOutcome::Running,
+            started_at: now_ms(),
+            finished_at: None,
+            bytes_moved: 0,
+            detail: String::new(),
+        });
+        Ok(Plan {
+            id,
+            segment,
+            range: seg.slot_start..=seg.slot_end,
+            source: seg.owner,
+            target,
+        })
+    }
+
+    /// Run a started move to its end and record the outcome; true if it completed.
+    pub(super) async fn run_move(self: &Arc<Self>, plan: &Plan, policy: &str) -> bool {
+        let before = self.instance_p99(plan);
+        let ended = self.migrate(plan).await;
+        let completed = matches!(ended, Ended::Completed { .. });
+        self.finish(plan, ended, before, policy).await;
+        completed
+    }
+
+    pub(super) fn instance_p99(&self, plan: &Plan) -> (f64, f64) {
+        let p99 = self
+            .telemetry
+            .instances_latest(shardcast_sdk::types::Metric::LatencyP99Us);
+        let at = |i: InstanceId| p99.get(i as usize).copied().unwrap_or(0.0);
+        (at(plan.source), at(plan.target))
+    }
+
+    pub(super) async fn finish(&self, plan: &Plan, ended: Ended, before: (f64, f64), policy: &str) {
+        let (outcome, detail, hold_us) = match ended {
+            Ended::Completed {
+                hold,
+                copied,
+                cleaned,
+                final_keys,
+                elapsed,
+            } => {
+                let hold_us = hold.as_micros() as u64;
+                let _ = lock(&self.holds).record(hold_us.max(1));
+                // Watch: one interval later, how the two instances' tails moved.
+                tokio::time::sleep(self.telemetry.interval().max(Duration::from_millis(10))).await;
+                let after = self.instance_p99(plan);
+                if cleaned {
+                    let _ = self.journal(plan, Step::Done);
+                }
+                (
+                    MigrationOutcome::Completed,
+                    format!(
+                        "{} keys ({} bytes), {} deleted, in {} ms; cutover held {hold_us} µs for {final_keys} keys; p99 source {:.0}→{:.0} µs, target {:.0}→{:.0} µs{}",
+                        copied.keys,
+                        copied.bytes,
+                        copied.deleted,
+                        elapsed.as_millis(),
+                        before.0,
+                        after.0,
+                        before.1,
+                        after.1,
+                        if cleaned {
+                            ""
+                        } else {
+                            "; source cleanup pending"
+                        }
+                    ),
+                    Some(hold_us),
+                )
+            }
+            Ended::RolledBack(reason) => (MigrationOutcome::Aborted, reason, None),
+        };
+        let record = {
+            let mut migrations = lock(&self.migrations);
+            let Some(m) = migrations.iter_mut().find(|m| m.id == plan.id) else {
+                return;
+            };
+            m.outcome = outcome;
+            m.finished_at = Some(now_ms());
+            m.detail = detail;
+            let record = m.clone();
+            let finished = migrations
+                .iter()
+                .filter(|m| m.outcome != MigrationOutcome::Running)
+                .count();
+            if finished > RECENT
+                && let Some(oldest) = migrations
+                    .iter()
+                    .position(|m| m.outcome != MigrationOutcome::Running)
+            {
+                migrations.remove(oldest);
+            }
+            record
+        };
+        tracing::info!(migration = plan.id, segment = plan.segment, outcome = ?record.outcome, "{}", record.detail);
+        self.log(&Decision::Outcome {
+            at_ms: now_ms(),
+            policy,
+            migration: &record,
+            hold_us,
+        });
+    }
+}
