@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use dashmap::DashMap;
 use shardcast_sdk::view::ViewSnapshot;
 use tokio::net::TcpListener;
 
@@ -329,7 +328,6 @@ pub async fn run_with(
         topology: parts.topology.clone(),
         limits: config.limits,
         next_id: AtomicU64::new(1),
-        unreachable: DashMap::new(),
         mux: Mux::new(
             &topology_addresses,
             Duration::from_millis(config.limits.connect_timeout_ms),

@@ -229,19 +229,14 @@ pub async fn copy_databases(
     budget: Budget,
     mut progress: impl FnMut(Copied),
 ) -> Result<Copied, CopyError> {
-    let mut total = Copied::default();
+    // One pace for the whole copy: the budget is the migration's, not each database's.
+    let mut pace = Pace::new(budget);
     for db in source.databases().await? {
         source.select(db).await?;
         target.select(db).await?;
-        let before = total;
-        total += copy_range(source, target, range, budget, |c| {
-            let mut sum = before;
-            sum += c;
-            progress(sum)
-        })
-        .await?;
+        copy_paced(source, target, range, &mut pace, &mut progress).await?;
     }
-    Ok(total)
+    Ok(pace.done())
 }
 
 /// Copy `keys` (each in its database) in chunks of `chunk`; with `verify`, count in the
@@ -288,22 +283,33 @@ pub async fn copy_range(
     mut progress: impl FnMut(Copied),
 ) -> Result<Copied, CopyError> {
     let mut pace = Pace::new(budget);
+    copy_paced(source, target, range, &mut pace, &mut progress).await?;
+    Ok(pace.done())
+}
+
+/// [`copy_range`] counted against `pace`; `progress` sees `pace`'s running total.
+async fn copy_paced(
+    source: &mut End,
+    target: &mut End,
+    range: &RangeInclusive<u16>,
+    pace: &mut Pace,
+    progress: &mut impl FnMut(Copied),
+) -> Result<(), CopyError> {
+    let chunk = pace.budget.chunk.max(1);
     let mut cursor = 0;
     let mut pending: Vec<Bytes> = Vec::new();
     loop {
-        let (next, keys) = source
-            .scan_step(cursor, budget.chunk.max(10), range)
-            .await?;
+        let (next, keys) = source.scan_step(cursor, chunk.max(10), range).await?;
         pending.extend(keys);
-        while pending.len() >= budget.chunk || (next == 0 && !pending.is_empty()) {
-            let take = pending.len().min(budget.chunk.max(1));
-            let chunk: Vec<Bytes> = pending.drain(..take).collect();
-            let c = copy_keys(source, target, &chunk).await?;
+        while pending.len() >= chunk || (next == 0 && !pending.is_empty()) {
+            let take = pending.len().min(chunk);
+            let part: Vec<Bytes> = pending.drain(..take).collect();
+            let c = copy_keys(source, target, &part).await?;
             pace.account(c).await;
             progress(pace.done());
         }
         if next == 0 {
-            return Ok(pace.done());
+            return Ok(());
         }
         cursor = next;
     }

@@ -248,18 +248,4 @@ impl End {
         }
         Ok(())
     }
-
-    /// How many of `keys` exist.
-    pub async fn count_existing(&mut self, keys: &[Bytes]) -> Result<i64, CopyError> {
-        let mut total = 0;
-        for chunk in keys.chunks(1000) {
-            let mut cmd = vec![Bytes::from_static(b"EXISTS")];
-            cmd.extend(chunk.iter().cloned());
-            match self.pipeline("verifying", &[cmd]).await?.pop() {
-                Some(Frame::Integer(n)) => total += n,
-                other => return Err(self.fail("verifying", format!("{other:?}"))),
-            }
-        }
-        Ok(total)
-    }
 }

@@ -42,7 +42,6 @@ impl Session {
                 match attempt {
                     Ok(b) => break b,
                     Err(why) if started.elapsed() >= bound => {
-                        self.shared.unreachable.insert(id, Instant::now());
                         tracing::warn!(instance = %address, error = %why, "instance unreachable");
                         return Err(err(format!(
                             "TRYAGAIN {} {why} (held {} ms); retry",
@@ -56,7 +55,6 @@ impl Session {
             if started.elapsed() > RETRY {
                 self.shared.gate.record_instance_hold(started.elapsed());
             }
-            self.shared.unreachable.remove(&id);
             self.backends.insert(id, b);
         }
         Ok(self.backends.get_mut(&id).expect("inserted above"))
@@ -209,7 +207,6 @@ impl Session {
             Ok(raw) => Ok(raw),
             Err(e) => {
                 broken.insert(id, e.to_string());
-                self.shared.unreachable.insert(id, Instant::now());
                 Err(err(format!(
                     "TRYAGAIN connection to {} failed: {e}",
                     self.instance_name(id)

@@ -28,7 +28,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use dashmap::DashMap;
 use shardcast_sdk::types::InstanceId;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -58,8 +57,6 @@ pub struct Shared {
     pub limits: ProxyLimits,
     /// Next session id.
     pub next_id: AtomicU64,
-    /// When each instance last refused a connection.
-    pub unreachable: DashMap<InstanceId, Instant>,
     /// The shared connections sessions in the default state use.
     pub mux: Mux,
     /// Request counters.
