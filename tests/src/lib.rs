@@ -4,6 +4,7 @@
 //! this crate's build script. The helpers load them into a real engine.
 
 pub mod chaos;
+pub mod decisions;
 pub mod fixture;
 pub mod load;
 pub mod servers;

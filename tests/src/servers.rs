@@ -187,6 +187,30 @@ impl Proxy {
         }
     }
 
+    /// Ask the executor to move `segment` to `target` and wait (up to `deadline`) for that
+    /// migration to end; its record.
+    pub fn move_segment(
+        &self,
+        segment: u32,
+        target: u32,
+        deadline: Duration,
+    ) -> shardcast_sdk::types::Migration {
+        use shardcast_sdk::types::{Action, MigrationOutcome, MoveSegment};
+        let earlier: Vec<u64> = self.executor.migrations().iter().map(|m| m.id).collect();
+        self.executor
+            .submit(Action::MoveSegment(MoveSegment { segment, target }), "test");
+        let mut ended = None;
+        wait_for("the migration to end", deadline, || {
+            ended = self
+                .executor
+                .migrations()
+                .into_iter()
+                .find(|m| !earlier.contains(&m.id) && m.outcome != MigrationOutcome::Running);
+            ended.is_some()
+        });
+        ended.expect("found above")
+    }
+
     /// A client connection through the proxy.
     pub fn client(&self) -> redis::Connection {
         self.client_url("")

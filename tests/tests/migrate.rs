@@ -8,6 +8,7 @@ use std::time::Duration;
 use redis::Commands;
 use shardcast::proxy::slot::slot;
 use shardcast_sdk::types::{Action, InstanceState, MigrationOutcome, MoveSegment};
+use shardcast_tests::decisions::last_planner;
 use shardcast_tests::servers::{Proxy, RedisServer, wait_for};
 
 /// Keys of `conn` (a direct connection to one instance) whose slots fall in `range`.
@@ -95,19 +96,7 @@ fn a_segment_moves_live_while_clients_write_and_nothing_is_lost() {
         })
         .collect();
     std::thread::sleep(Duration::from_millis(300));
-    p.executor.submit(
-        Action::MoveSegment(MoveSegment {
-            segment: seg.id,
-            target: 1,
-        }),
-        "test",
-    );
-    wait_for("the migration to end", Duration::from_secs(60), || {
-        p.executor
-            .migrations()
-            .iter()
-            .any(|m| m.outcome != MigrationOutcome::Running)
-    });
+    let m = p.move_segment(seg.id, 1, Duration::from_secs(60));
     std::thread::sleep(Duration::from_millis(300));
     stop.store(true, Ordering::Relaxed);
     let acked: Vec<Acked> = writers
@@ -115,7 +104,6 @@ fn a_segment_moves_live_while_clients_write_and_nothing_is_lost() {
         .map(|w| w.join().expect("writer"))
         .collect();
 
-    let m = &p.executor.migrations()[0];
     assert_eq!(m.outcome, MigrationOutcome::Completed, "{}", m.detail);
     assert_eq!(p.topology.table().owner(seg.slot_start), 1);
     assert!(p.topology.table().epoch > table.epoch);
@@ -179,20 +167,7 @@ fn an_open_watch_defers_the_cutover_then_the_migration_aborts_cleanly() {
     let _: () = c.set(&key, 100).expect("SET");
     let mut tx = p.client();
     let _: () = redis::cmd("WATCH").arg(&key).query(&mut tx).expect("WATCH");
-    p.executor.submit(
-        Action::MoveSegment(MoveSegment {
-            segment: seg.id,
-            target: 1,
-        }),
-        "test",
-    );
-    wait_for("the migration to end", Duration::from_secs(30), || {
-        p.executor
-            .migrations()
-            .iter()
-            .any(|m| m.outcome != MigrationOutcome::Running)
-    });
-    let m = &p.executor.migrations()[0];
+    let m = p.move_segment(seg.id, 1, Duration::from_secs(30));
     assert_eq!(m.outcome, MigrationOutcome::Aborted);
     assert!(m.detail.contains("WATCH"), "{}", m.detail);
     assert_eq!(
@@ -370,25 +345,10 @@ fn keys_in_every_database_move_with_their_segment() {
             last
         })
     };
-    p.executor.submit(
-        Action::MoveSegment(MoveSegment {
-            segment: seg.id,
-            target: 1,
-        }),
-        "test",
-    );
-    wait_for("the migration to end", Duration::from_secs(60), || {
-        p.executor
-            .migrations()
-            .iter()
-            .any(|m| m.outcome != MigrationOutcome::Running)
-    });
+    let m = p.move_segment(seg.id, 1, Duration::from_secs(60));
     stop.store(true, Ordering::Relaxed);
     let last = writer.join().expect("writer");
-    assert_eq!(
-        p.executor.migrations()[0].outcome,
-        MigrationOutcome::Completed
-    );
+    assert_eq!(m.outcome, MigrationOutcome::Completed, "{}", m.detail);
     for k in &keys {
         let v0: String = db0.get(k).expect("GET db 0");
         assert_eq!(v0, "in db 0");
@@ -405,15 +365,6 @@ fn keys_in_every_database_move_with_their_segment() {
         keys_in(&mut src, &range).is_empty(),
         "the source's db 3 was cleaned up"
     );
-}
-
-/// The `planner` of the decision log's last tick line.
-fn last_planner(log: &std::path::Path) -> Option<String> {
-    let text = std::fs::read_to_string(log).ok()?;
-    text.lines().rev().find_map(|l| {
-        let v: serde_json::Value = serde_json::from_str(l).ok()?;
-        (v["kind"] == "tick").then(|| v["planner"].as_str().map(str::to_owned))?
-    })
 }
 
 #[test]

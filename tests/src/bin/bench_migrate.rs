@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use shardcast::migrate::copy::{Budget, End, copy_and_verify, copy_range};
 use shardcast::proxy::slot::slot;
-use shardcast_sdk::types::{Action, MigrationOutcome, MoveSegment};
+use shardcast_sdk::types::MigrationOutcome;
 use shardcast_tests::load::{Load, LoadShape};
 use shardcast_tests::servers::{Proxy, RedisServer, free_port, wait_for};
 
@@ -246,26 +246,9 @@ fn redis_rs_copy(n: usize) -> (f64, f64) {
 }
 
 fn move_and_wait(proxy: &Proxy, segment: u32, target: u32) -> String {
-    let before = proxy.executor.migrations().len();
-    proxy.executor.submit(
-        Action::MoveSegment(MoveSegment { segment, target }),
-        "bench",
-    );
-    let mut detail = String::new();
-    wait_for("the migration", Duration::from_secs(300), || {
-        let m = proxy.executor.migrations();
-        match m.last() {
-            Some(last) if m.len() > before || last.outcome != MigrationOutcome::Running => {
-                detail = last.detail.clone();
-                last.outcome != MigrationOutcome::Running
-            }
-            _ => false,
-        }
-    });
-    let m = proxy.executor.migrations();
-    let last = m.last().expect("a migration");
-    assert_eq!(last.outcome, MigrationOutcome::Completed, "{}", last.detail);
-    detail
+    let m = proxy.move_segment(segment, target, Duration::from_secs(300));
+    assert_eq!(m.outcome, MigrationOutcome::Completed, "{}", m.detail);
+    m.detail
 }
 
 /// The number after `word` in `text` ("... in 123 ms" → 123).

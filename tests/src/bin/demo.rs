@@ -18,8 +18,9 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use shardcast::proxy::slot::slot;
-use shardcast_sdk::types::{Metric, Migration, MigrationOutcome};
+use shardcast_sdk::types::{Metric, Migration, MigrationOutcome, Scope};
 use shardcast_tests::artifacts;
+use shardcast_tests::decisions::{last_forecasts, last_planner};
 use shardcast_tests::load::{Load, LoadShape};
 use shardcast_tests::servers::{Proxy, RedisServer, free_port};
 
@@ -169,53 +170,6 @@ fn moving(m: &[Migration]) -> String {
     }
 }
 
-/// The running policy's latest forecast of each instance's load (ops/s per capacity unit),
-/// with its horizon in seconds, from the decision log's last tick.
-fn forecasts(log: &Path) -> Vec<(u32, f64, u64)> {
-    let Ok(text) = std::fs::read_to_string(log) else {
-        return Vec::new();
-    };
-    let Some(tick) = text.lines().rev().find_map(|l| {
-        let v: serde_json::Value = serde_json::from_str(l).ok()?;
-        (v["kind"] == "tick").then_some(v)
-    }) else {
-        return Vec::new();
-    };
-    let named = |v: &serde_json::Value, want: &str| -> Option<serde_json::Value> {
-        match v {
-            serde_json::Value::String(s) if s.eq_ignore_ascii_case(want) => Some(v.clone()),
-            serde_json::Value::Object(m) => m
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(want))
-                .map(|(_, x)| x.clone()),
-            _ => None,
-        }
-    };
-    tick["predictions"]["load"]
-        .as_array()
-        .map(|all| {
-            all.iter()
-                .filter(|f| named(&f["metric"], "load").is_some())
-                .filter_map(|f| {
-                    let id = named(&f["scope"], "instance")?.as_u64()? as u32;
-                    let expected = f["expected"].as_f64()?;
-                    let horizon = f["horizon_ms"].as_u64()? / 1000;
-                    Some((id, expected, horizon))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// The planner label of the last tick in the decision log.
-fn running_policy(log: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(log).ok()?;
-    text.lines().rev().find_map(|l| {
-        let v: serde_json::Value = serde_json::from_str(l).ok()?;
-        (v["kind"] == "tick").then(|| v["planner"].as_str().map(str::to_owned))?
-    })
-}
-
 fn main() -> ExitCode {
     let args = Args::parse();
     if std::process::Command::new("redis-server")
@@ -323,8 +277,13 @@ fn main() -> ExitCode {
             );
         }
         // The policy's forecast for the instance it expects to be busiest.
-        let forecast = forecasts(&log)
+        let forecast = last_forecasts(&log)
             .into_iter()
+            .filter(|f| f.metric == Metric::Load && f.expected > 0.0)
+            .filter_map(|f| match f.scope {
+                Scope::Instance(i) => Some((i, f.expected, f.horizon_ms / 1000)),
+                _ => None,
+            })
             .max_by(|a, b| a.1.total_cmp(&b.1))
             .map(|(i, load, h)| format!("{} {} in {h}s", names[i as usize], short(load)))
             .unwrap_or_else(|| "-".into());
@@ -400,7 +359,7 @@ fn main() -> ExitCode {
     if let Some((second, before)) = swapped_at {
         println!(
             "  policy swap at {second}s: now running {}; client errors across the swap: {}",
-            running_policy(&log).unwrap_or_else(|| "?".into()),
+            last_planner(&log).unwrap_or_else(|| "?".into()),
             errors - before
         );
     }
