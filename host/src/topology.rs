@@ -202,14 +202,18 @@ pub struct Topology {
     /// [`Topology::state`]).
     pub instances: Vec<Instance>,
     table: ArcSwap<SegmentTable>,
+    /// The epoch of each table published, for those who follow changes.
+    published: tokio::sync::watch::Sender<u64>,
 }
 
 impl Topology {
     /// A topology over `instances` with `table`.
     pub fn new(instances: Vec<Instance>, table: SegmentTable) -> Self {
+        let epoch = table.epoch;
         Topology {
             instances,
             table: ArcSwap::from_pointee(table),
+            published: tokio::sync::watch::channel(epoch).0,
         }
     }
 
@@ -226,7 +230,14 @@ impl Topology {
 
     /// Publish a new table.
     pub fn publish(&self, table: SegmentTable) {
+        let epoch = table.epoch;
         self.table.store(Arc::new(table));
+        self.published.send_replace(epoch);
+    }
+
+    /// Notified with the epoch of every table published from now on.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.published.subscribe()
     }
 
     /// The state of instance `id` now: as an action last set it, else as configured.

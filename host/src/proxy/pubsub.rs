@@ -361,9 +361,6 @@ fn address(topology: &Topology, id: InstanceId) -> String {
         .unwrap_or_default()
 }
 
-/// How often a subscribed session checks whether its channels moved.
-const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
-
 /// Serve a session in subscribed mode, starting with `first` (the request that entered
 /// it) and `rest` (requests pipelined after it). Returns when no subscription is left.
 #[allow(clippy::too_many_arguments)]
@@ -380,9 +377,8 @@ pub async fn serve(
     let mut subs = Subscriptions::new();
     let mut queue: std::collections::VecDeque<Request> = first.into();
     let mut expected = 0usize;
-    let mut epoch = topology.current().epoch;
-    let mut follow = tokio::time::interval(FOLLOW_EVERY);
-    follow.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A new table (a migration's flip) may move channels: follow them.
+    let mut changes = topology.changes();
     loop {
         while let Some(req) = queue.pop_front() {
             let mut out = BytesMut::new();
@@ -452,13 +448,7 @@ pub async fn serve(
                     return Ok(());
                 }
             }
-            _ = follow.tick() => {
-                let now = topology.current().epoch;
-                if now != epoch {
-                    epoch = now;
-                    subs.follow(topology, &setup).await?;
-                }
-            }
+            Ok(()) = changes.changed() => subs.follow(topology, &setup).await?,
             read = client.read_buf(input) => {
                 if read? == 0 {
                     return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "client left"));
