@@ -178,11 +178,14 @@ impl Subscriptions {
         name: &Bytes,
     ) -> io::Result<()> {
         let raw = Request::from_args(vec![Bytes::from_static(kind.as_bytes()), name.clone()]).raw;
+        self.send(id, address, setup, &raw).await?;
+        // Counted once sent: a send that failed brings no confirmation to hide. (The
+        // confirmation is handled by this same task, after this returns.)
         *self
             .swallow
             .entry((kind.to_ascii_lowercase(), name.clone()))
             .or_default() += 1;
-        self.send(id, address, setup, &raw).await
+        Ok(())
     }
 
     /// Move every channel whose slot changed owner to its new owner.
