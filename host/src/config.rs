@@ -52,9 +52,11 @@ pub struct Config {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MigrationConfig {
-    /// Directory for the segment table, the migration journal and the decision log. Without
-    /// it, a restart starts again from the configured layout and an interrupted migration
-    /// cannot be recovered.
+    /// Directory for the segment table, the migration journal and the decision log. A
+    /// configuration read from a file ([`Config::load`]) defaults it to
+    /// `<file's directory>/<file's stem>.state` (`shardcast.toml` → `shardcast.state/`), so
+    /// a restart routes every segment where the last run left it. A configuration parsed
+    /// from text without one keeps the table in memory only (tests, embedding).
     pub state_dir: Option<PathBuf>,
     /// Keys copied per second in and out of one instance, shared by the migrations touching
     /// it (0: unlimited).
@@ -72,6 +74,13 @@ pub struct MigrationConfig {
     pub cutover_wait_ms: u64,
     /// Migrations touching one instance at once.
     pub per_instance: u32,
+    /// Milliseconds each read or write of a copy may take before the migration rolls back
+    /// (a hung instance cannot stall a migration).
+    pub io_timeout_ms: u64,
+    /// Milliseconds the cutover may hold the segment, from holding to the flip (waiting
+    /// for writes in flight, the last copy, the verification); past it the migration rolls
+    /// back and the held requests go to the source.
+    pub cutover_timeout_ms: u64,
 }
 
 impl Default for MigrationConfig {
@@ -85,6 +94,8 @@ impl Default for MigrationConfig {
             catch_up_rounds: 50,
             cutover_wait_ms: 2000,
             per_instance: 1,
+            io_timeout_ms: 10_000,
+            cutover_timeout_ms: 4000,
         }
     }
 }
@@ -164,6 +175,17 @@ pub struct ProxyLimits {
     /// Milliseconds a request may be held (segment in cutover, instance restarting) before
     /// it fails with a retryable error.
     pub hold_ms: u64,
+    /// Milliseconds an instance has to answer a request once it is sent (blocking commands:
+    /// their own timeout plus this). Past it the connection is given up: a read gets
+    /// `TRYAGAIN`, a write an error saying its outcome is unknown.
+    pub request_timeout_ms: u64,
+    /// Milliseconds a client may take to accept a reply (or a subscriber a message) before
+    /// it is disconnected.
+    pub client_write_timeout_ms: u64,
+    /// Client connections served at once; one more is answered with an error and closed.
+    pub maxclients: usize,
+    /// Milliseconds a shutdown (SIGTERM) waits for requests in flight to be answered.
+    pub shutdown_grace_ms: u64,
 }
 
 impl Default for ProxyLimits {
@@ -176,6 +198,10 @@ impl Default for ProxyLimits {
             client_output_buffer_bytes: 256 << 20,
             connect_timeout_ms: 1000,
             hold_ms: 5000,
+            request_timeout_ms: 5000,
+            client_write_timeout_ms: 60_000,
+            maxclients: 10_000,
+            shutdown_grace_ms: 5000,
         }
     }
 }
@@ -224,16 +250,33 @@ impl Config {
         b.enable_all().thread_name("shardcast-proxy").build()
     }
 
-    /// Read and check a configuration file.
+    /// Read and check a configuration file. Without `[migration] state_dir`, the state
+    /// lives beside the file: [`Config::default_state_dir`].
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             path: path.display().to_string(),
             message: format!("cannot read: {e}"),
         })?;
-        Config::parse(&text).map_err(|message| ConfigError {
+        let mut config = Config::parse(&text).map_err(|message| ConfigError {
             path: path.display().to_string(),
             message,
-        })
+        })?;
+        if config.migration.state_dir.is_none() {
+            config.migration.state_dir = Some(Config::default_state_dir(path));
+        }
+        Ok(config)
+    }
+
+    /// Where the state of the configuration file at `path` lives when it names no
+    /// `state_dir`: `<directory>/<stem>.state`.
+    pub fn default_state_dir(path: &Path) -> PathBuf {
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "shardcast".into());
+        path.parent()
+            .unwrap_or_else(|| Path::new("."))
+            .join(format!("{stem}.state"))
     }
 
     /// Parse and check configuration text.
@@ -303,6 +346,24 @@ impl Config {
         if self.tick_ms == 0 {
             return Err("`tick_ms` must be positive".into());
         }
+        for (key, value) in [
+            ("limits.connect_timeout_ms", self.limits.connect_timeout_ms),
+            ("limits.request_timeout_ms", self.limits.request_timeout_ms),
+            (
+                "limits.client_write_timeout_ms",
+                self.limits.client_write_timeout_ms,
+            ),
+            ("limits.maxclients", self.limits.maxclients as u64),
+            ("migration.io_timeout_ms", self.migration.io_timeout_ms),
+            (
+                "migration.cutover_timeout_ms",
+                self.migration.cutover_timeout_ms,
+            ),
+        ] {
+            if value == 0 {
+                return Err(format!("`{key}` must be positive"));
+            }
+        }
         Ok(())
     }
 
@@ -357,6 +418,19 @@ state = "standby"
         assert_eq!(c.instances().len(), 2);
         assert_eq!(c.instances()[1].state, InstanceState::Standby);
         assert_eq!(c.segments.count, 1024);
+    }
+
+    #[test]
+    fn a_file_without_state_dir_keeps_its_state_beside_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("edge.toml");
+        std::fs::write(&path, GOOD).expect("write");
+        let c = Config::load(&path).expect("valid");
+        assert_eq!(c.migration.state_dir, Some(dir.path().join("edge.state")));
+        let text = format!("{GOOD}\n[migration]\nstate_dir = \"/elsewhere\"\n");
+        std::fs::write(&path, text).expect("write");
+        let c = Config::load(&path).expect("valid");
+        assert_eq!(c.migration.state_dir, Some(PathBuf::from("/elsewhere")));
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::engine::watch::{Binding, PolicyWatcher};
 use crate::engine::{PolicyEngine, Runtime, RuntimeOptions};
 use crate::migrate::{Executor, StatePaths};
 use crate::proxy::gate::Gate;
-use crate::proxy::mux::Mux;
+use crate::proxy::mux::{Deadlines, Mux};
 use crate::proxy::server::serve;
 use crate::proxy::session::Shared;
 use crate::sessions::registry::Registry;
@@ -68,29 +68,18 @@ pub fn topology(config: &Config) -> Result<Arc<Topology>, Error> {
     let configured = || SegmentTable::uniform(config.segments.count as usize, &active);
     let table = match StatePaths::of(&config.migration).map_err(Error::Migration)? {
         Some(paths) => {
-            let fail = |e: std::io::Error| {
+            let fail = |message: String| {
                 Error::Migration(crate::migrate::Error::State {
                     path: paths.table.display().to_string(),
-                    message: e.to_string(),
+                    message,
                 })
             };
-            match SegmentTable::load(&paths.table).map_err(fail)? {
-                Some(saved) => {
-                    if let Some(bad) = saved
-                        .segments
-                        .iter()
-                        .find(|s| instances.get(s.owner as usize).is_none())
-                    {
-                        return Err(fail(std::io::Error::other(format!(
-                            "segment {} is owned by instance {}, which the configuration does not list",
-                            bad.id, bad.owner
-                        ))));
-                    }
-                    saved
-                }
+            match SegmentTable::load(&paths.table, &instances).map_err(|e| fail(e.to_string()))? {
+                Some(saved) => saved,
                 None => {
                     let t = configured();
-                    t.save(&paths.table).map_err(fail)?;
+                    t.save(&paths.table, &instances)
+                        .map_err(|e| fail(e.to_string()))?;
                     t
                 }
             }
@@ -223,13 +212,13 @@ pub fn telemetry(config: &Config) -> Arc<Telemetry> {
 }
 
 /// Poll the instances and fold the counters into the store, every interval, until the
-/// process ends.
+/// process ends. The instances are polled at once, each within its own deadline, so one
+/// hung instance neither delays nor skews the others.
 async fn collect(topology: Arc<Topology>, telemetry: Arc<Telemetry>, registry: Arc<Registry>) {
     let interval = telemetry.interval();
-    let mut pollers: Vec<Poller> = topology
-        .instances
-        .iter()
-        .map(|i| Poller::new(i.address.clone()))
+    let fresh = |id: usize| Poller::new(topology.instances[id].address.clone());
+    let mut pollers: Vec<Option<Poller>> = (0..topology.instances.len())
+        .map(|id| Some(fresh(id)))
         .collect();
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -240,14 +229,28 @@ async fn collect(topology: Arc<Topology>, telemetry: Arc<Telemetry>, registry: A
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
-        let mut failures = Vec::new();
+        let mut polls = tokio::task::JoinSet::new();
         for (id, p) in pollers.iter_mut().enumerate() {
-            failures.extend(p.poll(id as u32, interval, now_ms).await);
+            let mut p = p.take().unwrap_or_else(|| fresh(id));
+            polls.spawn(async move {
+                let failures = p.poll(id as u32, interval, now_ms).await;
+                (id, p, failures)
+            });
+        }
+        let mut failures = Vec::new();
+        while let Some(done) = polls.join_next().await {
+            if let Ok((id, p, f)) = done {
+                pollers[id] = Some(p);
+                failures.extend(f);
+            }
         }
         for f in &failures {
             tracing::warn!(instance = f.instance, kind = ?f.kind, "{}", f.detail);
         }
-        let health = pollers.iter().map(|p| p.health.clone()).collect();
+        let health = pollers
+            .iter()
+            .map(|p| p.as_ref().map(|p| p.health.clone()).unwrap_or_default())
+            .collect();
         telemetry.collect(&topology, health, failures);
         telemetry.collect_sessions(registry.take());
     }
@@ -330,11 +333,15 @@ pub async fn run_with(
         next_id: AtomicU64::new(1),
         mux: Mux::new(
             &topology_addresses,
-            Duration::from_millis(config.limits.connect_timeout_ms),
+            Deadlines {
+                connect: Duration::from_millis(config.limits.connect_timeout_ms),
+                request: Duration::from_millis(config.limits.request_timeout_ms),
+            },
         ),
         telemetry: parts.telemetry.clone(),
         sessions: parts.registry.clone(),
         gate: parts.gate.clone(),
+        closing: tokio::sync::watch::channel(false).0,
     });
     tracing::info!(%address, instances = shared.topology.instances.len(), "shardcast is serving");
     serve(listener, shared, shutdown).await;

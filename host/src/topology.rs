@@ -4,6 +4,7 @@
 //! current one through `arc-swap` on every request without locking, and a change publishes
 //! a new table.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
@@ -12,13 +13,35 @@ use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 use shardcast_sdk::types::{Instance, InstanceId, InstanceState, SLOTS, Segment};
 
-/// The table as saved on disk.
+/// The table as saved on disk. Instances are named, never numbered: ids are positions in
+/// the configuration, which an operator may reorder or extend between two runs.
 #[derive(Serialize, Deserialize)]
 struct Stored {
     epoch: u64,
-    segments: Vec<Segment>,
+    segments: Vec<StoredSegment>,
+    /// Instance states an action set, by instance name.
     #[serde(default)]
-    states: Vec<InstanceState>,
+    states: BTreeMap<String, InstanceState>,
+}
+
+/// One segment as saved: its owner by name.
+#[derive(Serialize, Deserialize)]
+struct StoredSegment {
+    id: u32,
+    slot_start: u16,
+    slot_end: u16,
+    owner: String,
+}
+
+/// A saved table that cannot be used with this configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read or parsed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The file parses but is not a table of this fleet.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// One version of the slot → segment → instance mapping.
@@ -142,12 +165,35 @@ impl SegmentTable {
             .ok_or_else(|| format!("unknown segment {id}"))
     }
 
-    /// Write the table to `path` atomically (a temporary file, fsync, rename).
-    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+    /// Write the table to `path` atomically (a temporary file, fsync, rename), naming each
+    /// owner by its name in `instances` (the fleet, in id order).
+    pub fn save(&self, path: &Path, instances: &[Instance]) -> std::io::Result<()> {
+        let name = |id: InstanceId| {
+            instances
+                .get(id as usize)
+                .map(|i| i.name.clone())
+                .ok_or_else(|| std::io::Error::other(format!("no instance with id {id}")))
+        };
         let stored = Stored {
             epoch: self.epoch,
-            segments: self.segments.clone(),
-            states: self.states.clone(),
+            segments: self
+                .segments
+                .iter()
+                .map(|s| {
+                    Ok(StoredSegment {
+                        id: s.id,
+                        slot_start: s.slot_start,
+                        slot_end: s.slot_end,
+                        owner: name(s.owner)?,
+                    })
+                })
+                .collect::<std::io::Result<_>>()?,
+            states: self
+                .states
+                .iter()
+                .enumerate()
+                .map(|(id, state)| Ok((name(id as InstanceId)?, *state)))
+                .collect::<std::io::Result<_>>()?,
         };
         let tmp = path.with_extension("tmp");
         let mut f = std::fs::File::create(&tmp)?;
@@ -160,19 +206,25 @@ impl SegmentTable {
         Ok(())
     }
 
-    /// The table saved at `path`, if there is one. A table that does not cover every slot
-    /// exactly once is an error.
-    pub fn load(path: &Path) -> std::io::Result<Option<Self>> {
+    /// The table saved at `path`, if there is one, with owners resolved by name against
+    /// `instances` (the fleet as configured now, in id order). A table that does not cover
+    /// every slot exactly once, or whose segments belong to an instance the configuration
+    /// no longer lists, is an error saying what to do.
+    pub fn load(path: &Path, instances: &[Instance]) -> Result<Option<Self>, LoadError> {
         let text = match std::fs::read(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         };
-        let stored: Stored = serde_json::from_slice(&text).map_err(std::io::Error::other)?;
+        let stored: Stored = serde_json::from_slice(&text).map_err(|e| {
+            LoadError::Invalid(format!(
+                "not a segment table of this version ({e}); move it away to start from the configured layout"
+            ))
+        })?;
         let mut next = 0u32;
         for s in &stored.segments {
             if u32::from(s.slot_start) != next || s.slot_end < s.slot_start {
-                return Err(std::io::Error::other(format!(
+                return Err(LoadError::Invalid(format!(
                     "segment {} starts at slot {} where slot {next} was expected",
                     s.id, s.slot_start
                 )));
@@ -180,12 +232,46 @@ impl SegmentTable {
             next = u32::from(s.slot_end) + 1;
         }
         if next != u32::from(SLOTS) {
-            return Err(std::io::Error::other(
-                "the segments do not cover every slot",
+            return Err(LoadError::Invalid(
+                "the segments do not cover every slot".into(),
             ));
         }
-        let mut table = SegmentTable::from_segments(stored.epoch, stored.segments);
-        table.states = stored.states;
+        let id_of = |name: &str| instances.iter().find(|i| i.name == name).map(|i| i.id);
+        let mut missing: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+        let mut segments = Vec::with_capacity(stored.segments.len());
+        for s in &stored.segments {
+            match id_of(&s.owner) {
+                Some(owner) => segments.push(Segment {
+                    id: s.id,
+                    slot_start: s.slot_start,
+                    slot_end: s.slot_end,
+                    owner,
+                    keys: 0,
+                    bytes: 0,
+                    migrating: false,
+                }),
+                None => missing.entry(&s.owner).or_default().push(s.id),
+            }
+        }
+        if let Some((name, ids)) = missing.into_iter().next() {
+            return Err(LoadError::Invalid(format!(
+                "instance `{name}` owns {} segment(s) ({}) but the configuration no longer lists it: put it back in `[[instances]]`, drain it (a policy's drain-instance action) until it owns nothing, then remove it",
+                ids.len(),
+                ids.iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        let mut table = SegmentTable::from_segments(stored.epoch, segments);
+        // Until an action sets a state, the configured states hold. States of instances no
+        // longer configured are dropped: they own nothing (checked above).
+        if !stored.states.is_empty() {
+            table.states = instances
+                .iter()
+                .map(|i| stored.states.get(&i.name).copied().unwrap_or(i.state))
+                .collect();
+        }
         Ok(Some(table))
     }
 
@@ -294,23 +380,82 @@ mod tests {
         assert_eq!(t.segment_row(t.segments[3].slot_end), 3);
     }
 
+    fn fleet(names: &[&str]) -> Vec<Instance> {
+        names
+            .iter()
+            .enumerate()
+            .map(|(id, name)| Instance {
+                id: id as InstanceId,
+                name: (*name).into(),
+                address: format!("127.0.0.1:{}", 7000 + id),
+                zone: String::new(),
+                capacity: 1.0,
+                state: InstanceState::Active,
+            })
+            .collect()
+    }
+
     #[test]
     fn a_saved_table_loads_back_and_a_gap_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("table.json");
-        assert!(SegmentTable::load(&path).expect("absent is fine").is_none());
+        let abc = fleet(&["a", "b", "c"]);
+        assert!(
+            SegmentTable::load(&path, &abc)
+                .expect("absent is fine")
+                .is_none()
+        );
         let t = SegmentTable::uniform(8, &[0, 1, 2]).with_owner(2, 1);
-        t.save(&path).expect("save");
-        let back = SegmentTable::load(&path).expect("load").expect("present");
+        t.save(&path, &abc).expect("save");
+        let back = SegmentTable::load(&path, &abc)
+            .expect("load")
+            .expect("present");
         assert_eq!(back.epoch, 2);
         assert_eq!(back.owner(back.segments[2].slot_start), 1);
         let mut gap = t.segments.clone();
         gap.remove(4);
         SegmentTable::from_segments(3, gap)
-            .save(&path)
+            .save(&path, &abc)
             .expect("save");
-        let e = SegmentTable::load(&path).expect_err("gap");
+        let e = SegmentTable::load(&path, &abc).expect_err("gap");
         assert!(e.to_string().contains("segment 5 starts at slot"), "{e}");
+    }
+
+    #[test]
+    fn owners_are_saved_by_name_so_a_reordered_fleet_keeps_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("table.json");
+        let abc = fleet(&["a", "b", "c"]);
+        let t = SegmentTable::uniform(6, &[0, 1, 2])
+            .with_owner(0, 2)
+            .with_states(vec![
+                InstanceState::Active,
+                InstanceState::Draining,
+                InstanceState::Active,
+            ]);
+        t.save(&path, &abc).expect("save");
+        // Reordered, with a new instance in front: each segment keeps its owner's name.
+        let reordered = fleet(&["new", "c", "a", "b"]);
+        let back = SegmentTable::load(&path, &reordered)
+            .expect("load")
+            .expect("present");
+        let owner_names = |table: &SegmentTable, fleet: &[Instance]| -> Vec<String> {
+            table
+                .segments
+                .iter()
+                .map(|s| fleet[s.owner as usize].name.clone())
+                .collect()
+        };
+        assert_eq!(owner_names(&back, &reordered), owner_names(&t, &abc));
+        assert_eq!(back.states[3], InstanceState::Draining, "b's state by name");
+        assert_eq!(back.states[0], InstanceState::Active, "new: as configured");
+        // An instance that owns segments cannot silently disappear.
+        let e = SegmentTable::load(&path, &fleet(&["a", "c"])).expect_err("b is gone");
+        let text = e.to_string();
+        assert!(
+            text.contains("instance `b`") && text.contains("drain"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use shardcast_sdk::types::{LoadForecast, Predictions};
+use shardcast_sdk::types::{LoadForecast, Migration, MigrationOutcome, Predictions};
 
 /// The last tick line of the log at `log`, if there is one.
 pub fn last_tick(log: &Path) -> Option<serde_json::Value> {
@@ -25,4 +25,17 @@ pub fn last_forecasts(log: &Path) -> Vec<LoadForecast> {
         .and_then(|t| serde_json::from_value::<Predictions>(t["predictions"].clone()).ok())
         .map(|p| p.load)
         .unwrap_or_default()
+}
+
+/// Migrations the log at `log` records as completed.
+pub fn completed_moves(log: &Path) -> usize {
+    let Ok(text) = std::fs::read_to_string(log) else {
+        return 0;
+    };
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["kind"] == "outcome")
+        .filter_map(|v| serde_json::from_value::<Migration>(v["migration"].clone()).ok())
+        .filter(|m| m.outcome == MigrationOutcome::Completed)
+        .count()
 }

@@ -293,6 +293,27 @@ impl ShardcastProcess {
             let _ = c.wait();
         }
     }
+
+    /// Stop it with SIGTERM, as an operator would, and wait for it to exit (SIGKILL past
+    /// `deadline`); its exit status.
+    pub fn terminate(&mut self, deadline: Duration) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        let until = Instant::now() + deadline;
+        loop {
+            if let Ok(Some(status)) = c.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= until {
+                let _ = c.kill();
+                let _ = c.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 impl Drop for ShardcastProcess {

@@ -238,9 +238,12 @@ fn a_standby_is_activated_and_a_drained_instance_ends_standby_with_its_data_move
     let mut drained = servers[0].client();
     let left: u64 = redis::cmd("DBSIZE").query(&mut drained).expect("DBSIZE");
     assert_eq!(left, 0, "the drained instance was cleaned up");
-    let saved = shardcast::topology::SegmentTable::load(&state.path().join("table.json"))
-        .expect("load")
-        .expect("saved");
+    let saved = shardcast::topology::SegmentTable::load(
+        &state.path().join("table.json"),
+        &p.topology.instances,
+    )
+    .expect("load")
+    .expect("saved");
     assert_eq!(
         saved.states.first(),
         Some(&InstanceState::Standby),

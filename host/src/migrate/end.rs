@@ -91,9 +91,9 @@ pub struct End {
 }
 
 impl End {
-    /// Connect to `address`.
-    pub async fn connect(address: &str) -> Result<Self, CopyError> {
-        let conn = Backend::connect(address, Duration::from_secs(2))
+    /// Connect to `address`; every later read and write must finish within `io_timeout`.
+    pub async fn connect(address: &str, io_timeout: Duration) -> Result<Self, CopyError> {
+        let conn = Backend::connect(address, Duration::from_secs(2), io_timeout)
             .await
             .map_err(|e| CopyError {
                 instance: address.to_owned(),

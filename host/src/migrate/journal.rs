@@ -56,6 +56,14 @@ pub struct Record {
     pub source: u32,
     /// Where it goes.
     pub target: u32,
+    /// The source's name: ids are positions in the configuration, which may be reordered
+    /// between two runs, so recovery resolves instances by name (journals written before
+    /// names were recorded fall back to the ids).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_name: Option<String>,
+    /// The target's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_name: Option<String>,
     /// Milliseconds since the Unix epoch.
     pub at_ms: u64,
     /// The step.
@@ -188,6 +196,8 @@ mod tests {
             slot_end: 200,
             source: 0,
             target: 1,
+            source_name: Some("a".into()),
+            target_name: Some("b".into()),
             at_ms: 0,
             step,
         }

@@ -315,7 +315,7 @@ impl Executor {
 
     fn save(&self, table: &SegmentTable) -> std::io::Result<()> {
         match &self.paths {
-            Some(p) => table.save(&p.table),
+            Some(p) => table.save(&p.table, &self.topology.instances),
             None => Ok(()),
         }
     }
@@ -356,6 +356,8 @@ impl Executor {
             slot_end: *plan.range.end(),
             source: plan.source,
             target: plan.target,
+            source_name: self.name(plan.source),
+            target_name: self.name(plan.target),
             at_ms: now_ms(),
             step,
         };
@@ -374,6 +376,27 @@ impl Executor {
         if let Some(m) = lock(&self.migrations).iter_mut().find(|m| m.id == id) {
             m.bytes_moved = bytes;
         }
+    }
+
+    /// The deadline of each read and write of a copy.
+    fn io_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.config.io_timeout_ms)
+    }
+
+    fn name(&self, id: InstanceId) -> Option<String> {
+        self.topology
+            .instances
+            .get(id as usize)
+            .map(|i| i.name.clone())
+    }
+
+    /// The id of the instance named `name` in the configuration as it is now.
+    fn id_named(&self, name: &str) -> Option<InstanceId> {
+        self.topology
+            .instances
+            .iter()
+            .find(|i| i.name == name)
+            .map(|i| i.id)
     }
 
     fn address(&self, id: InstanceId) -> String {

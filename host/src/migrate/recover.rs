@@ -32,12 +32,31 @@ impl Executor {
         };
         let mut said = Vec::new();
         for r in Journal::unfinished(&records) {
+            let resolve = |name: &Option<String>, id: u32| match name {
+                Some(n) => self.id_named(n).ok_or_else(|| n.clone()),
+                None => Ok(id),
+            };
+            let (source, target) = match (
+                resolve(&r.source_name, r.source),
+                resolve(&r.target_name, r.target),
+            ) {
+                (Ok(s), Ok(t)) => (s, t),
+                (Err(missing), _) | (_, Err(missing)) => {
+                    let sentence = format!(
+                        "migration {} of segment {}: instance `{missing}` is no longer configured; left unfinished until it is listed again",
+                        r.id, r.segment
+                    );
+                    tracing::error!(migration = r.id, "{sentence}");
+                    said.push(sentence);
+                    continue;
+                }
+            };
             let plan = Plan {
                 id: r.id,
                 segment: r.segment,
                 range: r.slot_start..=r.slot_end,
-                source: r.source,
-                target: r.target,
+                source,
+                target,
             };
             if superseded(&r) {
                 // A later migration of the segment started, and began by clearing its
@@ -79,7 +98,7 @@ impl Executor {
                     let _ = self.journal(&plan, Step::RolledBack { reason });
                     format!(
                         "migration {} of segment {}: stopped during {step:?}; rolled back, the segment stays on instance {}; {cleared}",
-                        r.id, r.segment, r.source
+                        r.id, r.segment, plan.source
                     )
                 }
             };

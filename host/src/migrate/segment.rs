@@ -93,7 +93,7 @@ impl Executor {
         instance: InstanceId,
         range: &RangeInclusive<u16>,
     ) -> Result<(), CopyError> {
-        let mut end = End::connect(&self.address(instance)).await?;
+        let mut end = End::connect(&self.address(instance), self.io_timeout()).await?;
         end.clear(range).await
     }
 
@@ -114,8 +114,13 @@ impl Executor {
         crash_point("start");
         self.phase(plan.id, MigrationPhase::Start);
         self.gate.set(range.clone(), SlotState::Tracking);
-        let mut source = End::connect(&self.address(plan.source)).await.map_err(e)?;
-        let mut target = End::connect(&self.address(plan.target)).await.map_err(e)?;
+        let io = self.io_timeout();
+        let mut source = End::connect(&self.address(plan.source), io)
+            .await
+            .map_err(e)?;
+        let mut target = End::connect(&self.address(plan.target), io)
+            .await
+            .map_err(e)?;
         // Keys a crashed or rolled-back earlier attempt left behind must not come back.
         target.clear(&range).await.map_err(e)?;
 
@@ -152,26 +157,40 @@ impl Executor {
         self.phase(plan.id, MigrationPhase::Cutover);
         let held_at = Instant::now();
         self.gate.set(range.clone(), SlotState::Held);
+        // The whole hold is bounded: a hung instance or a slow last copy rolls back (and
+        // releases the held requests to the source) instead of holding the segment.
+        let bound = Duration::from_millis(self.config.cutover_timeout_ms);
         let wait = Duration::from_millis(self.config.cutover_wait_ms);
-        if !self.gate.drain(range.clone(), wait).await {
-            return Err(format!(
-                "writes were still in flight on the segment after {} ms (an open WATCH/MULTI or a blocking command); the transaction was left alone",
-                wait.as_millis()
-            ));
-        }
-        // The last keys in one round trip to each side, verified in the same pipelines.
-        let dirty = self.gate.take_dirty(range.clone());
-        let (last, (on_source, on_target)) =
-            copy_dirty(&mut source, &mut target, &dirty, budget.chunk, true)
-                .await
-                .map_err(e)?;
+        let last = tokio::time::timeout(bound, async {
+            if !self.gate.drain(range.clone(), wait).await {
+                return Err(format!(
+                    "writes were still in flight on the segment after {} ms (an open WATCH/MULTI or a blocking command); the transaction was left alone",
+                    wait.as_millis()
+                ));
+            }
+            // The last keys in one round trip to each side, verified in the same pipelines.
+            let dirty = self.gate.take_dirty(range.clone());
+            let (last, (on_source, on_target)) =
+                copy_dirty(&mut source, &mut target, &dirty, budget.chunk, true)
+                    .await
+                    .map_err(e)?;
+            if on_source != on_target {
+                return Err(format!(
+                    "verification failed: {on_source} of the last {} keys on the source, {on_target} on the target",
+                    dirty.len()
+                ));
+            }
+            Ok((last, dirty.len()))
+        })
+        .await
+        .map_err(|_| {
+            format!(
+                "the cutover took longer than {} ms (migration.cutover_timeout_ms)",
+                bound.as_millis()
+            )
+        })?;
+        let (last, final_keys) = last?;
         copied += last;
-        if on_source != on_target {
-            return Err(format!(
-                "verification failed: {on_source} of the last {} keys on the source, {on_target} on the target",
-                dirty.len()
-            ));
-        }
         self.flip(plan)
             .map_err(|e| format!("cannot commit the flip: {e}"))?;
         self.gate.set(range.clone(), SlotState::Open);
@@ -206,7 +225,7 @@ impl Executor {
             hold,
             copied,
             cleaned,
-            final_keys: dirty.len(),
+            final_keys,
             elapsed,
         })
     }

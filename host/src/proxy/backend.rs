@@ -1,28 +1,51 @@
 //! One connection from a client session to one instance.
 //!
 //! Requests are queued and flushed together, and replies are read back in order as raw
-//! frames, so pipelined traffic crosses the proxy without being decoded.
+//! frames, so pipelined traffic crosses the proxy without being decoded. Every write and
+//! every read has a deadline (the connection's `io_timeout`, or one given for the read), so
+//! a hung instance (SIGSTOP, a full network path) fails the wait instead of holding it
+//! forever. Each connection has a serial number that is never reused, so state bound to one
+//! connection (a WATCH) can tell that the connection was replaced.
 
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::resp::{Frame, Limits, frame_len, parse};
+use super::resp::{Frame, FrameScanner, Limits, parse};
+
+/// Serial numbers of connections, process-wide.
+static SERIALS: AtomicU64 = AtomicU64::new(1);
 
 /// A connection to an instance.
 pub struct Backend {
     stream: TcpStream,
     write: BytesMut,
     read: BytesMut,
-    limits: Limits,
+    scanner: FrameScanner,
+    io_timeout: Duration,
+    serial: u64,
+}
+
+/// The error of a wait past its deadline.
+fn timed_out(what: &str, limit: Duration) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!("no {what} within {} ms", limit.as_millis()),
+    )
 }
 
 impl Backend {
-    /// Connect within `timeout`.
-    pub async fn connect(address: &str, timeout: Duration) -> io::Result<Self> {
+    /// Connect within `timeout`; every later write and read must finish within
+    /// `io_timeout`.
+    pub async fn connect(
+        address: &str,
+        timeout: Duration,
+        io_timeout: Duration,
+    ) -> io::Result<Self> {
         let stream = tokio::time::timeout(timeout, TcpStream::connect(address))
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
@@ -31,13 +54,15 @@ impl Backend {
             stream,
             write: BytesMut::with_capacity(16 << 10),
             read: BytesMut::with_capacity(16 << 10),
-            limits: Limits {
-                max_bulk_bytes: usize::MAX >> 1,
-                max_array_len: usize::MAX >> 1,
-                max_inline_bytes: usize::MAX >> 1,
-                max_depth: 64,
-            },
+            scanner: FrameScanner::new(Limits::unbounded()),
+            io_timeout,
+            serial: SERIALS.fetch_add(1, Ordering::Relaxed),
         })
+    }
+
+    /// This connection's serial number, unique in the process.
+    pub fn serial(&self) -> u64 {
+        self.serial
     }
 
     /// True when the instance has closed the connection (or reset it) while idle: a
@@ -65,19 +90,36 @@ impl Backend {
         !self.write.is_empty()
     }
 
-    /// Send what is queued.
+    /// Send what is queued, within the connection's deadline.
     pub async fn flush(&mut self) -> io::Result<()> {
         if !self.write.is_empty() {
-            self.stream.write_all(&self.write).await?;
+            tokio::time::timeout(self.io_timeout, self.stream.write_all(&self.write))
+                .await
+                .map_err(|_| timed_out("progress sending to the instance", self.io_timeout))??;
             self.write.clear();
         }
         Ok(())
     }
 
-    /// Read the next reply as raw bytes.
+    /// Read the next reply as raw bytes, within the connection's deadline.
     pub async fn read_raw(&mut self) -> io::Result<Bytes> {
+        self.read_raw_within(Some(self.io_timeout)).await
+    }
+
+    /// Read the next reply as raw bytes, within `limit` (`None`: as long as it takes, for
+    /// a blocking command that asked to wait forever).
+    pub async fn read_raw_within(&mut self, limit: Option<Duration>) -> io::Result<Bytes> {
+        match limit {
+            Some(limit) => tokio::time::timeout(limit, self.next_reply())
+                .await
+                .map_err(|_| timed_out("reply from the instance", limit))?,
+            None => self.next_reply().await,
+        }
+    }
+
+    async fn next_reply(&mut self) -> io::Result<Bytes> {
         loop {
-            match frame_len(&self.read, &self.limits) {
+            match self.scanner.scan(&self.read) {
                 Ok(Some(len)) => return Ok(self.read.split_to(len).freeze()),
                 Ok(None) => {}
                 Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
@@ -97,7 +139,7 @@ impl Backend {
     /// Read the next reply, decoded.
     pub async fn read_frame(&mut self) -> io::Result<Frame> {
         let raw = self.read_raw().await?;
-        let (frame, _) = parse(&raw, &self.limits)
+        let (frame, _) = parse(&raw, &Limits::unbounded())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?
             .expect("a raw reply is one complete frame");
         Ok(frame)

@@ -6,6 +6,7 @@
 //! - [`command`]: the command table (key positions, how each command is treated);
 //! - [`slot`]: CRC16 hash slots with hash tags;
 //! - [`backend`]: one connection to one instance, owned by a session;
+//! - [`client`]: writing to a client within a deadline;
 //! - [`gate`]: holding and dirty-key tracking for slots that are moving;
 //! - [`mux`]: shared connections multiplexing many sessions' requests;
 //! - [`session`]: one client connection: routing, pipelining, merging, transactions;
@@ -13,6 +14,7 @@
 //! - [`server`]: the accept loop and graceful shutdown.
 
 pub mod backend;
+pub mod client;
 pub mod command;
 pub mod gate;
 pub mod mux;

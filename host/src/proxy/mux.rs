@@ -3,9 +3,17 @@
 //! Sessions in the default state (database 0, RESP2, no transaction or blocking call in
 //! progress) send each request as a [`Job`] to the instance's multiplexer, one task per
 //! connection. It takes every job waiting, writes them with as few system calls as the
-//! socket allows, and reads the replies in order, answering each job. Many clients' requests thus share one
-//! connection and one round of system calls. A connection that fails answers every job in
-//! flight with the error and is reopened for the next job.
+//! socket allows, and reads the replies in order, answering each job. Many clients' requests
+//! thus share one connection and one round of system calls.
+//!
+//! Bounds: at most [`QUEUE`] jobs wait for the task (a sender past that waits its turn) and
+//! at most [`IN_FLIGHT`] are on the connection; the oldest job in flight must be answered
+//! within the request deadline, or the connection is given up (a hung instance cannot hold
+//! its callers forever).
+//!
+//! When a connection fails, each job in flight learns whether any of it reached the
+//! socket: one that was never written is answered [`UNREACHABLE`] (it did not run and may be
+//! sent again), any other with an error that does not say so (it may have run).
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -13,12 +21,19 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
-use super::resp::{Limits, frame_len};
+use super::resp::{FrameScanner, Limits};
 
 /// How the error of a job that was never sent starts: the instance could not be reached,
 /// so the job may be sent again.
 pub const UNREACHABLE: &str = "unreachable";
+
+/// Jobs waiting for one instance's multiplexer.
+pub const QUEUE: usize = 4096;
+
+/// Jobs on one instance's shared connection at once.
+pub const IN_FLIGHT: usize = 16_384;
 
 /// One request (or several) and where to send the replies.
 pub struct Job {
@@ -32,25 +47,35 @@ pub struct Job {
 
 /// The multiplexers of every instance.
 pub struct Mux {
-    links: Vec<mpsc::UnboundedSender<Job>>,
+    links: Vec<mpsc::Sender<Job>>,
+}
+
+/// Time limits of a multiplexer.
+#[derive(Clone, Copy, Debug)]
+pub struct Deadlines {
+    /// Connecting to the instance.
+    pub connect: Duration,
+    /// The oldest request in flight being answered.
+    pub request: Duration,
 }
 
 impl Mux {
     /// One multiplexer per address; connections open on first use.
-    pub fn new(addresses: &[String], connect_timeout: Duration) -> Self {
+    pub fn new(addresses: &[String], deadlines: Deadlines) -> Self {
         let links = addresses
             .iter()
             .map(|address| {
-                let (tx, rx) = mpsc::unbounded_channel();
-                tokio::spawn(run(address.clone(), connect_timeout, rx));
+                let (tx, rx) = mpsc::channel(QUEUE);
+                tokio::spawn(run(address.clone(), deadlines, rx));
                 tx
             })
             .collect();
         Mux { links }
     }
 
-    /// Send `raw` (expecting `replies` replies) to instance `id`.
-    pub fn send(
+    /// Send `raw` (expecting `replies` replies) to instance `id`; waits while its queue is
+    /// full.
+    pub async fn send(
         &self,
         id: usize,
         raw: Bytes,
@@ -59,7 +84,7 @@ impl Mux {
         let (done, rx) = oneshot::channel();
         let job = Job { raw, replies, done };
         if let Some(link) = self.links.get(id) {
-            if let Err(mpsc::error::SendError(job)) = link.send(job) {
+            if let Err(mpsc::error::SendError(job)) = link.send(job).await {
                 let _ = job
                     .done
                     .send(Err("the instance's multiplexer has stopped".into()));
@@ -77,107 +102,152 @@ fn fail_all(jobs: impl IntoIterator<Item = Job>, why: &str) {
     }
 }
 
-async fn run(address: String, timeout: Duration, mut rx: mpsc::UnboundedReceiver<Job>) {
-    let limits = Limits {
-        max_bulk_bytes: usize::MAX >> 1,
-        max_array_len: usize::MAX >> 1,
-        max_inline_bytes: usize::MAX >> 1,
-        max_depth: 64,
-    };
+/// A job on the connection: its replies so far, where its bytes end in the stream of
+/// everything queued on the connection, and when it was queued.
+struct InFlight {
+    job: Job,
+    replies: Vec<Bytes>,
+    start: u64,
+    queued_at: Instant,
+}
+
+async fn run(address: String, deadlines: Deadlines, mut rx: mpsc::Receiver<Job>) {
     loop {
         let Some(first) = rx.recv().await else { return };
-        let stream = match tokio::time::timeout(timeout, TcpStream::connect(&address)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                fail_all(
-                    std::iter::once(first).chain(drain(&mut rx)),
-                    &format!("{UNREACHABLE}: {e}"),
-                );
-                continue;
-            }
-            Err(_) => {
-                fail_all(
-                    std::iter::once(first).chain(drain(&mut rx)),
-                    &format!("{UNREACHABLE}: connect timed out"),
-                );
-                continue;
-            }
-        };
+        let stream =
+            match tokio::time::timeout(deadlines.connect, TcpStream::connect(&address)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    fail_all(
+                        std::iter::once(first).chain(drain(&mut rx, QUEUE)),
+                        &format!("{UNREACHABLE}: {e}"),
+                    );
+                    continue;
+                }
+                Err(_) => {
+                    fail_all(
+                        std::iter::once(first).chain(drain(&mut rx, QUEUE)),
+                        &format!("{UNREACHABLE}: connect timed out"),
+                    );
+                    continue;
+                }
+            };
         let _ = stream.set_nodelay(true);
-        // One task drives both directions with non-blocking I/O: it always reads when the
-        // instance has replies, so neither side can block the other, and no hand-off
-        // between a writer and a reader task is needed.
-        let mut out = BytesMut::with_capacity(64 << 10);
-        let mut input = BytesMut::with_capacity(64 << 10);
-        let mut inflight: VecDeque<(Job, Vec<Bytes>)> = VecDeque::new();
-        let mut next = Some(first);
-        let why = loop {
-            for job in next.take().into_iter().chain(drain(&mut rx)) {
-                out.extend_from_slice(&job.raw);
-                inflight.push_back((job, Vec::new()));
-            }
-            let (want_write, want_read) = (!out.is_empty(), !inflight.is_empty());
-            tokio::select! {
-                biased;
-                // Readable while idle too: an instance that restarts closes its side,
-                // and the next job then goes on a new connection instead of a dead one.
-                ready = stream.readable() => {
-                    if let Err(e) = ready {
-                        break format!("connection failed: {e}");
-                    }
-                    if input.capacity() - input.len() < 4096 {
-                        input.reserve(64 << 10);
-                    }
-                    match stream.try_read_buf(&mut input) {
-                        Ok(0) if !want_read => break "the instance closed the idle connection".to_owned(),
-                        Ok(0) => break "the instance closed the connection".to_owned(),
-                        Ok(_) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                        Err(e) => break format!("connection failed: {e}"),
-                    }
-                    let mut bad = None;
-                    while let Some((job, replies)) = inflight.front_mut() {
-                        match frame_len(&input, &limits) {
-                            Ok(Some(len)) => replies.push(input.split_to(len).freeze()),
-                            Ok(None) => break,
-                            Err(e) => {
-                                bad = Some(format!("bad reply: {e}"));
-                                break;
-                            }
-                        }
-                        if replies.len() == job.replies {
-                            let (job, replies) = inflight.pop_front().expect("front exists");
-                            let _ = job.done.send(Ok(replies));
-                        }
-                    }
-                    if let Some(why) = bad {
-                        break why;
-                    }
-                }
-                ready = stream.writable(), if want_write => {
-                    if let Err(e) = ready {
-                        break format!("connection failed: {e}");
-                    }
-                    match stream.try_write(&out) {
-                        Ok(n) => {
-                            let _ = out.split_to(n);
-                        }
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                        Err(e) => break format!("connection failed: {e}"),
-                    }
-                }
-                job = rx.recv(), if !want_write => match job {
-                    Some(job) => next = Some(job),
-                    None if inflight.is_empty() => return,
-                    None => {}
-                },
-            }
-        };
-        tracing::debug!(instance = %address, why = %why, "shared connection closed");
-        fail_all(inflight.into_iter().map(|(job, _)| job), &why);
+        serve(&address, stream, first, &mut rx, deadlines.request).await;
     }
 }
 
-fn drain(rx: &mut mpsc::UnboundedReceiver<Job>) -> Vec<Job> {
-    std::iter::from_fn(|| rx.try_recv().ok()).collect()
+/// Drive one connection until it fails or the multiplexer is dropped, then answer every
+/// job still on it.
+async fn serve(
+    address: &str,
+    stream: TcpStream,
+    first: Job,
+    rx: &mut mpsc::Receiver<Job>,
+    request: Duration,
+) {
+    // One task drives both directions with non-blocking I/O: it always reads when the
+    // instance has replies, so neither side can block the other, and no hand-off between a
+    // writer and a reader task is needed.
+    let mut out = BytesMut::with_capacity(64 << 10);
+    let mut input = BytesMut::with_capacity(64 << 10);
+    let mut scanner = FrameScanner::new(Limits::unbounded());
+    let mut inflight: VecDeque<InFlight> = VecDeque::new();
+    // Bytes queued on the connection so far, and bytes written to the socket.
+    let (mut queued, mut written) = (0u64, 0u64);
+    let mut next = Some(first);
+    let why = loop {
+        let room = IN_FLIGHT.saturating_sub(inflight.len());
+        let now = Instant::now();
+        for job in next.take().into_iter().chain(drain(rx, room)) {
+            out.extend_from_slice(&job.raw);
+            let start = queued;
+            queued += job.raw.len() as u64;
+            inflight.push_back(InFlight {
+                start,
+                replies: Vec::with_capacity(job.replies),
+                job,
+                queued_at: now,
+            });
+        }
+        let (want_write, want_read) = (!out.is_empty(), !inflight.is_empty());
+        let deadline = inflight
+            .front()
+            .map(|f| f.queued_at + request)
+            .unwrap_or_else(|| Instant::now() + request);
+        tokio::select! {
+            biased;
+            // Readable while idle too: an instance that restarts closes its side, and the
+            // next job then goes on a new connection instead of a dead one.
+            ready = stream.readable() => {
+                if let Err(e) = ready {
+                    break format!("connection failed: {e}");
+                }
+                if input.capacity() - input.len() < 4096 {
+                    input.reserve(64 << 10);
+                }
+                match stream.try_read_buf(&mut input) {
+                    Ok(0) if !want_read => break "the instance closed the idle connection".to_owned(),
+                    Ok(0) => break "the instance closed the connection".to_owned(),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    Err(e) => break format!("connection failed: {e}"),
+                }
+                let mut bad = None;
+                while let Some(front) = inflight.front_mut() {
+                    match scanner.scan(&input) {
+                        Ok(Some(len)) => front.replies.push(input.split_to(len).freeze()),
+                        Ok(None) => break,
+                        Err(e) => {
+                            bad = Some(format!("bad reply: {e}"));
+                            break;
+                        }
+                    }
+                    if front.replies.len() == front.job.replies {
+                        let done = inflight.pop_front().expect("front exists");
+                        let _ = done.job.done.send(Ok(done.replies));
+                    }
+                }
+                if let Some(why) = bad {
+                    break why;
+                }
+            }
+            ready = stream.writable(), if want_write => {
+                if let Err(e) = ready {
+                    break format!("connection failed: {e}");
+                }
+                match stream.try_write(&out) {
+                    Ok(n) => {
+                        let _ = out.split_to(n);
+                        written += n as u64;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => break format!("connection failed: {e}"),
+                }
+            }
+            () = tokio::time::sleep_until(deadline), if want_read => {
+                break format!("did not answer within {} ms (limits.request_timeout_ms)", request.as_millis());
+            }
+            job = rx.recv(), if !want_write && inflight.len() < IN_FLIGHT => match job {
+                Some(job) => next = Some(job),
+                None if inflight.is_empty() => return,
+                None => {}
+            },
+        }
+    };
+    tracing::debug!(instance = %address, why = %why, "shared connection closed");
+    for f in inflight {
+        let why = if f.start >= written {
+            format!("{UNREACHABLE}: {why} before the request was sent")
+        } else {
+            why.clone()
+        };
+        let _ = f.job.done.send(Err(why));
+    }
+}
+
+fn drain(rx: &mut mpsc::Receiver<Job>, most: usize) -> Vec<Job> {
+    std::iter::from_fn(|| rx.try_recv().ok())
+        .take(most)
+        .collect()
 }

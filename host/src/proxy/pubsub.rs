@@ -11,9 +11,15 @@
 //! restarts, the session reconnects (within the hold bound) and subscribes again to what
 //! lived there. The client sees none of these confirmations. Messages published while a
 //! subscription moves can be missed, as pub/sub delivers at most once.
+//!
+//! Memory is bounded: at most [`PUSH_QUEUE`] messages wait between the instances and the
+//! client (past that the instance connections stop being read, and the instance applies its
+//! own pub/sub output limit), and a client that accepts nothing for `client_write_timeout`
+//! is disconnected, as Redis disconnects a subscriber over its output buffer limit.
 
 use std::collections::{BTreeSet, HashMap};
 use std::io;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use shardcast_sdk::types::InstanceId;
@@ -22,8 +28,9 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::mpsc;
 
-use super::request::{Request, next_request};
-use super::resp::{Frame, Limits, parse};
+use super::client::write_client;
+use super::request::{Request, Requests};
+use super::resp::{Frame, FrameScanner, Limits, parse};
 use super::slot::slot;
 use crate::topology::Topology;
 
@@ -35,11 +42,26 @@ enum Event {
     Closed(InstanceId),
 }
 
+/// Messages and confirmations that may wait between a session's instance connections and
+/// its client.
+pub const PUSH_QUEUE: usize = 1024;
+
+/// Deadlines of subscribed mode.
+#[derive(Clone, Copy, Debug)]
+pub struct Bounds {
+    /// How long an instance may stay unreachable before the session gives up on it.
+    pub hold: Duration,
+    /// Connecting to an instance and each write to it.
+    pub io: Duration,
+    /// Each write to the client: a subscriber that reads nothing for this long is closed.
+    pub client_write: Duration,
+}
+
 /// What one subscribed session holds.
 pub struct Subscriptions {
     writers: HashMap<InstanceId, OwnedWriteHalf>,
-    pushes_tx: mpsc::UnboundedSender<Event>,
-    pushes: mpsc::UnboundedReceiver<Event>,
+    pushes_tx: mpsc::Sender<Event>,
+    pushes: mpsc::Receiver<Event>,
     channels: BTreeSet<Bytes>,
     patterns: BTreeSet<Bytes>,
     shard_channels: BTreeSet<Bytes>,
@@ -47,6 +69,8 @@ pub struct Subscriptions {
     homes: HashMap<(bool, Bytes), InstanceId>,
     /// Confirmations of the session's own moves, not for the client: (kind, name) → count.
     swallow: HashMap<(String, Bytes), usize>,
+    /// Deadline of connecting to an instance and of each write to it.
+    io: Duration,
 }
 
 /// True for the commands that enter subscribed mode.
@@ -58,8 +82,8 @@ pub fn enters(req: &Request) -> bool {
 }
 
 impl Subscriptions {
-    fn new() -> Self {
-        let (pushes_tx, pushes) = mpsc::unbounded_channel();
+    fn new(io: Duration) -> Self {
+        let (pushes_tx, pushes) = mpsc::channel(PUSH_QUEUE);
         Subscriptions {
             writers: HashMap::new(),
             pushes_tx,
@@ -69,6 +93,7 @@ impl Subscriptions {
             shard_channels: BTreeSet::new(),
             homes: HashMap::new(),
             swallow: HashMap::new(),
+            io,
         }
     }
 
@@ -98,32 +123,44 @@ impl Subscriptions {
         setup: &[Bytes],
         raw: &[u8],
     ) -> io::Result<()> {
+        let io_limit = self.io;
+        let bounded = |what: &'static str| {
+            move |_| io::Error::new(io::ErrorKind::TimedOut, format!("{what} timed out"))
+        };
         if !self.writers.contains_key(&id) {
-            let stream = TcpStream::connect(address).await?;
+            let stream = tokio::time::timeout(io_limit, TcpStream::connect(address))
+                .await
+                .map_err(bounded("connecting for a subscription"))??;
             stream.set_nodelay(true)?;
             let (mut reader, mut writer) = stream.into_split();
             let mut hello = BytesMut::new();
             for s in setup {
                 hello.extend_from_slice(s);
             }
-            writer.write_all(&hello).await?;
+            tokio::time::timeout(io_limit, writer.write_all(&hello))
+                .await
+                .map_err(bounded("sending the handshake"))??;
             let tx = self.pushes_tx.clone();
             let skip = setup.len();
             tokio::spawn(async move {
                 let closed = tx.clone();
                 let _ = async {
                     let mut buf = BytesMut::with_capacity(16 << 10);
+                    let mut scanner = FrameScanner::new(Limits::unbounded());
                     let mut skipped = 0;
                     loop {
-                        while let Ok(Some((frame, used))) =
-                            parse(&Bytes::copy_from_slice(&buf), &Limits::default())
-                        {
-                            let _ = buf.split_to(used);
+                        while let Ok(Some(len)) = scanner.scan(&buf) {
+                            let raw = buf.split_to(len).freeze();
+                            let Ok(Some((frame, _))) = parse(&raw, &Limits::unbounded()) else {
+                                return;
+                            };
                             if skipped < skip {
                                 skipped += 1;
                                 continue;
                             }
-                            if tx.send(Event::Frame(id, frame)).is_err() {
+                            // Waits while the queue is full: the instance's own output
+                            // limit then bounds what it keeps for this connection.
+                            if tx.send(Event::Frame(id, frame)).await.is_err() {
                                 return;
                             }
                         }
@@ -134,12 +171,14 @@ impl Subscriptions {
                     }
                 }
                 .await;
-                let _ = closed.send(Event::Closed(id));
+                let _ = closed.send(Event::Closed(id)).await;
             });
             self.writers.insert(id, writer);
         }
         let w = self.writers.get_mut(&id).expect("inserted above");
-        w.write_all(raw).await
+        tokio::time::timeout(io_limit, w.write_all(raw))
+            .await
+            .map_err(bounded("sending a subscription command"))?
     }
 
     /// True (and counted) when `frame` confirms one of the session's own moves.
@@ -238,10 +277,13 @@ impl Subscriptions {
         let started = std::time::Instant::now();
         let address = address(topology, id);
         loop {
-            match TcpStream::connect(&address).await {
-                Ok(_) => break,
-                Err(e) if started.elapsed() >= bound => return Err(e),
-                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(25)).await,
+            match tokio::time::timeout(self.io, TcpStream::connect(&address)).await {
+                Ok(Ok(_)) => break,
+                Ok(Err(e)) if started.elapsed() >= bound => return Err(e),
+                Err(_) if started.elapsed() >= bound => {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"));
+                }
+                _ => tokio::time::sleep(std::time::Duration::from_millis(25)).await,
             }
         }
         for (shard, name) in mine {
@@ -370,14 +412,14 @@ fn address(topology: &Topology, id: InstanceId) -> String {
 pub async fn serve(
     client: &mut TcpStream,
     input: &mut BytesMut,
-    limits: &Limits,
+    requests: &mut Requests,
     first: Vec<Request>,
     setup: Vec<Bytes>,
     topology: &Topology,
-    hold: std::time::Duration,
+    bounds: Bounds,
     publish: &(dyn Fn(Vec<(String, String)>) + Sync),
 ) -> io::Result<()> {
-    let mut subs = Subscriptions::new();
+    let mut subs = Subscriptions::new(bounds.io);
     let mut queue: std::collections::VecDeque<Request> = first.into();
     let mut expected = 0usize;
     // A new table (a migration's flip) may move channels: follow them.
@@ -404,7 +446,7 @@ pub async fn serve(
                     .encode(&mut out),
                 "QUIT" => {
                     Frame::ok().encode(&mut out);
-                    client.write_all(&out).await?;
+                    write_client(client, &out, bounds.client_write).await?;
                     return Err(io::Error::new(io::ErrorKind::ConnectionAborted, "client quit"));
                 }
                 _ => Frame::error(format!(
@@ -414,7 +456,7 @@ pub async fn serve(
                 .encode(&mut out),
             }
             if !out.is_empty() {
-                client.write_all(&out).await?;
+                write_client(client, &out, bounds.client_write).await?;
             }
         }
         if subs.total() == 0 && expected == 0 {
@@ -426,7 +468,7 @@ pub async fn serve(
                     Some(Event::Frame(from, frame)) => (from, frame),
                     Some(Event::Closed(id)) => {
                         // The instance went away (a restart): reconnect and subscribe again.
-                        subs.resubscribe(id, topology, &setup, hold).await?;
+                        subs.resubscribe(id, topology, &setup, bounds.hold).await?;
                         continue;
                     }
                     None => return Err(io::Error::other("instance connections closed")),
@@ -443,7 +485,7 @@ pub async fn serve(
                     publish(subs.partition());
                     let mut out = BytesMut::new();
                     frame.encode(&mut out);
-                    client.write_all(&out).await?;
+                    write_client(client, &out, bounds.client_write).await?;
                 }
                 // Back to normal mode as soon as nothing is subscribed; confirmations still
                 // on their way from other instances repeat what the client has been told.
@@ -456,7 +498,7 @@ pub async fn serve(
                 if read? == 0 {
                     return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "client left"));
                 }
-                while let Some(req) = next_request(input, limits).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))? {
+                while let Some(req) = requests.next(input).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))? {
                     if !req.args.is_empty() {
                         queue.push_back(req);
                     }

@@ -6,7 +6,7 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::resp::{Limits, ProtocolError, frame_len, parse_int};
+use super::resp::{FrameScanner, Limits, ProtocolError, parse_int};
 
 /// One client command.
 #[derive(Clone, Debug, PartialEq)]
@@ -59,20 +59,45 @@ pub fn encode_args(args: &[Bytes], out: &mut BytesMut) {
     }
 }
 
-/// Split the next complete request off `buf`, if there is one.
+/// Split the next complete request off `buf`, if there is one (a fresh scan: a connection
+/// keeps a [`Requests`] so that a request arriving over many reads is scanned once).
 pub fn next_request(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Request>, ProtocolError> {
-    let Some(&first) = buf.first() else {
-        return Ok(None);
-    };
-    if first != b'*' {
-        return inline(buf, limits);
+    Requests::new(*limits).next(buf)
+}
+
+/// A connection's request reader: splits complete requests off its read buffer, resuming
+/// the scan of a partial one where the last read left it.
+#[derive(Clone, Debug)]
+pub struct Requests {
+    scanner: FrameScanner,
+    limits: Limits,
+}
+
+impl Requests {
+    /// A reader refusing requests beyond `limits`.
+    pub fn new(limits: Limits) -> Self {
+        Requests {
+            scanner: FrameScanner::new(limits),
+            limits,
+        }
     }
-    let Some(len) = frame_len(buf, limits)? else {
-        return Ok(None);
-    };
-    let raw = buf.split_to(len).freeze();
-    let args = split_multibulk(&raw)?;
-    Ok(Some(Request { args, raw }))
+
+    /// Split the next complete request off `buf`, if there is one. Between two calls
+    /// `buf` may only grow at its end.
+    pub fn next(&mut self, buf: &mut BytesMut) -> Result<Option<Request>, ProtocolError> {
+        let Some(&first) = buf.first() else {
+            return Ok(None);
+        };
+        if first != b'*' {
+            return inline(buf, &self.limits);
+        }
+        let Some(len) = self.scanner.scan(buf)? else {
+            return Ok(None);
+        };
+        let raw = buf.split_to(len).freeze();
+        let args = split_multibulk(&raw)?;
+        Ok(Some(Request { args, raw }))
+    }
 }
 
 /// The bulk strings of a complete, validated multibulk.

@@ -1,9 +1,9 @@
 //! The RESP codec: frames of RESP2 and RESP3, parsed with a cursor that checks a frame is
 //! complete and within limits before allocating anything.
 //!
-//! Two entry points: [`frame_len`] finds where the next complete frame ends (used to
-//! forward replies untouched), and [`parse`] decodes one into a [`Frame`] (used where the
-//! proxy must look inside: merged replies, handshakes). Oversized or malformed input is a
+//! Two entry points: [`FrameScanner`] (and [`frame_len`]) finds where the next complete
+//! frame ends (used to forward replies untouched), and [`parse`] decodes one into a
+//! [`Frame`] (used where the proxy must look inside: merged replies, handshakes). Oversized or malformed input is a
 //! [`ProtocolError`] naming the problem; the connection at fault is then closed.
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -20,6 +20,19 @@ pub struct Limits {
     pub max_inline_bytes: usize,
     /// Deepest nesting of aggregates.
     pub max_depth: usize,
+}
+
+impl Limits {
+    /// Limits for replies from an instance, which the proxy trusts to be well formed and
+    /// forwards whatever their size: only the nesting depth is bounded.
+    pub fn unbounded() -> Self {
+        Limits {
+            max_bulk_bytes: usize::MAX >> 1,
+            max_array_len: usize::MAX >> 1,
+            max_inline_bytes: usize::MAX >> 1,
+            max_depth: 64,
+        }
+    }
 }
 
 impl Default for Limits {
@@ -236,81 +249,136 @@ fn length(s: &[u8], what: &'static str) -> Result<i64, ProtocolError> {
         .ok_or(ProtocolError::BadNumber(what))
 }
 
-/// Where the complete frame starting at `at` ends, or none if more bytes are needed.
-pub fn frame_end(
-    buf: &[u8],
-    at: usize,
-    limits: &Limits,
-    depth: usize,
-) -> Result<Option<usize>, ProtocolError> {
-    if depth > limits.max_depth {
-        return Err(ProtocolError::TooDeep(limits.max_depth));
+/// Finds where the frame at the start of a growing buffer ends, resuming where the last
+/// call stopped: each byte is scanned once however many reads the frame takes to arrive,
+/// so a reply of millions of elements, or a 64 MiB one, costs time linear in its size.
+///
+/// The buffer may only grow between calls until a frame is complete; once [`scan`]
+/// returns its length, the caller removes that many bytes from the front and the scanner
+/// starts afresh.
+///
+/// [`scan`]: FrameScanner::scan
+#[derive(Clone, Debug)]
+pub struct FrameScanner {
+    limits: Limits,
+    /// Where the next element starts.
+    pos: usize,
+    /// Open aggregates, innermost last: elements still to come, and whether it is an
+    /// attribute (whose end is not an element of its parent: the value it annotates is).
+    open: Vec<(usize, bool)>,
+}
+
+impl FrameScanner {
+    /// A scanner refusing input beyond `limits`.
+    pub fn new(limits: Limits) -> Self {
+        FrameScanner {
+            limits,
+            pos: 0,
+            open: Vec::new(),
+        }
     }
-    let Some(&t) = buf.get(at) else {
-        return Ok(None);
-    };
-    let Some((body, next)) = read_line(buf, at + 1, limits)? else {
-        return Ok(None);
-    };
-    match t {
-        b'+' | b'-' | b':' | b'_' | b',' | b'#' | b'(' => {
-            if t == b':' && parse_int(body).is_none() {
-                return Err(ProtocolError::BadNumber("integer"));
-            }
-            Ok(Some(next))
+
+    /// The length of the complete frame at the start of `buf`, or `None` until more bytes
+    /// arrive.
+    pub fn scan(&mut self, buf: &[u8]) -> Result<Option<usize>, ProtocolError> {
+        let result = self.resume(buf);
+        if !matches!(result, Ok(None)) {
+            self.pos = 0;
+            self.open.clear();
         }
-        b'$' | b'!' | b'=' => {
-            let n = length(body, "bulk length")?;
-            if n < 0 {
-                return Ok(Some(next));
+        result
+    }
+
+    fn resume(&mut self, buf: &[u8]) -> Result<Option<usize>, ProtocolError> {
+        let limits = self.limits;
+        loop {
+            if self.open.len() > limits.max_depth {
+                return Err(ProtocolError::TooDeep(limits.max_depth));
             }
-            let n = n as usize;
-            if n > limits.max_bulk_bytes {
-                return Err(ProtocolError::BulkTooLarge {
-                    len: n,
-                    limit: limits.max_bulk_bytes,
-                });
-            }
-            if buf.len() < next + n + 2 {
+            let Some(&t) = buf.get(self.pos) else {
                 return Ok(None);
+            };
+            let Some((body, next)) = read_line(buf, self.pos + 1, &limits)? else {
+                return Ok(None);
+            };
+            match t {
+                b'+' | b'-' | b':' | b'_' | b',' | b'#' | b'(' => {
+                    if t == b':' && parse_int(body).is_none() {
+                        return Err(ProtocolError::BadNumber("integer"));
+                    }
+                    self.pos = next;
+                }
+                b'$' | b'!' | b'=' => {
+                    let n = length(body, "bulk length")?;
+                    if n >= 0 {
+                        let n = n as usize;
+                        if n > limits.max_bulk_bytes {
+                            return Err(ProtocolError::BulkTooLarge {
+                                len: n,
+                                limit: limits.max_bulk_bytes,
+                            });
+                        }
+                        if buf.len() < next + n + 2 {
+                            return Ok(None);
+                        }
+                        if &buf[next + n..next + n + 2] != b"\r\n" {
+                            return Err(ProtocolError::Unterminated);
+                        }
+                        self.pos = next + n + 2;
+                    } else {
+                        self.pos = next;
+                    }
+                }
+                b'*' | b'~' | b'>' | b'%' | b'|' => {
+                    let n = length(body, "aggregate length")?;
+                    self.pos = next;
+                    if n >= 0 {
+                        let n = n as usize;
+                        if n > limits.max_array_len {
+                            return Err(ProtocolError::ArrayTooLarge {
+                                len: n,
+                                limit: limits.max_array_len,
+                            });
+                        }
+                        let elements = if t == b'%' || t == b'|' { n * 2 } else { n };
+                        if t == b'|' {
+                            // The annotated value follows the pairs and is the element.
+                            if elements > 0 {
+                                self.open.push((elements, true));
+                            }
+                            continue;
+                        }
+                        if elements > 0 {
+                            self.open.push((elements, false));
+                            continue;
+                        }
+                    }
+                }
+                other => return Err(ProtocolError::BadType(other as char)),
             }
-            if &buf[next + n..next + n + 2] != b"\r\n" {
-                return Err(ProtocolError::Unterminated);
-            }
-            Ok(Some(next + n + 2))
-        }
-        b'*' | b'~' | b'>' | b'%' | b'|' => {
-            let n = length(body, "aggregate length")?;
-            if n < 0 {
-                return Ok(Some(next));
-            }
-            let n = n as usize;
-            if n > limits.max_array_len {
-                return Err(ProtocolError::ArrayTooLarge {
-                    len: n,
-                    limit: limits.max_array_len,
-                });
-            }
-            let elements = if t == b'%' || t == b'|' { n * 2 } else { n };
-            let mut at = next;
-            for _ in 0..elements {
-                match frame_end(buf, at, limits, depth + 1)? {
-                    Some(end) => at = end,
-                    None => return Ok(None),
+            // One element ended at `pos`: close every aggregate it completes.
+            loop {
+                let Some((left, attribute)) = self.open.last_mut() else {
+                    return Ok(Some(self.pos));
+                };
+                *left -= 1;
+                if *left > 0 {
+                    break;
+                }
+                let attribute = *attribute;
+                self.open.pop();
+                if attribute {
+                    break;
                 }
             }
-            if t == b'|' {
-                return frame_end(buf, at, limits, depth + 1);
-            }
-            Ok(Some(at))
         }
-        other => Err(ProtocolError::BadType(other as char)),
     }
 }
 
-/// The length of the complete frame at the start of `buf`, if it is complete.
+/// The length of the complete frame at the start of `buf`, if it is complete (a fresh
+/// scan; keep a [`FrameScanner`] to resume one as bytes arrive).
 pub fn frame_len(buf: &[u8], limits: &Limits) -> Result<Option<usize>, ProtocolError> {
-    frame_end(buf, 0, limits, 0)
+    FrameScanner::new(*limits).scan(buf)
 }
 
 /// Decode the complete frame at the start of `buf` (a slice of `whole`, which backs the
@@ -531,6 +599,20 @@ mod fuzz {
             for cut in 0..wire.len() {
                 prop_assert_eq!(frame_len(&wire[..cut], &Limits::default()), Ok(None));
             }
+        }
+
+        #[test]
+        fn a_scanner_fed_byte_by_byte_finds_the_same_end(f in frame(), extra in 0usize..3) {
+            let mut wire = f.to_bytes().to_vec();
+            let len = wire.len();
+            wire.extend(std::iter::repeat_n(b'+', extra));
+            let mut scanner = FrameScanner::new(Limits::default());
+            for cut in 0..len {
+                prop_assert_eq!(scanner.scan(&wire[..cut]), Ok(None));
+            }
+            prop_assert_eq!(scanner.scan(&wire[..len]), Ok(Some(len)));
+            // Fresh again for the next frame.
+            prop_assert_eq!(scanner.scan(&wire[..len]), Ok(Some(len)));
         }
     }
 }

@@ -1,33 +1,75 @@
-//! The accept loop: one task per client session, until shutdown.
+//! The accept loop: one task per client session, at most `limits.maxclients` at once, until
+//! shutdown; then a bounded drain of the sessions in flight.
+//!
+//! On shutdown the listener closes, every session finishes the batch it is serving and
+//! then ends, and the loop waits up to `limits.shutdown_grace_ms` for them before
+//! returning. A failing `accept` (out of file descriptors) backs off instead of spinning.
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
+use tokio::task::JoinSet;
 
 use super::session::{Session, Shared};
 
-/// Accept clients on `listener` until `shutdown` completes; then stop accepting and return
-/// (sessions in flight finish on their own tasks).
+/// What a client over `maxclients` is told, in Redis's words.
+const FULL: &[u8] = b"-ERR max number of clients reached\r\n";
+
+/// Accept clients on `listener` until `shutdown` completes; then stop accepting, let the
+/// sessions finish what they are serving (within `limits.shutdown_grace_ms`) and return.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
+    let mut sessions = JoinSet::new();
+    let mut backoff = Duration::from_millis(5);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((socket, peer)) => {
+                Ok((mut socket, peer)) => {
+                    backoff = Duration::from_millis(5);
+                    while sessions.try_join_next().is_some() {}
+                    if sessions.len() >= shared.limits.maxclients {
+                        tracing::warn!(%peer, maxclients = shared.limits.maxclients, "refusing a client: limits.maxclients reached");
+                        tokio::spawn(async move {
+                            let _ = tokio::time::timeout(Duration::from_secs(1), socket.write_all(FULL)).await;
+                        });
+                        continue;
+                    }
                     let session = Session::new(shared.clone());
-                    tokio::spawn(async move {
+                    sessions.spawn(async move {
                         if let Err(e) = session.run(socket).await {
                             tracing::debug!(%peer, error = %e, "client connection ended");
                         }
                     });
                 }
-                Err(e) => tracing::warn!(error = %e, "accept failed"),
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_ms = backoff.as_millis() as u64, "accept failed; backing off");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
             },
-            () = &mut shutdown => {
-                tracing::info!("shutting down: no longer accepting clients");
-                return;
-            }
+            () = &mut shutdown => break,
         }
+    }
+    drop(listener);
+    shared.closing.send_replace(true);
+    let grace = Duration::from_millis(shared.limits.shutdown_grace_ms);
+    tracing::info!(
+        sessions = sessions.len(),
+        grace_ms = grace.as_millis() as u64,
+        "shutting down: no longer accepting clients; finishing requests in flight"
+    );
+    let drained = tokio::time::timeout(grace, async {
+        while sessions.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            sessions = sessions.len(),
+            "sessions still busy after limits.shutdown_grace_ms; closing them"
+        );
+        sessions.shutdown().await;
     }
 }

@@ -12,7 +12,7 @@ pub mod store;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use shardcast_sdk::types::{Failure, InstanceState, Metric, Session};
 use shardcast_sdk::view::ViewSnapshot;
@@ -51,7 +51,14 @@ pub struct Telemetry {
     failures: Mutex<Vec<Failure>>,
     sessions: Mutex<SessionActivity>,
     interval: Duration,
+    /// When counters and session activity were last folded in: rates are per measured
+    /// second, not per nominal interval (a late collection must not inflate them).
+    last_collect: Mutex<Option<Instant>>,
+    last_sessions: Mutex<Option<Instant>>,
 }
+
+/// Failure-history entries kept (the oldest go first).
+pub const FAILURE_HISTORY: usize = 1024;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -68,6 +75,8 @@ impl Telemetry {
             failures: Mutex::new(Vec::new()),
             sessions: Mutex::new((Vec::new(), BTreeMap::new())),
             interval,
+            last_collect: Mutex::new(None),
+            last_sessions: Mutex::new(None),
         })
     }
 
@@ -76,10 +85,21 @@ impl Telemetry {
         self.interval
     }
 
+    /// Seconds since the last call with `last` (the nominal interval the first time).
+    fn measured(&self, last: &Mutex<Option<Instant>>) -> f64 {
+        let now = Instant::now();
+        let before = lock(last).replace(now);
+        before
+            .map(|b| now.duration_since(b))
+            .unwrap_or(self.interval)
+            .as_secs_f64()
+            .max(1e-3)
+    }
+
     /// Fold one interval of session activity in: the live sessions and the commands each
     /// served since the last interval.
     pub fn collect_sessions(&self, live: Vec<(Session, u64)>) {
-        let secs = self.interval.as_secs_f64().max(1e-3);
+        let secs = self.measured(&self.last_sessions);
         let retention = lock(&self.store).retention.max(1);
         let mut guard = lock(&self.sessions);
         let (list, series) = &mut *guard;
@@ -96,7 +116,7 @@ impl Telemetry {
 
     /// Fold one interval of counters and health into the store.
     pub fn collect(&self, topology: &Topology, health: Vec<Health>, failures: Vec<Failure>) {
-        let secs = self.interval.as_secs_f64().max(1e-3);
+        let secs = self.measured(&self.last_collect);
         let table = topology.table();
         let taken = self
             .counters
@@ -141,7 +161,10 @@ impl Telemetry {
             .push(Metric::Keys, health.iter().map(|h| h.keys).collect(), r);
         drop(store);
         *lock(&self.health) = health;
-        lock(&self.failures).extend(failures);
+        let mut history = lock(&self.failures);
+        history.extend(failures);
+        let over = history.len().saturating_sub(FAILURE_HISTORY);
+        history.drain(..over);
     }
 
     /// The latest value of `metric` for every segment (in table order).

@@ -130,7 +130,7 @@ impl Poller {
 
     async fn sample(&mut self, interval: Duration) -> std::io::Result<()> {
         if self.conn.is_none() {
-            self.conn = Some(Backend::connect(&self.address, interval).await?);
+            self.conn = Some(Backend::connect(&self.address, interval, interval).await?);
         }
         let conn = self.conn.as_mut().expect("connected above");
         let started = Instant::now();

@@ -164,8 +164,12 @@ fn copy_step(keys: &[String]) -> f64 {
     fill(a.port, keys);
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let secs = rt.block_on(async {
-        let mut source = End::connect(&a.address()).await.expect("source");
-        let mut target = End::connect(&b.address()).await.expect("target");
+        let mut source = End::connect(&a.address(), std::time::Duration::from_secs(60))
+            .await
+            .expect("source");
+        let mut target = End::connect(&b.address(), std::time::Duration::from_secs(60))
+            .await
+            .expect("target");
         let budget = Budget {
             keys_per_sec: 0,
             bytes_per_sec: 0,
@@ -193,8 +197,12 @@ fn final_copy(n: usize) -> (f64, f64) {
     let keys: Vec<bytes::Bytes> = keys.into_iter().map(bytes::Bytes::from).collect();
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let mut times: Vec<f64> = rt.block_on(async {
-        let mut source = End::connect(&a.address()).await.expect("source");
-        let mut target = End::connect(&b.address()).await.expect("target");
+        let mut source = End::connect(&a.address(), std::time::Duration::from_secs(60))
+            .await
+            .expect("source");
+        let mut target = End::connect(&b.address(), std::time::Duration::from_secs(60))
+            .await
+            .expect("target");
         let mut times = Vec::new();
         for _ in 0..100 {
             let started = Instant::now();

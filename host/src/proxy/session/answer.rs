@@ -4,6 +4,14 @@
 use super::*;
 
 impl Session {
+    /// A non-blocking request's expectation: the request deadline, and `effect`.
+    pub(super) fn within(&self, effect: Effect) -> Reply {
+        Reply {
+            within: Some(Duration::from_millis(self.shared.limits.request_timeout_ms)),
+            effect,
+        }
+    }
+
     /// Produce the reply for one pending request: raw bytes, or a frame to encode.
     pub(super) async fn answer(
         &mut self,
@@ -12,8 +20,8 @@ impl Session {
     ) -> Result<Bytes, Frame> {
         match p {
             Pending::Local(f) => Err(f),
-            Pending::Forward(id, t, timing) => {
-                let reply = self.read_raw(id, t, broken).await;
+            Pending::Forward(id, t, timing, expect) => {
+                let reply = self.read_raw(id, t, broken, expect).await;
                 if let (Some(t), Ok(raw)) = (&timing, &reply) {
                     let us = t.start.elapsed().as_micros() as u64;
                     let counters = &self.shared.telemetry.counters;
@@ -24,17 +32,19 @@ impl Session {
             Pending::Exec(id, skip, _writes) => {
                 // MULTI's +OK and one +QUEUED (or error) per command; EXEC's reply says
                 // what happened, including an abort.
+                let expect = self.within(Effect::Write);
                 for _ in 0..skip {
-                    self.read_raw(id, None, broken).await?;
+                    self.read_raw(id, None, broken, expect).await?;
                 }
-                self.read_raw(id, None, broken).await
+                self.read_raw(id, None, broken, expect).await
             }
-            Pending::Gather(merge, groups, total, _write, unsent) => {
+            Pending::Gather(merge, groups, total, _write, unsent, effect) => {
+                let expect = self.within(effect);
                 let mut values: Vec<Frame> = vec![Frame::Bulk(None); total];
                 let mut sum = 0i64;
                 let mut failure = unsent;
                 for (id, positions, t) in groups {
-                    match self.read_frame(id, t, broken).await {
+                    match self.read_frame(id, t, broken, expect).await {
                         Ok(f) if f.is_error() => failure = failure.or(Some(f)),
                         Ok(Frame::Integer(n)) => sum += n,
                         Ok(Frame::Array(Some(items))) | Ok(Frame::Set(items)) => {
@@ -55,11 +65,12 @@ impl Session {
                     Merge::Sum => Frame::Integer(sum),
                 })
             }
-            Pending::FanOut(kind, targets, unsent) => {
+            Pending::FanOut(kind, targets, unsent, effect) => {
+                let expect = self.within(effect);
                 let mut frames = Vec::new();
                 let mut failure = unsent;
                 for (id, t) in targets {
-                    match self.read_frame(id, t, broken).await {
+                    match self.read_frame(id, t, broken, expect).await {
                         Ok(f) if f.is_error() => failure = failure.or(Some(f)),
                         Ok(Frame::Array(Some(keys))) if matches!(kind, FanOut::Keys) => {
                             frames.push(Frame::Array(Some(self.owned(id, keys))))
@@ -95,7 +106,9 @@ impl Session {
                 })
             }
             Pending::Scan(id, t) => {
-                let f = self.read_frame(id, t, broken).await?;
+                let f = self
+                    .read_frame(id, t, broken, self.within(Effect::Read))
+                    .await?;
                 let Frame::Array(Some(mut parts)) = f else {
                     return Err(f);
                 };

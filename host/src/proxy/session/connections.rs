@@ -1,6 +1,11 @@
 //! A session's ways to its instances: the shared multiplexer or connections of its own
 //! (opened, brought to the session's state and reopened after a restart), and reading
 //! replies back, holding requests while an instance cannot be reached.
+//!
+//! A request that was never sent may be held and sent again, and past the hold bound gets
+//! `TRYAGAIN`. A request whose reply is lost after it was sent (the connection failed, or
+//! the instance did not answer within `request_timeout_ms`) is never sent again: a read
+//! gets `TRYAGAIN` (it changed nothing), a write an error saying its outcome is unknown.
 
 use super::*;
 
@@ -29,10 +34,11 @@ impl Session {
         if !self.backends.contains_key(&id) {
             let address = self.shared.topology.instances[id as usize].address.clone();
             let timeout = Duration::from_millis(self.shared.limits.connect_timeout_ms);
+            let io_timeout = Duration::from_millis(self.shared.limits.request_timeout_ms);
             let bound = Duration::from_millis(self.shared.limits.hold_ms);
             let started = Instant::now();
             let b = loop {
-                let attempt = match Backend::connect(&address, timeout).await {
+                let attempt = match Backend::connect(&address, timeout, io_timeout).await {
                     Ok(mut b) => match self.replay(&mut b).await {
                         Ok(()) => Ok(b),
                         Err(e) => Err(format!("failed the handshake: {e}")),
@@ -130,7 +136,7 @@ impl Session {
     pub(super) async fn send(&mut self, id: InstanceId, raw: &Bytes) -> Result<Ticket, Frame> {
         if self.shares_connections() {
             return Ok(Some((
-                self.shared.mux.send(id as usize, raw.clone(), 1),
+                self.shared.mux.send(id as usize, raw.clone(), 1).await,
                 raw.clone(),
             )));
         }
@@ -138,14 +144,29 @@ impl Session {
         Ok(None)
     }
 
+    /// What is expected of the reply to `req`: the request deadline (plus a blocking
+    /// command's own timeout), and whether it may write.
+    pub(super) fn reply_to(&self, req: &Request) -> Reply {
+        let base = Duration::from_millis(self.shared.limits.request_timeout_ms);
+        Reply {
+            within: match blocking_timeout(req) {
+                Some(Some(t)) => Some(t + base),
+                Some(None) => None,
+                None => Some(base),
+            },
+            effect: Effect::of(req),
+        }
+    }
+
     pub(super) async fn forward(
         &mut self,
         id: InstanceId,
         raw: &Bytes,
         timing: Option<Timing>,
+        reply: Reply,
     ) -> Pending {
         match self.send(id, raw).await {
-            Ok(t) => Pending::Forward(id, t, timing),
+            Ok(t) => Pending::Forward(id, t, timing, reply),
             Err(e) => Pending::Local(e),
         }
     }
@@ -156,13 +177,30 @@ impl Session {
         id: InstanceId,
         raw: &[u8],
         timing: Option<Timing>,
+        reply: Reply,
     ) -> Pending {
         match self.backend(id).await {
             Ok(b) => {
                 b.queue(raw);
-                Pending::Forward(id, None, timing)
+                Pending::Forward(id, None, timing, reply)
             }
             Err(e) => Pending::Local(e),
+        }
+    }
+
+    /// The answer to a request whose reply was lost after it was sent: `TRYAGAIN` for a
+    /// read, which changed nothing; for a write, an error saying that whether it ran is
+    /// unknown (a retry could apply it twice).
+    pub(super) fn lost(&self, id: InstanceId, why: &str, effect: Effect) -> Frame {
+        match effect {
+            Effect::Read => err(format!(
+                "TRYAGAIN {} {why}; the request only reads: retry",
+                self.instance_name(id)
+            )),
+            Effect::Write => err(format!(
+                "ERR outcome unknown: {} {why} after the request was sent; it may or may not have been applied: read before retrying",
+                self.instance_name(id)
+            )),
         }
     }
 
@@ -171,6 +209,7 @@ impl Session {
         id: InstanceId,
         ticket: Ticket,
         broken: &mut HashMap<InstanceId, String>,
+        reply: Reply,
     ) -> Result<Bytes, Frame> {
         if let Some((rx, raw)) = ticket {
             let mut answer = rx.await;
@@ -184,33 +223,32 @@ impl Session {
             }
             return match answer {
                 Ok(Ok(mut replies)) if !replies.is_empty() => Ok(replies.swap_remove(0)),
-                Ok(Err(why)) => Err(err(format!("TRYAGAIN {} {why}", self.instance_name(id)))),
-                _ => Err(err(format!(
-                    "TRYAGAIN {} did not answer",
-                    self.instance_name(id)
-                ))),
+                Ok(Ok(_)) => Err(self.lost(id, "gave no reply", reply.effect)),
+                Ok(Err(why)) if why.starts_with(crate::proxy::mux::UNREACHABLE) => {
+                    Err(err(format!("TRYAGAIN {} {why}", self.instance_name(id))))
+                }
+                Ok(Err(why)) => Err(self.lost(id, &why, reply.effect)),
+                Err(_) => Err(self.lost(
+                    id,
+                    "was being served by a multiplexer that stopped",
+                    reply.effect,
+                )),
             };
         }
         if let Some(e) = broken.get(&id) {
-            return Err(err(format!(
-                "TRYAGAIN connection to {} failed: {e}",
-                self.instance_name(id)
-            )));
+            let why = format!("connection failed ({e})");
+            return Err(self.lost(id, &why, reply.effect));
         }
         let Some(b) = self.backends.get_mut(&id) else {
-            return Err(err(format!(
-                "TRYAGAIN no connection to {}",
-                self.instance_name(id)
-            )));
+            return Err(self.lost(id, "lost its connection", reply.effect));
         };
-        match b.read_raw().await {
+        match b.read_raw_within(reply.within).await {
             Ok(raw) => Ok(raw),
             Err(e) => {
+                self.shared.telemetry.counters.error(id);
                 broken.insert(id, e.to_string());
-                Err(err(format!(
-                    "TRYAGAIN connection to {} failed: {e}",
-                    self.instance_name(id)
-                )))
+                let why = format!("connection failed ({e})");
+                Err(self.lost(id, &why, reply.effect))
             }
         }
     }
@@ -226,7 +264,12 @@ impl Session {
         let started = Instant::now();
         loop {
             tokio::time::sleep(RETRY).await;
-            let answer = self.shared.mux.send(id as usize, raw.clone(), 1).await;
+            let answer = self
+                .shared
+                .mux
+                .send(id as usize, raw.clone(), 1)
+                .await
+                .await;
             if !not_served(&answer) {
                 self.shared.gate.record_instance_hold(started.elapsed());
                 return answer;
@@ -247,9 +290,10 @@ impl Session {
         id: InstanceId,
         ticket: Ticket,
         broken: &mut HashMap<InstanceId, String>,
+        reply: Reply,
     ) -> Result<Frame, Frame> {
-        let raw = self.read_raw(id, ticket, broken).await?;
-        crate::proxy::resp::parse(&raw, &crate::proxy::resp::Limits::default())
+        let raw = self.read_raw(id, ticket, broken, reply).await?;
+        crate::proxy::resp::parse(&raw, &crate::proxy::resp::Limits::unbounded())
             .ok()
             .flatten()
             .map(|(f, _)| f)

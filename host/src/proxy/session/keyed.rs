@@ -88,10 +88,11 @@ impl Session {
                     start: Instant::now(),
                     _write: write,
                 };
+                let reply = self.reply_to(req);
                 if blocking {
-                    self.forward_pinned(id, &req.raw, Some(timing)).await
+                    self.forward_pinned(id, &req.raw, Some(timing), reply).await
                 } else {
-                    self.forward(id, &req.raw, Some(timing)).await
+                    self.forward(id, &req.raw, Some(timing), reply).await
                 }
             }
             Err(e) => Pending::Local(e),
@@ -103,6 +104,7 @@ impl Session {
             Ok(w) => w,
             Err(e) => return Pending::Local(e),
         };
+        let effect = Effect::of(req);
         let table = self.shared.topology.current();
         let stride = if merge == Merge::Ok { 2 } else { 1 };
         let mut groups: Vec<(InstanceId, Vec<usize>)> = Vec::new();
@@ -131,21 +133,24 @@ impl Session {
             let sub = Request::from_args(args);
             match self.send(id, &sub.raw).await {
                 Ok(t) => parts.push((id, positions, t)),
-                Err(e) => return Pending::Gather(merge, parts, keys.len(), write, Some(e)),
+                Err(e) => {
+                    return Pending::Gather(merge, parts, keys.len(), write, Some(e), effect);
+                }
             }
         }
-        Pending::Gather(merge, parts, keys.len(), write, None)
+        Pending::Gather(merge, parts, keys.len(), write, None, effect)
     }
 
     pub(super) async fn fan_out(&mut self, req: &Request, kind: FanOut) -> Pending {
+        let effect = Effect::of(req);
         let mut parts = Vec::new();
         for id in self.shared.topology.serving() {
             match self.send(id, &req.raw).await {
                 Ok(t) => parts.push((id, t)),
-                Err(e) => return Pending::FanOut(kind, parts, Some(e)),
+                Err(e) => return Pending::FanOut(kind, parts, Some(e), effect),
             }
         }
-        Pending::FanOut(kind, parts, None)
+        Pending::FanOut(kind, parts, None, effect)
     }
 
     /// SCAN across instances: the cursor's low 8 bits name the instance (among the active

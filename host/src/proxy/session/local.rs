@@ -56,7 +56,8 @@ impl Session {
             "CLIENT" => Pending::Local(self.client(&req)),
             "COMMAND" | "TIME" | "LASTSAVE" => {
                 let table = self.shared.topology.table();
-                self.forward(table.owner(0), &req.raw, None).await
+                let reply = self.reply_to(&req);
+                self.forward(table.owner(0), &req.raw, None, reply).await
             }
             "INFO" => self.fan_out(&req, FanOut::FirstNonNull).await,
             "DBSIZE" => self.fan_out(&req, FanOut::SumIntegers).await,

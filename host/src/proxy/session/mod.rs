@@ -29,15 +29,16 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use shardcast_sdk::types::InstanceId;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
 use super::backend::Backend;
+use super::client::write_client;
 use super::command::{Class, Merge, classify, is_write, may_write};
 use super::gate::{Gate, SlotState, WriteGuard};
 use super::mux::Mux;
-use super::request::{Request, next_request};
+use super::request::{Request, Requests};
 use super::resp::Frame;
 use super::slot::slot;
 use crate::config::ProxyLimits;
@@ -45,6 +46,9 @@ use crate::sessions::registry::{Entry, Registry};
 use crate::telemetry::Telemetry;
 use crate::telemetry::counters::Hit;
 use crate::topology::Topology;
+
+/// A watch serial no connection has: the watch was lost.
+const LOST: u64 = 0;
 
 /// How often a held request tries an unreachable instance again.
 const RETRY: Duration = Duration::from_millis(25);
@@ -65,6 +69,8 @@ pub struct Shared {
     pub sessions: Arc<Registry>,
     /// Holding and dirty-key tracking for slots that are moving.
     pub gate: Arc<Gate>,
+    /// Set once at shutdown: every session ends after the batch it is serving.
+    pub closing: tokio::sync::watch::Sender<bool>,
 }
 
 /// Connection state a client set, replayed on new backend connections.
@@ -81,7 +87,8 @@ enum Pending {
     /// A reply the proxy already has.
     Local(Frame),
     /// The next reply of one backend, forwarded as it is; timed when it carries a key.
-    Forward(InstanceId, Ticket, Option<Timing>),
+    /// `Effect` says what a lost reply means to the client.
+    Forward(InstanceId, Ticket, Option<Timing>, Reply),
     /// Parts from several backends: (instance, positions of its keys in the answer); the
     /// error of a part that could not be sent (the parts sent are still read, so that no
     /// reply is left behind on a connection).
@@ -91,10 +98,11 @@ enum Pending {
         usize,
         Option<WriteGuard>,
         Option<Frame>,
+        Effect,
     ),
     /// The same command on several instances, merged; as for `Gather`, the error of an
     /// instance it could not be sent to.
-    FanOut(FanOut, Vec<(InstanceId, Ticket)>, Option<Frame>),
+    FanOut(FanOut, Vec<(InstanceId, Ticket)>, Option<Frame>, Effect),
     /// A transaction: skip `skip` replies, forward the last.
     Exec(InstanceId, usize, Vec<WriteGuard>),
     /// A SCAN step on one instance.
@@ -108,6 +116,65 @@ struct Timing {
     start: Instant,
     /// Dropped with the request, once its reply is in.
     _write: Option<WriteGuard>,
+}
+
+/// What a request sent to an instance may have done, and so what the client is told when
+/// its reply is lost (the connection failed or the instance did not answer in time).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Effect {
+    /// It only reads: nothing changed, `TRYAGAIN` is true.
+    Read,
+    /// It may have written: whether it ran is unknown, and the error says so, because
+    /// `TRYAGAIN` would tell the client that nothing ran.
+    Write,
+}
+
+impl Effect {
+    fn of(req: &Request) -> Effect {
+        if may_write(req) {
+            Effect::Write
+        } else {
+            Effect::Read
+        }
+    }
+}
+
+/// What is expected of one reply on a session's own connection: how long it may take once
+/// sent (`None`: a blocking command that asked to wait forever), and what its loss means.
+#[derive(Clone, Copy, Debug)]
+struct Reply {
+    within: Option<Duration>,
+    effect: Effect,
+}
+
+/// The timeout a blocking command gives itself: `Some(None)` when it blocks forever
+/// (a zero timeout), `None` when `req` carries none this knows of.
+fn blocking_timeout(req: &Request) -> Option<Option<Duration>> {
+    let seconds = |a: &Bytes| -> Option<Option<Duration>> {
+        let s: f64 = std::str::from_utf8(a).ok()?.parse().ok()?;
+        (s.is_finite() && s >= 0.0).then(|| (s > 0.0).then(|| Duration::from_secs_f64(s)))
+    };
+    match req.name().as_str() {
+        "BLPOP" | "BRPOP" | "BZPOPMIN" | "BZPOPMAX" | "BLMOVE" | "BRPOPLPUSH" => {
+            seconds(req.args.last()?)
+        }
+        "BLMPOP" | "BZMPOP" => seconds(req.args.get(1)?),
+        "XREAD" | "XREADGROUP" | "WAIT" | "WAITAOF" => {
+            let at = match req.name().as_str() {
+                "WAIT" => 2,
+                "WAITAOF" => 3,
+                _ => {
+                    req.args
+                        .iter()
+                        .position(|a| a.eq_ignore_ascii_case(b"BLOCK"))?
+                        + 1
+                }
+            };
+            let ms: u64 = std::str::from_utf8(req.args.get(at)?).ok()?.parse().ok()?;
+            Some((ms > 0).then(|| Duration::from_millis(ms)))
+        }
+        _ => None,
+    }
 }
 
 /// Where a reply will come from: the shared multiplexer (with the request, to send again if
@@ -133,6 +200,10 @@ pub struct Session {
     multi_slot: Option<u16>,
     multi_dirty: bool,
     watched: Option<InstanceId>,
+    /// The serial number of the connection the WATCHes went on ([`LOST`] when a later one
+    /// went on another connection): `EXEC` fails unless it goes on that same connection,
+    /// since a watch dies with its connection.
+    watch_serial: Option<u64>,
     /// Keep a cutover off the WATCHed keys' slot until the transaction ends.
     watch_guards: Vec<WriteGuard>,
     closing: bool,
@@ -225,6 +296,7 @@ impl Session {
             multi_slot: None,
             multi_dirty: false,
             watched: None,
+            watch_serial: None,
             watch_guards: Vec::new(),
             closing: false,
             entry,
@@ -268,18 +340,25 @@ impl Session {
         self.shared.sessions.put(self.id, "transaction", tx);
     }
 
-    /// Serve the client until it leaves or misbehaves.
+    /// Serve the client until it leaves, misbehaves, or the proxy shuts down (after the
+    /// batch in flight is answered).
     pub async fn run(mut self, mut client: TcpStream) -> io::Result<()> {
         client.set_nodelay(true)?;
-        let limits = self.shared.limits.resp();
+        let limits = self.shared.limits;
+        let write_limit = Duration::from_millis(limits.client_write_timeout_ms);
+        let mut requests = Requests::new(limits.resp());
+        let mut closing = self.shared.closing.subscribe();
         let mut input = BytesMut::with_capacity(16 << 10);
         let mut out = BytesMut::with_capacity(16 << 10);
         loop {
             if input.capacity() - input.len() < 4096 {
                 input.reserve(64 << 10);
             }
-            if client.read_buf(&mut input).await? == 0 {
-                return Ok(());
+            tokio::select! {
+                read = client.read_buf(&mut input) => if read? == 0 {
+                    return Ok(());
+                },
+                _ = closing.wait_for(|c| *c) => return Ok(()),
             }
             let mut batch: Vec<Request> = Vec::new();
             let before = (
@@ -291,7 +370,7 @@ impl Session {
             );
             let mut fatal = None;
             loop {
-                match next_request(&mut input, &limits) {
+                match requests.next(&mut input) {
                     Ok(Some(r)) if r.args.is_empty() => {}
                     Ok(Some(r)) => batch.push(r),
                     Ok(None) => break,
@@ -307,8 +386,11 @@ impl Session {
             let subscribe_at = batch.iter().position(super::pubsub::enters);
             let rest = subscribe_at.map(|i| batch.split_off(i));
             self.serve(batch, &mut out).await;
+            if self.overflowed(&out) {
+                return Ok(());
+            }
             if let Some(rest) = rest {
-                client.write_all(&out).await?;
+                write_client(&mut client, &out, write_limit).await?;
                 out.clear();
                 let setup: Vec<Bytes> = if self.state.protocol == 3 {
                     vec![Bytes::from_static(b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n")]
@@ -316,7 +398,11 @@ impl Session {
                     Vec::new()
                 };
                 let topology = self.shared.topology.clone();
-                let hold = Duration::from_millis(self.shared.limits.hold_ms);
+                let bounds = super::pubsub::Bounds {
+                    hold: Duration::from_millis(limits.hold_ms),
+                    io: Duration::from_millis(limits.request_timeout_ms),
+                    client_write: write_limit,
+                };
                 let registry = self.shared.sessions.clone();
                 let id = self.id;
                 let publish =
@@ -324,15 +410,16 @@ impl Session {
                 let served = super::pubsub::serve(
                     &mut client,
                     &mut input,
-                    &limits,
+                    &mut requests,
                     rest,
                     setup,
                     &topology,
-                    hold,
+                    bounds,
                     &publish,
                 )
                 .await;
-                if served.is_err() {
+                if let Err(e) = served {
+                    tracing::debug!(session = self.id, error = %e, "subscribed session ended");
                     return Ok(());
                 }
                 continue;
@@ -340,18 +427,10 @@ impl Session {
             if let Some(e) = fatal {
                 tracing::info!(session = self.id, error = %e, "closing client after a protocol error");
                 err(format!("ERR {e}")).encode(&mut out);
-                client.write_all(&out).await?;
+                write_client(&mut client, &out, write_limit).await?;
                 return Ok(());
             }
-            if out.len() > self.shared.limits.client_output_buffer_bytes {
-                tracing::warn!(
-                    session = self.id,
-                    bytes = out.len(),
-                    "client output buffer limit reached; closing"
-                );
-                return Ok(());
-            }
-            client.write_all(&out).await?;
+            write_client(&mut client, &out, write_limit).await?;
             out.clear();
             let after = (
                 self.state.db,
@@ -369,6 +448,23 @@ impl Session {
         }
     }
 
+    /// True (and logged) when the replies waiting for the client exceed
+    /// `limits.client_output_buffer_bytes`: the client is then disconnected, as Redis
+    /// disconnects a client over its output buffer limit.
+    fn overflowed(&self, out: &BytesMut) -> bool {
+        let limit = self.shared.limits.client_output_buffer_bytes;
+        if out.len() <= limit {
+            return false;
+        }
+        tracing::warn!(
+            session = self.id,
+            bytes = out.len(),
+            limit,
+            "client output buffer over limits.client_output_buffer_bytes; closing the client"
+        );
+        true
+    }
+
     /// Route, forward and answer one batch of requests, appending replies to `out`.
     async fn serve(&mut self, batch: Vec<Request>, out: &mut BytesMut) {
         let mut pending = Vec::with_capacity(batch.len());
@@ -379,13 +475,18 @@ impl Session {
             if !pending.is_empty() && (is_barrier(&req) || self.shared.gate.any_held()) {
                 self.complete(std::mem::take(&mut pending), out).await;
             }
+            if self.closing {
+                break;
+            }
             let p = self.route(req).await;
             pending.push(p);
             if self.closing {
                 break;
             }
         }
-        self.complete(pending, out).await;
+        if !pending.is_empty() {
+            self.complete(pending, out).await;
+        }
     }
 
     /// Send what is queued on the session's connections and append every reply in order.
@@ -403,6 +504,12 @@ impl Session {
             match frame_or_raw {
                 Ok(raw) => out.extend_from_slice(&raw),
                 Err(frame) => frame.encode(out),
+            }
+            if out.len() > self.shared.limits.client_output_buffer_bytes {
+                // The client is disconnected (checked by the caller); the rest is not read.
+                self.closing = true;
+                self.backends.clear();
+                return;
             }
         }
         for id in broken.keys() {

@@ -1,5 +1,11 @@
 //! Transactions: MULTI queued in the proxy, WATCH on the owning instance (counted at the
 //! gate so the slot is not cut over under it), EXEC sent to the one instance.
+//!
+//! A watch lives on one connection to one instance. When that connection is lost (the
+//! instance restarted, the connection failed, `HELLO` replaced it), the watch is gone with
+//! it, and so the `EXEC` fails with a nil reply, as Redis answers when a watched key
+//! changed: sending the transaction on a new connection, where nothing is watched, could
+//! overwrite a newer write.
 
 use super::*;
 
@@ -76,7 +82,16 @@ impl Session {
                     Ok(id) if self.watched.is_none_or(|w| w == id) => {
                         self.watched = Some(id);
                         self.watch_guards.extend(guard);
-                        self.forward(id, &req.raw, None).await
+                        let reply = self.reply_to(&req);
+                        let sent = self.forward(id, &req.raw, None, reply).await;
+                        // Every WATCH must be on one connection; otherwise one is lost.
+                        let serial = self.backends.get(&id).map(Backend::serial);
+                        self.watch_serial = match (self.watch_serial, serial) {
+                            (None, Some(s)) => Some(s),
+                            (Some(w), Some(s)) if w == s => Some(w),
+                            _ => Some(LOST),
+                        };
+                        sent
                     }
                     Ok(_) | Err(_) => {
                         Pending::Local(err("CROSSSLOT Keys in request don't hash to the same slot"))
@@ -93,6 +108,7 @@ impl Session {
 
     pub(super) async fn unwatch(&mut self) {
         let _released = std::mem::take(&mut self.watch_guards);
+        self.watch_serial = None;
         if let Some(id) = self.watched.take()
             && let Some(b) = self.backends.get_mut(&id)
         {
@@ -137,22 +153,36 @@ impl Session {
                 return Pending::Local(e);
             }
         }
-        let mut target = self.watched.take();
-        guards.append(&mut self.watch_guards);
+        let mut target = self.watched;
         for (req, keys) in &keyed {
             match self.owner(req, keys) {
                 Ok(id) if target.is_none_or(|t| t == id) => target = Some(id),
                 _ => {
+                    drop(guards);
+                    self.unwatch().await;
                     return Pending::Local(err(
                         "CROSSSLOT Keys in the transaction don't hash to the same slot",
                     ));
                 }
             }
         }
+        let watched = self.watched.take();
+        let watch_serial = self.watch_serial.take();
+        guards.append(&mut self.watch_guards);
         let table = self.shared.topology.table();
         let id = target.unwrap_or_else(|| table.owner(0));
+        let protocol = self.state.protocol;
         match self.backend(id).await {
             Ok(b) => {
+                if watched.is_some() && watch_serial != Some(b.serial()) {
+                    // The watch died with its connection: fail as for a changed key. The
+                    // connection now in use holds no watch to clear.
+                    return Pending::Local(if protocol == 3 {
+                        Frame::Null
+                    } else {
+                        Frame::Array(None)
+                    });
+                }
                 b.queue(b"*1\r\n$5\r\nMULTI\r\n");
                 for req in &queued {
                     b.queue(&req.raw);
