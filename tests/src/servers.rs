@@ -113,6 +113,27 @@ impl RedisServer {
             let _ = c.wait();
         }
     }
+
+    /// Freeze it with SIGSTOP: it keeps its sockets and accepts connections, but answers
+    /// nothing until [`RedisServer::resume`] (a hung instance).
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Let it run again with SIGCONT.
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, which: &str) {
+        if let Some(c) = &self.child {
+            let sent = Command::new("kill")
+                .args([which, &c.id().to_string()])
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(sent, "kill {which} redis-server");
+        }
+    }
 }
 
 impl Drop for RedisServer {
@@ -214,6 +235,23 @@ impl Proxy {
     /// A client connection through the proxy.
     pub fn client(&self) -> redis::Connection {
         self.client_url("")
+    }
+
+    /// A client connection through the proxy whose every read gives up after `timeout`,
+    /// so a test fails instead of hanging when a reply never comes.
+    pub fn client_within(&self, timeout: Duration) -> redis::Connection {
+        let c = self.client();
+        c.set_read_timeout(Some(timeout)).expect("read timeout");
+        c
+    }
+
+    /// A key (`prefix` plus a number) whose slot instance `id` owns now.
+    pub fn key_on(&self, id: u32, prefix: &str) -> String {
+        let table = self.topology.table();
+        (0..)
+            .map(|i| format!("{prefix}{i}"))
+            .find(|k| table.owner(shardcast::proxy::slot::slot(k.as_bytes())) == id)
+            .expect("some key lands on every owner")
     }
 
     /// A client connection through the proxy with URL options (e.g. `?protocol=resp3`).

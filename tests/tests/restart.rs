@@ -174,3 +174,47 @@ fn a_reordered_configuration_keeps_routing_and_a_removed_owner_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn sigterm_answers_the_requests_in_flight_before_exiting() {
+    let server = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let file = dir.path().join("shardcast.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\n[[instances]]\nname = \"r\"\naddress = \"{}\"\n",
+            server.address()
+        ),
+    )
+    .expect("config");
+    let mut p = ShardcastProcess::start(&[BIN], &file, port, &[]);
+    // A request that takes a second is in flight when SIGTERM arrives.
+    let waiter = std::thread::spawn(move || {
+        let mut c = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+            .and_then(|c| c.get_connection())
+            .expect("client");
+        redis::cmd("BLPOP")
+            .arg("nothing-here")
+            .arg(1)
+            .query::<Option<(String, String)>>(&mut c)
+    });
+    wait_for(
+        "the BLPOP to wait on the instance",
+        Duration::from_secs(10),
+        || {
+            redis::cmd("CLIENT")
+                .arg("LIST")
+                .query::<String>(&mut server.client())
+                .is_ok_and(|list| list.contains("cmd=blpop"))
+        },
+    );
+    let status = p.terminate(Duration::from_secs(20));
+    let answer = waiter.join().expect("client thread");
+    assert!(
+        matches!(answer, Ok(None)),
+        "the request in flight got its answer (a timed-out BLPOP), not a dropped connection: {answer:?}"
+    );
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+}
