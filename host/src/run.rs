@@ -330,7 +330,7 @@ pub async fn run_with(
     let shared = Arc::new(Shared {
         topology: parts.topology.clone(),
         limits: config.limits,
-        next_id: AtomicU64::new(1),
+        next_id: AtomicU64::new(crate::sessions::registry::first_session_id()),
         mux: Mux::new(
             &topology_addresses,
             Deadlines {

@@ -178,9 +178,17 @@ impl End {
 
     /// Delete every key of `range` in every database.
     pub async fn clear(&mut self, range: &RangeInclusive<u16>) -> Result<(), CopyError> {
+        self.clear_where(&|s| range.contains(&s)).await
+    }
+
+    /// Delete every key whose slot is `wanted`, in every database.
+    pub async fn clear_where(
+        &mut self,
+        wanted: &(dyn Fn(u16) -> bool + Sync),
+    ) -> Result<(), CopyError> {
         for db in self.databases().await? {
             self.select(db).await?;
-            let keys = self.keys_in(range).await?;
+            let keys = self.keys_where(wanted).await?;
             self.unlink(&keys).await?;
         }
         Ok(())
@@ -192,6 +200,17 @@ impl End {
         cursor: u64,
         count: usize,
         range: &RangeInclusive<u16>,
+    ) -> Result<(u64, Vec<Bytes>), CopyError> {
+        self.scan_where(cursor, count, &|s| range.contains(&s))
+            .await
+    }
+
+    /// One `SCAN` step: the next cursor and the keys whose slots are `wanted`.
+    async fn scan_where(
+        &mut self,
+        cursor: u64,
+        count: usize,
+        wanted: &(dyn Fn(u16) -> bool + Sync),
     ) -> Result<(u64, Vec<Bytes>), CopyError> {
         let cmd = vec![
             Bytes::from_static(b"SCAN"),
@@ -215,7 +234,7 @@ impl End {
         let keys = keys
             .into_iter()
             .filter_map(|k| match k {
-                Frame::Bulk(Some(k)) if range.contains(&slot(&k)) => Some(k),
+                Frame::Bulk(Some(k)) if wanted(slot(&k)) => Some(k),
                 _ => None,
             })
             .collect();
@@ -224,10 +243,18 @@ impl End {
 
     /// Every key whose slot falls in `range` (a full SCAN).
     pub async fn keys_in(&mut self, range: &RangeInclusive<u16>) -> Result<Vec<Bytes>, CopyError> {
+        self.keys_where(&|s| range.contains(&s)).await
+    }
+
+    /// Every key whose slot is `wanted` (a full SCAN).
+    async fn keys_where(
+        &mut self,
+        wanted: &(dyn Fn(u16) -> bool + Sync),
+    ) -> Result<Vec<Bytes>, CopyError> {
         let mut cursor = 0;
         let mut all = Vec::new();
         loop {
-            let (next, keys) = self.scan_step(cursor, 1000, range).await?;
+            let (next, keys) = self.scan_where(cursor, 1000, wanted).await?;
             all.extend(keys);
             if next == 0 {
                 return Ok(all);

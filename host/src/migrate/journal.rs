@@ -33,6 +33,13 @@ pub enum Step {
     CleanedUp,
     /// Finished with the segment on the target.
     Done,
+    /// Stopped before the flip, the segment stays on the source, but the target could not
+    /// be reached to delete its partial copy: that deletion is still to do (retried in the
+    /// background and at every start), then `RolledBack` ends the migration.
+    Stray {
+        /// Why the migration stopped, and why the copy stays for now.
+        reason: String,
+    },
     /// Stopped before the flip; the target's partial copy is deleted; the segment stays
     /// on the source.
     RolledBack {

@@ -7,7 +7,8 @@
 //! - segment moves (`moves`): checked, run, their outcome recorded;
 //! - instance actions (`instances`): activate a standby, drain an instance;
 //! - recovery (`recover`): after a crash, every unfinished migration is resumed (past the
-//!   flip) or rolled back (before it).
+//!   flip) or rolled back (before it);
+//! - stray copies (`stray`): keys an unreachable instance kept, deleted once it answers.
 //!
 //! The executor owns the segment table's changes: a migration's flip and the table-only
 //! split and merge go through one lock, are saved (when a state directory is configured),
@@ -21,6 +22,7 @@ pub mod journal;
 mod moves;
 mod recover;
 pub mod segment;
+mod stray;
 
 use std::fs::File;
 use std::io::Write;
@@ -122,6 +124,10 @@ pub struct Executor {
     holds: Mutex<hdrhistogram::Histogram<u64>>,
     decisions: Option<Mutex<File>>,
     runtime: std::sync::OnceLock<tokio::runtime::Handle>,
+    /// Copies to delete once their instance answers.
+    strays: Mutex<Vec<stray::Stray>>,
+    /// Slot ranges a sweep is deleting from now: no move of them may start.
+    sweeping: Mutex<Vec<std::ops::RangeInclusive<u16>>>,
 }
 
 /// One line of the decision log.
@@ -196,12 +202,16 @@ impl Executor {
             ),
             decisions,
             runtime: std::sync::OnceLock::new(),
+            strays: Mutex::new(Vec::new()),
+            sweeping: Mutex::new(Vec::new()),
         }))
     }
 
-    /// Run migrations on `runtime` from now on.
-    pub fn attach(&self, runtime: tokio::runtime::Handle) {
-        let _ = self.runtime.set(runtime);
+    /// Run migrations, and the sweep of stray copies, on `runtime` from now on.
+    pub fn attach(self: &Arc<Self>, runtime: tokio::runtime::Handle) {
+        if self.runtime.set(runtime.clone()).is_ok() {
+            self.start_sweeper(&runtime);
+        }
     }
 
     /// Migrations in flight and recently finished, for the view.

@@ -64,6 +64,9 @@ impl Executor {
         if running.iter().any(|m| m.segment == segment) {
             return Err("the segment is already migrating");
         }
+        if self.sweeping(&(seg.slot_start..=seg.slot_end)) {
+            return Err("a stray copy of the segment's slots is being deleted; ask again");
+        }
         let busy = |i: InstanceId| {
             running
                 .iter()

@@ -1,17 +1,24 @@
 //! Recovery after a crash: every migration the journal left unfinished is finished or
 //! rolled back before the proxy serves a request.
 //!
-//! - Committed (the flip is journaled): the target owns the segment. The flip is applied to
-//!   the saved table if the crash came before it was saved, and the source's copy is
+//! First every journaled flip is applied to the table (in journal order), so that what
+//! follows sees who owns what now. Then, for each migration:
+//! - Committed (the flip is journaled): the target owns the segment; the source's copy is
 //!   deleted.
 //! - Cleaned up: only the final record is missing.
+//! - Stray: rolled back earlier, the target's partial copy is still to delete.
 //! - Any earlier step: the source still owns the segment and has every acknowledged write
 //!   (requests were held, never acknowledged, from the cutover on). The target's partial
 //!   copy is deleted and the migration is journaled as rolled back.
+//!
+//! Deletion only ever touches slots the instance does not own in the table, so a later
+//! migration that made it the owner keeps its keys. An instance that cannot be reached
+//! keeps its copy as a stray, retried in the background.
 
 use super::Executor;
-use super::journal::{Journal, Step};
+use super::journal::{Journal, Record, Step};
 use super::segment::Plan;
+use super::stray::Stray;
 
 impl Executor {
     /// Finish or roll back every unfinished migration; one sentence per migration.
@@ -23,81 +30,59 @@ impl Executor {
             Ok(r) => r,
             Err(e) => return vec![format!("cannot read the journal: {e}")],
         };
-        // A later migration of any overlapping slots (the same segment, or a piece of it
-        // after a split) supersedes this one.
-        let superseded = |r: &super::journal::Record| {
-            records.iter().any(|later| {
-                later.id > r.id && later.slot_start <= r.slot_end && r.slot_start <= later.slot_end
-            })
-        };
         let mut said = Vec::new();
+        let mut open = Vec::new();
         for r in Journal::unfinished(&records) {
-            let resolve = |name: &Option<String>, id: u32| match name {
-                Some(n) => self.id_named(n).ok_or_else(|| n.clone()),
-                None => Ok(id),
-            };
-            let (source, target) = match (
-                resolve(&r.source_name, r.source),
-                resolve(&r.target_name, r.target),
-            ) {
-                (Ok(s), Ok(t)) => (s, t),
-                (Err(missing), _) | (_, Err(missing)) => {
-                    let sentence = format!(
-                        "migration {} of segment {}: instance `{missing}` is no longer configured; left unfinished until it is listed again",
-                        r.id, r.segment
-                    );
+            match self.plan_of(&r) {
+                Ok(plan) => open.push((r, plan)),
+                Err(sentence) => {
                     tracing::error!(migration = r.id, "{sentence}");
                     said.push(sentence);
-                    continue;
                 }
-            };
-            let plan = Plan {
-                id: r.id,
-                segment: r.segment,
-                range: r.slot_start..=r.slot_end,
-                source,
-                target,
-            };
-            if superseded(&r) {
-                // A later migration of the segment started, and began by clearing its
-                // target: whatever this one left is already gone.
-                let _ = self.journal(&plan, Step::Done);
-                continue;
             }
+        }
+        let mut flips = Vec::new();
+        for (r, plan) in &open {
+            if let Step::Committed { epoch } = r.step {
+                flips.push((r.id, self.apply_flip(plan, epoch)));
+            }
+        }
+        for (r, plan) in open {
+            let flip = flips
+                .iter()
+                .find(|(id, _)| *id == r.id)
+                .map(|(_, said)| format!("; {said}"))
+                .unwrap_or_default();
             let sentence = match &r.step {
-                Step::Committed { epoch } => {
-                    let applied = self.apply_flip(&plan, *epoch);
-                    match self.clear(plan.source, &plan.range).await {
-                        Ok(()) => {
-                            let _ = self.journal(&plan, Step::CleanedUp);
-                            let _ = self.journal(&plan, Step::Done);
-                            format!(
-                                "migration {} of segment {}: committed before the stop; {applied}; source cleaned up",
-                                r.id, r.segment
-                            )
-                        }
-                        Err(e) => format!(
-                            "migration {} of segment {}: committed before the stop; {applied}; source cleanup failed ({e}), retried at the next start",
-                            r.id, r.segment
-                        ),
-                    }
-                }
                 Step::CleanedUp => {
                     let _ = self.journal(&plan, Step::Done);
                     format!("migration {} of segment {}: finished", r.id, r.segment)
                 }
+                Step::Committed { .. } => {
+                    let then = vec![Step::CleanedUp, Step::Done];
+                    let cleared = self.clear_or_leave(&plan, plan.source, then).await;
+                    format!(
+                        "migration {} of segment {}: committed before the stop{flip}; the source's copy {cleared}",
+                        r.id, r.segment
+                    )
+                }
+                Step::Stray { reason } => {
+                    let then = vec![Step::RolledBack {
+                        reason: format!("{reason} (deleted later)"),
+                    }];
+                    let cleared = self.clear_or_leave(&plan, plan.target, then).await;
+                    format!(
+                        "migration {} of segment {}: rolled back earlier; the target's partial copy {cleared}",
+                        r.id, r.segment
+                    )
+                }
                 step => {
-                    let cleared = match self.clear(plan.target, &plan.range).await {
-                        Ok(()) => "the target's partial copy deleted".to_owned(),
-                        Err(e) => {
-                            format!("the target's partial copy stays until its next use ({e})")
-                        }
-                    };
                     let reason =
                         format!("shardcast stopped during {step:?}; rolled back on restart");
-                    let _ = self.journal(&plan, Step::RolledBack { reason });
+                    let then = vec![Step::RolledBack { reason }];
+                    let cleared = self.clear_or_leave(&plan, plan.target, then).await;
                     format!(
-                        "migration {} of segment {}: stopped during {step:?}; rolled back, the segment stays on instance {}; {cleared}",
+                        "migration {} of segment {}: stopped during {step:?}; rolled back, the segment stays on instance {}; the target's partial copy {cleared}",
                         r.id, r.segment, plan.source
                     )
                 }
@@ -106,6 +91,61 @@ impl Executor {
             said.push(sentence);
         }
         said
+    }
+
+    /// The plan a journal record describes, with its instances resolved by name.
+    fn plan_of(&self, r: &Record) -> Result<Plan, String> {
+        let resolve = |name: &Option<String>, id: u32| match name {
+            Some(n) => self.id_named(n).ok_or_else(|| n.clone()),
+            None => Ok(id),
+        };
+        match (
+            resolve(&r.source_name, r.source),
+            resolve(&r.target_name, r.target),
+        ) {
+            (Ok(source), Ok(target)) => Ok(Plan {
+                id: r.id,
+                segment: r.segment,
+                range: r.slot_start..=r.slot_end,
+                source,
+                target,
+            }),
+            (Err(missing), _) | (_, Err(missing)) => Err(format!(
+                "migration {} of segment {}: instance `{missing}` is no longer configured; left unfinished until it is listed again",
+                r.id, r.segment
+            )),
+        }
+    }
+
+    /// Delete `plan`'s slots on `on` (those it does not own) and journal `then`, or leave
+    /// them as a stray copy when `on` cannot be reached; says which.
+    async fn clear_or_leave(&self, plan: &Plan, on: u32, then: Vec<Step>) -> String {
+        match self.clear(on, &plan.range).await {
+            Ok(()) => {
+                for step in then {
+                    let _ = self.journal(plan, step);
+                }
+                "deleted".into()
+            }
+            Err(e) => {
+                if on == plan.target
+                    && let Some(Step::RolledBack { reason }) = then.first()
+                {
+                    let _ = self.journal(
+                        plan,
+                        Step::Stray {
+                            reason: reason.clone(),
+                        },
+                    );
+                }
+                self.leave_stray(Stray {
+                    plan: plan.clone(),
+                    on,
+                    then,
+                });
+                format!("stays until the instance answers ({e})")
+            }
+        }
     }
 
     /// Make sure the table names `plan`'s target from `epoch` on.

@@ -13,6 +13,7 @@ use shardcast_sdk::types::{InstanceId, MigrationPhase, SegmentId};
 use super::Executor;
 use super::copy::{Budget, Copied, CopyError, End, copy_databases, copy_dirty};
 use super::journal::Step;
+use super::stray::Stray;
 use crate::proxy::gate::SlotState;
 
 /// What to move.
@@ -69,32 +70,28 @@ impl Executor {
             Err(reason) => {
                 self.gate.set(plan.range.clone(), SlotState::Open);
                 let _ = self.gate.take_dirty(plan.range.clone());
-                let cleared = match self.clear(plan.target, &plan.range).await {
-                    Ok(()) => String::new(),
-                    Err(e) => format!("; the target's partial copy stays until its next use: {e}"),
+                let (reason, step) = match self.clear(plan.target, &plan.range).await {
+                    Ok(()) => (reason.clone(), Step::RolledBack { reason }),
+                    Err(e) => {
+                        let reason = format!(
+                            "{reason}; the target's partial copy is deleted once it answers: {e}"
+                        );
+                        self.leave_stray(Stray {
+                            plan: plan.clone(),
+                            on: plan.target,
+                            then: vec![Step::RolledBack {
+                                reason: format!("{reason} (deleted later)"),
+                            }],
+                        });
+                        (reason.clone(), Step::Stray { reason })
+                    }
                 };
-                let reason = format!("{reason}{cleared}");
-                if let Err(e) = self.journal(
-                    plan,
-                    Step::RolledBack {
-                        reason: reason.clone(),
-                    },
-                ) {
+                if let Err(e) = self.journal(plan, step) {
                     tracing::warn!(migration = plan.id, error = %e, "cannot journal a rollback");
                 }
                 Ended::RolledBack(reason)
             }
         }
-    }
-
-    /// Delete every key of `range` on `instance`.
-    pub(super) async fn clear(
-        &self,
-        instance: InstanceId,
-        range: &RangeInclusive<u16>,
-    ) -> Result<(), CopyError> {
-        let mut end = End::connect(&self.address(instance), self.io_timeout()).await?;
-        end.clear(range).await
     }
 
     async fn forward(self: &Arc<Self>, plan: &Plan) -> Result<Ended, String> {
@@ -216,7 +213,12 @@ impl Executor {
                 }
             },
             Err(err) => {
-                tracing::warn!(migration = plan.id, error = %err, "source cleanup failed; retried at the next start");
+                tracing::warn!(migration = plan.id, error = %err, "source cleanup failed; retried when the source answers");
+                self.leave_stray(Stray {
+                    plan: plan.clone(),
+                    on: plan.source,
+                    then: vec![Step::CleanedUp, Step::Done],
+                });
                 false
             }
         };

@@ -17,6 +17,22 @@ pub struct Entry {
     pub ops: AtomicU64,
 }
 
+/// The first session id of this process: a 31-bit prefix drawn from the clock and the
+/// process id, then a 32-bit counter. Ids stay unique across the proxies sharing one
+/// session repository, and fit a positive 64-bit integer (`CLIENT ID`).
+pub fn first_session_id() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    session_base(nanos, std::process::id())
+}
+
+fn session_base(nanos: u64, pid: u32) -> u64 {
+    let mixed = (nanos ^ (u64::from(pid) << 29)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 33;
+    (mixed.max(1) << 32) | 1
+}
+
 /// Every live session, and the repository holding their partitions.
 pub struct Registry {
     sessions: DashMap<u64, Arc<Entry>>,
@@ -73,5 +89,25 @@ impl Registry {
             .collect();
         out.sort_by_key(|(s, _)| s.id);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::session_base;
+
+    #[test]
+    fn session_ids_are_positive_and_differ_between_processes() {
+        let a = super::first_session_id();
+        assert!(a > u64::from(u32::MAX) && a < i64::MAX as u64, "{a}");
+        let bases: std::collections::BTreeSet<u64> = (0..1000u64)
+            .flat_map(|t| [session_base(t, 7), session_base(1_000_000 + t, 8)])
+            .map(|b| b >> 32)
+            .collect();
+        assert_eq!(
+            bases.len(),
+            2000,
+            "other moments or processes draw other prefixes"
+        );
     }
 }

@@ -39,18 +39,7 @@ impl Session {
                 else {
                     return Pending::Local(err("ERR value is not an integer or out of range"));
                 };
-                self.state.db = db;
-                let mut failed = None;
-                for b in self.backends.values_mut() {
-                    b.queue(&req.raw);
-                    let ok = b.flush().await.is_ok();
-                    match b.read_frame().await {
-                        Ok(f) if ok && !f.is_error() => {}
-                        Ok(f) => failed = Some(f),
-                        Err(e) => failed = Some(err(format!("ERR {e}"))),
-                    }
-                }
-                Pending::Local(failed.unwrap_or_else(Frame::ok))
+                Pending::Local(self.select(db, &req).await)
             }
             "HELLO" => self.hello(&req).await,
             "CLIENT" => Pending::Local(self.client(&req)),
@@ -75,6 +64,49 @@ impl Session {
         }
     }
 
+    /// `SELECT db`: checked by an instance before the session takes it (a database the
+    /// instances do not have is refused now, not on every later request), then applied to
+    /// every connection the session has.
+    async fn select(&mut self, db: u32, req: &Request) -> Frame {
+        if self.backends.is_empty() {
+            let Some(&id) = self.shared.topology.serving().first() else {
+                return err("ERR no instance is serving");
+            };
+            if let Err(e) = self.backend(id).await {
+                return e;
+            }
+        }
+        let mut failed = None;
+        let mut switched = Vec::new();
+        for (id, b) in self.backends.iter_mut() {
+            b.queue(&req.raw);
+            let sent = b.flush().await;
+            match b.read_frame().await {
+                Ok(f) if sent.is_ok() && !f.is_error() => switched.push(*id),
+                Ok(f) => failed = failed.or(Some(f)),
+                Err(e) => failed = failed.or(Some(err(format!("ERR {e}")))),
+            }
+        }
+        match failed {
+            None => {
+                self.state.db = db;
+                Frame::ok()
+            }
+            Some(f) => {
+                // Connections that did switch are dropped: they reopen in the session's
+                // database, which has not changed.
+                for id in switched {
+                    self.backends.remove(&id);
+                }
+                if self.watched.is_some() {
+                    // A watch on a dropped connection is gone.
+                    self.watch_serial = Some(LOST);
+                }
+                f
+            }
+        }
+    }
+
     pub(super) async fn hello(&mut self, req: &Request) -> Pending {
         let protocol = match req.args.get(1).map(|a| {
             std::str::from_utf8(a)
@@ -89,7 +121,10 @@ impl Session {
         while i < req.args.len() {
             match req.arg_upper(i).as_deref() {
                 Some("SETNAME") if i + 1 < req.args.len() => {
-                    self.state.name = Some(req.args[i + 1].clone());
+                    if let Err(e) = valid_name(&req.args[i + 1]) {
+                        return Pending::Local(e);
+                    }
+                    self.state.name = Some(req.args[i + 1].clone()).filter(|n| !n.is_empty());
                     i += 2;
                 }
                 Some("AUTH") if i + 2 < req.args.len() => {
@@ -127,10 +162,13 @@ impl Session {
 
     pub(super) fn client(&mut self, req: &Request) -> Frame {
         match req.arg_upper(1).as_deref() {
-            Some("SETNAME") if req.args.len() == 3 => {
-                self.state.name = Some(req.args[2].clone()).filter(|n| !n.is_empty());
-                Frame::ok()
-            }
+            Some("SETNAME") if req.args.len() == 3 => match valid_name(&req.args[2]) {
+                Ok(()) => {
+                    self.state.name = Some(req.args[2].clone()).filter(|n| !n.is_empty());
+                    Frame::ok()
+                }
+                Err(e) => e,
+            },
             Some("GETNAME") => Frame::Bulk(self.state.name.clone()),
             Some("ID") => Frame::Integer(self.id as i64),
             Some("SETINFO") if req.args.len() == 4 => {
@@ -160,5 +198,17 @@ impl Session {
                 req.arg_upper(1).unwrap_or_default()
             )),
         }
+    }
+}
+
+/// A client name as Redis accepts it (printable ASCII, no spaces), checked before the
+/// session takes it: a name every instance refuses would fail every later request.
+fn valid_name(name: &[u8]) -> Result<(), Frame> {
+    if name.iter().all(|&b| (b'!'..=b'~').contains(&b)) {
+        Ok(())
+    } else {
+        Err(err(
+            "ERR Client names cannot contain spaces, newlines or special characters.",
+        ))
     }
 }
