@@ -67,6 +67,7 @@ impl RejectionReason {
             RejectionReason::MigrationLimit => "migration-limit",
             RejectionReason::Duplicate => "duplicate",
             RejectionReason::Invalid => "invalid",
+            RejectionReason::Busy => "busy",
         }
     }
 }

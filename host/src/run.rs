@@ -279,6 +279,7 @@ pub fn sessions(config: &Config) -> Result<Arc<Registry>, Error> {
 pub fn view(parts: &Parts, tick: u64) -> ViewSnapshot {
     let mut v = parts.telemetry.view(&parts.topology, tick);
     v.migrations = parts.executor.migrations();
+    v.rejections = parts.executor.take_refusals();
     let moving = parts.executor.moving();
     for s in &mut v.segments {
         s.migrating = moving.contains(&s.id);

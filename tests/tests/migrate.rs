@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use redis::Commands;
 use shardcast::proxy::slot::slot;
-use shardcast_sdk::types::{Action, InstanceState, MigrationOutcome, MoveSegment};
+use shardcast_sdk::types::{Action, InstanceState, MigrationOutcome, MoveSegment, RejectionReason};
 use shardcast_tests::decisions::last_planner;
 use shardcast_tests::servers::{Proxy, RedisServer, wait_for};
 
@@ -150,31 +150,48 @@ fn a_segment_moves_live_while_clients_write_and_nothing_is_lost() {
     assert!(holds.max_us > 0);
 }
 
+/// A key of segment `seg`.
+fn key_in(seg: &shardcast_sdk::types::Segment, prefix: &str) -> String {
+    (0..)
+        .map(|i| format!("{prefix}{i}"))
+        .find(|k| (seg.slot_start..=seg.slot_end).contains(&slot(k.as_bytes())))
+        .expect("a key in the segment")
+}
+
 #[test]
-fn an_open_watch_defers_the_cutover_then_the_migration_aborts_cleanly() {
+fn an_open_watch_refuses_the_move_before_anything_is_held_and_the_policy_is_told() {
     let servers: Vec<RedisServer> = (0..2).map(|_| RedisServer::start()).collect();
     let p = Proxy::start(
         &servers.iter().collect::<Vec<_>>(),
         "[segments]\ncount = 2\n[migration]\ncutover_wait_ms = 300",
     );
-    let table = p.topology.table();
-    let seg = table.segments[0];
-    let key = (0..)
-        .map(|i| format!("acct:{i}"))
-        .find(|k| (seg.slot_start..=seg.slot_end).contains(&slot(k.as_bytes())))
-        .expect("a key in segment 0");
+    let seg = p.topology.table().segments[0];
+    let key = key_in(&seg, "acct:");
     let mut c = p.client();
     let _: () = c.set(&key, 100).expect("SET");
     let mut tx = p.client();
     let _: () = redis::cmd("WATCH").arg(&key).query(&mut tx).expect("WATCH");
-    let m = p.move_segment(seg.id, 1, Duration::from_secs(30));
-    assert_eq!(m.outcome, MigrationOutcome::Aborted);
-    assert!(m.detail.contains("WATCH"), "{}", m.detail);
-    assert_eq!(
-        p.topology.table().owner(seg.slot_start),
-        0,
-        "still on the source"
+    let before = p.executor.migrations().len();
+    p.executor.submit(
+        Action::MoveSegment(MoveSegment {
+            segment: seg.id,
+            target: 1,
+        }),
+        "test",
     );
+    assert_eq!(
+        p.executor.migrations().len(),
+        before,
+        "no migration started"
+    );
+    let view = shardcast::run::view(&p.parts, 1);
+    let refusal = view
+        .rejections
+        .iter()
+        .find(|r| r.reason == RejectionReason::Busy)
+        .expect("the refusal reaches the next view");
+    assert!(refusal.message.contains("WATCH"), "{}", refusal.message);
+    assert_eq!(p.gate.held().requests, 0, "nothing was held");
     // The transaction still works, on the source.
     let _: () = redis::cmd("MULTI").query(&mut tx).expect("MULTI");
     let _: () = redis::cmd("INCRBY")
@@ -184,8 +201,72 @@ fn an_open_watch_defers_the_cutover_then_the_migration_aborts_cleanly() {
         .expect("queued");
     let r: Vec<i64> = redis::cmd("EXEC").query(&mut tx).expect("EXEC");
     assert_eq!(r, vec![105]);
+    // With the transaction over, the segment moves.
+    let m = p.move_segment(seg.id, 1, Duration::from_secs(30));
+    assert_eq!(m.outcome, MigrationOutcome::Completed, "{}", m.detail);
     let v: i64 = c.get(&key).expect("GET");
     assert_eq!(v, 105);
+}
+
+#[test]
+fn a_watch_opened_during_the_copy_aborts_the_move_without_holding_and_moves_back_off() {
+    let servers: Vec<RedisServer> = (0..2).map(|_| RedisServer::start()).collect();
+    let p = Proxy::start(
+        &servers.iter().collect::<Vec<_>>(),
+        "[segments]\ncount = 2\n[migration]\ncutover_wait_ms = 300\nkeys_per_sec = 1000\nchunk_keys = 50",
+    );
+    let seg = p.topology.table().segments[0];
+    let mut c = p.client();
+    for i in 0..1500 {
+        let _: () = c.set(key_in(&seg, &format!("fill{i}:")), i).expect("SET");
+    }
+    let key = key_in(&seg, "acct:");
+    let _: () = c.set(&key, 100).expect("SET");
+    p.executor.submit(
+        Action::MoveSegment(MoveSegment {
+            segment: seg.id,
+            target: 1,
+        }),
+        "test",
+    );
+    // The copy takes over a second at 1,000 keys/s: the WATCH comes during it.
+    let mut tx = p.client();
+    let _: () = redis::cmd("WATCH").arg(&key).query(&mut tx).expect("WATCH");
+    let mut ended = None;
+    wait_for("the migration to end", Duration::from_secs(30), || {
+        ended = p
+            .executor
+            .migrations()
+            .into_iter()
+            .find(|m| m.outcome != MigrationOutcome::Running);
+        ended.is_some()
+    });
+    let m = ended.expect("ended");
+    assert_eq!(m.outcome, MigrationOutcome::Aborted);
+    assert!(m.detail.contains("WATCH"), "{}", m.detail);
+    assert_eq!(p.gate.held().requests, 0, "nothing was held");
+    assert_eq!(
+        p.topology.table().owner(seg.slot_start),
+        0,
+        "still on the source"
+    );
+    let _: () = redis::cmd("UNWATCH").query(&mut tx).expect("UNWATCH");
+    // The next attempt right away is refused: moves of the segment back off.
+    let _ = p.executor.take_refusals();
+    p.executor.submit(
+        Action::MoveSegment(MoveSegment {
+            segment: seg.id,
+            target: 1,
+        }),
+        "test",
+    );
+    let refusals = p.executor.take_refusals();
+    assert!(
+        refusals
+            .iter()
+            .any(|r| r.reason == RejectionReason::Busy && r.message.contains("backing off")),
+        "{refusals:?}"
+    );
     let mut dst = servers[1].client();
     assert!(
         keys_in(&mut dst, &(seg.slot_start..=seg.slot_end)).is_empty(),

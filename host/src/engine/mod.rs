@@ -133,13 +133,16 @@ impl PolicyEngine {
         self.predictor.as_ref().map(Slot::handle)
     }
 
-    /// Run one tick over `view`. The engine fills in last tick's rejections.
+    /// Run one tick over `view`. The engine puts last tick's rejections by the validator
+    /// before those the view already carries (the executor's refusals).
     pub fn tick(&mut self, mut view: ViewSnapshot) -> TickReport {
         if let Some(p) = self.predictor.as_mut() {
             p.begin_tick();
         }
         self.planner.begin_tick();
-        view.rejections = std::mem::take(&mut self.last_rejections);
+        let mut rejections = std::mem::take(&mut self.last_rejections);
+        rejections.append(&mut view.rejections);
+        view.rejections = rejections;
         view.prepare();
         let view = Arc::new(view);
         let shared: SharedView = view.clone();

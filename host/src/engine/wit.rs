@@ -63,6 +63,7 @@ enum_map!(
         MigrationLimit,
         Duplicate,
         Invalid,
+        Busy,
     ]
 );
 enum_map!(

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use shardcast_sdk::types::{Action, InstanceId, InstanceState};
+use shardcast_sdk::types::{Action, InstanceId, InstanceState, RejectionReason};
 
 use super::{Decision, Executor, lock, now_ms};
 
@@ -43,30 +43,50 @@ impl Executor {
 
     pub(super) fn activate(&self, id: InstanceId, policy: &str, action: &Action) {
         if self.topology.state(id) != InstanceState::Standby {
-            return self.refuse(policy, action, "the instance is not standby");
+            return self.refuse(
+                policy,
+                action,
+                RejectionReason::Invalid,
+                "the instance is not standby",
+            );
         }
         match self.set_state(id, InstanceState::Active) {
             Ok(epoch) => {
                 tracing::info!(instance = id, "standby instance activated");
                 self.applied(policy, action, epoch);
             }
-            Err(e) => self.refuse(policy, action, &e),
+            Err(e) => self.refuse(policy, action, RejectionReason::Busy, &e),
         }
     }
 
     pub(super) fn drain(self: &Arc<Self>, id: InstanceId, policy: &str, action: &Action) {
         if self.topology.state(id) != InstanceState::Active {
-            return self.refuse(policy, action, "the instance is not active");
+            return self.refuse(
+                policy,
+                action,
+                RejectionReason::Invalid,
+                "the instance is not active",
+            );
         }
         if self.topology.active().len() < 2 {
-            return self.refuse(policy, action, "no other active instance to drain to");
+            return self.refuse(
+                policy,
+                action,
+                RejectionReason::Invalid,
+                "no other active instance to drain to",
+            );
         }
         let Some(runtime) = self.runtime.get() else {
-            return self.refuse(policy, action, "the executor is not attached to a runtime");
+            return self.refuse(
+                policy,
+                action,
+                RejectionReason::Busy,
+                "the executor is not attached to a runtime",
+            );
         };
         match self.set_state(id, InstanceState::Draining) {
             Ok(epoch) => self.applied(policy, action, epoch),
-            Err(e) => return self.refuse(policy, action, &e),
+            Err(e) => return self.refuse(policy, action, RejectionReason::Busy, &e),
         }
         let me = self.clone();
         let (policy, action) = (policy.to_owned(), *action);
@@ -86,7 +106,7 @@ impl Executor {
                         tracing::info!(instance = id, "drained; now standby");
                         self.applied(policy, action, epoch);
                     }
-                    Err(e) => self.refuse(policy, action, &e),
+                    Err(e) => self.refuse(policy, action, RejectionReason::Busy, &e),
                 }
                 return;
             };
@@ -96,7 +116,12 @@ impl Executor {
                 .filter(|&&i| i != id)
                 .min_by_key(|&&i| table.segments.iter().filter(|s| s.owner == i).count())
             else {
-                return self.refuse(policy, action, "no active instance left to drain to");
+                return self.refuse(
+                    policy,
+                    action,
+                    RejectionReason::Invalid,
+                    "no active instance left to drain to",
+                );
             };
             let moved = match self.begin_move(segment.id, target) {
                 Ok(plan) => self.run_move(&plan, policy).await,
@@ -112,6 +137,7 @@ impl Executor {
                     return self.refuse(
                         policy,
                         action,
+                        RejectionReason::Busy,
                         &format!(
                             "segment {} could not be moved off; drain stopped",
                             segment.id

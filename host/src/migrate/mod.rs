@@ -28,11 +28,12 @@ use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use shardcast_sdk::types::{
-    Action, InstanceId, Migration, MigrationOutcome, MigrationPhase, SegmentId,
+    Action, InstanceId, Migration, MigrationOutcome, MigrationPhase, Rejection, RejectionReason,
+    SegmentId,
 };
 
 use crate::config::MigrationConfig;
@@ -45,6 +46,16 @@ use segment::{Plan, crash_point};
 
 /// Finished migrations kept for the view.
 const RECENT: usize = 64;
+
+/// Refusals kept for the next tick's view (the oldest go first).
+const REFUSALS: usize = 256;
+
+/// The first back-off after a cutover that pinned writes kept waiting; it doubles with each
+/// such failure of the same segment, up to [`BACKOFF_MAX`].
+const BACKOFF: Duration = Duration::from_secs(1);
+
+/// The longest back-off.
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
 /// The executor could not start.
 #[derive(Debug, thiserror::Error)]
@@ -128,6 +139,10 @@ pub struct Executor {
     strays: Mutex<Vec<stray::Stray>>,
     /// Slot ranges a sweep is deleting from now: no move of them may start.
     sweeping: Mutex<Vec<std::ops::RangeInclusive<u16>>>,
+    /// Refusals since the last tick's view took them.
+    refusals: Mutex<Vec<Rejection>>,
+    /// Segments whose moves back off: until when, and after how many failures.
+    backoff: Mutex<std::collections::HashMap<SegmentId, (Instant, u32)>>,
 }
 
 /// One line of the decision log.
@@ -204,6 +219,8 @@ impl Executor {
             runtime: std::sync::OnceLock::new(),
             strays: Mutex::new(Vec::new()),
             sweeping: Mutex::new(Vec::new()),
+            refusals: Mutex::new(Vec::new()),
+            backoff: Mutex::new(std::collections::HashMap::new()),
         }))
     }
 
@@ -217,6 +234,33 @@ impl Executor {
     /// Migrations in flight and recently finished, for the view.
     pub fn migrations(&self) -> Vec<Migration> {
         lock(&self.migrations).clone()
+    }
+
+    /// The executor's refusals since the last call, for the next tick's view.
+    pub fn take_refusals(&self) -> Vec<Rejection> {
+        std::mem::take(&mut *lock(&self.refusals))
+    }
+
+    /// How long moves of `segment` still back off, if they do.
+    fn backing_off(&self, segment: SegmentId) -> Option<Duration> {
+        let backoff = lock(&self.backoff);
+        let (until, _) = backoff.get(&segment)?;
+        until.checked_duration_since(Instant::now())
+    }
+
+    /// A cutover of `segment` found it pinned: back off, twice as long as last time.
+    fn strike(&self, segment: SegmentId) {
+        let mut backoff = lock(&self.backoff);
+        let strikes = backoff.get(&segment).map(|(_, n)| n + 1).unwrap_or(0);
+        let wait = BACKOFF
+            .saturating_mul(1 << strikes.min(16))
+            .min(BACKOFF_MAX);
+        backoff.insert(segment, (Instant::now() + wait, strikes));
+    }
+
+    /// A move of `segment` completed: no more back-off.
+    fn forgive(&self, segment: SegmentId) {
+        lock(&self.backoff).remove(&segment);
     }
 
     /// Segments with a migration in flight.
@@ -257,8 +301,21 @@ impl Executor {
         }
     }
 
-    fn refuse(&self, policy: &str, action: &Action, reason: &str) {
+    /// Refuse `action`: logged, in the decision log, and shown to the policy on its next
+    /// tick as a rejection of `kind`.
+    fn refuse(&self, policy: &str, action: &Action, kind: RejectionReason, reason: &str) {
         tracing::info!(action = %action.describe(), reason, "executor refused an action");
+        {
+            let mut refusals = lock(&self.refusals);
+            if refusals.len() >= REFUSALS {
+                refusals.remove(0);
+            }
+            refusals.push(Rejection {
+                action: *action,
+                reason: kind,
+                message: format!("executor: {reason}"),
+            });
+        }
         self.log(&Decision::Refused {
             at_ms: now_ms(),
             policy,
@@ -285,6 +342,7 @@ impl Executor {
                 self.refuse(
                     policy,
                     &action,
+                    RejectionReason::Invalid,
                     "not carried out by this version of the executor",
                 );
             }
@@ -299,17 +357,23 @@ impl Executor {
         change: impl FnOnce(&SegmentTable) -> Result<SegmentTable, String>,
     ) {
         if self.moving().iter().any(|s| segments.contains(s)) {
-            return self.refuse(policy, action, "the segment is migrating");
+            return self.refuse(
+                policy,
+                action,
+                RejectionReason::AlreadyMigrating,
+                "the segment is migrating",
+            );
         }
         let _table = lock(&self.table_lock);
         let next = match change(&self.topology.table()) {
             Ok(t) => t,
-            Err(reason) => return self.refuse(policy, action, &reason),
+            Err(reason) => return self.refuse(policy, action, RejectionReason::Invalid, &reason),
         };
         if let Err(e) = self.save(&next) {
             return self.refuse(
                 policy,
                 action,
+                RejectionReason::Busy,
                 &format!("cannot save the segment table: {e}"),
             );
         }

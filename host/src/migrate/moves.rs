@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shardcast_sdk::types::{
-    Action, InstanceId, Migration, MigrationOutcome, MigrationPhase, SegmentId,
+    Action, InstanceId, Migration, MigrationOutcome, MigrationPhase, RejectionReason, SegmentId,
 };
 
 use super::journal::Step;
@@ -22,7 +22,12 @@ impl Executor {
         action: &Action,
     ) {
         let Some(runtime) = self.runtime.get() else {
-            return self.refuse(policy, action, "the executor is not attached to a runtime");
+            return self.refuse(
+                policy,
+                action,
+                RejectionReason::Busy,
+                "the executor is not attached to a runtime",
+            );
         };
         match self.begin_move(segment, target) {
             Ok(plan) => {
@@ -30,7 +35,7 @@ impl Executor {
                 let policy = policy.to_owned();
                 runtime.spawn(async move { me.run_move(&plan, &policy).await });
             }
-            Err(reason) => self.refuse(policy, action, reason),
+            Err((kind, reason)) => self.refuse(policy, action, kind, &reason),
         }
     }
 
@@ -39,22 +44,42 @@ impl Executor {
         &self,
         segment: SegmentId,
         target: InstanceId,
-    ) -> Result<Plan, &'static str> {
+    ) -> Result<Plan, (RejectionReason, String)> {
+        let no = |kind, why: &str| Err((kind, why.to_owned()));
         let table = self.topology.table();
-        let seg = table
-            .segments
-            .iter()
-            .find(|s| s.id == segment)
-            .copied()
-            .ok_or("unknown segment")?;
+        let Some(seg) = table.segments.iter().find(|s| s.id == segment).copied() else {
+            return no(RejectionReason::UnknownSegment, "unknown segment");
+        };
         if self.topology.instances.get(target as usize).is_none() {
-            return Err("unknown target instance");
+            return no(RejectionReason::UnknownInstance, "unknown target instance");
         }
         if self.topology.state(target) != shardcast_sdk::types::InstanceState::Active {
-            return Err("the target is not active");
+            return no(RejectionReason::TargetNotActive, "the target is not active");
         }
         if seg.owner == target {
-            return Err("the segment is already on the target");
+            return no(
+                RejectionReason::Invalid,
+                "the segment is already on the target",
+            );
+        }
+        let range = seg.slot_start..=seg.slot_end;
+        if let Some(wait) = self.backing_off(segment) {
+            return Err((
+                RejectionReason::Busy,
+                format!(
+                    "moves of segment {segment} are backing off after a cutover that open transactions or blocking commands kept waiting; next try in {} ms",
+                    wait.as_millis()
+                ),
+            ));
+        }
+        let pins = self.gate.pinned(range.clone());
+        if pins > 0 {
+            return Err((
+                RejectionReason::Busy,
+                format!(
+                    "{pins} open WATCH(es) or blocking command(s) pin segment {segment}; a cutover would only wait for them"
+                ),
+            ));
         }
         let mut migrations = lock(&self.migrations);
         let running: Vec<&Migration> = migrations
@@ -62,10 +87,16 @@ impl Executor {
             .filter(|m| m.outcome == MigrationOutcome::Running)
             .collect();
         if running.iter().any(|m| m.segment == segment) {
-            return Err("the segment is already migrating");
+            return no(
+                RejectionReason::AlreadyMigrating,
+                "the segment is already migrating",
+            );
         }
-        if self.sweeping(&(seg.slot_start..=seg.slot_end)) {
-            return Err("a stray copy of the segment's slots is being deleted; ask again");
+        if self.sweeping(&range) {
+            return no(
+                RejectionReason::Busy,
+                "a stray copy of the segment's slots is being deleted; ask again",
+            );
         }
         let busy = |i: InstanceId| {
             running
@@ -74,7 +105,10 @@ impl Executor {
                 .count() as u32
         };
         if busy(seg.owner) >= self.config.per_instance || busy(target) >= self.config.per_instance {
-            return Err("per-instance migration limit reached");
+            return no(
+                RejectionReason::MigrationLimit,
+                "per-instance migration limit reached",
+            );
         }
         let id = lock(&self.journal).next_id();
         migrations.push(Migration {
@@ -103,6 +137,9 @@ impl Executor {
         let before = self.instance_p99(plan);
         let ended = self.migrate(plan).await;
         let completed = matches!(ended, Ended::Completed { .. });
+        if completed {
+            self.forgive(plan.segment);
+        }
         self.finish(plan, ended, before, policy).await;
         completed
     }

@@ -152,14 +152,24 @@ impl Executor {
         self.journal(plan, Step::Cutover)?;
         crash_point("cutover");
         self.phase(plan.id, MigrationPhase::Cutover);
+        // Open WATCHes and blocking commands last as long as their clients like: wait for
+        // them without holding anything, and give up (backing off) if they stay.
+        let wait = Duration::from_millis(self.config.cutover_wait_ms);
+        if !self.gate.unpinned(range.clone(), wait).await {
+            self.strike(plan.segment);
+            return Err(format!(
+                "an open WATCH or a blocking command pinned the segment for {} ms; nothing was held, and moves of it back off",
+                wait.as_millis()
+            ));
+        }
         let held_at = Instant::now();
         self.gate.set(range.clone(), SlotState::Held);
         // The whole hold is bounded: a hung instance or a slow last copy rolls back (and
         // releases the held requests to the source) instead of holding the segment.
         let bound = Duration::from_millis(self.config.cutover_timeout_ms);
-        let wait = Duration::from_millis(self.config.cutover_wait_ms);
         let last = tokio::time::timeout(bound, async {
             if !self.gate.drain(range.clone(), wait).await {
+                self.strike(plan.segment);
                 return Err(format!(
                     "writes were still in flight on the segment after {} ms (an open WATCH/MULTI or a blocking command); the transaction was left alone",
                     wait.as_millis()

@@ -14,6 +14,10 @@
 //! zero: with both sequentially consistent, no write can reach the source unseen once the
 //! cutover has started.
 //!
+//! A write that stays in flight for as long as a client likes (a WATCH until its
+//! transaction ends, a blocking command until it is served) is also counted as pinned, so
+//! the executor can see before holding anything that a cutover would only wait and abort.
+//!
 //! The executor drives the states; the proxy only reads them, records keys and waits.
 
 use std::sync::Arc;
@@ -44,6 +48,7 @@ pub struct Gate {
     moving: AtomicU64,
     holding: AtomicU64,
     inflight: Vec<AtomicU32>,
+    pinned: Vec<AtomicU32>,
     dirty: DashSet<DirtyKey>,
     changed: watch::Sender<u64>,
     cutover_holds: HoldClock,
@@ -90,6 +95,7 @@ impl Default for Gate {
             moving: AtomicU64::new(0),
             holding: AtomicU64::new(0),
             inflight: (0..SLOTS).map(|_| AtomicU32::new(0)).collect(),
+            pinned: (0..SLOTS).map(|_| AtomicU32::new(0)).collect(),
             dirty: DashSet::new(),
             changed: watch::channel(0).0,
             cutover_holds: HoldClock::default(),
@@ -118,12 +124,25 @@ pub struct WriteGuard {
     gate: Arc<Gate>,
     db: u32,
     keys: Vec<(u16, Bytes)>,
+    pinned: bool,
 }
 
 impl WriteGuard {
     /// True when this guard counts a write on `slot`.
     pub fn covers(&self, slot: u16) -> bool {
         self.keys.iter().any(|(s, _)| *s == slot)
+    }
+
+    /// Mark this write as one that lasts as long as the client wants (a WATCH, a blocking
+    /// command): its slots count as pinned until it is dropped.
+    pub fn pin(mut self) -> Self {
+        if !self.pinned {
+            for (s, _) in &self.keys {
+                self.gate.pinned[usize::from(*s)].fetch_add(1, Ordering::SeqCst);
+            }
+            self.pinned = true;
+        }
+        self
     }
 }
 
@@ -132,6 +151,9 @@ impl Drop for WriteGuard {
         for (s, key) in self.keys.drain(..) {
             if self.gate.state(s) != SlotState::Open {
                 self.gate.dirty.insert((self.db, key));
+            }
+            if self.pinned {
+                self.gate.pinned[usize::from(s)].fetch_sub(1, Ordering::SeqCst);
             }
             self.gate.inflight[usize::from(s)].fetch_sub(1, Ordering::SeqCst);
         }
@@ -175,6 +197,7 @@ impl Gate {
             gate: self.clone(),
             db,
             keys,
+            pinned: false,
         })
     }
 
@@ -189,6 +212,7 @@ impl Gate {
             gate: self.clone(),
             db,
             keys,
+            pinned: false,
         }
     }
 
@@ -263,6 +287,28 @@ impl Gate {
         range
             .map(|s| u64::from(self.inflight[usize::from(s % SLOTS)].load(Ordering::SeqCst)))
             .sum()
+    }
+
+    /// Pinned writes (open WATCHes, blocking commands) on the slots of `range`.
+    pub fn pinned(&self, range: std::ops::RangeInclusive<u16>) -> u64 {
+        range
+            .map(|s| u64::from(self.pinned[usize::from(s % SLOTS)].load(Ordering::SeqCst)))
+            .sum()
+    }
+
+    /// Wait (at most `bound`, without holding anything) until nothing pins `range`. True
+    /// if nothing does.
+    pub async fn unpinned(&self, range: std::ops::RangeInclusive<u16>, bound: Duration) -> bool {
+        let deadline = Instant::now() + bound;
+        loop {
+            if self.pinned(range.clone()) == 0 {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     /// Wait (at most `bound`) until no write is in flight on `range`. True if none is.

@@ -85,6 +85,11 @@ impl Telemetry {
         self.interval
     }
 
+    /// False once the poller found instance `id` not answering (until it answers again).
+    pub fn is_up(&self, id: u32) -> bool {
+        lock(&self.health).get(id as usize).is_none_or(|h| h.up)
+    }
+
     /// Seconds since the last call with `last` (the nominal interval the first time).
     fn measured(&self, last: &Mutex<Option<Instant>>) -> f64 {
         let now = Instant::now();

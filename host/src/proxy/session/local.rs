@@ -69,7 +69,13 @@ impl Session {
     /// every connection the session has.
     async fn select(&mut self, db: u32, req: &Request) -> Frame {
         if self.backends.is_empty() {
-            let Some(&id) = self.shared.topology.serving().first() else {
+            let serving = self.shared.topology.serving();
+            let telemetry = &self.shared.telemetry;
+            let Some(&id) = serving
+                .iter()
+                .find(|&&i| telemetry.is_up(i))
+                .or(serving.first())
+            else {
                 return err("ERR no instance is serving");
             };
             if let Err(e) = self.backend(id).await {

@@ -528,6 +528,7 @@ impl Session {
         match class {
             Class::Blocking(keys) | Class::Keyed(keys) => {
                 let write = match self.pass_gate(&req, &keys, may_write(&req)).await {
+                    Ok(w) if blocking => w.map(WriteGuard::pin),
                     Ok(w) => w,
                     Err(e) => return Pending::Local(e),
                 };

@@ -81,7 +81,7 @@ impl Session {
                 match self.owner(&req, &keys) {
                     Ok(id) if self.watched.is_none_or(|w| w == id) => {
                         self.watched = Some(id);
-                        self.watch_guards.extend(guard);
+                        self.watch_guards.extend(guard.map(WriteGuard::pin));
                         let reply = self.reply_to(&req);
                         let sent = self.forward(id, &req.raw, None, reply).await;
                         // Every WATCH must be on one connection; otherwise one is lost.
