@@ -81,6 +81,12 @@ pub struct MigrationConfig {
     /// for writes in flight, the last copy, the verification); past it the migration rolls
     /// back and the held requests go to the source.
     pub cutover_timeout_ms: u64,
+    /// The migration journal is compacted (only unfinished migrations kept) once it is
+    /// larger than this many bytes.
+    pub journal_compact_bytes: u64,
+    /// The decision log is rotated (to `decisions.jsonl.1`, replacing the one before) once
+    /// it is larger than this many bytes.
+    pub decision_log_bytes: u64,
 }
 
 impl Default for MigrationConfig {
@@ -96,6 +102,8 @@ impl Default for MigrationConfig {
             per_instance: 1,
             io_timeout_ms: 10_000,
             cutover_timeout_ms: 4000,
+            journal_compact_bytes: 1 << 20,
+            decision_log_bytes: 64 << 20,
         }
     }
 }

@@ -101,3 +101,32 @@ fn a_64_mib_reply_crosses_the_proxy_intact() {
         "a session's own connection returns it byte for byte"
     );
 }
+
+#[test]
+fn the_decision_log_rotates_past_its_bound() {
+    use shardcast_sdk::types::{Action, MoveSegment};
+    let server = RedisServer::start();
+    let state = tempfile::tempdir().expect("tempdir");
+    let p = Proxy::start(
+        &[&server],
+        &format!(
+            "[migration]\nstate_dir = \"{}\"\ndecision_log_bytes = 4096\n",
+            state.path().display()
+        ),
+    );
+    // Every refused action is a line of the log (segment 9999 does not exist).
+    for _ in 0..200 {
+        p.executor.submit(
+            Action::MoveSegment(MoveSegment {
+                segment: 9999,
+                target: 0,
+            }),
+            "test",
+        );
+    }
+    let log = state.path().join("decisions.jsonl");
+    let size = std::fs::metadata(&log).expect("log").len();
+    assert!(size <= 4096, "the live log stays under its bound: {size}");
+    let old = std::fs::metadata(state.path().join("decisions.jsonl.1")).expect("rotated");
+    assert!(old.len() > 0 && old.len() <= 4096);
+}

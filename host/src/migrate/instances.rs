@@ -10,26 +10,31 @@ use std::time::Duration;
 
 use shardcast_sdk::types::{Action, InstanceId, InstanceState, RejectionReason};
 
-use super::{Decision, Executor, lock, now_ms};
+use super::{Decision, Executor, durable, lock, now_ms};
 
 /// Attempts at moving one segment off a draining instance before the drain stops.
 const DRAIN_ATTEMPTS: u32 = 5;
 
 impl Executor {
-    /// Set instance `id` to `state`: a new table version, saved, then published.
-    fn set_state(&self, id: InstanceId, state: InstanceState) -> Result<u64, String> {
-        let _table = lock(&self.table_lock);
-        let mut states = self.topology.states();
-        let slot = states
-            .get_mut(id as usize)
-            .ok_or_else(|| format!("unknown instance {id}"))?;
-        *slot = state;
-        let next = self.topology.table().with_states(states);
-        self.save(&next)
-            .map_err(|e| format!("cannot save the segment table: {e}"))?;
-        let epoch = next.epoch;
-        self.topology.publish(next);
-        Ok(epoch)
+    /// Set instance `id` to `state`: a new table version, published, and queued to be
+    /// saved; its epoch and the save's outcome.
+    fn set_state(
+        &self,
+        id: InstanceId,
+        state: InstanceState,
+    ) -> Result<(u64, durable::Outcome), String> {
+        let next = {
+            let _table = lock(&self.table_lock);
+            let mut states = self.topology.states();
+            let slot = states
+                .get_mut(id as usize)
+                .ok_or_else(|| format!("unknown instance {id}"))?;
+            *slot = state;
+            let next = self.topology.table().with_states(states);
+            self.topology.publish(next.clone());
+            next
+        };
+        Ok((next.epoch, self.save(next)))
     }
 
     fn applied(&self, policy: &str, action: &Action, epoch: u64) {
@@ -51,7 +56,10 @@ impl Executor {
             );
         }
         match self.set_state(id, InstanceState::Active) {
-            Ok(epoch) => {
+            Ok((epoch, saved)) => {
+                if let Err(e) = durable::wait(saved) {
+                    tracing::error!(error = %e, "the activation is live but not saved");
+                }
                 tracing::info!(instance = id, "standby instance activated");
                 self.applied(policy, action, epoch);
             }
@@ -85,7 +93,12 @@ impl Executor {
             );
         };
         match self.set_state(id, InstanceState::Draining) {
-            Ok(epoch) => self.applied(policy, action, epoch),
+            Ok((epoch, saved)) => {
+                if let Err(e) = durable::wait(saved) {
+                    tracing::error!(error = %e, "the drain is live but not saved");
+                }
+                self.applied(policy, action, epoch)
+            }
             Err(e) => return self.refuse(policy, action, RejectionReason::Busy, &e),
         }
         let me = self.clone();
@@ -102,7 +115,10 @@ impl Executor {
             let table = self.topology.table();
             let Some(segment) = table.segments.iter().find(|s| s.owner == id).copied() else {
                 match self.set_state(id, InstanceState::Standby) {
-                    Ok(epoch) => {
+                    Ok((epoch, saved)) => {
+                        if let Err(e) = durable::settled(saved).await {
+                            tracing::error!(error = %e, "the drained state is live but not saved");
+                        }
                         tracing::info!(instance = id, "drained; now standby");
                         self.applied(policy, action, epoch);
                     }

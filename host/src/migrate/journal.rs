@@ -1,7 +1,7 @@
 //! The migration journal: every step of every migration, written before it takes effect.
 //!
-//! One JSON record per line, appended and flushed to disk (`fdatasync`) before the step
-//! runs. After a crash, [`Journal::unfinished`] gives the last step of every migration that
+//! One JSON record per line, appended and flushed to disk (`fdatasync`, by the durability
+//! thread) before the step runs. After a crash, [`Journal::unfinished`] gives the last step of every migration that
 //! did not end, and recovery resumes or rolls each one back (the executor's recovery). A
 //! torn last line (a crash mid-write) is ignored: its step had not started.
 
@@ -171,23 +171,18 @@ impl Journal {
         id
     }
 
-    /// Append `record` and make it durable before returning.
-    pub fn append(&mut self, record: &Record) -> Result<(), JournalError> {
-        let Some(file) = self.file.as_mut() else {
-            return Ok(());
-        };
-        let fail = |source| JournalError {
-            path: self
-                .path
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
-            source,
-        };
-        let mut line = serde_json::to_vec(record).map_err(|e| fail(e.into()))?;
+    /// The open file (once: the durability thread writes it from then on) and its path.
+    pub fn take_file(&mut self) -> Option<(File, PathBuf)> {
+        Some((self.file.take()?, self.path.clone()?))
+    }
+}
+
+impl Record {
+    /// The record as one journal line, with its newline.
+    pub fn line(&self) -> Vec<u8> {
+        let mut line = serde_json::to_vec(self).expect("a record always serializes");
         line.push(b'\n');
-        file.write_all(&line).map_err(fail)?;
-        file.sync_data().map_err(fail)
+        line
     }
 }
 
@@ -210,17 +205,24 @@ mod tests {
         }
     }
 
+    fn append(j: &mut Journal, r: &Record) {
+        j.file
+            .as_mut()
+            .expect("opened on a file")
+            .write_all(&r.line())
+            .expect("append");
+    }
+
     #[test]
     fn unfinished_migrations_survive_a_torn_line() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("journal.jsonl");
         let mut j = Journal::open(&path).expect("open");
-        j.append(&rec(1, Step::Start)).expect("append");
-        j.append(&rec(1, Step::Copy)).expect("append");
-        j.append(&rec(2, Step::Start)).expect("append");
-        j.append(&rec(2, Step::Done)).expect("append");
-        j.append(&rec(3, Step::Committed { epoch: 7 }))
-            .expect("append");
+        append(&mut j, &rec(1, Step::Start));
+        append(&mut j, &rec(1, Step::Copy));
+        append(&mut j, &rec(2, Step::Start));
+        append(&mut j, &rec(2, Step::Done));
+        append(&mut j, &rec(3, Step::Committed { epoch: 7 }));
         drop(j);
         std::fs::OpenOptions::new()
             .append(true)
@@ -238,8 +240,7 @@ mod tests {
         );
         let mut j = Journal::open(&path).expect("reopen");
         assert_eq!(j.next_id(), 4);
-        j.append(&rec(4, Step::Start))
-            .expect("append after a torn line");
+        append(&mut j, &rec(4, Step::Start));
         assert_eq!(Journal::read(&path).expect("read").len(), 6);
     }
 }

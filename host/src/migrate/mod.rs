@@ -16,6 +16,7 @@
 //! every tick's decisions and every migration's outcome to the decision log.
 
 pub mod copy;
+mod durable;
 mod end;
 mod instances;
 pub mod journal;
@@ -41,6 +42,7 @@ use crate::engine::TickReport;
 use crate::proxy::gate::Gate;
 use crate::telemetry::Telemetry;
 use crate::topology::{SegmentTable, Topology};
+use durable::{Durable, JournalFile};
 use journal::{Journal, Record, Step};
 use segment::{Plan, crash_point};
 
@@ -130,6 +132,9 @@ pub struct Executor {
     config: MigrationConfig,
     paths: Option<StatePaths>,
     journal: Mutex<Journal>,
+    /// The thread that makes journal records and table versions durable.
+    durable: Durable,
+    /// Serializes table changes (compute, then publish); no I/O happens under it.
     table_lock: Mutex<()>,
     migrations: Mutex<Vec<Migration>>,
     holds: Mutex<hdrhistogram::Histogram<u64>>,
@@ -188,10 +193,23 @@ impl Executor {
             path: path.display().to_string(),
             message,
         };
-        let journal = match &paths {
+        let mut journal = match &paths {
             Some(p) => Journal::open(&p.journal).map_err(|e| state(&p.journal, e.to_string()))?,
             None => Journal::in_memory(),
         };
+        let durable = Durable::start(
+            journal.take_file().map(|(file, path)| JournalFile {
+                file,
+                path,
+                compact_bytes: config.journal_compact_bytes,
+            }),
+            paths.as_ref().map(|p| p.table.clone()),
+            topology.instances.clone(),
+        )
+        .map_err(|e| Error::State {
+            path: "(durability thread)".into(),
+            message: e.to_string(),
+        })?;
         let decisions = match &paths {
             Some(p) => Some(Mutex::new(
                 std::fs::OpenOptions::new()
@@ -209,6 +227,7 @@ impl Executor {
             config,
             paths,
             journal: Mutex::new(journal),
+            durable,
             table_lock: Mutex::new(()),
             migrations: Mutex::new(Vec::new()),
             holds: Mutex::new(
@@ -291,13 +310,35 @@ impl Executor {
         });
     }
 
+    /// Append to the decision log, rotating it past `migration.decision_log_bytes` (the
+    /// previous log is kept as `decisions.jsonl.1`).
     fn log(&self, line: &Decision<'_>) {
-        let Some(file) = &self.decisions else { return };
-        if let Ok(mut text) = serde_json::to_vec(line) {
-            text.push(b'\n');
-            if let Err(e) = lock(file).write_all(&text) {
-                tracing::warn!(error = %e, "cannot append to the decision log");
+        let (Some(file), Some(paths)) = (&self.decisions, &self.paths) else {
+            return;
+        };
+        let Ok(mut text) = serde_json::to_vec(line) else {
+            return;
+        };
+        text.push(b'\n');
+        let mut file = lock(file);
+        let full = file
+            .metadata()
+            .is_ok_and(|m| m.len() + text.len() as u64 > self.config.decision_log_bytes);
+        if full {
+            let rotated = paths.decisions.with_extension("jsonl.1");
+            let reopened = std::fs::rename(&paths.decisions, &rotated).and_then(|()| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&paths.decisions)
+            });
+            match reopened {
+                Ok(f) => *file = f,
+                Err(e) => tracing::warn!(error = %e, "cannot rotate the decision log"),
             }
+        }
+        if let Err(e) = file.write_all(&text) {
+            tracing::warn!(error = %e, "cannot append to the decision log");
         }
     }
 
@@ -364,21 +405,23 @@ impl Executor {
                 "the segment is migrating",
             );
         }
-        let _table = lock(&self.table_lock);
-        let next = match change(&self.topology.table()) {
-            Ok(t) => t,
-            Err(reason) => return self.refuse(policy, action, RejectionReason::Invalid, &reason),
+        let next = {
+            let _table = lock(&self.table_lock);
+            let next = match change(&self.topology.table()) {
+                Ok(t) => t,
+                Err(reason) => {
+                    return self.refuse(policy, action, RejectionReason::Invalid, &reason);
+                }
+            };
+            self.topology.publish(next.clone());
+            next
         };
-        if let Err(e) = self.save(&next) {
-            return self.refuse(
-                policy,
-                action,
-                RejectionReason::Busy,
-                &format!("cannot save the segment table: {e}"),
-            );
-        }
         let epoch = next.epoch;
-        self.topology.publish(next);
+        // A table-only change moves no data: published first, then saved (a crash in
+        // between leaves the older table, which still routes every key right).
+        if let Err(e) = durable::wait(self.save(next)) {
+            tracing::error!(error = %e, "a table change is live but not saved; the next save includes it");
+        }
         self.log(&Decision::Applied {
             at_ms: now_ms(),
             policy,
@@ -387,24 +430,26 @@ impl Executor {
         });
     }
 
-    fn save(&self, table: &SegmentTable) -> std::io::Result<()> {
-        match &self.paths {
-            Some(p) => table.save(&p.table, &self.topology.instances),
-            None => Ok(()),
-        }
+    /// Queue `table` to be saved (by the durability thread).
+    fn save(&self, table: SegmentTable) -> durable::Outcome {
+        self.durable.save(Arc::new(table))
     }
 
-    /// Flip `plan`'s segment to its target: journal the commit (durably), then publish.
-    fn flip(&self, plan: &Plan) -> Result<(), String> {
-        let _table = lock(&self.table_lock);
-        let table = self.topology.table();
-        let row = table
+    /// Flip `plan`'s segment to its target: journal the commit (durably, on the durability
+    /// thread), then publish. The table is changed from the version current at publishing:
+    /// recovery applies a journaled flip by ownership, not by epoch.
+    async fn flip(&self, plan: &Plan) -> Result<(), String> {
+        let epoch = self.topology.table().epoch + 1;
+        if !self
+            .topology
+            .table()
             .segments
             .iter()
-            .position(|s| s.id == plan.segment)
-            .ok_or("the segment is no longer in the table")?;
-        let next = table.with_owner(row, plan.target);
-        if let Err(e) = self.journal(plan, Step::Committed { epoch: next.epoch }) {
+            .any(|s| s.id == plan.segment)
+        {
+            return Err("the segment is no longer in the table".into());
+        }
+        if let Err(e) = self.journal(plan, Step::Committed { epoch }).await {
             // Whether the commit reached the disk is unknown: rolling back could delete the
             // only copy a restart would then route to. Stop instead (nothing held has been
             // acknowledged); recovery decides from what the journal holds.
@@ -412,17 +457,30 @@ impl Executor {
             std::process::abort();
         }
         crash_point("committed");
-        self.topology.publish(next);
+        let _table = lock(&self.table_lock);
+        let table = self.topology.table();
+        let row = table
+            .segments
+            .iter()
+            .position(|s| s.id == plan.segment)
+            .expect("a migrating segment is never split or merged");
+        self.topology.publish(table.with_owner(row, plan.target));
         Ok(())
     }
 
-    /// Save the current table.
-    fn save_current(&self) -> std::io::Result<()> {
-        let _table = lock(&self.table_lock);
-        self.save(&self.topology.table())
+    /// Queue the current table to be saved; a failure is logged.
+    fn save_current(&self) {
+        let outcome = self.save((*self.topology.table()).clone());
+        if let Some(runtime) = self.runtime.get() {
+            runtime.spawn(async move {
+                if let Err(e) = durable::settled(outcome).await {
+                    tracing::warn!(error = %e, "cannot save the segment table; recovery applies flips from the journal");
+                }
+            });
+        }
     }
 
-    fn journal(&self, plan: &Plan, step: Step) -> Result<(), String> {
+    async fn journal(&self, plan: &Plan, step: Step) -> Result<(), String> {
         let record = Record {
             id: plan.id,
             segment: plan.segment,
@@ -435,9 +493,7 @@ impl Executor {
             at_ms: now_ms(),
             step,
         };
-        lock(&self.journal)
-            .append(&record)
-            .map_err(|e| e.to_string())
+        durable::settled(self.durable.append(record.line())).await
     }
 
     fn phase(&self, id: u64, phase: MigrationPhase) {

@@ -167,7 +167,7 @@ impl Executor {
                 tokio::time::sleep(self.telemetry.interval().max(Duration::from_millis(10))).await;
                 let after = self.instance_p99(plan);
                 if cleaned {
-                    let _ = self.journal(plan, Step::Done);
+                    let _ = self.journal(plan, Step::Done).await;
                 }
                 (
                     MigrationOutcome::Completed,

@@ -43,8 +43,11 @@ impl Executor {
         }
         let mut flips = Vec::new();
         for (r, plan) in &open {
-            if let Step::Committed { epoch } = r.step {
-                flips.push((r.id, self.apply_flip(plan, epoch)));
+            if let Step::Committed { .. } = r.step {
+                let later = records.iter().any(|l| {
+                    l.id > r.id && l.slot_start <= r.slot_end && r.slot_start <= l.slot_end
+                });
+                flips.push((r.id, self.apply_flip(plan, later).await));
             }
         }
         for (r, plan) in open {
@@ -55,7 +58,7 @@ impl Executor {
                 .unwrap_or_default();
             let sentence = match &r.step {
                 Step::CleanedUp => {
-                    let _ = self.journal(&plan, Step::Done);
+                    let _ = self.journal(&plan, Step::Done).await;
                     format!("migration {} of segment {}: finished", r.id, r.segment)
                 }
                 Step::Committed { .. } => {
@@ -123,7 +126,7 @@ impl Executor {
         match self.clear(on, &plan.range).await {
             Ok(()) => {
                 for step in then {
-                    let _ = self.journal(plan, step);
+                    let _ = self.journal(plan, step).await;
                 }
                 "deleted".into()
             }
@@ -131,12 +134,14 @@ impl Executor {
                 if on == plan.target
                     && let Some(Step::RolledBack { reason }) = then.first()
                 {
-                    let _ = self.journal(
-                        plan,
-                        Step::Stray {
-                            reason: reason.clone(),
-                        },
-                    );
+                    let _ = self
+                        .journal(
+                            plan,
+                            Step::Stray {
+                                reason: reason.clone(),
+                            },
+                        )
+                        .await;
                 }
                 self.leave_stray(Stray {
                     plan: plan.clone(),
@@ -148,22 +153,29 @@ impl Executor {
         }
     }
 
-    /// Make sure the table names `plan`'s target from `epoch` on.
-    fn apply_flip(&self, plan: &Plan, epoch: u64) -> String {
-        let _table = super::lock(&self.table_lock);
-        let table = self.topology.table();
-        if table.epoch >= epoch {
-            return "the table had been saved".into();
-        }
-        let Some(row) = table.segments.iter().position(|s| s.id == plan.segment) else {
-            return "the segment is no longer in the table".into();
+    /// Make sure the table names `plan`'s target, unless a `later` migration of the same
+    /// slots took over (its own records decide). Decided by ownership, not by epoch: other
+    /// table changes may have been published between the commit and the flip.
+    async fn apply_flip(&self, plan: &Plan, later: bool) -> String {
+        let next = {
+            let _table = super::lock(&self.table_lock);
+            let table = self.topology.table();
+            if table.owner(*plan.range.start()) == plan.target {
+                return "the table had been saved".into();
+            }
+            if later {
+                return "a later migration of its slots took over".into();
+            }
+            let Some(row) = table.segments.iter().position(|s| s.id == plan.segment) else {
+                return "the segment is no longer in the table".into();
+            };
+            let next = table.with_owner(row, plan.target);
+            self.topology.publish(next.clone());
+            next
         };
-        let mut next = table.with_owner(row, plan.target);
-        next.epoch = epoch;
-        if let Err(e) = self.save(&next) {
-            return format!("the flip could not be saved: {e}");
+        match super::durable::settled(self.save(next)).await {
+            Ok(()) => "the flip applied to the saved table".into(),
+            Err(e) => format!("the flip applied; saving the table failed: {e}"),
         }
-        self.topology.publish(next);
-        "the flip applied to the saved table".into()
     }
 }

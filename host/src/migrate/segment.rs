@@ -86,7 +86,7 @@ impl Executor {
                         (reason.clone(), Step::Stray { reason })
                     }
                 };
-                if let Err(e) = self.journal(plan, step) {
+                if let Err(e) = self.journal(plan, step).await {
                     tracing::warn!(migration = plan.id, error = %e, "cannot journal a rollback");
                 }
                 Ended::RolledBack(reason)
@@ -107,7 +107,7 @@ impl Executor {
         };
         let e = |e: CopyError| e.to_string();
 
-        self.journal(plan, Step::Start)?;
+        self.journal(plan, Step::Start).await?;
         crash_point("start");
         self.phase(plan.id, MigrationPhase::Start);
         self.gate.set(range.clone(), SlotState::Tracking);
@@ -121,7 +121,7 @@ impl Executor {
         // Keys a crashed or rolled-back earlier attempt left behind must not come back.
         target.clear(&range).await.map_err(e)?;
 
-        self.journal(plan, Step::Copy)?;
+        self.journal(plan, Step::Copy).await?;
         crash_point("copy");
         self.phase(plan.id, MigrationPhase::Copy);
         let progress = |c: Copied| self.progress(plan.id, c.bytes);
@@ -129,7 +129,7 @@ impl Executor {
             .await
             .map_err(e)?;
 
-        self.journal(plan, Step::CatchUp)?;
+        self.journal(plan, Step::CatchUp).await?;
         crash_point("catch-up");
         self.phase(plan.id, MigrationPhase::CatchUp);
         let mut rounds = 0;
@@ -149,7 +149,7 @@ impl Executor {
             self.progress(plan.id, copied.bytes);
         }
 
-        self.journal(plan, Step::Cutover)?;
+        self.journal(plan, Step::Cutover).await?;
         crash_point("cutover");
         self.phase(plan.id, MigrationPhase::Cutover);
         // Open WATCHes and blocking commands last as long as their clients like: wait for
@@ -199,20 +199,19 @@ impl Executor {
         let (last, final_keys) = last?;
         copied += last;
         self.flip(plan)
+            .await
             .map_err(|e| format!("cannot commit the flip: {e}"))?;
         self.gate.set(range.clone(), SlotState::Open);
         let hold = held_at.elapsed();
         let elapsed = started.elapsed();
         // The journal's commit record is what recovery trusts; the saved table catches up
         // here, outside the hold.
-        if let Err(err) = self.save_current() {
-            tracing::warn!(migration = plan.id, error = %err, "cannot save the segment table; recovery applies the flip from the journal");
-        }
+        self.save_current();
 
         self.phase(plan.id, MigrationPhase::Cleanup);
         let cleaned = source.clear(&range).await;
         let cleaned = match cleaned {
-            Ok(()) => match self.journal(plan, Step::CleanedUp) {
+            Ok(()) => match self.journal(plan, Step::CleanedUp).await {
                 Ok(()) => {
                     crash_point("cleanup");
                     true

@@ -94,7 +94,7 @@ impl Executor {
             match cleared {
                 Ok(()) => {
                     for step in &stray.then {
-                        let _ = self.journal(&stray.plan, step.clone());
+                        let _ = self.journal(&stray.plan, step.clone()).await;
                     }
                     tracing::info!(
                         migration = stray.plan.id,
