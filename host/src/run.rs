@@ -346,6 +346,15 @@ pub async fn run_with(
     });
     tracing::info!(%address, instances = shared.topology.instances.len(), "shardcast is serving");
     serve(listener, shared, shutdown).await;
+    // What the sessions last wrote reaches the repository before the process ends.
+    let repository = parts.registry.repository().clone();
+    let grace = Duration::from_millis(config.limits.shutdown_grace_ms);
+    let flushed = tokio::task::spawn_blocking(move || repository.flush(grace))
+        .await
+        .unwrap_or(false);
+    if !flushed {
+        tracing::warn!("the session repository did not take every write before shutdown");
+    }
     collector.abort();
     if let Some(t) = ticker {
         tokio::task::spawn_blocking(move || drop(t.ticks.stop()))

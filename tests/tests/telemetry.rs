@@ -196,3 +196,33 @@ fn the_redis_backed_session_repository_round_trips() {
         repo.partitions(7).is_empty()
     });
 }
+
+#[test]
+fn the_redis_backed_repository_survives_its_redis_going_away_and_catches_up() {
+    use shardcast::sessions::repository::{InRedis, SessionRepository};
+    let mut store = RedisServer::start_durable();
+    let repo = InRedis::connect(&format!("redis://{}/", store.address())).expect("connects");
+    // Many writes of one partition queue as one: the newest.
+    for i in 0..10_000 {
+        repo.put(1, "connection", vec![("n".into(), i.to_string())]);
+    }
+    assert!(repo.flush(Duration::from_secs(10)), "flushed");
+    assert_eq!(
+        repo.get(1, "connection"),
+        Some(vec![("n".to_owned(), "9999".to_owned())])
+    );
+    store.kill();
+    // Writes go on (queued); reads give nothing rather than wait.
+    for i in 0..1000 {
+        repo.put(2, "connection", vec![("n".into(), i.to_string())]);
+    }
+    repo.remove(1);
+    assert_eq!(repo.get(2, "connection"), None);
+    assert!(!repo.flush(Duration::from_millis(200)), "Redis is away");
+    store.restart();
+    assert!(repo.flush(Duration::from_secs(20)), "caught up");
+    wait_for("reads to resume", Duration::from_secs(10), || {
+        repo.get(2, "connection") == Some(vec![("n".to_owned(), "999".to_owned())])
+    });
+    assert!(repo.partitions(1).is_empty(), "the removal was written too");
+}
