@@ -281,6 +281,9 @@ impl SegmentTable {
     }
 }
 
+/// Tables kept for [`Topology::table_at`].
+pub const HISTORY: usize = 64;
+
 /// The fleet and its current segment table.
 #[derive(Debug)]
 pub struct Topology {
@@ -288,6 +291,9 @@ pub struct Topology {
     /// [`Topology::state`]).
     pub instances: Vec<Instance>,
     table: ArcSwap<SegmentTable>,
+    /// The last [`HISTORY`] tables published, oldest first: what a cursor made under an
+    /// older table is checked against.
+    history: std::sync::Mutex<std::collections::VecDeque<Arc<SegmentTable>>>,
     /// The epoch of each table published, for those who follow changes.
     published: tokio::sync::watch::Sender<u64>,
 }
@@ -296,9 +302,11 @@ impl Topology {
     /// A topology over `instances` with `table`.
     pub fn new(instances: Vec<Instance>, table: SegmentTable) -> Self {
         let epoch = table.epoch;
+        let table = Arc::new(table);
         Topology {
             instances,
-            table: ArcSwap::from_pointee(table),
+            history: std::sync::Mutex::new(std::iter::once(table.clone()).collect()),
+            table: ArcSwap::new(table),
             published: tokio::sync::watch::channel(epoch).0,
         }
     }
@@ -317,8 +325,27 @@ impl Topology {
     /// Publish a new table.
     pub fn publish(&self, table: SegmentTable) {
         let epoch = table.epoch;
-        self.table.store(Arc::new(table));
+        let table = Arc::new(table);
+        {
+            let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+            if history.len() >= HISTORY {
+                history.pop_front();
+            }
+            history.push_back(table.clone());
+        }
+        self.table.store(table);
         self.published.send_replace(epoch);
+    }
+
+    /// The newest recent table whose epoch ends in the low 16 bits `epoch16`, if it is
+    /// still in the history.
+    pub fn table_at(&self, epoch16: u16) -> Option<Arc<SegmentTable>> {
+        let history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        history
+            .iter()
+            .rev()
+            .find(|t| t.epoch as u16 == epoch16)
+            .cloned()
     }
 
     /// Notified with the epoch of every table published from now on.

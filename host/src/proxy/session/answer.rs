@@ -128,15 +128,28 @@ impl Session {
                         .unwrap_or(0),
                     _ => 0,
                 };
+                let epoch16 = self.shared.topology.current().epoch as u16;
                 let next = if inner != 0 {
-                    (inner << 8) | u64::from(id)
+                    keyed::ScanCursor {
+                        instance: id,
+                        epoch16,
+                        inner,
+                    }
+                    .encode()
                 } else {
                     self.shared
                         .topology
                         .serving()
                         .into_iter()
                         .find(|&i| i > id)
-                        .map(u64::from)
+                        .map(|instance| {
+                            keyed::ScanCursor {
+                                instance,
+                                epoch16,
+                                inner: 0,
+                            }
+                            .encode()
+                        })
                         .unwrap_or(0)
                 };
                 Err(Frame::Array(Some(vec![

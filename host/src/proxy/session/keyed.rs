@@ -153,8 +153,11 @@ impl Session {
         Pending::FanOut(kind, parts, None, effect)
     }
 
-    /// SCAN across instances: the cursor's low 8 bits name the instance (among the active
-    /// ones), the rest is that instance's own cursor.
+    /// SCAN across instances, one instance after another in id order. The cursor says
+    /// where the walk is ([`ScanCursor`]): which instance, that instance's own cursor, and
+    /// the table the walk last saw. When a segment has since moved onto an instance already
+    /// walked (or the table is too old to tell), the walk starts over, so no key that
+    /// exists throughout is missed (as with Redis, a key may be returned twice).
     pub(super) async fn scan(&mut self, req: &Request) -> Pending {
         let Some(cursor) = req
             .args
@@ -163,19 +166,22 @@ impl Session {
         else {
             return Pending::Local(err("ERR invalid cursor"));
         };
-        // The cursor's low 8 bits name the instance (by id, so instances changing state
-        // mid-scan do not shift it); the rest is that instance's own cursor.
-        let serving = self.shared.topology.serving();
-        let named = (cursor & 0xff) as InstanceId;
-        let (id, inner) = match serving.iter().find(|&&i| i >= named) {
-            Some(&i) if cursor == 0 || i == named => (i, cursor >> 8),
+        let topology = &self.shared.topology;
+        let serving = topology.serving();
+        let now = topology.table();
+        let at = ScanCursor::decode(cursor);
+        let restart = cursor != 0
+            && topology
+                .table_at(at.epoch16)
+                .is_none_or(|then| moved_behind(&then, &now, at.instance));
+        let (id, inner) = match serving.iter().find(|&&i| i >= at.instance) {
+            _ if restart => match serving.first() {
+                Some(&first) => (first, 0),
+                None => return Pending::Local(empty_scan()),
+            },
+            Some(&i) if cursor == 0 || i == at.instance => (i, at.inner),
             Some(&i) => (i, 0),
-            None => {
-                return Pending::Local(Frame::Array(Some(vec![
-                    Frame::bulk("0"),
-                    Frame::Array(Some(Vec::new())),
-                ])));
-            }
+            None => return Pending::Local(empty_scan()),
         };
         let mut args = req.args.clone();
         args[1] = Bytes::from(inner.to_string());
@@ -197,5 +203,72 @@ impl Session {
                 _ => true,
             })
             .collect()
+    }
+}
+
+/// Where a SCAN across instances is: `inner << 24 | epoch16 << 8 | instance`, so that the
+/// cursor stays a 64-bit number as clients expect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct ScanCursor {
+    /// The instance being walked.
+    pub instance: InstanceId,
+    /// The low 16 bits of the table epoch the walk last saw.
+    pub epoch16: u16,
+    /// The instance's own cursor (Redis cursors fit 40 bits for any real keyspace).
+    pub inner: u64,
+}
+
+impl ScanCursor {
+    pub(super) fn decode(cursor: u64) -> Self {
+        ScanCursor {
+            instance: (cursor & 0xff) as InstanceId,
+            epoch16: (cursor >> 8) as u16,
+            inner: cursor >> 24,
+        }
+    }
+
+    pub(super) fn encode(self) -> u64 {
+        (self.inner << 24) | (u64::from(self.epoch16) << 8) | u64::from(self.instance & 0xff)
+    }
+}
+
+/// An empty final SCAN reply.
+fn empty_scan() -> Frame {
+    Frame::Array(Some(vec![Frame::bulk("0"), Frame::Array(Some(Vec::new()))]))
+}
+
+/// True when some slot owned by `walking` or a later instance in `then` is owned by an
+/// earlier instance (already walked) in `now`: its keys would be missed.
+fn moved_behind(
+    then: &crate::topology::SegmentTable,
+    now: &crate::topology::SegmentTable,
+    walking: InstanceId,
+) -> bool {
+    then.epoch != now.epoch
+        && (0..crate::proxy::slot::SLOTS)
+            .any(|s| then.owner(s) >= walking && now.owner(s) < walking)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::SegmentTable;
+
+    #[test]
+    fn a_cursor_round_trips_and_a_move_behind_the_walk_is_seen() {
+        let c = ScanCursor {
+            instance: 3,
+            epoch16: 0xbeef,
+            inner: (1 << 40) - 1,
+        };
+        assert_eq!(ScanCursor::decode(c.encode()), c);
+        let then = SegmentTable::uniform(4, &[0, 1, 2, 3]);
+        // Segment 3 moves from instance 3 to instance 0 (walked already when at 2).
+        let now = then.with_owner(3, 0);
+        assert!(moved_behind(&then, &now, 2));
+        // Segment 0 moves from instance 0 to instance 3 (ahead of the walk): seen later.
+        let ahead = then.with_owner(0, 3);
+        assert!(!moved_behind(&then, &ahead, 2));
+        assert!(!moved_behind(&then, &then, 2));
     }
 }
