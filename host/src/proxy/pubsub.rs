@@ -2,7 +2,8 @@
 //!
 //! A channel lives on the instance that owns its slot, so `PUBLISH` (routed like a key)
 //! and `SUBSCRIBE` meet there; patterns can match any channel, so `PSUBSCRIBE` goes to
-//! every active instance. Messages and confirmations from all of them are forwarded to the
+//! every serving instance (and to a standby once it is activated). Messages and
+//! confirmations from all of them are forwarded to the
 //! client as they arrive, with subscription counts rewritten to the session's totals. When
 //! the total falls to zero the session returns to normal request/response mode.
 //!
@@ -71,6 +72,8 @@ pub struct Subscriptions {
     swallow: HashMap<(String, Bytes), usize>,
     /// Deadline of connecting to an instance and of each write to it.
     io: Duration,
+    /// Instances the patterns are subscribed on: every serving one, as the fleet changes.
+    pattern_on: BTreeSet<InstanceId>,
 }
 
 /// True for the commands that enter subscribed mode.
@@ -94,6 +97,7 @@ impl Subscriptions {
             homes: HashMap::new(),
             swallow: HashMap::new(),
             io,
+            pattern_on: BTreeSet::new(),
         }
     }
 
@@ -227,8 +231,20 @@ impl Subscriptions {
         Ok(())
     }
 
-    /// Move every channel whose slot changed owner to its new owner.
+    /// Move every channel whose slot changed owner to its new owner, and subscribe the
+    /// patterns on every instance that serves now (an activated standby).
     async fn follow(&mut self, topology: &Topology, setup: &[Bytes]) -> io::Result<()> {
+        if !self.patterns.is_empty() {
+            let patterns: Vec<Bytes> = self.patterns.iter().cloned().collect();
+            for id in topology.serving() {
+                if self.pattern_on.insert(id) {
+                    for p in &patterns {
+                        self.internal(id, &address(topology, id), setup, "PSUBSCRIBE", p)
+                            .await?;
+                    }
+                }
+            }
+        }
         let table = topology.table();
         let moved: Vec<((bool, Bytes), InstanceId, InstanceId)> = self
             .homes
@@ -350,7 +366,7 @@ fn plan(
     req: &Request,
     subs: &Subscriptions,
     owner: &(dyn Fn(u16) -> InstanceId + Sync),
-    active: &[InstanceId],
+    serving: &[InstanceId],
 ) -> Vec<(InstanceId, Bytes)> {
     let name = req.name();
     let args = &req.args[1..];
@@ -391,9 +407,9 @@ fn plan(
             let mut a = vec![req.args[0].clone()];
             a.extend(subs.patterns.iter().cloned());
             let raw = Request::from_args(a).raw;
-            active.iter().map(|&id| (id, raw.clone())).collect()
+            serving.iter().map(|&id| (id, raw.clone())).collect()
         }
-        _ => active.iter().map(|&id| (id, req.raw.clone())).collect(),
+        _ => serving.iter().map(|&id| (id, req.raw.clone())).collect(),
     }
 }
 
@@ -431,7 +447,11 @@ pub async fn serve(
                 "SUBSCRIBE" | "PSUBSCRIBE" | "SSUBSCRIBE" | "UNSUBSCRIBE" | "PUNSUBSCRIBE" | "SUNSUBSCRIBE" => {
                     let table = topology.table();
                     let owner = |s: u16| table.owner(s);
-                    let targets = plan(&req, &subs, &owner, &topology.active());
+                    let serving = topology.serving();
+                    let targets = plan(&req, &subs, &owner, &serving);
+                    if req.name() == "PSUBSCRIBE" {
+                        subs.pattern_on.extend(serving.iter().copied());
+                    }
                     if targets.is_empty() {
                         let kind = req.name().to_lowercase();
                         Frame::Array(Some(vec![Frame::bulk(kind), Frame::Bulk(None), Frame::Integer(subs.total() as i64)]))
