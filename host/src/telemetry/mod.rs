@@ -129,6 +129,7 @@ impl Telemetry {
         let inst = self.counters.take_instances();
         let mut store = lock(&self.store);
         let r = store.retention;
+        store.push_segment_ids(table.segments.iter().map(|s| s.id).collect());
         push_cells(&mut store.segments, &taken, secs, r);
         push_cells(&mut store.instances, &inst, secs, r);
         let inst_ops: Vec<f64> = inst
@@ -203,7 +204,8 @@ impl Telemetry {
         view.interval_ms = self.interval.as_millis() as u32;
         let store = lock(&self.store);
         view.retention = store.retention as u32;
-        view.metrics = store.table(table.segments.len(), topology.instances.len());
+        let ids: Vec<u32> = table.segments.iter().map(|s| s.id).collect();
+        view.metrics = store.table(&ids, topology.instances.len());
         drop(store);
         let health = lock(&self.health);
         let states = topology.states();
