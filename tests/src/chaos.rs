@@ -6,6 +6,9 @@
 //! it set. A write that failed may or may not have been applied (the connection can die
 //! after the instance applied it), so it is recorded as uncertain: an uncertain INCR may
 //! have counted, an uncertain RPUSH may be present once, an uncertain DEL may have deleted.
+//! A write refused with `TRYAGAIN` was promised not to have run, so it is recorded as
+//! refused and checked: a refused SET's key must not exist, a refused INCR must not have
+//! counted, a refused RPUSH's id must be absent, a refused DEL's key must still be there.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,6 +35,29 @@ pub struct Ledger {
     pub fields: Vec<(String, String)>,
     /// Writes that failed (uncertain outcome).
     pub failed: u64,
+    /// Writes refused with `TRYAGAIN` (promised not to have run).
+    pub refused: u64,
+    /// Keys of refused SETs.
+    pub refused_sets: Vec<String>,
+    /// Ids of refused RPUSHes, per list.
+    pub refused_ids: HashMap<String, Vec<u64>>,
+}
+
+/// How a write ended.
+enum Outcome {
+    Acknowledged,
+    /// `TRYAGAIN`: it did not run.
+    Refused,
+    /// Any other failure: it may have run.
+    Uncertain,
+}
+
+fn outcome<T>(r: &redis::RedisResult<T>) -> Outcome {
+    match r {
+        Ok(_) => Outcome::Acknowledged,
+        Err(e) if e.code() == Some("TRYAGAIN") => Outcome::Refused,
+        Err(_) => Outcome::Uncertain,
+    }
 }
 
 impl Ledger {
@@ -70,61 +96,73 @@ pub fn write_until(port: u16, stop: Arc<AtomicBool>, tag: &str) -> Ledger {
             continue;
         };
         i += 1;
-        let ok = match i % 6 {
+        let ended = match i % 6 {
             0 | 1 => {
                 let key = format!("{tag}:k:{i}");
-                let r = c.set::<_, _, ()>(&key, &key);
-                if r.is_ok() {
-                    ledger.sets.push(key);
+                let r = outcome(&c.set::<_, _, ()>(&key, &key));
+                match r {
+                    Outcome::Acknowledged => ledger.sets.push(key),
+                    Outcome::Refused => ledger.refused_sets.push(key),
+                    Outcome::Uncertain => {}
                 }
-                r.is_ok()
+                r
             }
             2 => {
                 let counter = format!("{tag}:c:{}", i % 4);
-                let r = c.incr::<_, _, i64>(&counter, 1);
+                let r = outcome(&c.incr::<_, _, i64>(&counter, 1));
                 let e = ledger.counters.entry(counter).or_default();
-                if r.is_ok() {
-                    e.0 += 1
-                } else {
-                    e.1 += 1
+                match r {
+                    Outcome::Acknowledged => e.0 += 1,
+                    Outcome::Uncertain => e.1 += 1,
+                    Outcome::Refused => {}
                 }
-                r.is_ok()
+                r
             }
             3 => {
                 let list = format!("{tag}:l:{}", i % 3);
-                let r = c.rpush::<_, _, i64>(&list, i);
-                let e = ledger.lists.entry(list).or_default();
-                if r.is_ok() {
-                    e.0.push(i)
-                } else {
-                    e.1.push(i)
+                let r = outcome(&c.rpush::<_, _, i64>(&list, i));
+                match r {
+                    Outcome::Acknowledged => ledger.lists.entry(list).or_default().0.push(i),
+                    Outcome::Uncertain => ledger.lists.entry(list).or_default().1.push(i),
+                    Outcome::Refused => ledger.refused_ids.entry(list).or_default().push(i),
                 }
-                r.is_ok()
+                r
             }
             4 => {
                 let (hash, field) = (format!("{tag}:h:{}", i % 5), format!("f{i}"));
-                let r = c.hset::<_, _, _, i64>(&hash, &field, i);
-                if r.is_ok() {
+                let r = outcome(&c.hset::<_, _, _, i64>(&hash, &field, i));
+                if let Outcome::Acknowledged = r {
                     ledger.fields.push((hash, field));
                 }
-                r.is_ok()
+                r
             }
             _ => {
                 if ledger.sets.len() < 20 {
                     continue;
                 }
                 let key = ledger.sets.swap_remove(ledger.sets.len() / 2);
-                let r = c.del::<_, i64>(&key);
-                if r.is_ok() {
-                    ledger.deleted.push(key);
+                let r = outcome(&c.del::<_, i64>(&key));
+                match r {
+                    Outcome::Acknowledged => ledger.deleted.push(key),
+                    // Not deleted: it must still read back.
+                    Outcome::Refused => ledger.sets.push(key),
+                    Outcome::Uncertain => {}
                 }
-                r.is_ok()
+                r
             }
         };
-        if !ok {
-            ledger.failed += 1;
-            conn = None;
-            std::thread::sleep(Duration::from_millis(5));
+        match ended {
+            Outcome::Acknowledged => {}
+            Outcome::Refused => {
+                ledger.refused += 1;
+                conn = None;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Outcome::Uncertain => {
+                ledger.failed += 1;
+                conn = None;
+                std::thread::sleep(Duration::from_millis(5));
+            }
         }
     }
     ledger
@@ -138,6 +176,22 @@ pub fn check(port: u16, ledger: &Ledger) -> Vec<String> {
         let got: Option<String> = c.get(key).expect("GET");
         if got.as_deref() != Some(key.as_str()) {
             bad.push(format!("acknowledged SET {key} reads back as {got:?}"));
+        }
+    }
+    for key in &ledger.refused_sets {
+        let there: bool = c.exists(key).expect("EXISTS");
+        if there {
+            bad.push(format!(
+                "SET {key} was refused with TRYAGAIN yet was applied"
+            ));
+        }
+    }
+    for (list, ids) in &ledger.refused_ids {
+        let items: Vec<u64> = c.lrange(list, 0, -1).expect("LRANGE");
+        for id in ids.iter().filter(|id| items.contains(id)) {
+            bad.push(format!(
+                "RPUSH {list} {id} was refused with TRYAGAIN yet was applied"
+            ));
         }
     }
     for key in &ledger.deleted {
@@ -195,11 +249,12 @@ pub const STEPS: &[&str] = &[
 ];
 
 /// A `shardcast run` configuration for the chaos runs: `tick_ms = 100`, four segments over
-/// `servers`, a state directory, and with `policy` the `ping-pong` policy moving segments 0
-/// and 2 back and forth.
+/// `servers`, a state directory, deadlines short enough for a paused instance to exceed
+/// them (1 s per request, 1.5 s per copy read or write, 2 s per cutover), and with `policy`
+/// the `ping-pong` policy moving segments 0 and 2 back and forth.
 pub fn config(port: u16, servers: &[RedisServer], state: &std::path::Path, policy: bool) -> String {
     let mut text = format!(
-        "listen = \"127.0.0.1:{port}\"\ntick_ms = 100\n[segments]\ncount = 4\n[churn]\nmoves_per_window = 100000\nwindow_ticks = 10\nmax_concurrent_migrations = 2\n[migration]\nstate_dir = \"{}\"\nper_instance = 2\n",
+        "listen = \"127.0.0.1:{port}\"\ntick_ms = 100\n[segments]\ncount = 4\n[limits]\nrequest_timeout_ms = 1000\n[churn]\nmoves_per_window = 100000\nwindow_ticks = 10\nmax_concurrent_migrations = 2\n[migration]\nstate_dir = \"{}\"\nper_instance = 2\nio_timeout_ms = 1500\ncutover_timeout_ms = 2000\n",
         state.display()
     );
     if policy {

@@ -1,8 +1,9 @@
 //! Chaos: segments move back and forth while a writer works through the proxy, and
 //! shardcast is killed at every migration step (and at arbitrary moments), and the source
 //! and target instances are killed and restarted. At the end every acknowledged write must
-//! be there exactly once, every counter must equal its acknowledged increments, and no
-//! deleted key may reappear.
+//! be there exactly once, every counter must equal its acknowledged increments, no deleted
+//! key may reappear, and no write refused with `TRYAGAIN` may have been applied. Instances
+//! are also hung (SIGSTOP) past the request deadline and resumed.
 
 use std::time::Duration;
 
@@ -38,6 +39,14 @@ fn acknowledged_writes_survive_kills_at_every_migration_step() {
         rig.servers[victim].kill();
         std::thread::sleep(Duration::from_millis(200));
         rig.servers[victim].restart();
+        kills += 1;
+    }
+    // Hang them (SIGSTOP) for longer than a request's deadline, then let them go on.
+    for victim in [1, 0] {
+        std::thread::sleep(Duration::from_millis(400));
+        rig.servers[victim].pause();
+        std::thread::sleep(Duration::from_millis(1500));
+        rig.servers[victim].resume();
         kills += 1;
     }
     std::thread::sleep(Duration::from_millis(500));
@@ -89,8 +98,9 @@ fn acknowledged_writes_survive_kills_at_every_migration_step() {
             && v["policy"] == "ping-pong@0.1.0"
     }));
     eprintln!(
-        "checked {} acknowledged writes ({} uncertain) across {kills} kills; {done} migrations completed, {rolled} rolled back",
+        "checked {} acknowledged writes ({} uncertain, {} refused with TRYAGAIN) across {kills} kills and pauses; {done} migrations completed, {rolled} rolled back",
         ledger.acknowledged(),
-        ledger.failed
+        ledger.failed,
+        ledger.refused
     );
 }

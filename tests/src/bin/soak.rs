@@ -1,7 +1,8 @@
 //! The long chaos run: segments move back and forth between two durable redis-server
 //! instances while a writer works through shardcast, and at random moments shardcast is
 //! stopped at a random migration step or killed with SIGKILL, or one instance is killed and
-//! restarted. At the end the checker verifies every acknowledged write.
+//! restarted, or hung with SIGSTOP past the request deadline and resumed. At the end the
+//! checker verifies every acknowledged write, and that no write refused with `TRYAGAIN` ran.
 //!
 //! `cargo run --release -p shardcast-tests --bin soak [-- --seconds 300 --seed 7]`
 //!
@@ -42,10 +43,10 @@ fn main() -> ExitCode {
     let mut rig = Rig::start("soak");
     let (file, port, state) = (rig.file.clone(), rig.port, rig.state.clone());
     let mut rng = SplitMix(args.seed);
-    let (mut step_kills, mut sigkills, mut instance_kills) = (0, 0, 0);
+    let (mut step_kills, mut sigkills, mut instance_kills, mut pauses) = (0, 0, 0, 0);
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(args.seconds) {
-        match rng.next_u64() % 3 {
+        match rng.next_u64() % 4 {
             0 => {
                 let step = STEPS[(rng.next_u64() % STEPS.len() as u64) as usize];
                 let mut p =
@@ -59,6 +60,16 @@ fn main() -> ExitCode {
                 p.kill();
                 sigkills += 1;
             }
+            2 => {
+                let _p = ShardcastProcess::start(&program, &file, port, &[]);
+                std::thread::sleep(Duration::from_millis(200 + rng.next_u64() % 800));
+                let victim = (rng.next_u64() % 2) as usize;
+                rig.servers[victim].pause();
+                std::thread::sleep(Duration::from_millis(200 + rng.next_u64() % 2300));
+                rig.servers[victim].resume();
+                pauses += 1;
+                std::thread::sleep(Duration::from_millis(300));
+            }
             _ => {
                 let _p = ShardcastProcess::start(&program, &file, port, &[]);
                 std::thread::sleep(Duration::from_millis(200 + rng.next_u64() % 800));
@@ -71,7 +82,7 @@ fn main() -> ExitCode {
             }
         }
         print!(
-            "\r{:>4} s: {step_kills} stops at a migration step, {sigkills} SIGKILLs of shardcast, {instance_kills} instance kills",
+            "\r{:>4} s: {step_kills} stops at a migration step, {sigkills} SIGKILLs of shardcast, {instance_kills} instance kills, {pauses} instance pauses",
             started.elapsed().as_secs()
         );
         let _ = std::io::Write::flush(&mut std::io::stdout());
@@ -89,10 +100,11 @@ fn main() -> ExitCode {
         .filter(|r| matches!(r.step, Step::RolledBack { .. }))
         .count();
     println!(
-        "checked {} acknowledged writes ({} failed and uncertain) after {} kills ({step_kills} at migration steps, {sigkills} SIGKILLs, {instance_kills} instance kills); {done} migrations completed, {rolled} rolled back; {} violations",
+        "checked {} acknowledged writes ({} failed and uncertain, {} refused with TRYAGAIN) after {} faults ({step_kills} stops at migration steps, {sigkills} SIGKILLs, {instance_kills} instance kills, {pauses} instance pauses); {done} migrations completed, {rolled} rolled back; {} violations",
         ledger.acknowledged(),
         ledger.failed,
-        step_kills + sigkills + instance_kills,
+        ledger.refused,
+        step_kills + sigkills + instance_kills + pauses,
         violations.len()
     );
     for v in violations.iter().take(20) {
