@@ -1,13 +1,15 @@
 //! The data plane's hot paths: splitting pipelined requests off a buffer, finding reply
 //! boundaries, classifying commands, routing keys to instances, and passing the migration
-//! gate.
+//! gate; and large replies arriving over many reads (a 16 and a 64 MiB bulk, 250,000- and
+//! 1,000,000-element arrays, bursts of 25,000 and 100,000 pub/sub messages), which must
+//! cost time linear in their size.
 
 use bytes::{Bytes, BytesMut};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use shardcast::proxy::command::classify;
 use shardcast::proxy::gate::{Gate, SlotState};
 use shardcast::proxy::request::{Request, next_request};
-use shardcast::proxy::resp::{Limits, frame_len};
+use shardcast::proxy::resp::{FrameScanner, Limits, frame_len};
 use shardcast::proxy::slot::slot;
 use shardcast::topology::SegmentTable;
 
@@ -100,5 +102,69 @@ fn gate(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, codec, router, gate);
+/// Feed `wire` to a scanner in 64 KiB reads, as a socket delivers it, splitting every
+/// complete frame off the buffer: the work a connection does for what it receives.
+fn receive(wire: &[u8]) -> usize {
+    let mut scanner = FrameScanner::new(Limits::unbounded());
+    let mut buf = BytesMut::with_capacity(64 << 10);
+    let mut frames = 0;
+    for chunk in wire.chunks(64 << 10) {
+        buf.extend_from_slice(chunk);
+        while let Ok(Some(len)) = scanner.scan(&buf) {
+            let _ = buf.split_to(len);
+            frames += 1;
+        }
+    }
+    frames
+}
+
+fn bulk(bytes: usize) -> Vec<u8> {
+    let mut out = format!("${bytes}\r\n").into_bytes();
+    out.resize(out.len() + bytes, b'x');
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+fn array(elements: usize) -> Vec<u8> {
+    let mut out = format!("*{elements}\r\n").into_bytes();
+    for i in 0..elements {
+        let v = format!("value:{i}");
+        out.extend_from_slice(format!("${}\r\n{v}\r\n", v.len()).as_bytes());
+    }
+    out
+}
+
+fn messages(n: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let payload = format!("payload-{i:08}");
+        out.extend_from_slice(
+            format!(
+                "*3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n${}\r\n{payload}\r\n",
+                payload.len()
+            )
+            .as_bytes(),
+        );
+    }
+    out
+}
+
+fn large_replies(c: &mut Criterion) {
+    let mut g = c.benchmark_group("large replies, 64 KiB reads");
+    g.sample_size(10);
+    for (name, wire) in [
+        ("bulk 16 MiB", bulk(16 << 20)),
+        ("bulk 64 MiB", bulk(64 << 20)),
+        ("array 250k", array(250_000)),
+        ("array 1M", array(1_000_000)),
+        ("pubsub 25k messages", messages(25_000)),
+        ("pubsub 100k messages", messages(100_000)),
+    ] {
+        g.throughput(Throughput::Bytes(wire.len() as u64));
+        g.bench_function(name, |b| b.iter(|| receive(&wire)));
+    }
+    g.finish();
+}
+
+criterion_group!(benches, codec, router, gate, large_replies);
 criterion_main!(benches);

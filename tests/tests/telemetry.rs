@@ -226,3 +226,45 @@ fn the_redis_backed_repository_survives_its_redis_going_away_and_catches_up() {
     });
     assert!(repo.partitions(1).is_empty(), "the removal was written too");
 }
+
+#[test]
+fn segment_keys_and_bytes_are_estimated_from_sampled_keys() {
+    let servers: Vec<RedisServer> = (0..2).map(|_| RedisServer::start()).collect();
+    let p = Proxy::start(
+        &servers.iter().collect::<Vec<_>>(),
+        "tick_ms = 200\n[segments]\ncount = 4",
+    );
+    let mut c = p.client();
+    // Instance 0 owns segments 0 and 1: 3,000 small values in 0, 1,000 large ones in 1.
+    let table = p.topology.table();
+    let in_segment = |row: usize, n: usize, prefix: &str| -> Vec<String> {
+        let seg = table.segments[row];
+        (0..)
+            .map(|i| format!("{prefix}{i}"))
+            .filter(|k| (seg.slot_start..=seg.slot_end).contains(&slot(k.as_bytes())))
+            .take(n)
+            .collect()
+    };
+    for k in in_segment(0, 3000, "small:") {
+        let _: () = c.set(&k, "x").expect("SET");
+    }
+    let big = "y".repeat(4000);
+    for k in in_segment(1, 1000, "large:") {
+        let _: () = c.set(&k, &big).expect("SET");
+    }
+    let mut last = Vec::new();
+    wait_for("estimates near the truth", Duration::from_secs(30), || {
+        let view = shardcast::run::view(&p.parts, 1);
+        last = view.segments.iter().map(|s| (s.keys, s.bytes)).collect();
+        let (k0, b0) = last[0];
+        let (k1, b1) = last[1];
+        // Sampling is noisy: within a third of the truth, and the large values show.
+        (2000..=4000).contains(&k0)
+            && (600..=1400).contains(&k1)
+            && last[2].0 == 0
+            && last[3].0 == 0
+            && b1 > b0
+    });
+    let keys = p.telemetry.segments_latest(Metric::Keys);
+    assert!(keys[0] > 1000.0, "the Keys series is filled: {keys:?}");
+}

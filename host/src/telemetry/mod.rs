@@ -55,6 +55,39 @@ pub struct Telemetry {
     /// second, not per nominal interval (a late collection must not inflate them).
     last_collect: Mutex<Option<Instant>>,
     last_sessions: Mutex<Option<Instant>>,
+    /// Estimated keys and bytes per segment id, smoothed over polls.
+    sizes: Mutex<BTreeMap<u32, (f64, f64)>>,
+}
+
+/// Weight of the newest poll in the smoothed segment sizes.
+const SIZE_ALPHA: f64 = 0.3;
+
+/// Each segment's keys and bytes as estimated from one poll's samples: an instance's key
+/// count (database 0), shared among its segments in the proportions of its sampled keys
+/// (those whose slots it owns: a migration's copies are not counted twice), and its sampled
+/// bytes per key scaled the same way.
+pub fn estimate_sizes(
+    table: &crate::topology::SegmentTable,
+    health: &[Health],
+) -> BTreeMap<u32, (f64, f64)> {
+    let mut sizes: BTreeMap<u32, (f64, f64)> =
+        table.segments.iter().map(|s| (s.id, (0.0, 0.0))).collect();
+    for (id, h) in health.iter().enumerate() {
+        if h.samples.is_empty() || !h.keys.is_finite() {
+            continue;
+        }
+        let per_sample = h.keys / h.samples.len() as f64;
+        for &(slot, bytes) in &h.samples {
+            if table.owner(slot) != id as u32 {
+                continue;
+            }
+            let seg = table.segments[table.segment_row(slot)].id;
+            let e = sizes.entry(seg).or_default();
+            e.0 += per_sample;
+            e.1 += per_sample * bytes as f64;
+        }
+    }
+    sizes
 }
 
 /// Failure-history entries kept (the oldest go first).
@@ -77,6 +110,7 @@ impl Telemetry {
             interval,
             last_collect: Mutex::new(None),
             last_sessions: Mutex::new(None),
+            sizes: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -127,10 +161,26 @@ impl Telemetry {
             .counters
             .take_ranges(table.segments.iter().map(|s| s.slot_start..=s.slot_end));
         let inst = self.counters.take_instances();
+        let keys = {
+            let fresh = estimate_sizes(&table, &health);
+            let mut sizes = lock(&self.sizes);
+            sizes.retain(|id, _| fresh.contains_key(id));
+            for (id, (k, b)) in fresh {
+                let e = sizes.entry(id).or_insert((k, b));
+                e.0 += SIZE_ALPHA * (k - e.0);
+                e.1 += SIZE_ALPHA * (b - e.1);
+            }
+            table
+                .segments
+                .iter()
+                .map(|s| sizes.get(&s.id).map(|e| e.0).unwrap_or(0.0))
+                .collect()
+        };
         let mut store = lock(&self.store);
         let r = store.retention;
         store.push_segment_ids(table.segments.iter().map(|s| s.id).collect());
         push_cells(&mut store.segments, &taken, secs, r);
+        store.segments.push(Metric::Keys, keys, r);
         push_cells(&mut store.instances, &inst, secs, r);
         let inst_ops: Vec<f64> = inst
             .iter()
@@ -224,6 +274,14 @@ impl Telemetry {
             })
             .collect();
         view.segments = table.segments.clone();
+        let sizes = lock(&self.sizes);
+        for s in &mut view.segments {
+            if let Some((keys, bytes)) = sizes.get(&s.id) {
+                s.keys = keys.round() as u64;
+                s.bytes = bytes.round() as u64;
+            }
+        }
+        drop(sizes);
         view.failures = lock(&self.failures).clone();
         let sessions = lock(&self.sessions);
         view.sessions = sessions.0.clone();
@@ -235,5 +293,33 @@ impl Telemetry {
                 .insert(Metric::Ops, q.iter().copied().collect());
         }
         view
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::SegmentTable;
+
+    #[test]
+    fn sizes_share_an_instances_keys_by_its_samples_and_skip_copies_it_does_not_own() {
+        // Two segments: 0 on instance 0, 1 on instance 1.
+        let table = SegmentTable::uniform(2, &[0, 1]);
+        let (lo, hi) = (table.segments[0].slot_start, table.segments[1].slot_start);
+        let mut a = Health {
+            keys: 1000.0,
+            ..Health::default()
+        };
+        // Three quarters of instance 0's samples are its own (100 bytes each); a quarter
+        // are a copy of segment 1 it does not own (a migration's partial copy).
+        a.samples = [(lo, 100); 3].into_iter().chain([(hi, 5000)]).collect();
+        let b = Health {
+            keys: 10.0,
+            samples: vec![(hi, 40); 4],
+            ..Health::default()
+        };
+        let sizes = estimate_sizes(&table, &[a, b]);
+        assert_eq!(sizes[&0], (750.0, 75_000.0));
+        assert_eq!(sizes[&1], (10.0, 400.0));
     }
 }

@@ -1,5 +1,6 @@
 //! The instance poller: `PING` round trip and `INFO` fields, once per interval, with
-//! down and restart detection.
+//! down and restart detection, and a sample of [`SAMPLES`] random keys (`RANDOMKEY`, with
+//! each one's `MEMORY USAGE`) from which telemetry estimates each segment's keys and bytes.
 
 use std::time::{Duration, Instant};
 
@@ -30,7 +31,12 @@ pub struct Health {
     pub uptime_s: u64,
     /// `used_cpu_sys + used_cpu_user` at the last poll.
     pub cpu_s: f64,
+    /// Random keys of database 0 from the last poll: each one's slot and bytes.
+    pub samples: Vec<(u16, u64)>,
 }
+
+/// Keys sampled per instance per poll.
+pub const SAMPLES: usize = 64;
 
 impl Default for Health {
     fn default() -> Self {
@@ -44,6 +50,7 @@ impl Default for Health {
             run_id: String::new(),
             uptime_s: 0,
             cpu_s: f64::NAN,
+            samples: Vec::new(),
         }
     }
 }
@@ -154,7 +161,44 @@ impl Poller {
             }
         };
         apply_info(&mut self.health, &String::from_utf8_lossy(&info), interval);
+        self.health.samples = Self::sample_keys(conn).await?;
         Ok(())
+    }
+
+    /// [`SAMPLES`] random keys and their sizes, in two pipelines.
+    async fn sample_keys(conn: &mut Backend) -> std::io::Result<Vec<(u16, u64)>> {
+        for _ in 0..SAMPLES {
+            conn.queue(b"*1\r\n$9\r\nRANDOMKEY\r\n");
+        }
+        conn.flush().await?;
+        let mut keys = Vec::with_capacity(SAMPLES);
+        for _ in 0..SAMPLES {
+            if let Frame::Bulk(Some(k)) = conn.read_frame().await? {
+                keys.push(k);
+            }
+        }
+        for k in &keys {
+            conn.queue(
+                &crate::proxy::request::Request::from_args(vec![
+                    Bytes::from_static(b"MEMORY"),
+                    Bytes::from_static(b"USAGE"),
+                    k.clone(),
+                    Bytes::from_static(b"SAMPLES"),
+                    Bytes::from_static(b"0"),
+                ])
+                .raw,
+            );
+        }
+        conn.flush().await?;
+        let mut samples = Vec::with_capacity(keys.len());
+        for k in &keys {
+            let bytes = match conn.read_frame().await? {
+                Frame::Integer(n) => n.max(0) as u64,
+                _ => 0,
+            };
+            samples.push((crate::proxy::slot::slot(k), bytes));
+        }
+        Ok(samples)
     }
 }
 
