@@ -118,6 +118,21 @@ fn receive(wire: &[u8]) -> usize {
     frames
 }
 
+/// [`receive`] with a fresh scan from the start of the buffer on every read.
+fn receive_rescanning(wire: &[u8]) -> usize {
+    let limits = Limits::unbounded();
+    let mut buf = BytesMut::with_capacity(64 << 10);
+    let mut frames = 0;
+    for chunk in wire.chunks(64 << 10) {
+        buf.extend_from_slice(chunk);
+        while let Ok(Some(len)) = frame_len(&buf, &limits) {
+            let _ = buf.split_to(len);
+            frames += 1;
+        }
+    }
+    frames
+}
+
 fn bulk(bytes: usize) -> Vec<u8> {
     let mut out = format!("${bytes}\r\n").into_bytes();
     out.resize(out.len() + bytes, b'x');
@@ -156,12 +171,22 @@ fn large_replies(c: &mut Criterion) {
         ("bulk 16 MiB", bulk(16 << 20)),
         ("bulk 64 MiB", bulk(64 << 20)),
         ("array 250k", array(250_000)),
+        ("array 500k", array(500_000)),
         ("array 1M", array(1_000_000)),
         ("pubsub 25k messages", messages(25_000)),
         ("pubsub 100k messages", messages(100_000)),
     ] {
         g.throughput(Throughput::Bytes(wire.len() as u64));
         g.bench_function(name, |b| b.iter(|| receive(&wire)));
+    }
+    // The same arrival scanned afresh on every read, as before the scanner kept its place:
+    // quadratic in the reply's size.
+    for (name, wire) in [
+        ("array 25k, rescanned per read", array(25_000)),
+        ("array 100k, rescanned per read", array(100_000)),
+    ] {
+        g.throughput(Throughput::Bytes(wire.len() as u64));
+        g.bench_function(name, |b| b.iter(|| receive_rescanning(&wire)));
     }
     g.finish();
 }
