@@ -156,6 +156,10 @@ async fn serve(
     // Bytes queued on the connection so far, and bytes written to the socket.
     let (mut queued, mut written) = (0u64, 0u64);
     let mut next = Some(first);
+    // The oldest request's age is checked a few times per deadline: one timer for the
+    // connection's life, not one per pass.
+    let mut check = tokio::time::interval((request / 4).max(Duration::from_millis(1)));
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let why = loop {
         let room = IN_FLIGHT.saturating_sub(inflight.len());
         let now = Instant::now();
@@ -171,10 +175,6 @@ async fn serve(
             });
         }
         let (want_write, want_read) = (!out.is_empty(), !inflight.is_empty());
-        let deadline = inflight
-            .front()
-            .map(|f| f.queued_at + request)
-            .unwrap_or_else(|| Instant::now() + request);
         tokio::select! {
             biased;
             // Readable while idle too: an instance that restarts closes its side, and the
@@ -225,8 +225,10 @@ async fn serve(
                     Err(e) => break format!("connection failed: {e}"),
                 }
             }
-            () = tokio::time::sleep_until(deadline), if want_read => {
-                break format!("did not answer within {} ms (limits.request_timeout_ms)", request.as_millis());
+            _ = check.tick(), if want_read => {
+                if inflight.front().is_some_and(|f| f.queued_at.elapsed() >= request) {
+                    break format!("did not answer within {} ms (limits.request_timeout_ms)", request.as_millis());
+                }
             }
             job = rx.recv(), if !want_write && inflight.len() < IN_FLIGHT => match job {
                 Some(job) => next = Some(job),
