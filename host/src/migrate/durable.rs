@@ -194,22 +194,7 @@ fn compact_if_large(j: &mut JournalFile) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::migrate::journal::Step;
-
-    fn rec(id: u64, step: Step) -> Record {
-        Record {
-            id,
-            segment: 1,
-            slot_start: 0,
-            slot_end: 99,
-            source: 0,
-            target: 1,
-            source_name: Some("a".into()),
-            target_name: Some("b".into()),
-            at_ms: 0,
-            step,
-        }
-    }
+    use crate::migrate::journal::{Step, rec};
 
     #[test]
     fn appends_are_durable_in_order_and_a_large_journal_is_compacted() {

@@ -186,24 +186,26 @@ impl Record {
     }
 }
 
+/// A record of migration `id` at `step` (segment 3, slots 100..=200, `a` to `b`): for tests.
+#[cfg(test)]
+pub(crate) fn rec(id: u64, step: Step) -> Record {
+    Record {
+        id,
+        segment: 3,
+        slot_start: 100,
+        slot_end: 200,
+        source: 0,
+        target: 1,
+        source_name: Some("a".into()),
+        target_name: Some("b".into()),
+        at_ms: 0,
+        step,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn rec(id: u64, step: Step) -> Record {
-        Record {
-            id,
-            segment: 3,
-            slot_start: 100,
-            slot_end: 200,
-            source: 0,
-            target: 1,
-            source_name: Some("a".into()),
-            target_name: Some("b".into()),
-            at_ms: 0,
-            step,
-        }
-    }
 
     fn append(j: &mut Journal, r: &Record) {
         j.file
