@@ -33,6 +33,17 @@ struct StoredSegment {
     owner: String,
 }
 
+/// The table as earlier versions saved it: owners and states by position in the
+/// configuration. Read once, resolved against the configuration as it is (which is what the
+/// positions meant), and saved by name from then on.
+#[derive(Deserialize)]
+struct Positional {
+    epoch: u64,
+    segments: Vec<Segment>,
+    #[serde(default)]
+    states: Vec<InstanceState>,
+}
+
 /// A saved table that cannot be used with this configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -216,11 +227,47 @@ impl SegmentTable {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        let stored: Stored = serde_json::from_slice(&text).map_err(|e| {
-            LoadError::Invalid(format!(
-                "not a segment table of this version ({e}); move it away to start from the configured layout"
-            ))
-        })?;
+        let stored: Stored = match serde_json::from_slice(&text) {
+            Ok(s) => s,
+            Err(e) => {
+                let old: Positional = serde_json::from_slice(&text).map_err(|_| {
+                    LoadError::Invalid(format!(
+                        "not a segment table ({e}); restore it from a backup: starting from the configured layout would route moved segments to where their data no longer is"
+                    ))
+                })?;
+                let name = |id: InstanceId| {
+                    instances
+                        .get(id as usize)
+                        .map(|i| i.name.clone())
+                        .ok_or_else(|| {
+                            LoadError::Invalid(format!(
+                                "a table saved by position names instance {id}, which the configuration does not list"
+                            ))
+                        })
+                };
+                Stored {
+                    epoch: old.epoch,
+                    segments: old
+                        .segments
+                        .iter()
+                        .map(|s| {
+                            Ok(StoredSegment {
+                                id: s.id,
+                                slot_start: s.slot_start,
+                                slot_end: s.slot_end,
+                                owner: name(s.owner)?,
+                            })
+                        })
+                        .collect::<Result<_, LoadError>>()?,
+                    states: old
+                        .states
+                        .iter()
+                        .enumerate()
+                        .map(|(id, st)| Ok((name(id as InstanceId)?, *st)))
+                        .collect::<Result<_, LoadError>>()?,
+                }
+            }
+        };
         let mut next = 0u32;
         for s in &stored.segments {
             if u32::from(s.slot_start) != next || s.slot_end < s.slot_start {
@@ -446,6 +493,20 @@ mod tests {
             .expect("save");
         let e = SegmentTable::load(&path, &abc).expect_err("gap");
         assert!(e.to_string().contains("segment 5 starts at slot"), "{e}");
+    }
+
+    #[test]
+    fn a_table_saved_by_position_still_loads() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("table.json");
+        let t = SegmentTable::uniform(4, &[0, 1]).with_owner(0, 1);
+        let old = serde_json::json!({ "epoch": t.epoch, "segments": t.segments, "states": [] });
+        std::fs::write(&path, old.to_string()).expect("write");
+        let back = SegmentTable::load(&path, &fleet(&["a", "b"]))
+            .expect("load")
+            .expect("present");
+        assert_eq!(back.segments, t.segments);
+        assert_eq!(back.epoch, t.epoch);
     }
 
     #[test]

@@ -143,3 +143,39 @@ fn a_migration_to_a_paused_instance_rolls_back_within_its_deadlines() {
         assert_eq!(&v, k);
     }
 }
+
+#[test]
+fn a_split_write_that_partly_ran_is_not_called_retryable() {
+    let mut servers = [RedisServer::start(), RedisServer::start()];
+    let p = Proxy::start(
+        &[&servers[0], &servers[1]],
+        "[segments]\ncount = 2\n[limits]\nhold_ms = 300",
+    );
+    let (here, gone) = (p.key_on(0, "here:"), p.key_on(1, "gone:"));
+    let mut c = p.client_within(Duration::from_secs(10));
+    servers[1].kill();
+    let mixed = error_text(
+        redis::cmd("MSET")
+            .arg(&here)
+            .arg("1")
+            .arg(&gone)
+            .arg("1")
+            .query(&mut c),
+    );
+    assert!(
+        mixed.contains("outcome unknown") && !mixed.starts_with("tryagain"),
+        "the part on the live instance ran: {mixed}"
+    );
+    let applied: Option<String> = redis::cmd("GET")
+        .arg(&here)
+        .query(&mut servers[0].client())
+        .expect("GET");
+    assert_eq!(
+        applied.as_deref(),
+        Some("1"),
+        "which is why TRYAGAIN would lie"
+    );
+    // All parts unsent: that one is retryable.
+    let unsent = error_text(redis::cmd("SET").arg(&gone).arg("2").query(&mut c));
+    assert!(unsent.contains("tryagain"), "{unsent}");
+}

@@ -218,3 +218,31 @@ fn sigterm_answers_the_requests_in_flight_before_exiting() {
     );
     assert!(status.is_some_and(|s| s.success()), "{status:?}");
 }
+
+#[test]
+fn a_second_process_on_the_same_state_directory_is_refused() {
+    let server = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (port, other) = (free_port(), free_port());
+    let body = format!(
+        "[[instances]]\nname = \"r\"\naddress = \"{}\"\n[migration]\nstate_dir = \"{}\"\n",
+        server.address(),
+        dir.path().join("state").display()
+    );
+    let first = dir.path().join("a.toml");
+    std::fs::write(&first, format!("listen = \"127.0.0.1:{port}\"\n{body}")).expect("config");
+    let second = dir.path().join("b.toml");
+    std::fs::write(&second, format!("listen = \"127.0.0.1:{other}\"\n{body}")).expect("config");
+    let _running = ShardcastProcess::start(&[BIN], &first, port, &[]);
+    let out = std::process::Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&second)
+        .output()
+        .expect("shardcast runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("another shardcast process uses this state_dir"),
+        "{err}"
+    );
+}

@@ -113,38 +113,57 @@ fn run(
 ) {
     let mut saved_epoch = 0u64;
     while let Ok(first) = rx.recv() {
-        let mut appends = Vec::new();
-        let mut saves = Vec::new();
-        for op in std::iter::once(first).chain(rx.try_iter()) {
+        // In the order queued: each run of appends shares one sync, each run of saves one
+        // write of the newest table; a save queued before an append is on disk first.
+        let ops: Vec<Op> = std::iter::once(first).chain(rx.try_iter()).collect();
+        let mut ops = ops.into_iter().peekable();
+        while let Some(op) = ops.next() {
             match op {
-                Op::Append(line, done) => appends.push((line, done)),
-                Op::Save(t, done) => saves.push((t, done)),
-            }
-        }
-        if !appends.is_empty() {
-            let result = match journal.as_mut() {
-                Some(j) => append_all(j, &appends),
-                None => Ok(()),
-            };
-            for (_, done) in appends {
-                let _ = done.send(result.clone());
-            }
-            if let Some(j) = journal.as_mut()
-                && let Err(e) = compact_if_large(j)
-            {
-                tracing::warn!(error = %e, "cannot compact the migration journal; it keeps growing");
-            }
-        }
-        if let Some(newest) = saves.iter().map(|(t, _)| t.clone()).max_by_key(|t| t.epoch) {
-            let result = match &table {
-                Some(path) if newest.epoch > saved_epoch => newest
-                    .save(path, &instances)
-                    .map(|()| saved_epoch = newest.epoch)
-                    .map_err(|e| format!("cannot save the segment table {}: {e}", path.display())),
-                _ => Ok(()),
-            };
-            for (_, done) in saves {
-                let _ = done.send(result.clone());
+                Op::Append(line, done) => {
+                    let mut appends = vec![(line, done)];
+                    while let Some(Op::Append(..)) = ops.peek() {
+                        if let Some(Op::Append(l, d)) = ops.next() {
+                            appends.push((l, d));
+                        }
+                    }
+                    let result = match journal.as_mut() {
+                        Some(j) => append_all(j, &appends),
+                        None => Ok(()),
+                    };
+                    for (_, done) in appends {
+                        let _ = done.send(result.clone());
+                    }
+                    if let Some(j) = journal.as_mut()
+                        && let Err(e) = compact_if_large(j)
+                    {
+                        tracing::warn!(error = %e, "cannot compact the migration journal; it keeps growing");
+                    }
+                }
+                Op::Save(t, done) => {
+                    let mut saves = vec![(t, done)];
+                    while let Some(Op::Save(..)) = ops.peek() {
+                        if let Some(Op::Save(t, d)) = ops.next() {
+                            saves.push((t, d));
+                        }
+                    }
+                    let newest = saves
+                        .iter()
+                        .map(|(t, _)| t.clone())
+                        .max_by_key(|t| t.epoch)
+                        .expect("one save at least");
+                    let result = match &table {
+                        Some(path) if newest.epoch > saved_epoch => newest
+                            .save(path, &instances)
+                            .map(|()| saved_epoch = newest.epoch)
+                            .map_err(|e| {
+                                format!("cannot save the segment table {}: {e}", path.display())
+                            }),
+                        _ => Ok(()),
+                    };
+                    for (_, done) in saves {
+                        let _ = done.send(result.clone());
+                    }
+                }
             }
         }
     }
@@ -166,15 +185,26 @@ fn compact_if_large(j: &mut JournalFile) -> std::io::Result<()> {
         return Ok(());
     }
     let records = Journal::read(&j.path)?;
-    let open: Vec<&Record> = {
-        let unfinished: Vec<u64> = Journal::unfinished(&records).iter().map(|r| r.id).collect();
-        records
-            .iter()
-            .filter(|r| unfinished.contains(&r.id))
-            .collect()
-    };
+    // Every record of an unfinished migration, the last record of every migration since
+    // the oldest unfinished one (recovery checks whether a later migration took its slots
+    // over), and the record with the highest id (ids are never reused).
+    let oldest = Journal::unfinished(&records).iter().map(|r| r.id).min();
+    let unfinished: Vec<u64> = Journal::unfinished(&records).iter().map(|r| r.id).collect();
+    let mut last: std::collections::BTreeMap<u64, &Record> = std::collections::BTreeMap::new();
+    for r in &records {
+        last.insert(r.id, r);
+    }
+    let highest = last.keys().next_back().copied();
+    let mut kept: Vec<&Record> = records
+        .iter()
+        .filter(|r| unfinished.contains(&r.id))
+        .collect();
+    kept.extend(last.iter().filter_map(|(id, r)| {
+        let since_oldest = oldest.is_some_and(|o| *id > o);
+        (!unfinished.contains(id) && (since_oldest || Some(*id) == highest)).then_some(*r)
+    }));
     let mut text = Vec::new();
-    for r in open.iter().copied().chain(records.last()) {
+    for r in &kept {
         serde_json::to_writer(&mut text, r).map_err(std::io::Error::other)?;
         text.push(b'\n');
     }
@@ -182,11 +212,17 @@ fn compact_if_large(j: &mut JournalFile) -> std::io::Result<()> {
     let mut f = File::create(&tmp)?;
     f.write_all(&text)?;
     f.sync_all()?;
+    // Appends go on through this handle, which becomes the journal with the rename.
+    let appending = OpenOptions::new().append(true).open(&tmp)?;
     std::fs::rename(&tmp, &j.path)?;
     if let Some(dir) = j.path.parent().and_then(|d| File::open(d).ok()) {
         dir.sync_all()?;
     }
-    j.file = OpenOptions::new().append(true).open(&j.path)?;
+    j.file = appending;
+    // What must stay may itself be large (a migration left unfinished long ago): compact
+    // again only once the journal has doubled.
+    j.compact_bytes = j.compact_bytes.max(2 * text.len() as u64);
+    let open = kept;
     tracing::info!(path = %j.path.display(), kept = open.len(), "migration journal compacted");
     Ok(())
 }
@@ -212,19 +248,32 @@ mod tests {
             Vec::new(),
         )
         .expect("thread");
-        // 200 finished migrations and one left open in the middle.
-        for id in 1..=200 {
+        // 200 migrations, one left open near the end; the last two finish out of order.
+        for id in 1..=198 {
             wait(durable.append(rec(id, Step::Start).line())).expect("append");
-            if id != 77 {
+            if id != 190 {
                 wait(durable.append(rec(id, Step::Done).line())).expect("append");
             }
+        }
+        for line in [
+            rec(199, Step::Start),
+            rec(200, Step::Start),
+            rec(200, Step::Done),
+            rec(199, Step::Done),
+        ] {
+            wait(durable.append(line.line())).expect("append");
         }
         let size = std::fs::metadata(&path).expect("journal").len();
         assert!(size < 8192, "compacted: {size} bytes");
         let records = Journal::read(&path).expect("read");
         let open = Journal::unfinished(&records);
         assert_eq!(open.len(), 1);
-        assert_eq!((open[0].id, open[0].step.clone()), (77, Step::Start));
+        assert_eq!((open[0].id, open[0].step.clone()), (190, Step::Start));
+        assert!(
+            records.iter().any(|r| r.id == 195),
+            "later migrations stay while an earlier one is unfinished"
+        );
+        assert!(!records.iter().any(|r| r.id == 100));
         let mut reopened = Journal::open(&path).expect("reopen");
         assert_eq!(
             reopened.next_id(),

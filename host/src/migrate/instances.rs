@@ -15,6 +15,9 @@ use super::{Decision, Executor, durable, lock, now_ms};
 /// Attempts at moving one segment off a draining instance before the drain stops.
 const DRAIN_ATTEMPTS: u32 = 5;
 
+/// Refusals in a row (one each 200 ms) before a drain stops waiting to start a move.
+const BUSY_WAITS: u32 = 300;
+
 impl Executor {
     /// Set instance `id` to `state`: a new table version, published, and queued to be
     /// saved; its epoch and the save's outcome.
@@ -111,6 +114,7 @@ impl Executor {
     /// (the instance stays `draining`, serving what it still owns).
     async fn drain_off(self: &Arc<Self>, id: InstanceId, policy: &str, action: &Action) {
         let mut failures = 0;
+        let mut waits = 0;
         loop {
             let table = self.topology.table();
             let Some(segment) = table.segments.iter().find(|s| s.owner == id).copied() else {
@@ -140,9 +144,26 @@ impl Executor {
                 );
             };
             let moved = match self.begin_move(segment.id, target) {
-                Ok(plan) => self.run_move(&plan, policy).await,
-                Err(_) => {
-                    // Busy (per-instance limit, a move of this segment in flight): later.
+                Ok(plan) => {
+                    waits = 0;
+                    self.run_move(&plan, policy).await
+                }
+                Err((_, reason)) => {
+                    // Busy (per-instance limit, a move of this segment in flight, a pinned
+                    // segment): later, but not forever.
+                    waits += 1;
+                    if waits > BUSY_WAITS {
+                        return self.refuse(
+                            policy,
+                            action,
+                            RejectionReason::Busy,
+                            &format!(
+                                "segment {} could not start moving off for {} s ({reason}); drain stopped",
+                                segment.id,
+                                BUSY_WAITS / 5
+                            ),
+                        );
+                    }
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     continue;
                 }

@@ -132,6 +132,8 @@ pub struct Executor {
     config: MigrationConfig,
     paths: Option<StatePaths>,
     journal: Mutex<Journal>,
+    /// The state directory's lock, held for the executor's life.
+    _held: Option<File>,
     /// The thread that makes journal records and table versions durable.
     durable: Durable,
     /// Serializes table changes (compute, then publish); no I/O happens under it.
@@ -193,6 +195,26 @@ impl Executor {
             path: path.display().to_string(),
             message,
         };
+        // One process per state directory: two would recover each other's migrations.
+        let held = match &paths {
+            Some(p) => {
+                let path = p.journal.with_file_name("lock");
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(&path)
+                    .map_err(|e| state(&path, e.to_string()))?;
+                file.try_lock().map_err(|_| {
+                    state(
+                        &path,
+                        "another shardcast process uses this state_dir; give each process its own [migration] state_dir".into(),
+                    )
+                })?;
+                Some(file)
+            }
+            None => None,
+        };
         let mut journal = match &paths {
             Some(p) => Journal::open(&p.journal).map_err(|e| state(&p.journal, e.to_string()))?,
             None => Journal::in_memory(),
@@ -227,6 +249,7 @@ impl Executor {
             config,
             paths,
             journal: Mutex::new(journal),
+            _held: held,
             durable,
             table_lock: Mutex::new(()),
             migrations: Mutex::new(Vec::new()),
@@ -397,16 +420,17 @@ impl Executor {
         segments: &[SegmentId],
         change: impl FnOnce(&SegmentTable) -> Result<SegmentTable, String>,
     ) {
-        if self.moving().iter().any(|s| segments.contains(s)) {
-            return self.refuse(
-                policy,
-                action,
-                RejectionReason::AlreadyMigrating,
-                "the segment is migrating",
-            );
-        }
         let next = {
             let _table = lock(&self.table_lock);
+            // Checked under the table lock, which a flip takes to check its segment's range.
+            if self.moving().iter().any(|s| segments.contains(s)) {
+                return self.refuse(
+                    policy,
+                    action,
+                    RejectionReason::AlreadyMigrating,
+                    "the segment is migrating",
+                );
+            }
             let next = match change(&self.topology.table()) {
                 Ok(t) => t,
                 Err(reason) => {
@@ -439,16 +463,15 @@ impl Executor {
     /// thread), then publish. The table is changed from the version current at publishing:
     /// recovery applies a journaled flip by ownership, not by epoch.
     async fn flip(&self, plan: &Plan) -> Result<(), String> {
-        let epoch = self.topology.table().epoch + 1;
-        if !self
-            .topology
-            .table()
-            .segments
-            .iter()
-            .any(|s| s.id == plan.segment)
-        {
-            return Err("the segment is no longer in the table".into());
-        }
+        let epoch = {
+            let _table = lock(&self.table_lock);
+            let table = self.topology.table();
+            match table.segments.iter().find(|s| s.id == plan.segment) {
+                Some(s) if (s.slot_start..=s.slot_end) == plan.range => table.epoch + 1,
+                Some(_) => return Err("the segment was split or merged meanwhile".into()),
+                None => return Err("the segment is no longer in the table".into()),
+            }
+        };
         if let Err(e) = self.journal(plan, Step::Committed { epoch }).await {
             // Whether the commit reached the disk is unknown: rolling back could delete the
             // only copy a restart would then route to. Stop instead (nothing held has been
@@ -468,16 +491,13 @@ impl Executor {
         Ok(())
     }
 
-    /// Queue the current table to be saved; a failure is logged.
-    fn save_current(&self) {
-        let outcome = self.save((*self.topology.table()).clone());
-        if let Some(runtime) = self.runtime.get() {
-            runtime.spawn(async move {
-                if let Err(e) = durable::settled(outcome).await {
-                    tracing::warn!(error = %e, "cannot save the segment table; recovery applies flips from the journal");
-                }
-            });
+    /// Save the current table; a failure is logged and returned.
+    async fn save_current(&self) -> Result<(), String> {
+        let saved = durable::settled(self.save((*self.topology.table()).clone())).await;
+        if let Err(e) = &saved {
+            tracing::warn!(error = %e, "cannot save the segment table; recovery applies flips from the journal");
         }
+        saved
     }
 
     async fn journal(&self, plan: &Plan, step: Step) -> Result<(), String> {

@@ -43,7 +43,7 @@ impl Executor {
         }
         let mut flips = Vec::new();
         for (r, plan) in &open {
-            if let Step::Committed { .. } = r.step {
+            if let Step::Committed { .. } | Step::CleanedUp = r.step {
                 let later = records.iter().any(|l| {
                     l.id > r.id && l.slot_start <= r.slot_end && r.slot_start <= l.slot_end
                 });
@@ -165,6 +165,9 @@ impl Executor {
             }
             if later {
                 return "a later migration of its slots took over".into();
+            }
+            if table.owner(*plan.range.start()) != plan.source {
+                return "the table names neither end of it: left as it is".into();
             }
             let Some(row) = table.segments.iter().position(|s| s.id == plan.segment) else {
                 return "the segment is no longer in the table".into();

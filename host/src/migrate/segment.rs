@@ -205,11 +205,19 @@ impl Executor {
         let hold = held_at.elapsed();
         let elapsed = started.elapsed();
         // The journal's commit record is what recovery trusts; the saved table catches up
-        // here, outside the hold.
-        self.save_current();
+        // here, outside the hold, and must be on disk before the source's copy goes (a
+        // finished migration is not replayed at recovery).
+        let saved = self.save_current().await;
 
         self.phase(plan.id, MigrationPhase::Cleanup);
-        let cleaned = source.clear(&range).await;
+        let cleaned = match saved {
+            Ok(()) => source.clear(&range).await,
+            Err(e) => Err(super::copy::CopyError {
+                instance: "(state_dir)".into(),
+                doing: "saving the table before cleanup",
+                message: e,
+            }),
+        };
         let cleaned = match cleaned {
             Ok(()) => match self.journal(plan, Step::CleanedUp).await {
                 Ok(()) => {

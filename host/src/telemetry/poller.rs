@@ -183,8 +183,6 @@ impl Poller {
                     Bytes::from_static(b"MEMORY"),
                     Bytes::from_static(b"USAGE"),
                     k.clone(),
-                    Bytes::from_static(b"SAMPLES"),
-                    Bytes::from_static(b"0"),
                 ])
                 .raw,
             );

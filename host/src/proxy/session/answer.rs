@@ -43,8 +43,11 @@ impl Session {
                 let mut values: Vec<Frame> = vec![Frame::Bulk(None); total];
                 let mut sum = 0i64;
                 let mut failure = unsent;
+                let mut ran = false;
                 for (id, positions, t) in groups {
-                    match self.read_frame(id, t, broken, expect).await {
+                    let part = self.read_frame(id, t, broken, expect).await;
+                    ran |= matches!(&part, Ok(f) if !f.is_error());
+                    match part {
                         Ok(f) if f.is_error() => failure = failure.or(Some(f)),
                         Ok(Frame::Integer(n)) => sum += n,
                         Ok(Frame::Array(Some(items))) | Ok(Frame::Set(items)) => {
@@ -57,7 +60,7 @@ impl Session {
                     }
                 }
                 if let Some(f) = failure {
-                    return Err(f);
+                    return Err(partly_ran(f, ran, effect));
                 }
                 Err(match merge {
                     Merge::Values => Frame::Array(Some(values)),
@@ -69,8 +72,11 @@ impl Session {
                 let expect = self.within(effect);
                 let mut frames = Vec::new();
                 let mut failure = unsent;
+                let mut ran = false;
                 for (id, t) in targets {
-                    match self.read_frame(id, t, broken, expect).await {
+                    let part = self.read_frame(id, t, broken, expect).await;
+                    ran |= matches!(&part, Ok(f) if !f.is_error());
+                    match part {
                         Ok(f) if f.is_error() => failure = failure.or(Some(f)),
                         Ok(Frame::Array(Some(keys))) if matches!(kind, FanOut::Keys) => {
                             frames.push(Frame::Array(Some(self.owned(id, keys))))
@@ -80,7 +86,7 @@ impl Session {
                     }
                 }
                 if let Some(f) = failure {
-                    return Err(f);
+                    return Err(partly_ran(f, ran, effect));
                 }
                 Err(match kind {
                     FanOut::SumIntegers => Frame::Integer(
@@ -159,4 +165,20 @@ impl Session {
             }
         }
     }
+}
+
+/// The answer to a write split over instances when one part failed: a `TRYAGAIN` promises
+/// that nothing ran, so once another part has run it becomes an outcome-unknown error.
+fn partly_ran(failure: Frame, ran: bool, effect: Effect) -> Frame {
+    let retryable = matches!(&failure, Frame::Error(e) if e.starts_with(b"TRYAGAIN"));
+    if !(ran && retryable && effect == Effect::Write) {
+        return failure;
+    }
+    let Frame::Error(e) = &failure else {
+        return failure;
+    };
+    err(format!(
+        "ERR outcome unknown: part of the command ran, another part did not ({}); read before retrying",
+        String::from_utf8_lossy(e)
+    ))
 }

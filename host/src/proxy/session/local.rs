@@ -83,14 +83,30 @@ impl Session {
             }
         }
         let mut failed = None;
+        // Connections that switched, or whose state is unknown (the exchange failed):
+        // dropped if the SELECT is refused.
         let mut switched = Vec::new();
         for (id, b) in self.backends.iter_mut() {
             b.queue(&req.raw);
-            let sent = b.flush().await;
-            match b.read_frame().await {
-                Ok(f) if sent.is_ok() && !f.is_error() => switched.push(*id),
+            let answer = match b.flush().await {
+                Ok(()) => b.read_frame().await,
+                Err(e) => Err(e),
+            };
+            match answer {
+                Ok(f) if !f.is_error() => switched.push(*id),
                 Ok(f) => failed = failed.or(Some(f)),
-                Err(e) => failed = failed.or(Some(err(format!("ERR {e}")))),
+                Err(e) => {
+                    switched.push(*id);
+                    failed = failed.or(Some(err(format!(
+                        "TRYAGAIN {} did not confirm SELECT ({e}); the database is unchanged",
+                        self.shared
+                            .topology
+                            .instances
+                            .get(*id as usize)
+                            .map(|i| i.name.as_str())
+                            .unwrap_or("an instance")
+                    ))));
+                }
             }
         }
         match failed {
