@@ -111,7 +111,7 @@ impl Session {
                         .unwrap_or(Frame::Bulk(None)),
                 })
             }
-            Pending::Scan(id, t) => {
+            Pending::Scan(id, t, epoch16) => {
                 let f = self
                     .read_frame(id, t, broken, self.within(Effect::Read))
                     .await?;
@@ -134,7 +134,6 @@ impl Session {
                         .unwrap_or(0),
                     _ => 0,
                 };
-                let epoch16 = self.shared.topology.current().epoch as u16;
                 let next = if inner != 0 {
                     keyed::ScanCursor {
                         instance: id,

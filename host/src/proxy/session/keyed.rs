@@ -173,7 +173,7 @@ impl Session {
         let restart = cursor != 0
             && topology
                 .table_at(at.epoch16)
-                .is_none_or(|then| moved_behind(&then, &now, at.instance));
+                .is_none_or(|then| moved_behind(&then, &now, at.instance, at.inner != 0));
         let (id, inner) = match serving.iter().find(|&&i| i >= at.instance) {
             _ if restart => match serving.first() {
                 Some(&first) => (first, 0),
@@ -187,7 +187,8 @@ impl Session {
         args[1] = Bytes::from(inner.to_string());
         let sub = Request::from_args(args);
         match self.send(id, &sub.raw).await {
-            Ok(t) => Pending::Scan(id, t),
+            // The next cursor names the table this step was routed by.
+            Ok(t) => Pending::Scan(id, t, now.epoch as u16),
             Err(e) => Pending::Local(e),
         }
     }
@@ -238,15 +239,19 @@ fn empty_scan() -> Frame {
 }
 
 /// True when some slot owned by `walking` or a later instance in `then` is owned by an
-/// earlier instance (already walked) in `now`: its keys would be missed.
+/// earlier instance (already walked) in `now`, or, `midway` through `walking`, moved from a
+/// later instance onto it (its walk may have passed those keys): their keys would be missed.
 fn moved_behind(
     then: &crate::topology::SegmentTable,
     now: &crate::topology::SegmentTable,
     walking: InstanceId,
+    midway: bool,
 ) -> bool {
     then.epoch != now.epoch
-        && (0..crate::proxy::slot::SLOTS)
-            .any(|s| then.owner(s) >= walking && now.owner(s) < walking)
+        && (0..crate::proxy::slot::SLOTS).any(|s| {
+            let (was, is) = (then.owner(s), now.owner(s));
+            (was >= walking && is < walking) || (midway && was > walking && is == walking)
+        })
 }
 
 #[cfg(test)]
@@ -265,10 +270,17 @@ mod tests {
         let then = SegmentTable::uniform(4, &[0, 1, 2, 3]);
         // Segment 3 moves from instance 3 to instance 0 (walked already when at 2).
         let now = then.with_owner(3, 0);
-        assert!(moved_behind(&then, &now, 2));
+        assert!(moved_behind(&then, &now, 2, false));
         // Segment 0 moves from instance 0 to instance 3 (ahead of the walk): seen later.
         let ahead = then.with_owner(0, 3);
-        assert!(!moved_behind(&then, &ahead, 2));
-        assert!(!moved_behind(&then, &then, 2));
+        assert!(!moved_behind(&then, &ahead, 2, true));
+        assert!(!moved_behind(&then, &then, 2, true));
+        // Segment 3 moves from instance 3 onto instance 2 while 2 is walked part-way.
+        let onto = then.with_owner(3, 2);
+        assert!(moved_behind(&then, &onto, 2, true));
+        assert!(
+            !moved_behind(&then, &onto, 2, false),
+            "not yet started on 2"
+        );
     }
 }

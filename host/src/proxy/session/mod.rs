@@ -106,7 +106,7 @@ enum Pending {
     /// A transaction: skip `skip` replies, forward the last.
     Exec(InstanceId, usize, Vec<WriteGuard>),
     /// A SCAN step on one instance.
-    Scan(InstanceId, Ticket),
+    Scan(InstanceId, Ticket, u16),
 }
 
 /// When and for which slot a keyed request was routed: its reply's latency and size are
