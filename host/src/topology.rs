@@ -24,6 +24,38 @@ struct Stored {
     states: BTreeMap<String, InstanceState>,
 }
 
+impl Stored {
+    /// `segments` and `states` (by instance id) with every instance named from
+    /// `instances`; the first id it does not list, if any.
+    fn named(
+        epoch: u64,
+        segments: &[Segment],
+        states: &[InstanceState],
+        instances: &[Instance],
+    ) -> Result<Self, InstanceId> {
+        let name = |id: InstanceId| instances.get(id as usize).map(|i| i.name.clone()).ok_or(id);
+        Ok(Stored {
+            epoch,
+            segments: segments
+                .iter()
+                .map(|s| {
+                    Ok(StoredSegment {
+                        id: s.id,
+                        slot_start: s.slot_start,
+                        slot_end: s.slot_end,
+                        owner: name(s.owner)?,
+                    })
+                })
+                .collect::<Result<_, InstanceId>>()?,
+            states: states
+                .iter()
+                .enumerate()
+                .map(|(id, state)| Ok((name(id as InstanceId)?, *state)))
+                .collect::<Result<_, InstanceId>>()?,
+        })
+    }
+}
+
 /// One segment as saved: its owner by name.
 #[derive(Serialize, Deserialize)]
 struct StoredSegment {
@@ -179,33 +211,8 @@ impl SegmentTable {
     /// Write the table to `path` atomically (a temporary file, fsync, rename), naming each
     /// owner by its name in `instances` (the fleet, in id order).
     pub fn save(&self, path: &Path, instances: &[Instance]) -> std::io::Result<()> {
-        let name = |id: InstanceId| {
-            instances
-                .get(id as usize)
-                .map(|i| i.name.clone())
-                .ok_or_else(|| std::io::Error::other(format!("no instance with id {id}")))
-        };
-        let stored = Stored {
-            epoch: self.epoch,
-            segments: self
-                .segments
-                .iter()
-                .map(|s| {
-                    Ok(StoredSegment {
-                        id: s.id,
-                        slot_start: s.slot_start,
-                        slot_end: s.slot_end,
-                        owner: name(s.owner)?,
-                    })
-                })
-                .collect::<std::io::Result<_>>()?,
-            states: self
-                .states
-                .iter()
-                .enumerate()
-                .map(|(id, state)| Ok((name(id as InstanceId)?, *state)))
-                .collect::<std::io::Result<_>>()?,
-        };
+        let stored = Stored::named(self.epoch, &self.segments, &self.states, instances)
+            .map_err(|id| std::io::Error::other(format!("no instance with id {id}")))?;
         let tmp = path.with_extension("tmp");
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(&serde_json::to_vec_pretty(&stored).map_err(std::io::Error::other)?)?;
@@ -235,37 +242,11 @@ impl SegmentTable {
                         "not a segment table ({e}); restore it from a backup: starting from the configured layout would route moved segments to where their data no longer is"
                     ))
                 })?;
-                let name = |id: InstanceId| {
-                    instances
-                        .get(id as usize)
-                        .map(|i| i.name.clone())
-                        .ok_or_else(|| {
-                            LoadError::Invalid(format!(
-                                "a table saved by position names instance {id}, which the configuration does not list"
-                            ))
-                        })
-                };
-                Stored {
-                    epoch: old.epoch,
-                    segments: old
-                        .segments
-                        .iter()
-                        .map(|s| {
-                            Ok(StoredSegment {
-                                id: s.id,
-                                slot_start: s.slot_start,
-                                slot_end: s.slot_end,
-                                owner: name(s.owner)?,
-                            })
-                        })
-                        .collect::<Result<_, LoadError>>()?,
-                    states: old
-                        .states
-                        .iter()
-                        .enumerate()
-                        .map(|(id, st)| Ok((name(id as InstanceId)?, *st)))
-                        .collect::<Result<_, LoadError>>()?,
-                }
+                Stored::named(old.epoch, &old.segments, &old.states, instances).map_err(|id| {
+                    LoadError::Invalid(format!(
+                        "a table saved by position names instance {id}, which the configuration does not list"
+                    ))
+                })?
             }
         };
         let mut next = 0u32;
