@@ -241,11 +241,6 @@ impl End {
         Ok((next, keys))
     }
 
-    /// Every key whose slot falls in `range` (a full SCAN).
-    pub async fn keys_in(&mut self, range: &RangeInclusive<u16>) -> Result<Vec<Bytes>, CopyError> {
-        self.keys_where(&|s| range.contains(&s)).await
-    }
-
     /// Every key whose slot is `wanted` (a full SCAN).
     async fn keys_where(
         &mut self,
