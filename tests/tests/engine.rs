@@ -174,9 +174,17 @@ fn invalid_actions_are_rejected_with_reasons_and_shown_next_tick() {
             RejectionReason::Duplicate,
         ]
     );
-    // The policy counts the rejections it sees as its forecast of instance 0.
-    let next = engine.tick(view(1));
-    assert_eq!(next.predictions.load.first().map(|f| f.expected), Some(5.0));
+    // The policy counts the rejections it sees as its forecast of instance 0: the
+    // validator's five, and one the executor added to the view (reason `busy`, across the
+    // WIT boundary).
+    let mut v = view(1);
+    v.rejections.push(shardcast_sdk::types::Rejection {
+        action: report.rejected[0].action,
+        reason: RejectionReason::Busy,
+        message: "executor: pinned".into(),
+    });
+    let next = engine.tick(v);
+    assert_eq!(next.predictions.load.first().map(|f| f.expected), Some(6.0));
 }
 
 #[test]
