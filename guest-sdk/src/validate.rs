@@ -24,6 +24,8 @@ pub struct ChurnLimits {
     pub window_ticks: u64,
     /// Migrations in flight at once.
     pub max_concurrent_migrations: u32,
+    /// Segment splits and merges allowed per window (each rewrites the segment table).
+    pub reshapes_per_window: u32,
 }
 
 impl Default for ChurnLimits {
@@ -32,23 +34,24 @@ impl Default for ChurnLimits {
             moves_per_window: 8,
             window_ticks: 60,
             max_concurrent_migrations: 2,
+            reshapes_per_window: 16,
         }
     }
 }
 
-/// Ticks at which recent moves were accepted, for the per-window budget.
+/// Ticks at which recent moves and reshapes (splits, merges) were accepted, for the
+/// per-window budgets.
 #[derive(Clone, Debug, Default)]
 pub struct MoveHistory {
     ticks: VecDeque<u64>,
+    reshapes: VecDeque<u64>,
 }
 
-impl MoveHistory {
-    fn in_window(&mut self, tick: u64, window: u64) -> usize {
-        while self.ticks.front().is_some_and(|&t| t + window <= tick) {
-            self.ticks.pop_front();
-        }
-        self.ticks.len()
+fn in_window(ticks: &mut VecDeque<u64>, tick: u64, window: u64) -> usize {
+    while ticks.front().is_some_and(|&t| t + window <= tick) {
+        ticks.pop_front();
     }
+    ticks.len()
 }
 
 /// The validator's answer for one tick.
@@ -69,6 +72,8 @@ pub struct Facts {
     segments: HashMap<SegmentId, Segment>,
     sessions: HashSet<SessionId>,
     in_flight: usize,
+    /// Targets of the migrations in flight.
+    incoming: HashSet<InstanceId>,
 }
 
 impl Facts {
@@ -84,6 +89,12 @@ impl Facts {
                 .iter()
                 .filter(|m| m.outcome == MigrationOutcome::Running)
                 .count(),
+            incoming: view
+                .migrations()
+                .iter()
+                .filter(|m| m.outcome == MigrationOutcome::Running)
+                .map(|m| m.target)
+                .collect(),
         }
     }
 
@@ -118,6 +129,11 @@ pub fn validate(
 }
 
 /// [`validate`] against already indexed facts.
+///
+/// The plan is checked as a whole, in order: each action is checked against the view as the
+/// earlier accepted actions of the same plan leave it. A standby activated earlier may take
+/// segments; an instance drained earlier may not, and an instance that earlier actions (or
+/// migrations in flight) move data onto may not be drained.
 pub fn validate_with(
     actions: Vec<Action>,
     view: &Facts,
@@ -125,19 +141,14 @@ pub fn validate_with(
     history: &mut MoveHistory,
 ) -> Verdict {
     let mut verdict = Verdict::default();
-    let mut touched_segments = HashSet::new();
-    let mut touched_instances = HashSet::new();
-    let mut touched_sessions = HashSet::new();
+    let mut plan = PlanState::default();
     let mut seen = Vec::new();
     let in_flight = view.in_flight;
     let mut moves_now = 0usize;
-    let mut draining = 0usize;
     for action in actions {
         let mut check = Check {
             view,
-            touched_segments: &mut touched_segments,
-            touched_instances: &mut touched_instances,
-            touched_sessions: &mut touched_sessions,
+            plan: &mut plan,
         };
         let result = if seen.contains(&action) {
             Err((
@@ -157,7 +168,7 @@ pub fn validate_with(
                             ),
                         ));
                     }
-                    let recent = history.in_window(view.tick, limits.window_ticks);
+                    let recent = in_window(&mut history.ticks, view.tick, limits.window_ticks);
                     if recent >= limits.moves_per_window as usize {
                         return Err((
                             RejectionReason::MoveBudgetExceeded,
@@ -169,32 +180,27 @@ pub fn validate_with(
                     }
                     Ok(())
                 }),
-                Action::SplitSegment(s) => check.split(s.segment, s.at_slot),
-                Action::MergeSegments(m) => check.merge(m.low, m.high),
+                Action::SplitSegment(s) => reshape_budget(history, view.tick, limits)
+                    .and_then(|()| check.split(s.segment, s.at_slot)),
+                Action::MergeSegments(m) => reshape_budget(history, view.tick, limits)
+                    .and_then(|()| check.merge(m.low, m.high)),
                 Action::MoveSession(m) => check.move_session(m.session, m.target),
-                Action::ActivateStandby(i) => {
-                    check.instance_in(*i, InstanceState::Standby, "activate-standby")
-                }
-                Action::DrainInstance(i) => check
-                    .instance_in(*i, InstanceState::Active, "drain-instance")
-                    .and_then(|()| {
-                        let active = view.active();
-                        if active <= 1 + draining {
-                            return Err((
-                                RejectionReason::Invalid,
-                                "draining it would leave no active instance".to_owned(),
-                            ));
-                        }
-                        draining += 1;
-                        Ok(())
-                    }),
+                Action::ActivateStandby(i) => check.activate(*i),
+                Action::DrainInstance(i) => check.drain(*i),
             }
         };
         match result {
             Ok(()) => {
-                if matches!(action, Action::MoveSegment(_)) {
-                    moves_now += 1;
-                    history.ticks.push_back(view.tick);
+                check_commit(&mut plan, &action);
+                match action {
+                    Action::MoveSegment(_) => {
+                        moves_now += 1;
+                        history.ticks.push_back(view.tick);
+                    }
+                    Action::SplitSegment(_) | Action::MergeSegments(_) => {
+                        history.reshapes.push_back(view.tick);
+                    }
+                    _ => {}
                 }
                 seen.push(action);
                 verdict.accepted.push(action);
@@ -212,13 +218,62 @@ pub fn validate_with(
     verdict
 }
 
+fn reshape_budget(
+    history: &mut MoveHistory,
+    tick: u64,
+    limits: &ChurnLimits,
+) -> Result<(), Refusal> {
+    let recent = in_window(&mut history.reshapes, tick, limits.window_ticks);
+    if recent >= limits.reshapes_per_window as usize {
+        return Err((
+            RejectionReason::MoveBudgetExceeded,
+            format!(
+                "{recent} splits and merges in the last {} ticks, the budget is {}",
+                limits.window_ticks, limits.reshapes_per_window
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// What the accepted actions of one plan have done so far.
+#[derive(Default)]
+struct PlanState {
+    segments: HashSet<SegmentId>,
+    instances: HashSet<InstanceId>,
+    sessions: HashSet<SessionId>,
+    /// Instances that accepted actions move data onto.
+    targets: HashSet<InstanceId>,
+    /// Standby instances activated by accepted actions.
+    activated: HashSet<InstanceId>,
+    /// Instances drained by accepted actions.
+    drained: HashSet<InstanceId>,
+}
+
+/// Record what an accepted action does to the plan's picture of the fleet.
+fn check_commit(plan: &mut PlanState, action: &Action) {
+    match action {
+        Action::MoveSegment(m) => {
+            plan.targets.insert(m.target);
+        }
+        Action::MoveSession(m) => {
+            plan.targets.insert(m.target);
+        }
+        Action::ActivateStandby(i) => {
+            plan.activated.insert(*i);
+        }
+        Action::DrainInstance(i) => {
+            plan.drained.insert(*i);
+        }
+        Action::SplitSegment(_) | Action::MergeSegments(_) => {}
+    }
+}
+
 type Refusal = (RejectionReason, String);
 
 struct Check<'a> {
     view: &'a Facts,
-    touched_segments: &'a mut HashSet<u32>,
-    touched_instances: &'a mut HashSet<InstanceId>,
-    touched_sessions: &'a mut HashSet<u64>,
+    plan: &'a mut PlanState,
 }
 
 impl Check<'_> {
@@ -236,7 +291,7 @@ impl Check<'_> {
                 format!("segment {} is already migrating", segment.id),
             ));
         }
-        if !self.touched_segments.insert(segment.id) {
+        if !self.plan.segments.insert(segment.id) {
             return Err((
                 RejectionReason::Duplicate,
                 format!(
@@ -253,7 +308,17 @@ impl Check<'_> {
             RejectionReason::UnknownInstance,
             format!("instance {target} does not exist"),
         ))?;
-        if instance.state != InstanceState::Active {
+        if self.plan.drained.contains(&target) {
+            return Err((
+                RejectionReason::TargetNotActive,
+                format!(
+                    "target {} is drained by an earlier action of this plan",
+                    instance.name
+                ),
+            ));
+        }
+        let activated = self.plan.activated.contains(&target);
+        if instance.state != InstanceState::Active && !activated {
             return Err((
                 RejectionReason::TargetNotActive,
                 format!(
@@ -313,10 +378,39 @@ impl Check<'_> {
             ));
         }
         self.active_target(target)?;
-        if !self.touched_sessions.insert(session) {
+        if !self.plan.sessions.insert(session) {
             return Err((
                 RejectionReason::Duplicate,
                 format!("session {session} is already moved this tick"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn activate(&mut self, id: InstanceId) -> Result<(), Refusal> {
+        self.instance_in(id, InstanceState::Standby, "activate-standby")
+    }
+
+    fn drain(&mut self, id: InstanceId) -> Result<(), Refusal> {
+        if self.plan.targets.contains(&id) {
+            return Err((
+                RejectionReason::Invalid,
+                format!("instance {id} is the target of an earlier action of this plan"),
+            ));
+        }
+        if self.view.incoming.contains(&id) {
+            return Err((
+                RejectionReason::Busy,
+                format!("a migration onto instance {id} is in flight"),
+            ));
+        }
+        self.instance_in(id, InstanceState::Active, "drain-instance")?;
+        let active = self.view.active() + self.plan.activated.len();
+        if active <= 1 + self.plan.drained.len() {
+            self.plan.instances.remove(&id);
+            return Err((
+                RejectionReason::Invalid,
+                "draining it would leave no active instance".to_owned(),
             ));
         }
         Ok(())
@@ -343,7 +437,7 @@ impl Check<'_> {
                 ),
             ));
         }
-        if !self.touched_instances.insert(id) {
+        if !self.plan.instances.insert(id) {
             return Err((
                 RejectionReason::Duplicate,
                 format!("instance {id} is already touched this tick"),
@@ -356,7 +450,7 @@ impl Check<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::{MergeSegments, MoveSegment, SplitSegment};
+    use crate::types::{MergeSegments, Migration, MoveSegment, SplitSegment};
     use crate::view::ViewSnapshot;
 
     fn mv(segment: u32, target: u32) -> Action {
@@ -421,6 +515,7 @@ mod tests {
             moves_per_window: 2,
             window_ticks: 10,
             max_concurrent_migrations: 1,
+            ..ChurnLimits::default()
         };
         let mut history = MoveHistory::default();
         let mut v = view();
@@ -482,5 +577,100 @@ mod tests {
             &mut MoveHistory::default(),
         );
         assert_eq!(reasons(&verdict), vec![RejectionReason::Invalid]);
+    }
+
+    #[test]
+    fn a_plan_is_checked_as_a_whole() {
+        let limits = ChurnLimits {
+            max_concurrent_migrations: 10,
+            ..ChurnLimits::default()
+        };
+        let v = view();
+        // Data onto instance 1, then a drain of it: the drain is refused.
+        let verdict = validate(
+            vec![mv(0, 1), Action::DrainInstance(1)],
+            &v,
+            &limits,
+            &mut MoveHistory::default(),
+        );
+        assert_eq!(verdict.accepted, vec![mv(0, 1)]);
+        assert_eq!(reasons(&verdict), vec![RejectionReason::Invalid]);
+        // A drain, then data onto the drained instance: the move is refused.
+        let verdict = validate(
+            vec![Action::DrainInstance(1), mv(0, 1)],
+            &v,
+            &limits,
+            &mut MoveHistory::default(),
+        );
+        assert_eq!(verdict.accepted, vec![Action::DrainInstance(1)]);
+        assert_eq!(reasons(&verdict), vec![RejectionReason::TargetNotActive]);
+        // A standby activated earlier in the plan may take segments at once.
+        let verdict = validate(
+            vec![Action::ActivateStandby(2), mv(0, 2)],
+            &v,
+            &limits,
+            &mut MoveHistory::default(),
+        );
+        assert_eq!(verdict.accepted, vec![Action::ActivateStandby(2), mv(0, 2)]);
+    }
+
+    #[test]
+    fn no_drain_of_an_instance_a_migration_is_moving_onto() {
+        let mut v = view();
+        v.migrations.push(Migration {
+            id: 1,
+            segment: 4,
+            source: 0,
+            target: 1,
+            phase: crate::types::MigrationPhase::Copy,
+            outcome: MigrationOutcome::Running,
+            started_at: 0,
+            finished_at: None,
+            bytes_moved: 0,
+            detail: String::new(),
+        });
+        let verdict = validate(
+            vec![Action::DrainInstance(1)],
+            &v,
+            &ChurnLimits::default(),
+            &mut MoveHistory::default(),
+        );
+        assert_eq!(reasons(&verdict), vec![RejectionReason::Busy]);
+    }
+
+    #[test]
+    fn splits_and_merges_have_a_budget() {
+        let v = ViewSnapshot::synthetic(2, 64, 0, 1);
+        let limits = ChurnLimits {
+            reshapes_per_window: 3,
+            window_ticks: 10,
+            ..ChurnLimits::default()
+        };
+        let splits: Vec<Action> = v
+            .segments
+            .iter()
+            .map(|s| {
+                Action::SplitSegment(SplitSegment {
+                    segment: s.id,
+                    at_slot: s.slot_start + 1,
+                })
+            })
+            .collect();
+        let mut history = MoveHistory::default();
+        let verdict = validate(splits.clone(), &v, &limits, &mut history);
+        assert_eq!(verdict.accepted.len(), 3);
+        assert!(
+            reasons(&verdict)
+                .iter()
+                .all(|r| *r == RejectionReason::MoveBudgetExceeded)
+        );
+        let mut later = v.clone();
+        later.tick = 10;
+        assert_eq!(
+            validate(splits, &later, &limits, &mut history)
+                .accepted
+                .len(),
+            3
+        );
     }
 }

@@ -166,6 +166,12 @@ fn controller(config: &Config, parts: &Parts) -> Result<Option<Controller>, Erro
     } else {
         None
     };
+    tokio::spawn(operator_signals(
+        engine.planner_handle(),
+        policy.file.clone(),
+        policy.settings.clone(),
+        settings.clone(),
+    ));
     let interval = Duration::from_millis(config.tick_ms);
     let watched = parts.clone();
     let executor = parts.executor.clone();
@@ -189,6 +195,56 @@ fn controller(config: &Config, parts: &Parts) -> Result<Option<Controller>, Erro
         ticks,
         _watcher: watcher,
     }))
+}
+
+/// The operator's overrides, by signal:
+/// - `SIGUSR1` loads the policy file as it is now and swaps it in at the next tick with
+///   fresh state, without asking the running version for its state;
+/// - `SIGUSR2` rolls back to the version that ran before, with fresh state.
+///
+/// Neither depends on anything the running version does.
+async fn operator_signals(
+    handle: crate::engine::SwapHandle,
+    file: PathBuf,
+    settings_file: Option<PathBuf>,
+    settings: String,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut force), Ok(mut rollback)) = (
+        signal(SignalKind::user_defined1()),
+        signal(SignalKind::user_defined2()),
+    ) else {
+        tracing::warn!(
+            "cannot listen for SIGUSR1 and SIGUSR2; forced swaps and rollbacks by signal are off"
+        );
+        return;
+    };
+    loop {
+        tokio::select! {
+            Some(()) = force.recv() => {
+                let (handle, file) = (handle.clone(), file.clone());
+                let settings = settings_file
+                    .as_ref()
+                    .and_then(|f| std::fs::read_to_string(f).ok())
+                    .unwrap_or_else(|| settings.clone());
+                tracing::warn!(file = %file.display(), "SIGUSR1: forcing the policy file in, with fresh state");
+                let forced = tokio::task::spawn_blocking(move || {
+                    std::fs::read(&file)
+                        .map_err(|e| e.to_string())
+                        .and_then(|bytes| handle.force(&bytes, &settings).map_err(|e| e.to_string()))
+                })
+                .await;
+                if let Ok(Err(e)) = forced {
+                    tracing::error!(error = %e, "SIGUSR1: the policy file was refused; the running version stays");
+                }
+            }
+            Some(()) = rollback.recv() => {
+                tracing::warn!("SIGUSR2: rolling back to the previous policy version at the next tick");
+                handle.rollback();
+            }
+            else => return,
+        }
+    }
 }
 
 /// The running controller: its tick loop and, when configured, the policy file watcher.

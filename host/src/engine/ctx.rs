@@ -13,11 +13,9 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Result};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::voice::Voice;
 use super::wit::shardcast::policy::{cluster_view, logging, metrics, session_state, types};
 use super::wit::wit;
-
-/// Longest log message kept, in bytes.
-const MAX_LOG_MESSAGE: usize = 4096;
 
 /// A view shared with a running call.
 pub type SharedView = Arc<dyn HostView + Send + Sync>;
@@ -62,8 +60,8 @@ impl ResourceLimiter for MemoryCap {
 
 /// The data of one policy's store.
 pub struct PolicyCtx {
-    /// `name@version`, for logs.
-    pub label: Arc<str>,
+    /// What the policy says, under its `name@version`, within its budget.
+    pub voice: Arc<Voice>,
     /// WASI with no files, no network and no environment.
     pub wasi: WasiCtx,
     /// WASI resources.
@@ -179,18 +177,6 @@ impl session_state::Host for PolicyCtx {
 
 impl logging::Host for PolicyCtx {
     fn log(&mut self, level: wit::Level, message: String) {
-        let mut end = message.len().min(MAX_LOG_MESSAGE);
-        while !message.is_char_boundary(end) {
-            end -= 1;
-        }
-        let message = &message[..end];
-        let label = &*self.label;
-        match sdk::Level::from(level) {
-            sdk::Level::Trace => tracing::trace!(policy = label, "{message}"),
-            sdk::Level::Debug => tracing::debug!(policy = label, "{message}"),
-            sdk::Level::Info => tracing::info!(policy = label, "{message}"),
-            sdk::Level::Warn => tracing::warn!(policy = label, "{message}"),
-            sdk::Level::Error => tracing::error!(policy = label, "{message}"),
-        }
+        self.voice.say(sdk::Level::from(level), "log", &message);
     }
 }

@@ -52,15 +52,19 @@ pub enum FaultKind {
     MemoryLimit,
     /// The call returned something the host will not use (too many items, NaN, unknown ids).
     AbsurdOutput,
+    /// The policy asked to wait (a WASI poll or block on something not ready).
+    #[serde(rename = "blocking-call")]
+    Blocking,
 }
 
 impl FaultKind {
     /// Every kind, for counters.
-    pub const ALL: [FaultKind; 4] = [
+    pub const ALL: [FaultKind; 5] = [
         FaultKind::Trap,
         FaultKind::Timeout,
         FaultKind::MemoryLimit,
         FaultKind::AbsurdOutput,
+        FaultKind::Blocking,
     ];
 
     /// A short name, e.g. `memory-limit`.
@@ -70,6 +74,7 @@ impl FaultKind {
             FaultKind::Timeout => "timeout",
             FaultKind::MemoryLimit => "memory-limit",
             FaultKind::AbsurdOutput => "absurd-output",
+            FaultKind::Blocking => "blocking-call",
         }
     }
 }

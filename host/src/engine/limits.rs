@@ -14,6 +14,14 @@ pub const DEFAULT_DEADLINE_MS: u64 = 50;
 pub const DEFAULT_MEMORY_MIB: u64 = 64;
 /// The longest deadline a policy may ask for, in milliseconds.
 pub const MAX_DEADLINE_MS: u64 = 10_000;
+/// A policy's log budget per tick when none is configured, in bytes.
+pub const DEFAULT_LOG_BYTES_PER_TICK: u64 = 4096;
+/// The largest log budget a policy may ask for, in bytes per tick.
+pub const MAX_LOG_BYTES_PER_TICK: u64 = 1 << 20;
+/// The largest snapshot when none is configured, in MiB.
+pub const DEFAULT_SNAPSHOT_MIB: u64 = 16;
+/// The largest snapshot a policy may ask for, in MiB.
+pub const MAX_SNAPSHOT_MIB: u64 = 256;
 
 /// What one policy may use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,6 +35,11 @@ pub struct Limits {
     pub max_actions: u32,
     /// Most forecasts (load plus failure) one `predict` may return.
     pub max_forecasts: u32,
+    /// Bytes of log messages and output lines written per tick; the rest is counted and
+    /// reported as suppressed.
+    pub log_bytes_per_tick: u64,
+    /// Largest state `snapshot` may hand to a successor, in MiB.
+    pub snapshot_mib: u64,
 }
 
 impl Default for Limits {
@@ -36,6 +49,8 @@ impl Default for Limits {
             memory_mib: DEFAULT_MEMORY_MIB,
             max_actions: 1024,
             max_forecasts: 262_144,
+            log_bytes_per_tick: DEFAULT_LOG_BYTES_PER_TICK,
+            snapshot_mib: DEFAULT_SNAPSHOT_MIB,
         }
     }
 }
@@ -65,6 +80,18 @@ pub fn split_settings(settings: &str, max_memory_mib: u64) -> Result<(Limits, St
         return Err(Error::Settings(format!(
             "invalid [limits]: memory_mib must be between 1 and the host's ceiling of {max_memory_mib}, got {}",
             limits.memory_mib
+        )));
+    }
+    if limits.log_bytes_per_tick > MAX_LOG_BYTES_PER_TICK {
+        return Err(Error::Settings(format!(
+            "invalid [limits]: log_bytes_per_tick must be at most {MAX_LOG_BYTES_PER_TICK}, got {}",
+            limits.log_bytes_per_tick
+        )));
+    }
+    if limits.snapshot_mib == 0 || limits.snapshot_mib > MAX_SNAPSHOT_MIB {
+        return Err(Error::Settings(format!(
+            "invalid [limits]: snapshot_mib must be between 1 and {MAX_SNAPSHOT_MIB}, got {}",
+            limits.snapshot_mib
         )));
     }
     let rest = if table.is_empty() {
@@ -98,6 +125,11 @@ mod tests {
             ("[limits]\ndeadline_ms = 0", "deadline_ms"),
             ("[limits]\nmemory_mib = 4096", "memory_mib"),
             ("[limits]\nfuel = 1", "fuel"),
+            ("[limits]\nsnapshot_mib = 0", "snapshot_mib"),
+            (
+                "[limits]\nlog_bytes_per_tick = 99999999999",
+                "log_bytes_per_tick",
+            ),
             ("high = ", "not valid TOML"),
         ] {
             let err = split_settings(toml, 1024).expect_err(toml).to_string();

@@ -12,12 +12,15 @@ mod cache;
 mod ctx;
 mod error;
 mod limits;
+mod nonblocking;
 pub mod output;
 mod runtime;
 mod slot;
 mod stdio;
+pub mod text;
 pub mod tick_loop;
 mod version;
+mod voice;
 pub mod watch;
 mod wit;
 
@@ -35,7 +38,10 @@ pub use limits::{DEFAULT_DEADLINE_MS, DEFAULT_MEMORY_MIB, Limits, split_settings
 pub use runtime::{Determinism, Runtime, RuntimeOptions};
 pub use shardcast_sdk::validate::{ChurnLimits, Facts, MoveHistory, Verdict, validate};
 pub use slot::{MAX_CONSECUTIVE_FAULTS, Slot, SlotStatus, SwapHandle};
-pub use version::{LiveInstance, PolicyVersion, Role, World};
+pub use version::{LiveInstance, PolicyVersion, Role, World, world_of};
+
+/// Rejections written to the log one by one per tick; the rest are counted.
+const LOGGED_REJECTIONS: usize = 16;
 
 /// What one tick produced.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -168,8 +174,15 @@ impl PolicyEngine {
         faults.extend(f);
         let policy_us = started.elapsed().as_micros() as u64;
         let verdict = validate(actions, &*view, &self.churn, &mut self.history);
-        for r in &verdict.rejected {
+        for r in verdict.rejected.iter().take(LOGGED_REJECTIONS) {
             tracing::info!(tick = view.tick, reason = r.reason.name(), "{}", r.message);
+        }
+        if verdict.rejected.len() > LOGGED_REJECTIONS {
+            tracing::info!(
+                tick = view.tick,
+                "{} more rejections this tick (all of them are in the decision log's count and the policy's next view)",
+                verdict.rejected.len() - LOGGED_REJECTIONS
+            );
         }
         self.last_rejections = verdict.rejected.clone();
         TickReport {

@@ -30,10 +30,22 @@ pub fn check_predictions(
         if numbers.iter().any(|x| !x.is_finite()) {
             return Err(format!("load forecast #{i} has a NaN or infinite value"));
         }
-        if f.low > f.high || !(f.confidence > 0.0 && f.confidence < 1.0) {
+        if f.low > f.high {
             return Err(format!(
-                "load forecast #{i} has low {} > high {} or confidence {} outside (0, 1)",
-                f.low, f.high, f.confidence
+                "load forecast #{i} has low {} above high {}",
+                f.low, f.high
+            ));
+        }
+        if !(f.confidence > 0.0 && f.confidence < 1.0) {
+            return Err(format!(
+                "load forecast #{i} has confidence {} outside (0, 1)",
+                f.confidence
+            ));
+        }
+        if !(f.low <= f.expected && f.expected <= f.high) {
+            return Err(format!(
+                "load forecast #{i} expects {} outside its own interval [{}, {}]",
+                f.expected, f.low, f.high
             ));
         }
         let known = match f.scope {
@@ -49,7 +61,7 @@ pub fn check_predictions(
         }
     }
     for (i, f) in p.failures.iter().enumerate() {
-        if !(0.0..=1.0).contains(&f.probability) {
+        if !f.probability.is_finite() || !(0.0..=1.0).contains(&f.probability) {
             return Err(format!(
                 "failure risk #{i} has probability {} outside [0, 1]",
                 f.probability
@@ -147,6 +159,17 @@ mod tests {
                 .unwrap_err()
                 .contains("does not exist")
         );
+        let mut confidence = ok.clone();
+        confidence.load[0].confidence = 1.5;
+        let err = check_predictions(&confidence, &view, &limits).unwrap_err();
+        assert!(
+            err.contains("confidence 1.5") && !err.contains("low"),
+            "{err}"
+        );
+        let mut inverted = ok.clone();
+        inverted.load[0].low = 9.0;
+        let err = check_predictions(&inverted, &view, &limits).unwrap_err();
+        assert!(err.contains("low 9 above high 6"), "{err}");
         let mut prob = ok.clone();
         prob.failures[0].probability = 1.5;
         assert!(

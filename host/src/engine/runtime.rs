@@ -2,7 +2,8 @@
 //!
 //! One `Runtime` serves every policy of a host. It is configured for containment: the
 //! pooling allocator with a hard ceiling on memory, epoch interruption driven by a
-//! background ticker, and WASI linked with no files, no network and no environment.
+//! background ticker, and WASI linked with no files, no network, no environment and no
+//! blocking call.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use super::cache::ArtifactCache;
 use super::ctx::{MemoryCap, PolicyCtx};
 use super::error::{Error, one_line};
 use super::stdio::{GuestOutput, Stream};
+use super::voice::Voice;
 use super::wit::Policy;
 
 /// How often the epoch advances; deadlines are counted in these ticks.
@@ -151,6 +153,8 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|e| Error::Runtime(format!("{e:#}")))?;
+        super::nonblocking::add_to_linker(&mut linker)
+            .map_err(|e| Error::Runtime(format!("{e:#}")))?;
         Policy::add_to_linker::<PolicyCtx, wasmtime::component::HasSelf<PolicyCtx>>(
             &mut linker,
             |ctx| ctx,
@@ -194,11 +198,12 @@ impl Runtime {
         }
     }
 
-    /// A fresh store for one policy instance, with its memory cap.
-    pub fn store(&self, label: Arc<str>, memory_mib: u64) -> Store<PolicyCtx> {
+    /// A fresh store for one policy instance, with its memory cap, speaking through
+    /// `voice`.
+    pub fn store(&self, voice: Arc<Voice>, memory_mib: u64) -> Store<PolicyCtx> {
         let mut wasi = WasiCtxBuilder::new();
-        wasi.stdout(GuestOutput::new(label.clone(), Stream::Stdout))
-            .stderr(GuestOutput::new(label.clone(), Stream::Stderr))
+        wasi.stdout(GuestOutput::new(voice.clone(), Stream::Stdout))
+            .stderr(GuestOutput::new(voice.clone(), Stream::Stderr))
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);
@@ -211,7 +216,7 @@ impl Runtime {
                 .insecure_random_seed(u128::from(d.seed));
         }
         let ctx = PolicyCtx {
-            label,
+            voice,
             wasi: wasi.build(),
             table: ResourceTable::new(),
             memory: MemoryCap {

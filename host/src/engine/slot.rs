@@ -49,14 +49,20 @@ pub struct SlotStatus {
     pub last_error: Option<String>,
     /// True when the running version faulted too often and is disabled.
     pub disabled: bool,
+    /// Swaps whose state hand-over failed, so that the new version started fresh.
+    pub fresh_starts: u64,
+    /// Why the last failed hand-over failed.
+    pub last_handover_error: Option<String>,
 }
 
 /// A configured instance waiting to be swapped in.
 pub struct Candidate {
     live: LiveInstance,
+    /// Swap in with fresh state, without asking the running version for its state.
+    forced: bool,
 }
 
-/// Prepares candidates off the tick path and hands them to the slot.
+/// Prepares candidates off the tick path and hands them to the slot; asks for rollbacks.
 #[derive(Clone)]
 pub struct SwapHandle {
     runtime: Arc<Runtime>,
@@ -71,10 +77,25 @@ impl SwapHandle {
     /// Compile, type-check and configure `bytes` with `settings`, then leave it to be
     /// swapped in at the start of the next tick. On error the running version is untouched.
     pub fn propose(&self, bytes: &[u8], settings: &str) -> Result<Arc<PolicyVersion>, Error> {
+        self.stage(bytes, settings, false)
+    }
+
+    /// Like [`SwapHandle::propose`], but the candidate starts with fresh state: the running
+    /// version is not asked for its state, so nothing it does can keep the candidate out.
+    pub fn force(&self, bytes: &[u8], settings: &str) -> Result<Arc<PolicyVersion>, Error> {
+        self.stage(bytes, settings, true)
+    }
+
+    fn stage(
+        &self,
+        bytes: &[u8],
+        settings: &str,
+        forced: bool,
+    ) -> Result<Arc<PolicyVersion>, Error> {
         match PolicyVersion::load(&self.runtime, bytes, settings, self.role) {
             Ok((version, live)) => {
-                tracing::info!(role = self.role.name(), policy = %version.label(), sha256 = %version.sha256, "candidate ready; swapping at the next tick");
-                *lock(&self.pending) = Some(Candidate { live });
+                tracing::info!(role = self.role.name(), policy = %version.label(), sha256 = %version.sha256, forced, "candidate ready; swapping at the next tick");
+                *lock(&self.pending) = Some(Candidate { live, forced });
                 Ok(version)
             }
             Err(e) => {
@@ -170,6 +191,9 @@ impl Slot {
     /// Start a tick: a clean previous tick clears the fault streak, then any pending swap
     /// or rollback takes effect.
     pub fn begin_tick(&mut self) {
+        if let Some(live) = &self.live {
+            live.settle_log();
+        }
         if !std::mem::take(&mut self.faulted) {
             self.consecutive_faults = 0;
         }
@@ -177,33 +201,42 @@ impl Slot {
     }
 
     /// Swap in a pending candidate or honour a rollback request. Called between ticks.
+    ///
+    /// The running version hands its state to the candidate (`snapshot`, then `restore`).
+    /// When the hand-over fails, whichever side fails, the candidate starts with fresh state
+    /// and the log says so: the operator's choice of version wins over the old version's
+    /// state.
     pub fn adopt_pending(&mut self) {
-        if std::mem::take(&mut *lock(&self.handle.rollback)) {
-            self.roll_back("operator asked for a rollback");
+        if std::mem::take(&mut *lock(&self.handle.rollback))
+            && !self.roll_back("the operator asked for a rollback")
+        {
+            tracing::warn!(
+                role = self.role.name(),
+                "rollback asked for, but there is no earlier version to roll back to"
+            );
         }
-        let Some(Candidate { mut live }) = lock(&self.handle.pending).take() else {
+        let Some(Candidate { mut live, forced }) = lock(&self.handle.pending).take() else {
             return;
         };
         let label = live.version().label();
-        if let Some(old) = self.live.as_mut() {
-            let handed = old.snapshot().map_err(|f| f.to_string()).and_then(|state| {
-                if state.is_empty() {
-                    return Ok(());
-                }
-                match live.restore(&state) {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(refusal)) => Err(format!(
-                        "{label} refused its predecessor's state: {refusal}"
-                    )),
-                    Err(fault) => Err(fault.to_string()),
-                }
-            });
-            if let Err(e) = handed {
-                tracing::error!(role = self.role.name(), policy = %label, error = %e, "state hand-over failed; the running version stays");
-                self.handle.refused.store(Some(Arc::new(format!(
-                    "candidate {label} refused: state hand-over failed: {e}"
-                ))));
-                return;
+        if forced {
+            tracing::warn!(role = self.role.name(), policy = %label, "forced swap: the candidate starts with fresh state");
+        } else if let Some(old) = self.live.as_mut() {
+            if let Err(e) = hand_over(old, &mut live) {
+                tracing::warn!(role = self.role.name(), policy = %label, error = %e, "state hand-over failed; the candidate starts with fresh state");
+                // A failed restore may have left half a state behind: start it again.
+                live = match live.version().clone().instantiate() {
+                    Ok(fresh) => fresh,
+                    Err(e) => {
+                        tracing::error!(role = self.role.name(), policy = %label, error = %e, "candidate refused: it cannot start fresh; the running version stays");
+                        self.handle.refused.store(Some(Arc::new(format!(
+                            "candidate {label} refused: it cannot start fresh: {e}"
+                        ))));
+                        return;
+                    }
+                };
+                self.status.fresh_starts += 1;
+                self.status.last_handover_error = Some(e);
             }
         }
         if self.proven {
@@ -357,6 +390,22 @@ impl Slot {
         self.status.sha256 = self.active.as_ref().map(|v| v.sha256.clone());
         self.status.fallback = self.fallback.as_ref().map(|v| v.label());
         self.handle.status.store(Arc::new(self.status.clone()));
+    }
+}
+
+/// Hand `old`'s state to `new`: `snapshot` (bounded in size and time), then `restore`.
+fn hand_over(old: &mut LiveInstance, new: &mut LiveInstance) -> Result<(), String> {
+    let state = old.snapshot().map_err(|f| f.to_string())?;
+    if state.is_empty() {
+        return Ok(());
+    }
+    match new.restore(&state) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(refusal)) => Err(format!(
+            "{} refused its predecessor's state: {refusal}",
+            new.version().label()
+        )),
+        Err(fault) => Err(fault.to_string()),
     }
 }
 

@@ -1,4 +1,4 @@
-//! A policy's stdout and stderr, turned into `tracing` events under the policy's name.
+//! A policy's stdout and stderr, turned into lines of its [`Voice`].
 //!
 //! Output is split into lines; a line longer than [`MAX_LINE`] is cut, so a policy that
 //! prints without newlines cannot grow the host's memory.
@@ -8,8 +8,11 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use shardcast_sdk::types::Level;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+
+use super::voice::Voice;
 
 /// Longest line kept, in bytes.
 pub const MAX_LINE: usize = 4096;
@@ -26,16 +29,16 @@ pub enum Stream {
 /// One of a policy's output streams.
 #[derive(Clone)]
 pub struct GuestOutput {
-    label: Arc<str>,
+    voice: Arc<Voice>,
     stream: Stream,
     line: Arc<Mutex<Vec<u8>>>,
 }
 
 impl GuestOutput {
-    /// A stream whose lines are logged with `policy = label`.
-    pub fn new(label: Arc<str>, stream: Stream) -> Self {
+    /// A stream whose lines `voice` says.
+    pub fn new(voice: Arc<Voice>, stream: Stream) -> Self {
         GuestOutput {
-            label,
+            voice,
             stream,
             line: Arc::new(Mutex::new(Vec::new())),
         }
@@ -56,8 +59,8 @@ impl GuestOutput {
     fn emit(&self, line: &[u8]) {
         let text = String::from_utf8_lossy(line);
         match self.stream {
-            Stream::Stdout => tracing::info!(policy = %self.label, stream = "stdout", "{text}"),
-            Stream::Stderr => tracing::warn!(policy = %self.label, stream = "stderr", "{text}"),
+            Stream::Stdout => self.voice.say(Level::Info, "stdout", &text),
+            Stream::Stderr => self.voice.say(Level::Warn, "stderr", &text),
         }
     }
 }

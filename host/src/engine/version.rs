@@ -15,7 +15,10 @@ use super::cache::sha256_hex;
 use super::ctx::{PolicyCtx, SharedView};
 use super::error::{Error, Fault, FaultKind, one_line};
 use super::limits::{Limits, split_settings};
+use super::nonblocking::Blocked;
 use super::runtime::{EPOCH_TICK, Runtime};
+use super::text;
+use super::voice::Voice;
 use super::wit::{forecast, lifecycle, placement};
 
 /// The world a component implements, from its exports.
@@ -131,28 +134,7 @@ impl PolicyVersion {
         role: Role,
     ) -> Result<(Arc<Self>, LiveInstance), Error> {
         let (limits, policy_settings) = split_settings(settings, runtime.options().max_memory_mib)?;
-        let component = runtime.compile(bytes)?;
-        let pre = runtime
-            .linker()
-            .instantiate_pre(&component)
-            .map_err(|e| Error::Link(format!("{e:#}")))?;
-        let lifecycle = lifecycle::GuestIndices::new(&pre).map_err(|_| {
-            Error::WrongWorld(
-                "the component does not export shardcast:policy/lifecycle@0.1.0; build it with shardcast-sdk's export_predictor!, export_planner! or export_policy!".into(),
-            )
-        })?;
-        let forecast = forecast::GuestIndices::new(&pre).ok();
-        let placement = placement::GuestIndices::new(&pre).ok();
-        let world = match (forecast.is_some(), placement.is_some()) {
-            (true, true) => World::Policy,
-            (true, false) => World::Predictor,
-            (false, true) => World::Planner,
-            (false, false) => {
-                return Err(Error::WrongWorld(
-                    "the component exports neither shardcast:policy/forecast nor shardcast:policy/placement".into(),
-                ));
-            }
-        };
+        let (linked, world) = link(runtime, bytes)?;
         if !world.serves(role) {
             return Err(Error::WrongWorld(format!(
                 "the component implements world `{}` but the {} slot needs world `{}`",
@@ -165,26 +147,20 @@ impl PolicyVersion {
                 }
             )));
         }
-        let linked = Linked {
-            runtime: runtime.clone(),
-            pre,
-            indices: Indices {
-                lifecycle,
-                forecast,
-                placement,
-            },
-        };
-        let mut parts = Parts::start(&linked, "unnamed@?".into(), limits)?;
+        // Until it says its name, a component is known by its digest.
+        let sha256 = sha256_hex(bytes);
+        let unnamed: Arc<str> = format!("component sha256:{}", &sha256[..12]).into();
+        let mut parts = Parts::start(&linked, unnamed, limits)?;
         let info = parts.describe().map_err(Error::Fault)?;
         let version = Arc::new(PolicyVersion {
             info,
             world,
-            sha256: sha256_hex(bytes),
+            sha256,
             limits,
             settings: policy_settings,
             linked,
         });
-        parts.store.data_mut().label = version.label().into();
+        parts.store.data().voice.rename(version.label().into());
         let mut first = LiveInstance { version, parts };
         first.configure()?;
         Ok((version_of(&first), first))
@@ -202,6 +178,47 @@ impl PolicyVersion {
     }
 }
 
+/// The world of the component `bytes`, from its exports, without running any of it.
+pub fn world_of(runtime: &Arc<Runtime>, bytes: &[u8]) -> Result<World, Error> {
+    link(runtime, bytes).map(|(_, world)| world)
+}
+
+/// Compile, link and index `bytes`; which world its exports make it.
+fn link(runtime: &Arc<Runtime>, bytes: &[u8]) -> Result<(Linked, World), Error> {
+    let component = runtime.compile(bytes)?;
+    let pre = runtime
+        .linker()
+        .instantiate_pre(&component)
+        .map_err(|e| Error::Link(format!("{e:#}")))?;
+    let lifecycle = lifecycle::GuestIndices::new(&pre).map_err(|_| {
+            Error::WrongWorld(
+                "the component does not export shardcast:policy/lifecycle@0.1.0; build it with shardcast-sdk's export_predictor!, export_planner! or export_policy!".into(),
+            )
+        })?;
+    let forecast = forecast::GuestIndices::new(&pre).ok();
+    let placement = placement::GuestIndices::new(&pre).ok();
+    let world = match (forecast.is_some(), placement.is_some()) {
+        (true, true) => World::Policy,
+        (true, false) => World::Predictor,
+        (false, true) => World::Planner,
+        (false, false) => {
+            return Err(Error::WrongWorld(
+                    "the component exports neither shardcast:policy/forecast nor shardcast:policy/placement".into(),
+                ));
+        }
+    };
+    let linked = Linked {
+        runtime: runtime.clone(),
+        pre,
+        indices: Indices {
+            lifecycle,
+            forecast,
+            placement,
+        },
+    };
+    Ok((linked, world))
+}
+
 fn version_of(live: &LiveInstance) -> Arc<PolicyVersion> {
     live.version.clone()
 }
@@ -217,7 +234,8 @@ struct Parts {
 
 impl Parts {
     fn start(linked: &Linked, label: Arc<str>, limits: Limits) -> Result<Self, Error> {
-        let mut store = linked.runtime.store(label.clone(), limits.memory_mib);
+        let voice = Voice::new(label.clone(), limits.log_bytes_per_tick);
+        let mut store = linked.runtime.store(voice, limits.memory_mib);
         store.set_epoch_deadline(deadline_ticks(limits.deadline_ms));
         let instance = linked
             .pre
@@ -263,14 +281,20 @@ impl Parts {
         let result = f(self);
         self.store.data_mut().view = None;
         result.map_err(|e| {
-            let label = self.store.data().label.clone();
+            let label = self.store.data().voice.label();
             classify(&e, &self.store, name, &label, limits)
         })
     }
 
+    /// Call `describe`; what the policy says of itself is cleaned and cut to length.
     fn describe(&mut self) -> Result<PolicyInfo, Fault> {
-        self.call("describe", None, |me| {
+        let info: PolicyInfo = self.call("describe", None, |me| {
             me.lifecycle.call_describe(&mut me.store).map(Into::into)
+        })?;
+        Ok(PolicyInfo {
+            name: text::clean(&info.name, text::MAX_NAME),
+            version: text::clean(&info.version, text::MAX_NAME),
+            summary: text::clean(&info.summary, text::MAX_SUMMARY),
         })
     }
 }
@@ -301,25 +325,46 @@ impl LiveInstance {
         match result {
             Ok(Ok(())) => Ok(()),
             Ok(Err(message)) => Err(Error::Settings(format!(
-                "policy {} refused its settings: {message}",
-                self.version.label()
+                "policy {} refused its settings: {}",
+                self.version.label(),
+                text::clean(&message, text::MAX_MESSAGE)
             ))),
             Err(fault) => Err(Error::Fault(fault)),
         }
     }
 
-    /// Call `snapshot`.
-    pub fn snapshot(&mut self) -> Result<Vec<u8>, Fault> {
-        self.parts.call("snapshot", None, |me| {
-            me.lifecycle.call_snapshot(&mut me.store)
-        })
+    /// Start a new log budget period, reporting what the last one suppressed.
+    pub fn settle_log(&self) -> u64 {
+        self.parts.store.data().voice.settle()
     }
 
-    /// Call `restore`; a refusal comes back as the policy's message.
+    /// Call `snapshot`. A state larger than `[limits] snapshot_mib` is absurd output.
+    pub fn snapshot(&mut self) -> Result<Vec<u8>, Fault> {
+        let state = self.parts.call("snapshot", None, |me| {
+            me.lifecycle.call_snapshot(&mut me.store)
+        })?;
+        let limit = self.version.limits.snapshot_mib << 20;
+        if state.len() as u64 > limit {
+            return Err(Fault {
+                kind: FaultKind::AbsurdOutput,
+                call: "snapshot",
+                policy: self.version.label(),
+                detail: format!(
+                    "returned a state of {} bytes, more than the limit of {} MiB (raise [limits] snapshot_mib)",
+                    state.len(),
+                    self.version.limits.snapshot_mib
+                ),
+            });
+        }
+        Ok(state)
+    }
+
+    /// Call `restore`; a refusal comes back as the policy's message, cleaned.
     pub fn restore(&mut self, state: &[u8]) -> Result<Result<(), String>, Fault> {
-        self.parts.call("restore", None, |me| {
+        let answer = self.parts.call("restore", None, |me| {
             me.lifecycle.call_restore(&mut me.store, state)
-        })
+        })?;
+        Ok(answer.map_err(|m| text::clean(&m, text::MAX_MESSAGE)))
     }
 
     /// Call `predict`. A planner-only instance predicts nothing.
@@ -372,6 +417,8 @@ fn classify(
                 limits.memory_mib
             ),
         )
+    } else if let Some(blocked) = e.downcast_ref::<Blocked>() {
+        (FaultKind::Blocking, blocked.to_string())
     } else if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
         (
             FaultKind::Timeout,
@@ -386,7 +433,7 @@ fn classify(
             Some(Trap::UnreachableCodeReached) => {
                 "wasm `unreachable` executed: the policy panicked or aborted (its stderr is in the log)".to_owned()
             }
-            Some(trap) => format!("wasm trap: {trap}"),
+            Some(trap) => trap.to_string(),
             None => one_line(&format!("{}", e.root_cause())),
         };
         (FaultKind::Trap, trap)

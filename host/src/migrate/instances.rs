@@ -3,7 +3,8 @@
 //!
 //! Instance states live in the segment table (versioned, saved with it), so a restart keeps
 //! them; a draining instance takes no new segments because moves to a non-active target are
-//! refused.
+//! refused, and an instance becomes standby only once no migration onto it is in flight
+//! (a migration's flip also checks that its target is still active).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +41,13 @@ impl Executor {
         Ok((next.epoch, self.save(next)))
     }
 
+    /// True while a migration onto `id` is in flight.
+    fn incoming(&self, id: InstanceId) -> bool {
+        lock(&self.migrations)
+            .iter()
+            .any(|m| m.target == id && m.outcome == shardcast_sdk::types::MigrationOutcome::Running)
+    }
+
     fn applied(&self, policy: &str, action: &Action, epoch: u64) {
         self.log(&Decision::Applied {
             at_ms: now_ms(),
@@ -60,9 +68,7 @@ impl Executor {
         }
         match self.set_state(id, InstanceState::Active) {
             Ok((epoch, saved)) => {
-                if let Err(e) = durable::wait(saved) {
-                    tracing::error!(error = %e, "the activation is live but not saved");
-                }
+                self.saved_later(saved, "an activation");
                 tracing::info!(instance = id, "standby instance activated");
                 self.applied(policy, action, epoch);
             }
@@ -97,9 +103,7 @@ impl Executor {
         };
         match self.set_state(id, InstanceState::Draining) {
             Ok((epoch, saved)) => {
-                if let Err(e) = durable::wait(saved) {
-                    tracing::error!(error = %e, "the drain is live but not saved");
-                }
+                self.saved_later(saved, "a drain");
                 self.applied(policy, action, epoch)
             }
             Err(e) => return self.refuse(policy, action, RejectionReason::Busy, &e),
@@ -118,13 +122,24 @@ impl Executor {
         loop {
             let table = self.topology.table();
             let Some(segment) = table.segments.iter().find(|s| s.owner == id).copied() else {
+                // A migration onto it that started before the drain may still flip: wait
+                // for it, then move its segment off too.
+                if self.incoming(id) {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
                 match self.set_state(id, InstanceState::Standby) {
                     Ok((epoch, saved)) => {
                         if let Err(e) = durable::settled(saved).await {
                             tracing::error!(error = %e, "the drained state is live but not saved");
                         }
                         tracing::info!(instance = id, "drained; now standby");
-                        self.applied(policy, action, epoch);
+                        self.log(&Decision::Drained {
+                            at_ms: now_ms(),
+                            policy,
+                            instance: id,
+                            epoch,
+                        });
                     }
                     Err(e) => self.refuse(policy, action, RejectionReason::Busy, &e),
                 }

@@ -8,7 +8,8 @@
 //! - instance actions (`instances`): activate a standby, drain an instance;
 //! - recovery (`recover`): after a crash, every unfinished migration is resumed (past the
 //!   flip) or rolled back (before it);
-//! - stray copies (`stray`): keys an unreachable instance kept, deleted once it answers.
+//! - stray copies (`stray`): keys an unreachable instance kept, deleted once it answers;
+//! - [`tick_record`]: a tick's line in the decision log, bounded in size.
 //!
 //! The executor owns the segment table's changes: a migration's flip and the table-only
 //! split and merge go through one lock, are saved (when a state directory is configured),
@@ -24,6 +25,7 @@ mod moves;
 mod recover;
 pub mod segment;
 mod stray;
+pub mod tick_record;
 
 use std::fs::File;
 use std::io::Write;
@@ -51,6 +53,9 @@ const RECENT: usize = 64;
 
 /// Refusals kept for the next tick's view (the oldest go first).
 const REFUSALS: usize = 256;
+
+/// Refusals written to the logs per tick; the rest are counted in one line.
+const REFUSALS_LOGGED: usize = 16;
 
 /// The first back-off after a cutover that pinned writes kept waiting; it doubles with each
 /// such failure of the same segment, up to [`BACKOFF_MAX`].
@@ -146,8 +151,8 @@ pub struct Executor {
     strays: Mutex<Vec<stray::Stray>>,
     /// Slot ranges a sweep is deleting from now: no move of them may start.
     sweeping: Mutex<Vec<std::ops::RangeInclusive<u16>>>,
-    /// Refusals since the last tick's view took them.
-    refusals: Mutex<Vec<Rejection>>,
+    /// Refusals since the last tick's view took them, and how many there were in all.
+    refusals: Mutex<(Vec<Rejection>, usize)>,
     /// Segments whose moves back off: until when, and after how many failures.
     backoff: Mutex<std::collections::HashMap<SegmentId, (Instant, u32)>>,
 }
@@ -159,7 +164,7 @@ enum Decision<'a> {
     Tick {
         at_ms: u64,
         #[serde(flatten)]
-        report: &'a TickReport,
+        report: tick_record::TickRecord<'a>,
     },
     Outcome {
         at_ms: u64,
@@ -177,6 +182,15 @@ enum Decision<'a> {
         at_ms: u64,
         policy: &'a str,
         action: &'a Action,
+        epoch: u64,
+    },
+    /// Refusals of one tick past those logged one by one.
+    RefusalsCut { at_ms: u64, count: usize },
+    /// A drain applied earlier has moved everything off: the instance is standby.
+    Drained {
+        at_ms: u64,
+        policy: &'a str,
+        instance: InstanceId,
         epoch: u64,
     },
 }
@@ -261,7 +275,7 @@ impl Executor {
             runtime: std::sync::OnceLock::new(),
             strays: Mutex::new(Vec::new()),
             sweeping: Mutex::new(Vec::new()),
-            refusals: Mutex::new(Vec::new()),
+            refusals: Mutex::new((Vec::new(), 0)),
             backoff: Mutex::new(std::collections::HashMap::new()),
         }))
     }
@@ -280,7 +294,19 @@ impl Executor {
 
     /// The executor's refusals since the last call, for the next tick's view.
     pub fn take_refusals(&self) -> Vec<Rejection> {
-        std::mem::take(&mut *lock(&self.refusals))
+        let (refusals, count) = std::mem::take(&mut *lock(&self.refusals));
+        if count > REFUSALS_LOGGED {
+            let unlogged = count - REFUSALS_LOGGED;
+            tracing::info!(
+                unlogged,
+                "more refusals by the executor this tick than the log takes"
+            );
+            self.log(&Decision::RefusalsCut {
+                at_ms: now_ms(),
+                count: unlogged,
+            });
+        }
+        refusals
     }
 
     /// How long moves of `segment` still back off, if they do.
@@ -329,7 +355,7 @@ impl Executor {
     pub fn log_tick(&self, report: &TickReport) {
         self.log(&Decision::Tick {
             at_ms: now_ms(),
-            report,
+            report: tick_record::TickRecord::of(report),
         });
     }
 
@@ -368,18 +394,24 @@ impl Executor {
     /// Refuse `action`: logged, in the decision log, and shown to the policy on its next
     /// tick as a rejection of `kind`.
     fn refuse(&self, policy: &str, action: &Action, kind: RejectionReason, reason: &str) {
-        tracing::info!(action = %action.describe(), reason, "executor refused an action");
-        {
+        let count = {
             let mut refusals = lock(&self.refusals);
-            if refusals.len() >= REFUSALS {
-                refusals.remove(0);
+            let (list, count) = &mut *refusals;
+            if list.len() >= REFUSALS {
+                list.remove(0);
             }
-            refusals.push(Rejection {
+            list.push(Rejection {
                 action: *action,
                 reason: kind,
                 message: format!("executor: {reason}"),
             });
+            *count += 1;
+            *count
+        };
+        if count > REFUSALS_LOGGED {
+            return;
         }
+        tracing::info!(action = %action.describe(), reason, "executor refused an action");
         self.log(&Decision::Refused {
             at_ms: now_ms(),
             policy,
@@ -441,17 +473,32 @@ impl Executor {
             next
         };
         let epoch = next.epoch;
-        // A table-only change moves no data: published first, then saved (a crash in
-        // between leaves the older table, which still routes every key right).
-        if let Err(e) = durable::wait(self.save(next)) {
-            tracing::error!(error = %e, "a table change is live but not saved; the next save includes it");
-        }
+        // A table-only change moves no data: published first, then saved off the caller's
+        // thread (a crash in between leaves the older table, which still routes every key
+        // right).
+        self.saved_later(self.save(next), "a split or merge");
         self.log(&Decision::Applied {
             at_ms: now_ms(),
             policy,
             action,
             epoch,
         });
+    }
+
+    /// Report a save's failure when it settles, without waiting for it here: the tick
+    /// thread never waits for the disk.
+    fn saved_later(&self, saved: durable::Outcome, what: &'static str) {
+        let report = move |r: Result<(), String>| {
+            if let Err(e) = r {
+                tracing::error!(error = %e, "{what} is live but not saved; the next save includes it");
+            }
+        };
+        match self.runtime.get() {
+            Some(rt) => {
+                rt.spawn(async move { report(durable::settled(saved).await) });
+            }
+            None => report(durable::wait(saved)),
+        }
     }
 
     /// Queue `table` to be saved (by the durability thread).
@@ -466,6 +513,13 @@ impl Executor {
         let epoch = {
             let _table = lock(&self.table_lock);
             let table = self.topology.table();
+            let target = self.topology.state(plan.target);
+            if target != shardcast_sdk::types::InstanceState::Active {
+                return Err(format!(
+                    "the target is {} now, no longer active",
+                    target.name()
+                ));
+            }
             match table.segments.iter().find(|s| s.id == plan.segment) {
                 Some(s) if (s.slot_start..=s.slot_end) == plan.range => table.epoch + 1,
                 Some(_) => return Err("the segment was split or merged meanwhile".into()),
