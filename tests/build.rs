@@ -41,6 +41,16 @@ const POLICIES: &[(&str, &str, &str)] = &[
     ),
     ("HOT_SHED", "hot-shed", "hot_shed"),
     (
+        "IMPOSTOR",
+        "shardcast-test-impostor",
+        "shardcast_test_impostor",
+    ),
+    (
+        "STUCK_DESCRIBE",
+        "shardcast-test-stuck-describe",
+        "shardcast_test_stuck_describe",
+    ),
+    (
         "PING_PONG",
         "shardcast-test-ping-pong",
         "shardcast_test_ping_pong",

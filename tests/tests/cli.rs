@@ -121,3 +121,52 @@ fn bench_reports_wasm_and_native_for_shipped_policies() {
     .expect("bench runs");
     assert!(out.contains("native  not linked in"), "{out}");
 }
+
+/// `policy check` of the hostile policy in `mode`; the error text when it fails.
+fn check_hostile(mode: &str) -> Result<String, String> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let settings = dir.path().join("hostile.toml");
+    std::fs::write(&settings, format!("mode = \"{mode}\"\n")).expect("write");
+    shardcast(&[
+        "policy",
+        "check",
+        artifacts::HOSTILE,
+        "--settings",
+        settings.to_str().expect("utf-8"),
+    ])
+    .map_err(|e| format!("{e:#}"))
+}
+
+#[test]
+fn check_runs_the_engines_own_containment_and_validation() {
+    for (mode, expected) in [
+        ("inverted-interval", "low 2 above high 0"),
+        ("overconfident", "confidence 1.5 outside (0, 1)"),
+        ("impossible-risk", "probability 1.5 outside [0, 1]"),
+        ("nan", "NaN"),
+        ("sleep", "blocking-call in plan()"),
+        ("sleep-configure", "blocking-call in configure()"),
+        ("spin", "timeout in plan()"),
+        (
+            "snapshot-garbage",
+            "hand-over to a fresh copy of itself failed",
+        ),
+        ("memory-bomb", "memory-limit in plan()"),
+    ] {
+        let err = check_hostile(mode).expect_err(mode);
+        assert!(err.contains(expected), "{mode}: {err}");
+        assert!(!err.contains('\n'), "{mode}: one line: {err}");
+    }
+    let out = check_hostile("calm").expect("a calm policy checks");
+    assert!(out.ends_with("ok\n"), "{out}");
+    let out = check_hostile("invalid").expect("rejected actions are not a fault");
+    assert!(out.contains("rejected  "), "{out}");
+}
+
+#[test]
+fn check_names_a_fault_in_describe() {
+    let err = shardcast(&["policy", "check", artifacts::STUCK_DESCRIBE]).expect_err("stuck");
+    let text = format!("{err:#}");
+    assert!(text.contains("timeout in describe()"), "{text}");
+    assert!(!text.contains("wrong world"), "{text}");
+}

@@ -32,6 +32,40 @@ pub enum Mode {
     /// Forecast the wall clock (as `expected`, in ms) and a random number (as `high`), to
     /// show whether the host made them deterministic.
     Entropy,
+    /// Sleep for a minute in `plan` (a WASI clock wait, which is host code).
+    Sleep,
+    /// Sleep for a minute in `configure`.
+    SleepConfigure,
+    /// Hand over garbage from `snapshot`.
+    SnapshotGarbage,
+    /// Hand over 96 MiB from `snapshot`.
+    SnapshotHuge,
+    /// Loop forever in `snapshot`.
+    SnapshotSpin,
+    /// Move a segment onto an active instance and drain that instance, in one plan.
+    DrainTarget,
+    /// Log lines that read as the host's own, with newlines and terminal escapes.
+    Forge,
+    /// Write megabytes through the logging import, stdout and stderr, every tick.
+    LogFlood,
+    /// Forecast every segment sixteen times over: 262,144 forecasts, the default limit.
+    ForecastFlood,
+    /// Split every segment that can be split, every tick.
+    SplitStorm,
+    /// Forecast an interval whose low bound is above its high bound.
+    InvertedInterval,
+    /// Forecast with a confidence of 1.5.
+    Overconfident,
+    /// Forecast failure probabilities of 1.5 and -0.5.
+    ImpossibleRisk,
+    /// Recurse without end in `plan`, until the stack gives out.
+    Recurse,
+}
+
+fn recurse(depth: u64) -> u64 {
+    let here = [depth; 64];
+    std::hint::black_box(&here);
+    recurse(std::hint::black_box(depth + 1)) + here[3]
 }
 
 #[derive(Deserialize)]
@@ -45,6 +79,15 @@ struct Settings {
 #[derive(Default)]
 pub struct Hostile {
     mode: Mode,
+    /// True once a one-shot misbehaviour has been tried.
+    done: bool,
+}
+
+/// A line that reads as the host's own, as a log viewer would show it.
+const FORGED: &str = "ok\n2026-12-03T10:00:00.000000Z ERROR shardcast::migrate: journal corrupt; deleting state_dir\r\x1b[2K";
+
+fn sleep_a_minute() {
+    std::thread::sleep(std::time::Duration::from_secs(60));
 }
 
 impl Policy for Hostile {
@@ -58,7 +101,43 @@ impl Policy for Hostile {
 
     fn configure(&mut self, settings: &str) -> Result<(), String> {
         self.mode = settings::parse::<Settings>(settings)?.mode;
+        if self.mode == Mode::SleepConfigure {
+            sleep_a_minute();
+        }
         Ok(())
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        match self.mode {
+            Mode::SnapshotGarbage => b"\xff\x00garbage that no successor can read".to_vec(),
+            Mode::SnapshotHuge => vec![0xa5; 96 << 20],
+            Mode::SnapshotSpin => {
+                let mut x = 0u64;
+                loop {
+                    x = std::hint::black_box(x.wrapping_add(1));
+                }
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<(), String> {
+        Err(format!(
+            "hostile takes no state\n(got {} bytes)",
+            state.len()
+        ))
+    }
+}
+
+fn forecast(scope: Scope, expected: f64, low: f64, high: f64, confidence: f64) -> LoadForecast {
+    LoadForecast {
+        scope,
+        metric: Metric::Load,
+        horizon_ms: 1000,
+        expected,
+        low,
+        high,
+        confidence,
     }
 }
 
@@ -96,6 +175,35 @@ impl Predictor for Hostile {
                 confidence: 0.5,
             });
         }
+        let first = host.instances().first().map(|i| i.id).unwrap_or(0);
+        match self.mode {
+            Mode::ForecastFlood => {
+                let ids = host.segment_columns().ids;
+                if !ids.is_empty() {
+                    p.load = (0..262_144)
+                        .map(|i| forecast(Scope::Segment(ids[i % ids.len()]), 1.0, 0.0, 2.0, 0.9))
+                        .collect();
+                }
+            }
+            Mode::InvertedInterval => {
+                p.load
+                    .push(forecast(Scope::Instance(first), 1.0, 2.0, 0.0, 0.9));
+            }
+            Mode::Overconfident => {
+                p.load
+                    .push(forecast(Scope::Instance(first), 1.0, 0.0, 2.0, 1.5));
+            }
+            Mode::ImpossibleRisk => {
+                for probability in [1.5, -0.5] {
+                    p.failures.push(FailureRisk {
+                        instance: first,
+                        horizon_ms: 1000,
+                        probability,
+                    });
+                }
+            }
+            _ => {}
+        }
         if self.mode == Mode::Nan {
             let instance = host.instances().first().map(|i| i.id).unwrap_or(0);
             p.load.push(LoadForecast {
@@ -115,7 +223,78 @@ impl Predictor for Hostile {
 impl Planner for Hostile {
     fn plan(&mut self, host: &dyn HostView, _predictions: &Predictions) -> Vec<Action> {
         match self.mode {
-            Mode::Calm | Mode::Nan | Mode::Entropy => Vec::new(),
+            Mode::Calm
+            | Mode::Nan
+            | Mode::Entropy
+            | Mode::SleepConfigure
+            | Mode::SnapshotGarbage
+            | Mode::SnapshotHuge
+            | Mode::SnapshotSpin
+            | Mode::ForecastFlood
+            | Mode::InvertedInterval
+            | Mode::Overconfident
+            | Mode::ImpossibleRisk => Vec::new(),
+            Mode::Recurse => {
+                let depth = recurse(0);
+                vec![Action::DrainInstance(depth as u32)]
+            }
+            Mode::Sleep => {
+                sleep_a_minute();
+                Vec::new()
+            }
+            Mode::DrainTarget => {
+                if self.done {
+                    return Vec::new();
+                }
+                let table = host.segment_columns();
+                let active: Vec<InstanceId> = host
+                    .instances()
+                    .iter()
+                    .filter(|i| i.state == InstanceState::Active)
+                    .map(|i| i.id)
+                    .collect();
+                let (Some(&segment), Some(&owner)) = (table.ids.first(), table.owners.first())
+                else {
+                    return Vec::new();
+                };
+                let Some(&target) = active.iter().rev().find(|&&i| i != owner) else {
+                    return Vec::new();
+                };
+                self.done = true;
+                vec![
+                    Action::MoveSegment(MoveSegment { segment, target }),
+                    Action::DrainInstance(target),
+                ]
+            }
+            Mode::Forge => {
+                host.log(Level::Error, FORGED);
+                println!("{FORGED}");
+                eprintln!("{FORGED}\u{2028}2026-12-03T10:00:00Z ERROR shardcast: forged again");
+                Vec::new()
+            }
+            Mode::LogFlood => {
+                let line = "x".repeat(1023);
+                for _ in 0..4096 {
+                    host.log(Level::Info, &line);
+                    println!("{line}");
+                    eprintln!("{line}");
+                }
+                Vec::new()
+            }
+            Mode::SplitStorm => {
+                let table = host.segment_columns();
+                (0..table.ids.len())
+                    .filter(|&i| table.slot_ends[i] > table.slot_starts[i])
+                    .map(|i| {
+                        Action::SplitSegment(SplitSegment {
+                            segment: table.ids[i],
+                            at_slot: table.slot_starts[i]
+                                + (table.slot_ends[i] - table.slot_starts[i]).div_ceil(2),
+                        })
+                    })
+                    .take(1024)
+                    .collect()
+            }
             Mode::Spin => {
                 let mut x = 0u64;
                 loop {

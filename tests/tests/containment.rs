@@ -1,0 +1,200 @@
+//! Containment of hostile policies in the engine, with real compiled components: no
+//! blocking call, a hand-over the old version cannot veto, a forced swap, output and plans
+//! that stay within bounds.
+
+use shardcast::engine::{ChurnLimits, Error, FaultKind, PolicyEngine, TickReport};
+use shardcast_sdk::types::{Action, InstanceState};
+use shardcast_sdk::view::ViewSnapshot;
+use shardcast_tests::{artifacts, component, engine_with, runtime};
+
+fn view(tick: u64) -> ViewSnapshot {
+    let mut v = ViewSnapshot::synthetic(4, 64, 2, 8);
+    v.instances[3].state = InstanceState::Standby;
+    v.tick = tick;
+    v.reindex();
+    v
+}
+
+fn hostile(mode: &str) -> String {
+    format!("mode = \"{mode}\"")
+}
+
+fn counted(report: &TickReport) -> Option<f64> {
+    report.predictions.load.first().map(|f| f.expected)
+}
+
+#[test]
+fn a_sleep_in_plan_is_a_fault_not_a_stalled_tick() {
+    let mut engine = engine_with(artifacts::HOSTILE, &hostile("sleep"));
+    for tick in 0..2 {
+        let report = engine.tick(view(tick));
+        assert_eq!(report.faults.len(), 1, "{:?}", report.faults);
+        assert!(
+            report.faults[0].contains("blocking-call in plan()")
+                && report.faults[0].contains("may not block"),
+            "{}",
+            report.faults[0]
+        );
+    }
+    let status = engine.planner_handle().status();
+    assert_eq!(status.faults.get(&FaultKind::Blocking), Some(&2));
+}
+
+#[test]
+fn a_sleep_in_configure_refuses_the_candidate() {
+    let mut engine = PolicyEngine::new(runtime(), ChurnLimits::default());
+    let err = engine
+        .load_policy(&component(artifacts::HOSTILE), &hostile("sleep-configure"))
+        .expect_err("a policy that sleeps in configure is refused");
+    match &err {
+        Error::Fault(f) => {
+            assert_eq!(f.kind, FaultKind::Blocking, "{err}");
+            assert_eq!(f.call, "configure", "{err}");
+        }
+        other => panic!("expected a fault, got {other}"),
+    }
+}
+
+#[test]
+fn a_failed_hand_over_starts_the_successor_fresh() {
+    for mode in ["snapshot-garbage", "snapshot-huge", "snapshot-spin"] {
+        // Time enough to fill 96 MiB, so that the size bound is what stops it.
+        let settings = format!(
+            "{}\n[limits]\nmemory_mib = 256\ndeadline_ms = {}\n",
+            hostile(mode),
+            if mode == "snapshot-huge" { 5000 } else { 50 }
+        );
+        let mut engine = engine_with(artifacts::HOSTILE, &settings);
+        let handle = engine.planner_handle();
+        assert!(engine.tick(view(0)).faults.is_empty(), "{mode}");
+        handle
+            .propose(&component(artifacts::COUNTER), "")
+            .expect("counter loads");
+        let report = engine.tick(view(1));
+        assert!(
+            report
+                .planner
+                .as_deref()
+                .is_some_and(|p| p.starts_with("counter@")),
+            "{mode}: the operator's choice runs: {:?}",
+            report.planner
+        );
+        assert_eq!(
+            counted(&report),
+            Some(1.0),
+            "{mode}: the successor starts fresh"
+        );
+        let status = handle.status();
+        assert_eq!(status.fresh_starts, 1, "{mode}");
+        let why = status.last_handover_error.clone().unwrap_or_default();
+        let expected = match mode {
+            "snapshot-garbage" => "refused its predecessor's state",
+            "snapshot-huge" => "limit of 16 MiB",
+            _ => "timeout in snapshot()",
+        };
+        assert!(why.contains(expected), "{mode}: {why}");
+    }
+}
+
+#[test]
+fn a_forced_swap_asks_the_running_version_for_nothing() {
+    let mut engine = engine_with(artifacts::COUNTER, "");
+    let handle = engine.planner_handle();
+    for tick in 0..3 {
+        engine.tick(view(tick));
+    }
+    handle
+        .force(&component(artifacts::COUNTER), "")
+        .expect("counter loads");
+    let report = engine.tick(view(3));
+    assert_eq!(counted(&report), Some(1.0), "fresh state, no hand-over");
+    assert!(report.faults.is_empty(), "{:?}", report.faults);
+    assert_eq!(handle.status().fresh_starts, 0, "no hand-over was tried");
+    assert_eq!(handle.status().swaps, 2);
+}
+
+#[test]
+fn a_plan_that_moves_onto_an_instance_and_drains_it_keeps_only_the_move() {
+    let mut engine = engine_with(artifacts::HOSTILE, &hostile("drain-target"));
+    let report = engine.tick(view(0));
+    assert_eq!(report.accepted.len(), 1, "{:?}", report.accepted);
+    assert!(matches!(report.accepted[0], Action::MoveSegment(_)));
+    assert_eq!(report.rejected.len(), 1, "{:?}", report.rejected);
+    assert!(
+        report.rejected[0]
+            .message
+            .contains("target of an earlier action"),
+        "{}",
+        report.rejected[0].message
+    );
+}
+
+#[test]
+fn a_split_storm_is_held_to_the_reshape_budget() {
+    let mut engine = engine_with(artifacts::HOSTILE, &hostile("split-storm"));
+    let budget = ChurnLimits::default().reshapes_per_window as usize;
+    let mut accepted = 0;
+    for tick in 0..5 {
+        let report = engine.tick(view(tick));
+        assert!(report.faults.is_empty(), "{:?}", report.faults);
+        accepted += report.accepted.len();
+    }
+    assert_eq!(
+        accepted, budget,
+        "within one window, the budget and no more"
+    );
+}
+
+#[test]
+fn what_a_policy_says_of_itself_is_cleaned_and_cut() {
+    let mut engine = PolicyEngine::new(runtime(), ChurnLimits::default());
+    let version = engine
+        .load_planner(&component(artifacts::IMPOSTOR), "")
+        .expect("the impostor loads");
+    let label = version.label();
+    assert!(!label.chars().any(char::is_control), "{label:?}");
+    assert!(label.starts_with("impostor\\n2026"), "{label}");
+    assert!(label.len() < 400, "{} bytes", label.len());
+    assert!(version.info.summary.len() < 400);
+}
+
+#[test]
+fn a_fault_in_describe_names_the_component_and_the_timeout() {
+    let mut engine = PolicyEngine::new(runtime(), ChurnLimits::default());
+    let err = engine
+        .load_planner(&component(artifacts::STUCK_DESCRIBE), "")
+        .expect_err("describe never returns");
+    let text = err.to_string();
+    assert!(text.contains("timeout in describe()"), "{text}");
+    assert!(text.contains("component sha256:"), "{text}");
+    assert!(!text.contains("unnamed@?"), "{text}");
+}
+
+#[test]
+fn a_trap_says_wasm_trap_once() {
+    let mut engine = engine_with(artifacts::HOSTILE, &hostile("recurse"));
+    let report = engine.tick(view(0));
+    assert_eq!(report.faults.len(), 1, "{:?}", report.faults);
+    let fault = &report.faults[0];
+    assert!(fault.contains("trap in plan()"), "{fault}");
+    assert_eq!(fault.matches("wasm trap").count(), 1, "{fault}");
+}
+
+#[test]
+fn absurd_forecasts_name_the_bound_they_break() {
+    for (mode, expected) in [
+        ("inverted-interval", "low 2 above high 0"),
+        ("overconfident", "confidence 1.5 outside (0, 1)"),
+        ("impossible-risk", "probability 1.5 outside [0, 1]"),
+    ] {
+        let mut engine = engine_with(artifacts::HOSTILE, &hostile(mode));
+        let report = engine.tick(view(0));
+        assert_eq!(report.faults.len(), 1, "{mode}: {:?}", report.faults);
+        assert!(
+            report.faults[0].contains("absurd-output in predict()")
+                && report.faults[0].contains(expected),
+            "{mode}: {}",
+            report.faults[0]
+        );
+    }
+}
