@@ -114,6 +114,7 @@ pub fn main_with(args: impl IntoIterator<Item = String>) -> std::process::ExitCo
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = <Cli as clap::Parser>::parse_from(args);
     match run(args) {

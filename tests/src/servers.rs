@@ -291,6 +291,17 @@ impl ShardcastProcess {
         port: u16,
         env: &[(&str, &str)],
     ) -> Self {
+        Self::start_logged(program, config, port, env, None)
+    }
+
+    /// [`ShardcastProcess::start`], with its stderr (the log) appended to `log` when given.
+    pub fn start_logged(
+        program: &[&str],
+        config: &std::path::Path,
+        port: u16,
+        env: &[(&str, &str)],
+        log: Option<&std::path::Path>,
+    ) -> Self {
         let bin = program.first().copied().unwrap_or("shardcast");
         let mut cmd = Command::new(bin);
         cmd.args(&program[1..])
@@ -300,9 +311,18 @@ impl ShardcastProcess {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        let stderr = match log {
+            Some(path) => std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map(Stdio::from)
+                .unwrap_or_else(|e| panic!("cannot open log {}: {e}", path.display())),
+            None => Stdio::null(),
+        };
         let child = cmd
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
         let mut p = ShardcastProcess {
@@ -315,6 +335,20 @@ impl ShardcastProcess {
             || TcpStream::connect(("127.0.0.1", port)).is_ok() || p.exited(),
         );
         p
+    }
+
+    /// Its process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Send it `signal` (e.g. `USR1`), as an operator would with `kill -USR1`.
+    pub fn signal(&self, signal: &str) {
+        if let Some(pid) = self.pid() {
+            let _ = Command::new("kill")
+                .args([&format!("-{signal}"), &pid.to_string()])
+                .status();
+        }
     }
 
     /// True once the process has exited.

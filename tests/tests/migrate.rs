@@ -332,6 +332,83 @@ fn a_standby_is_activated_and_a_drained_instance_ends_standby_with_its_data_move
     );
 }
 
+#[test]
+fn a_drain_of_a_migrations_target_never_leaves_a_segment_on_a_standby() {
+    let servers: Vec<RedisServer> = (0..3).map(|_| RedisServer::start()).collect();
+    let port = shardcast_tests::servers::free_port();
+    let state = tempfile::tempdir().expect("tempdir");
+    let mut text = format!(
+        "listen = \"127.0.0.1:{port}\"\n[segments]\ncount = 6\n[migration]\nstate_dir = \"{}\"\nper_instance = 2\n",
+        state.path().display()
+    );
+    for (i, s) in servers.iter().enumerate() {
+        text.push_str(&format!(
+            "[[instances]]\nname = \"redis-{i}\"\naddress = \"{}\"\n",
+            s.address()
+        ));
+    }
+    let p = Proxy::start_config(port, &text);
+    let mut c = p.client();
+    for i in 0..3000 {
+        let _: () = c.set(format!("t:{i}"), i).expect("SET");
+    }
+    // The executor gets both at once, past the validator (which refuses this pair): a move
+    // onto instance 2, then a drain of instance 2 while that move runs.
+    let segment = p
+        .topology
+        .table()
+        .segments
+        .iter()
+        .find(|s| s.owner == 0)
+        .map(|s| s.id)
+        .expect("instance 0 owns a segment");
+    p.executor.submit(
+        Action::MoveSegment(shardcast_sdk::types::MoveSegment { segment, target: 2 }),
+        "test",
+    );
+    p.executor.submit(Action::DrainInstance(2), "test");
+    wait_for("the drain to finish", Duration::from_secs(60), || {
+        p.topology.state(2) == InstanceState::Standby
+    });
+    let table = p.topology.table();
+    for s in &table.segments {
+        assert_eq!(
+            p.topology.state(s.owner),
+            InstanceState::Active,
+            "segment {} is owned by a {:?} instance",
+            s.id,
+            p.topology.state(s.owner)
+        );
+    }
+    for i in 0..3000 {
+        let v: i64 = c.get(format!("t:{i}")).expect("GET");
+        assert_eq!(v, i);
+    }
+    let keys: Vec<String> = redis::cmd("KEYS").arg("t:*").query(&mut c).expect("KEYS");
+    assert_eq!(keys.len(), 3000, "fan-out commands see every key");
+    let path = state.path().join("decisions.jsonl");
+    wait_for(
+        "the drain's completion in the log",
+        Duration::from_secs(10),
+        || std::fs::read_to_string(&path).is_ok_and(|t| t.contains("\"kind\":\"drained\"")),
+    );
+    let log = std::fs::read_to_string(&path).expect("log");
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let drains = lines
+        .iter()
+        .filter(|v| v["kind"] == "applied" && v["action"].to_string().contains("DrainInstance"))
+        .count();
+    assert_eq!(drains, 1, "the drain is applied once: {log}");
+    assert_eq!(
+        lines.iter().filter(|v| v["kind"] == "drained").count(),
+        1,
+        "and completes once"
+    );
+}
+
 /// Publish `message` on `channel` through `publisher` until a subscriber receives it.
 fn publish_until_heard(publisher: &mut redis::Connection, channel: &str, message: &str) {
     wait_for(

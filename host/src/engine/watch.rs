@@ -72,17 +72,24 @@ impl PolicyWatcher {
 
 fn debounce_and_propose(rx: mpsc::Receiver<PathBuf>, bindings: HashMap<PathBuf, Binding>) {
     let mut dirty: Vec<PathBuf> = Vec::new();
+    // Quiet is counted from the last change to a watched file: changes to other files in
+    // the directory (a log written beside the policy) must not put a swap off forever.
+    let mut quiet_at = std::time::Instant::now();
     loop {
         let event = if dirty.is_empty() {
             rx.recv().map_err(|_| ())
         } else {
-            rx.recv_timeout(DEBOUNCE).map_err(|_| ())
+            let left = quiet_at.saturating_duration_since(std::time::Instant::now());
+            rx.recv_timeout(left).map_err(|_| ())
         };
         match event {
             Ok(path) => {
                 let path = std::fs::canonicalize(&path).unwrap_or(path);
-                if bindings.contains_key(&path) && !dirty.contains(&path) {
-                    dirty.push(path);
+                if bindings.contains_key(&path) {
+                    quiet_at = std::time::Instant::now() + DEBOUNCE;
+                    if !dirty.contains(&path) {
+                        dirty.push(path);
+                    }
                 }
             }
             Err(()) if dirty.is_empty() => return,
