@@ -221,23 +221,23 @@ impl Slot {
         let label = live.version().label();
         if forced {
             tracing::warn!(role = self.role.name(), policy = %label, "forced swap: the candidate starts with fresh state");
-        } else if let Some(old) = self.live.as_mut() {
-            if let Err(e) = hand_over(old, &mut live) {
-                tracing::warn!(role = self.role.name(), policy = %label, error = %e, "state hand-over failed; the candidate starts with fresh state");
-                // A failed restore may have left half a state behind: start it again.
-                live = match live.version().clone().instantiate() {
-                    Ok(fresh) => fresh,
-                    Err(e) => {
-                        tracing::error!(role = self.role.name(), policy = %label, error = %e, "candidate refused: it cannot start fresh; the running version stays");
-                        self.handle.refused.store(Some(Arc::new(format!(
-                            "candidate {label} refused: it cannot start fresh: {e}"
-                        ))));
-                        return;
-                    }
-                };
-                self.status.fresh_starts += 1;
-                self.status.last_handover_error = Some(e);
-            }
+        } else if let Some(old) = self.live.as_mut()
+            && let Err(e) = hand_over(old, &mut live)
+        {
+            tracing::warn!(role = self.role.name(), policy = %label, error = %e, "state hand-over failed; the candidate starts with fresh state");
+            // A failed restore may have left half a state behind: start it again.
+            live = match live.version().clone().instantiate() {
+                Ok(fresh) => fresh,
+                Err(e) => {
+                    tracing::error!(role = self.role.name(), policy = %label, error = %e, "candidate refused: it cannot start fresh; the running version stays");
+                    self.handle.refused.store(Some(Arc::new(format!(
+                        "candidate {label} refused: it cannot start fresh: {e}"
+                    ))));
+                    return;
+                }
+            };
+            self.status.fresh_starts += 1;
+            self.status.last_handover_error = Some(e);
         }
         if self.proven {
             self.fallback = self.active.take();
