@@ -114,8 +114,37 @@ fn the_decision_log_rotates_past_its_bound() {
             state.path().display()
         ),
     );
-    // Every refused action is a line of the log (segment 9999 does not exist).
-    for _ in 0..200 {
+    // Every refused action is a line of the log (segment 9999 does not exist), up to 16 a
+    // tick; each tick's view takes the refusals.
+    for _ in 0..20 {
+        for _ in 0..16 {
+            p.executor.submit(
+                Action::MoveSegment(MoveSegment {
+                    segment: 9999,
+                    target: 0,
+                }),
+                "test",
+            );
+        }
+        assert_eq!(p.executor.take_refusals().len(), 16);
+    }
+    let log = state.path().join("decisions.jsonl");
+    let size = std::fs::metadata(&log).expect("log").len();
+    assert!(size <= 4096, "the live log stays under its bound: {size}");
+    let old = std::fs::metadata(state.path().join("decisions.jsonl.1")).expect("rotated");
+    assert!(old.len() > 0 && old.len() <= 4096);
+}
+
+#[test]
+fn a_tick_of_refusals_writes_sixteen_lines_and_counts_the_rest() {
+    use shardcast_sdk::types::{Action, MoveSegment};
+    let server = RedisServer::start();
+    let state = tempfile::tempdir().expect("tempdir");
+    let p = Proxy::start(
+        &[&server],
+        &format!("[migration]\nstate_dir = \"{}\"\n", state.path().display()),
+    );
+    for _ in 0..100 {
         p.executor.submit(
             Action::MoveSegment(MoveSegment {
                 segment: 9999,
@@ -124,9 +153,21 @@ fn the_decision_log_rotates_past_its_bound() {
             "test",
         );
     }
-    let log = state.path().join("decisions.jsonl");
-    let size = std::fs::metadata(&log).expect("log").len();
-    assert!(size <= 4096, "the live log stays under its bound: {size}");
-    let old = std::fs::metadata(state.path().join("decisions.jsonl.1")).expect("rotated");
-    assert!(old.len() > 0 && old.len() <= 4096);
+    assert_eq!(
+        p.executor.take_refusals().len(),
+        100,
+        "the policy sees every refusal"
+    );
+    let log = std::fs::read_to_string(state.path().join("decisions.jsonl")).expect("log");
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert_eq!(lines.iter().filter(|v| v["kind"] == "refused").count(), 16);
+    let cut: Vec<_> = lines
+        .iter()
+        .filter(|v| v["kind"] == "refusals-cut")
+        .collect();
+    assert_eq!(cut.len(), 1, "{log}");
+    assert_eq!(cut[0]["count"], 84);
 }

@@ -151,7 +151,7 @@ fn check_runs_the_engines_own_containment_and_validation() {
             "snapshot-garbage",
             "hand-over to a fresh copy of itself failed",
         ),
-        ("memory-bomb", "memory-limit in plan()"),
+        ("panic", "trap in plan()"),
     ] {
         let err = check_hostile(mode).expect_err(mode);
         assert!(err.contains(expected), "{mode}: {err}");

@@ -62,7 +62,10 @@ pub enum Mode {
     Recurse,
 }
 
-#[allow(unconditional_recursion, reason = "recursing until the stack gives out is this mode")]
+#[allow(
+    unconditional_recursion,
+    reason = "recursing until the stack gives out is this mode"
+)]
 fn recurse(depth: u64) -> u64 {
     let here = [depth; 64];
     std::hint::black_box(&here);
