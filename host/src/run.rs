@@ -166,12 +166,26 @@ fn controller(config: &Config, parts: &Parts) -> Result<Option<Controller>, Erro
     } else {
         None
     };
-    tokio::spawn(operator_signals(
-        engine.planner_handle(),
-        policy.file.clone(),
-        policy.settings.clone(),
-        settings.clone(),
-    ));
+    // Listening starts here, before anything could send the signals: their default action
+    // would end the process.
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::user_defined1()),
+        signal(SignalKind::user_defined2()),
+    ) {
+        (Ok(force), Ok(rollback)) => {
+            tokio::spawn(operator_signals(
+                (force, rollback),
+                engine.planner_handle(),
+                policy.file.clone(),
+                policy.settings.clone(),
+                settings.clone(),
+            ));
+        }
+        _ => tracing::warn!(
+            "cannot listen for SIGUSR1 and SIGUSR2; forced swaps and rollbacks by signal are off"
+        ),
+    }
     let interval = Duration::from_millis(config.tick_ms);
     let watched = parts.clone();
     let executor = parts.executor.clone();
@@ -204,21 +218,12 @@ fn controller(config: &Config, parts: &Parts) -> Result<Option<Controller>, Erro
 ///
 /// Neither depends on anything the running version does.
 async fn operator_signals(
+    (mut force, mut rollback): (tokio::signal::unix::Signal, tokio::signal::unix::Signal),
     handle: crate::engine::SwapHandle,
     file: PathBuf,
     settings_file: Option<PathBuf>,
     settings: String,
 ) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut force), Ok(mut rollback)) = (
-        signal(SignalKind::user_defined1()),
-        signal(SignalKind::user_defined2()),
-    ) else {
-        tracing::warn!(
-            "cannot listen for SIGUSR1 and SIGUSR2; forced swaps and rollbacks by signal are off"
-        );
-        return;
-    };
     loop {
         tokio::select! {
             Some(()) = force.recv() => {

@@ -198,3 +198,66 @@ fn absurd_forecasts_name_the_bound_they_break() {
         );
     }
 }
+
+#[test]
+fn a_state_that_makes_the_successor_fault_cannot_bring_the_predecessor_back() {
+    // A hostile successor takes the poisoned state, and panics at its first call.
+    let mut engine = engine_with(artifacts::HOSTILE, &hostile("snapshot-poison"));
+    let handle = engine.planner_handle();
+    assert!(engine.tick(view(0)).faults.is_empty());
+    handle
+        .propose(&component(artifacts::HOSTILE), &hostile("invalid"))
+        .expect("loads");
+    let report = engine.tick(view(1));
+    assert_eq!(report.faults.len(), 1, "{:?}", report.faults);
+    assert!(
+        report.faults[0].contains("trap in predict()"),
+        "{:?}",
+        report.faults
+    );
+    let status = handle.status();
+    assert_eq!(status.rollbacks, 0, "the predecessor did not get back in");
+    assert_eq!(status.fresh_starts, 1);
+    // Restarted fresh, the successor answered that same tick as itself: `invalid` plans
+    // five actions, the predecessor none.
+    assert_eq!(
+        report.accepted.len() + report.rejected.len(),
+        5,
+        "{report:?}"
+    );
+}
+
+#[test]
+fn a_forced_swap_stays_forced_and_its_predecessor_returns_only_by_rollback() {
+    let mut engine = engine_with(artifacts::COUNTER, "");
+    let handle = engine.planner_handle();
+    for tick in 0..3 {
+        engine.tick(view(tick));
+    }
+    // A forced candidate, then an ordinary one before the next tick: still no hand-over.
+    handle
+        .force(&component(artifacts::HOSTILE), &hostile("calm"))
+        .expect("loads");
+    handle
+        .propose(&component(artifacts::HOSTILE), &hostile("panic"))
+        .expect("loads");
+    let report = engine.tick(view(3));
+    assert_eq!(report.faults.len(), 1, "{:?}", report.faults);
+    let status = handle.status();
+    assert_eq!(status.fresh_starts, 0, "no hand-over was tried");
+    assert_eq!(
+        status.rollbacks, 0,
+        "the version the operator forced out does not come back on a fault"
+    );
+    assert!(report.predictions.load.is_empty(), "counter did not answer");
+    handle.rollback();
+    let report = engine.tick(view(4));
+    assert!(
+        report
+            .planner
+            .as_deref()
+            .is_some_and(|p| p.starts_with("counter@")),
+        "the operator's rollback brings it back: {:?}",
+        report.planner
+    );
+}

@@ -25,7 +25,7 @@ fn per_tick(rig: &HostileRig, ticks: u64, what: impl Fn(&HostileRig) -> u64) -> 
     let (bytes, from) = (what(rig), rig.last_tick());
     rig.wait_for_ticks(ticks);
     let n = rig.last_tick() - from;
-    (what(rig) - bytes) / n.max(1)
+    what(rig).saturating_sub(bytes) / n.max(1)
 }
 
 #[test]

@@ -35,9 +35,11 @@ pub enum Error {
     Runtime(String),
 }
 
-/// Collapse a multi-line error message onto one line.
+/// Collapse a multi-line error message onto one line, cleaned: such messages can quote
+/// names from the component (exports, functions), which its author chose.
 pub fn one_line(message: &str) -> String {
-    message.split_whitespace().collect::<Vec<_>>().join(" ")
+    let joined = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    super::text::clean(&joined, super::text::MAX_MESSAGE)
 }
 
 /// What kind of misbehaviour a fault was.

@@ -5,8 +5,9 @@
 //! policy that calls `std::thread::sleep` would stop the tick loop for as long as it likes.
 //! So `wasi:io/poll.poll` and `pollable.block` are replaced: they answer when something is
 //! ready at once (a zero sleep, a clock already past) and trap otherwise. Every other WASI
-//! import a policy can reach returns at once (its output streams are always ready, its
-//! input is empty, random bytes are capped by wasmtime-wasi).
+//! import a policy can reach returns at once: its output streams are always ready (and
+//! take at most 64 KiB a write), its input is empty, sockets and name lookups are denied,
+//! random bytes are capped at 64 KiB a call and resources at 1,024 per instance.
 
 use std::pin::pin;
 
@@ -16,7 +17,9 @@ use wasmtime_wasi_io::poll::DynPollable;
 
 use super::ctx::PolicyCtx;
 
-/// The `wasi:io` version wasmtime-wasi links; guests built against any 0.2.x match it.
+/// The `wasi:io` version wasmtime-wasi 48 links; guests built against any 0.2.x resolve to
+/// it. A wasmtime upgrade that links a newer 0.2.x must change this too: the hostile
+/// policy's `sleep` tests fail until it does.
 const WASI_IO_POLL: &str = "wasi:io/poll@0.2.12";
 
 /// Why a call trapped: the policy asked to wait.

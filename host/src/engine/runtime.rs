@@ -30,6 +30,14 @@ use super::wit::Policy;
 /// How often the epoch advances; deadlines are counted in these ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
+/// Most random bytes one WASI call may ask for: generating them is host work the epoch
+/// deadline cannot interrupt.
+const MAX_RANDOM_BYTES: u64 = 64 * 1024;
+
+/// Most WASI resources (pollables, streams) one policy instance may hold: they are host
+/// memory outside its memory cap.
+const MAX_RESOURCES: usize = 1024;
+
 /// Settings of the shared runtime.
 #[derive(Clone, Debug)]
 pub struct RuntimeOptions {
@@ -206,7 +214,8 @@ impl Runtime {
             .stderr(GuestOutput::new(voice.clone(), Stream::Stderr))
             .allow_tcp(false)
             .allow_udp(false)
-            .allow_ip_name_lookup(false);
+            .allow_ip_name_lookup(false)
+            .max_random_size(MAX_RANDOM_BYTES);
         if let Some(d) = self.options.deterministic {
             let at = Duration::from_millis(d.clock_ms);
             wasi.wall_clock(FixedClock(at))
@@ -218,7 +227,11 @@ impl Runtime {
         let ctx = PolicyCtx {
             voice,
             wasi: wasi.build(),
-            table: ResourceTable::new(),
+            table: {
+                let mut table = ResourceTable::new();
+                table.set_max_capacity(MAX_RESOURCES);
+                table
+            },
             memory: MemoryCap {
                 bytes: (memory_mib.min(self.options.max_memory_mib) << 20) as usize,
                 hit: false,

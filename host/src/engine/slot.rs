@@ -95,7 +95,10 @@ impl SwapHandle {
         match PolicyVersion::load(&self.runtime, bytes, settings, self.role) {
             Ok((version, live)) => {
                 tracing::info!(role = self.role.name(), policy = %version.label(), sha256 = %version.sha256, forced, "candidate ready; swapping at the next tick");
-                *lock(&self.pending) = Some(Candidate { live, forced });
+                let mut pending = lock(&self.pending);
+                // A forced swap still waiting stays forced when a later candidate replaces it.
+                let forced = forced || pending.as_ref().is_some_and(|c| c.forced);
+                *pending = Some(Candidate { live, forced });
                 Ok(version)
             }
             Err(e) => {
@@ -133,6 +136,11 @@ pub struct Slot {
     live: Option<LiveInstance>,
     fallback: Option<Arc<PolicyVersion>>,
     proven: bool,
+    /// The running version took its predecessor's state and has not answered yet.
+    handed: bool,
+    /// The fallback may be used when the running version faults (not after a forced swap:
+    /// the operator removed that version; only an operator's rollback brings it back).
+    auto_fallback: bool,
     consecutive_faults: u32,
     faulted: bool,
     handle: SwapHandle,
@@ -152,6 +160,8 @@ impl Slot {
             live: None,
             fallback: None,
             proven: false,
+            handed: false,
+            auto_fallback: true,
             consecutive_faults: 0,
             faulted: false,
             handle: SwapHandle {
@@ -219,29 +229,35 @@ impl Slot {
             return;
         };
         let label = live.version().label();
+        let mut handed = false;
         if forced {
             tracing::warn!(role = self.role.name(), policy = %label, "forced swap: the candidate starts with fresh state");
-        } else if let Some(old) = self.live.as_mut()
-            && let Err(e) = hand_over(old, &mut live)
-        {
-            tracing::warn!(role = self.role.name(), policy = %label, error = %e, "state hand-over failed; the candidate starts with fresh state");
-            // A failed restore may have left half a state behind: start it again.
-            live = match live.version().clone().instantiate() {
-                Ok(fresh) => fresh,
+        } else if let Some(old) = self.live.as_mut() {
+            match hand_over(old, &mut live) {
+                Ok(took) => handed = took,
                 Err(e) => {
-                    tracing::error!(role = self.role.name(), policy = %label, error = %e, "candidate refused: it cannot start fresh; the running version stays");
-                    self.handle.refused.store(Some(Arc::new(format!(
-                        "candidate {label} refused: it cannot start fresh: {e}"
-                    ))));
-                    return;
+                    tracing::warn!(role = self.role.name(), policy = %label, error = %e, "state hand-over failed; the candidate starts with fresh state");
+                    // A failed restore may have left half a state behind: start it again.
+                    live = match live.version().clone().instantiate() {
+                        Ok(fresh) => fresh,
+                        Err(e) => {
+                            tracing::error!(role = self.role.name(), policy = %label, error = %e, "candidate refused: it cannot start fresh; the running version stays");
+                            self.handle.refused.store(Some(Arc::new(format!(
+                                "candidate {label} refused: it cannot start fresh: {e}"
+                            ))));
+                            return;
+                        }
+                    };
+                    self.status.fresh_starts += 1;
+                    self.status.last_handover_error = Some(e);
                 }
-            };
-            self.status.fresh_starts += 1;
-            self.status.last_handover_error = Some(e);
+            }
         }
         if self.proven {
             self.fallback = self.active.take();
+            self.auto_fallback = !forced;
         }
+        self.handed = handed;
         self.active = Some(live.version().clone());
         self.live = Some(live);
         self.proven = false;
@@ -263,6 +279,7 @@ impl Slot {
                 self.active = Some(fallback);
                 self.live = Some(live);
                 self.proven = true;
+                self.handed = false;
                 self.consecutive_faults = 0;
                 self.status.rollbacks += 1;
                 self.status.disabled = false;
@@ -321,6 +338,7 @@ impl Slot {
             match call(live) {
                 Ok(answer) => {
                     self.proven = true;
+                    self.handed = false;
                     return (answer, faults);
                 }
                 Err(fault) => {
@@ -328,7 +346,18 @@ impl Slot {
                     self.record(&fault);
                     faults.push(fault);
                     self.live = None;
-                    if !self.roll_back("the running version faulted") {
+                    if std::mem::take(&mut self.handed) {
+                        // The state its predecessor handed over may be what made it fault:
+                        // the predecessor must not get back in that way. Restart it fresh.
+                        tracing::warn!(
+                            role = self.role.name(),
+                            "the version faulted at its first call after taking its predecessor's state; restarting it with fresh state"
+                        );
+                        self.status.fresh_starts += 1;
+                        self.publish();
+                        continue;
+                    }
+                    if !(self.auto_fallback && self.roll_back("the running version faulted")) {
                         self.consecutive_faults += 1;
                         if self.consecutive_faults >= MAX_CONSECUTIVE_FAULTS {
                             self.status.disabled = true;
@@ -368,11 +397,11 @@ impl Slot {
     }
 
     fn record(&mut self, fault: &Fault) {
-        let still = self
-            .fallback
-            .as_ref()
-            .map(|v| format!("falling back to {}", v.label()))
-            .unwrap_or_else(|| "no fallback version; this tick gets no answer".into());
+        let still = match (&self.fallback, self.auto_fallback, self.handed) {
+            (_, _, true) => "restarting it with fresh state".to_owned(),
+            (Some(v), true, false) => format!("falling back to {}", v.label()),
+            _ => "no fallback version; this tick gets no answer".to_owned(),
+        };
         tracing::error!(
             role = self.role.name(),
             policy = %fault.policy,
@@ -394,13 +423,14 @@ impl Slot {
 }
 
 /// Hand `old`'s state to `new`: `snapshot` (bounded in size and time), then `restore`.
-fn hand_over(old: &mut LiveInstance, new: &mut LiveInstance) -> Result<(), String> {
+/// True when there was state to take.
+fn hand_over(old: &mut LiveInstance, new: &mut LiveInstance) -> Result<bool, String> {
     let state = old.snapshot().map_err(|f| f.to_string())?;
     if state.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     match new.restore(&state) {
-        Ok(Ok(())) => Ok(()),
+        Ok(Ok(())) => Ok(true),
         Ok(Err(refusal)) => Err(format!(
             "{} refused its predecessor's state: {refusal}",
             new.version().label()

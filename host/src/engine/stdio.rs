@@ -17,6 +17,10 @@ use super::voice::Voice;
 /// Longest line kept, in bytes.
 pub const MAX_LINE: usize = 4096;
 
+/// Most bytes one write may carry: what `check_write` permits. A larger write traps, so
+/// that one call cannot keep the host splitting lines for long.
+const PERMIT: usize = 64 * 1024;
+
 /// Which stream a [`GuestOutput`] stands for.
 #[derive(Clone, Copy, Debug)]
 pub enum Stream {
@@ -83,6 +87,12 @@ impl StdoutStream for GuestOutput {
 #[async_trait::async_trait]
 impl OutputStream for GuestOutput {
     fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        if bytes.len() > PERMIT {
+            return Err(wasmtime_wasi::p2::StreamError::trap(&format!(
+                "a write of {} bytes to stdout or stderr, more than the {PERMIT} permitted",
+                bytes.len()
+            )));
+        }
         self.push(&bytes);
         Ok(())
     }
@@ -90,7 +100,7 @@ impl OutputStream for GuestOutput {
         Ok(())
     }
     fn check_write(&mut self) -> StreamResult<usize> {
-        Ok(64 * 1024)
+        Ok(PERMIT)
     }
 }
 

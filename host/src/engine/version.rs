@@ -428,7 +428,8 @@ fn classify(
             ),
         )
     } else {
-        tracing::debug!(policy = label, call, "trap: {e:?}");
+        let trace = text::clean(&format!("{e:?}"), text::MAX_MESSAGE);
+        tracing::debug!(policy = label, call, "trap: {trace}");
         let trap = match e.downcast_ref::<Trap>() {
             Some(Trap::UnreachableCodeReached) => {
                 "wasm `unreachable` executed: the policy panicked or aborted (its stderr is in the log)".to_owned()

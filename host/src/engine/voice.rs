@@ -49,10 +49,10 @@ impl Voice {
     /// Write `message` at `level` from `stream` (`log`, `stdout`, `stderr`), if the budget
     /// allows.
     pub fn say(&self, level: Level, stream: &'static str, message: &str) {
-        let line = text::clean(message, MAX_MESSAGE);
+        // Charged before cleaning, so that lines past the budget cost only a count.
         {
             let mut spent = self.spent.lock().unwrap_or_else(|e| e.into_inner());
-            let cost = line.len() as u64 + 1;
+            let cost = message.len().min(MAX_MESSAGE) as u64 + 1;
             if spent.bytes + cost > self.budget {
                 spent.suppressed_bytes += cost;
                 spent.suppressed_lines += 1;
@@ -60,6 +60,7 @@ impl Voice {
             }
             spent.bytes += cost;
         }
+        let line = text::clean(message, MAX_MESSAGE);
         let policy = self.label();
         let policy = &*policy;
         match level {

@@ -125,6 +125,18 @@ impl Executor {
                 // A migration onto it that started before the drain may still flip: wait
                 // for it, then move its segment off too.
                 if self.incoming(id) {
+                    waits += 1;
+                    if waits > BUSY_WAITS {
+                        return self.refuse(
+                            policy,
+                            action,
+                            RejectionReason::Busy,
+                            &format!(
+                                "a migration onto instance {id} did not end for {} s; drain stopped",
+                                BUSY_WAITS / 5
+                            ),
+                        );
+                    }
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     continue;
                 }

@@ -60,7 +60,12 @@ pub enum Mode {
     ImpossibleRisk,
     /// Recurse without end in `plan`, until the stack gives out.
     Recurse,
+    /// Hand over a state that a successor takes but that makes it panic in `predict`.
+    SnapshotPoison,
 }
+
+/// The state [`Mode::SnapshotPoison`] hands over.
+const POISON: &[u8] = b"poison";
 
 #[allow(
     unconditional_recursion,
@@ -85,6 +90,8 @@ pub struct Hostile {
     mode: Mode,
     /// True once a one-shot misbehaviour has been tried.
     done: bool,
+    /// True after taking a poisoned state.
+    poisoned: bool,
 }
 
 /// A line that reads as the host's own, as a log viewer would show it.
@@ -121,11 +128,16 @@ impl Policy for Hostile {
                     x = std::hint::black_box(x.wrapping_add(1));
                 }
             }
+            Mode::SnapshotPoison => POISON.to_vec(),
             _ => Vec::new(),
         }
     }
 
     fn restore(&mut self, state: &[u8]) -> Result<(), String> {
+        if state == POISON {
+            self.poisoned = true;
+            return Ok(());
+        }
         Err(format!(
             "hostile takes no state\n(got {} bytes)",
             state.len()
@@ -147,6 +159,9 @@ fn forecast(scope: Scope, expected: f64, low: f64, high: f64, confidence: f64) -
 
 impl Predictor for Hostile {
     fn predict(&mut self, host: &dyn HostView) -> Predictions {
+        if self.poisoned {
+            panic!("a poisoned state was taken");
+        }
         let mut p = Predictions::empty();
         if self.mode == Mode::Invalid {
             // Report how many rejections the host showed us, so tests can see the feedback.
@@ -234,6 +249,7 @@ impl Planner for Hostile {
             | Mode::SnapshotGarbage
             | Mode::SnapshotHuge
             | Mode::SnapshotSpin
+            | Mode::SnapshotPoison
             | Mode::ForecastFlood
             | Mode::InvertedInterval
             | Mode::Overconfident
