@@ -393,3 +393,16 @@ impl Drop for ShardcastProcess {
         self.kill();
     }
 }
+
+/// For a binary that is also the shardcast process it drives: when called as
+/// `<binary> --node ...`, run shardcast with the rest and give its exit code; otherwise the
+/// program (this binary and `--node`) that starts such a process.
+pub fn node_or_program() -> Result<[String; 2], std::process::ExitCode> {
+    let mut argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("--node") {
+        argv.remove(1);
+        return Err(shardcast::cli::main_with(argv));
+    }
+    let me = std::env::current_exe().expect("this binary's path");
+    Ok([me.to_string_lossy().into_owned(), "--node".to_owned()])
+}

@@ -41,6 +41,25 @@ impl Executor {
         Ok((next.epoch, self.save(next)))
     }
 
+    /// One more wait of a drain (200 ms); past [`BUSY_WAITS`] in a row, the drain is refused
+    /// with `why` and this returns false.
+    async fn wait_a_little(
+        &self,
+        waits: &mut u32,
+        policy: &str,
+        action: &Action,
+        why: impl FnOnce() -> String,
+    ) -> bool {
+        *waits += 1;
+        if *waits > BUSY_WAITS {
+            let reason = format!("{} for {} s; drain stopped", why(), BUSY_WAITS / 5);
+            self.refuse(policy, action, RejectionReason::Busy, &reason);
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        true
+    }
+
     /// True while a migration onto `id` is in flight.
     fn incoming(&self, id: InstanceId) -> bool {
         lock(&self.migrations)
@@ -125,19 +144,14 @@ impl Executor {
                 // A migration onto it that started before the drain may still flip: wait
                 // for it, then move its segment off too.
                 if self.incoming(id) {
-                    waits += 1;
-                    if waits > BUSY_WAITS {
-                        return self.refuse(
-                            policy,
-                            action,
-                            RejectionReason::Busy,
-                            &format!(
-                                "a migration onto instance {id} did not end for {} s; drain stopped",
-                                BUSY_WAITS / 5
-                            ),
-                        );
+                    if !self
+                        .wait_a_little(&mut waits, policy, action, || {
+                            format!("a migration onto instance {id} did not end")
+                        })
+                        .await
+                    {
+                        return;
                     }
-                    tokio::time::sleep(Duration::from_millis(200)).await;
                     continue;
                 }
                 match self.set_state(id, InstanceState::Standby) {
@@ -178,20 +192,17 @@ impl Executor {
                 Err((_, reason)) => {
                     // Busy (per-instance limit, a move of this segment in flight, a pinned
                     // segment): later, but not forever.
-                    waits += 1;
-                    if waits > BUSY_WAITS {
-                        return self.refuse(
-                            policy,
-                            action,
-                            RejectionReason::Busy,
-                            &format!(
-                                "segment {} could not start moving off for {} s ({reason}); drain stopped",
-                                segment.id,
-                                BUSY_WAITS / 5
-                            ),
-                        );
+                    if !self
+                        .wait_a_little(&mut waits, policy, action, || {
+                            format!(
+                                "segment {} could not start moving off ({reason})",
+                                segment.id
+                            )
+                        })
+                        .await
+                    {
+                        return;
                     }
-                    tokio::time::sleep(Duration::from_millis(200)).await;
                     continue;
                 }
             };

@@ -31,15 +31,12 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let mut argv: Vec<String> = std::env::args().collect();
-    if argv.get(1).map(String::as_str) == Some("--node") {
-        argv.remove(1);
-        return shardcast::cli::main_with(argv);
-    }
+    let program = match shardcast_tests::servers::node_or_program() {
+        Ok(program) => program,
+        Err(code) => return code,
+    };
     let args = Args::parse();
-    let me = std::env::current_exe().expect("the soak binary's path");
-    let me = me.to_string_lossy().into_owned();
-    let program = [me.as_str(), "--node"];
+    let program = [program[0].as_str(), program[1].as_str()];
     let mut rig = Rig::start("soak");
     let (file, port, state) = (rig.file.clone(), rig.port, rig.state.clone());
     let mut rng = SplitMix(args.seed);

@@ -82,15 +82,12 @@ fn proc_field(pid: u32, file: &str, field: &str) -> u64 {
 }
 
 fn main() -> ExitCode {
-    let mut argv: Vec<String> = std::env::args().collect();
-    if argv.get(1).map(String::as_str) == Some("--node") {
-        argv.remove(1);
-        return shardcast::cli::main_with(argv);
-    }
+    let program = match shardcast_tests::servers::node_or_program() {
+        Ok(program) => program,
+        Err(code) => return code,
+    };
     let args = Args::parse();
-    let me = std::env::current_exe().expect("the soak binary's path");
-    let me = me.to_string_lossy().into_owned();
-    let program = [me.as_str(), "--node"];
+    let program = [program[0].as_str(), program[1].as_str()];
     let mut rig = HostileRig::start(&program, artifacts::HOSTILE, "mode = \"calm\"\n", true);
     let pid = rig.process().pid().expect("shardcast runs");
     let (disk_before, log_before, first_tick) = (
