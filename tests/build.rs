@@ -20,6 +20,11 @@ const POLICIES: &[(&str, &str, &str)] = &[
         "shardcast_policy_threshold",
     ),
     (
+        "FAILURE_GUARD",
+        "shardcast-policy-failure-guard",
+        "shardcast_policy_failure_guard",
+    ),
+    (
         "HOSTILE",
         "shardcast-test-hostile",
         "shardcast_test_hostile",

@@ -163,3 +163,53 @@ fn sim_names_bad_input() {
         "{err:#}"
     );
 }
+
+/// `failure-guard` against `static` on a scenario: the failure guard's report and static's.
+fn guarded(text: &str) -> (Report, Report) {
+    let scenario = Scenario::parse(text).expect("parses");
+    (
+        wasm(&scenario, artifacts::FAILURE_GUARD, ""),
+        wasm(&scenario, artifacts::STATIC, ""),
+    )
+}
+
+#[test]
+fn failure_guard_empties_a_degrading_instance_before_it_crashes() {
+    for text in [scenarios::DEGRADE_CRASH, scenarios::SHORT_WARNING] {
+        degrading_instance_emptied(text);
+    }
+}
+
+fn degrading_instance_emptied(text: &str) {
+    let (guard, fixed) = guarded(text);
+    assert!(
+        fixed.requests_failed > 0.0,
+        "the crash costs static requests"
+    );
+    assert!(
+        guard.requests_failed <= 0.01 * fixed.requests_failed,
+        "failed requests: {} against static's {}",
+        guard.requests_failed,
+        fixed.requests_failed
+    );
+    for event in &guard.down_events {
+        let lead = event.lead_s.unwrap_or(0.0);
+        assert!(
+            lead >= 30.0,
+            "evacuated {lead} s before the crash: {event:?}"
+        );
+    }
+    assert!(
+        guard.prediction_precision.is_some_and(|p| p >= 0.9),
+        "{guard}"
+    );
+    assert!(guard.prediction_recall.is_some_and(|r| r >= 0.9), "{guard}");
+}
+
+#[test]
+fn failure_guard_empties_each_instance_before_its_announced_restart() {
+    let (guard, fixed) = guarded(scenarios::ROLLING_RESTART);
+    assert!(fixed.requests_failed > 0.0);
+    assert_eq!(guard.requests_failed, 0.0, "{guard}");
+    assert!(guard.down_events.iter().all(|e| e.lead_s.is_some()));
+}

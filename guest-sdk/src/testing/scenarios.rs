@@ -13,12 +13,16 @@ pub const DEGRADE_CRASH: &str = include_str!("../../scenarios/degrade-crash.toml
 /// A rolling restart of every instance, each announced ahead.
 pub const ROLLING_RESTART: &str = include_str!("../../scenarios/rolling-restart.toml");
 
+/// An instance degrades for only one minute before it crashes.
+pub const SHORT_WARNING: &str = include_str!("../../scenarios/short-warning.toml");
+
 /// Every standard scenario, by file name.
-pub const ALL: [(&str, &str); 6] = [
+pub const ALL: [(&str, &str); 7] = [
     ("diurnal-tenants", DIURNAL_TENANTS),
     ("flash-crowd", FLASH_CROWD),
     ("false-alarm", FALSE_ALARM),
     ("moving-hotspot", MOVING_HOTSPOT),
     ("degrade-crash", DEGRADE_CRASH),
     ("rolling-restart", ROLLING_RESTART),
+    ("short-warning", SHORT_WARNING),
 ];
