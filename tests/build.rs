@@ -20,6 +20,16 @@ const POLICIES: &[(&str, &str, &str)] = &[
         "shardcast_policy_threshold",
     ),
     (
+        "FORECAST",
+        "shardcast-policy-forecast",
+        "shardcast_policy_forecast",
+    ),
+    (
+        "PREDICTIVE",
+        "shardcast-policy-predictive",
+        "shardcast_policy_predictive",
+    ),
+    (
         "FAILURE_GUARD",
         "shardcast-policy-failure-guard",
         "shardcast_policy_failure_guard",

@@ -164,24 +164,47 @@ fn sim_names_bad_input() {
     );
 }
 
-/// `failure-guard` against `static` on a scenario: the failure guard's report and static's.
-fn guarded(text: &str) -> (Report, Report) {
+/// `policy` against `static` on a scenario: its report and static's.
+fn against_static(policy: &str, text: &str) -> (Report, Report) {
     let scenario = Scenario::parse(text).expect("parses");
     (
-        wasm(&scenario, artifacts::FAILURE_GUARD, ""),
+        wasm(&scenario, policy, ""),
         wasm(&scenario, artifacts::STATIC, ""),
     )
 }
 
+fn guarded(text: &str) -> (Report, Report) {
+    against_static(artifacts::FAILURE_GUARD, text)
+}
+
 #[test]
-fn failure_guard_empties_a_degrading_instance_before_it_crashes() {
-    for text in [scenarios::DEGRADE_CRASH, scenarios::SHORT_WARNING] {
-        degrading_instance_emptied(text);
+fn failure_guard_and_predictive_empty_a_degrading_instance_before_it_crashes() {
+    for policy in [artifacts::FAILURE_GUARD, artifacts::PREDICTIVE] {
+        for text in [scenarios::DEGRADE_CRASH, scenarios::SHORT_WARNING] {
+            degrading_instance_emptied(policy, text);
+        }
     }
 }
 
-fn degrading_instance_emptied(text: &str) {
-    let (guard, fixed) = guarded(text);
+#[test]
+fn predictive_relieves_a_flash_crowd_before_threshold_does() {
+    let scenario = Scenario::parse(scenarios::FLASH_CROWD).expect("parses");
+    let predictive = wasm(&scenario, artifacts::PREDICTIVE, "");
+    let threshold = wasm(&scenario, artifacts::THRESHOLD, "");
+    let fixed = wasm(&scenario, artifacts::STATIC, "");
+    assert!(
+        predictive.slo_violation_s <= 0.3 * threshold.slo_violation_s
+            && predictive.slo_violation_s <= 0.1 * fixed.slo_violation_s,
+        "violation: predictive {} s, threshold {} s, static {} s",
+        predictive.slo_violation_s,
+        threshold.slo_violation_s,
+        fixed.slo_violation_s
+    );
+    assert_eq!(predictive.requests_failed, 0.0, "{predictive}");
+}
+
+fn degrading_instance_emptied(policy: &str, text: &str) {
+    let (guard, fixed) = against_static(policy, text);
     assert!(
         fixed.requests_failed > 0.0,
         "the crash costs static requests"

@@ -1,0 +1,414 @@
+//! The load forecaster (`forecast`): forecasts each instance's load and acts before it crosses capacity.
+//!
+//! **Predict.** A Holt (level and trend) forecast of each active instance's load over the
+//! horizon, with a prediction interval at the stated confidence, and of the fleet's total.
+//!
+//! **Plan.**
+//! - When the upper bound of an instance's forecast crosses `capacity` within the
+//!   horizon, move the segments that relieve it most per byte moved to the instances with
+//!   the most forecast headroom, before the crossing.
+//! - Contingent pool: when the fleet's forecast total exceeds what the active instances
+//!   can serve (`capacity` each), activate a standby and give it segments in the same plan.
+//!   An instance brought in this way goes back to standby (drained) once the forecast has
+//!   stayed low for `idle_ticks`.
+//! - Hysteresis: a segment moved is left alone for `cooldown_ticks`, an instance relieved
+//!   for `relief_ticks`; a refusal for lack of room means waiting a tick.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use shardcast_sdk::prelude::*;
+use shardcast_sdk::stats::Holt;
+
+/// Settings, given as TOML.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Load (ops/s per capacity unit, as the `load` metric) an instance can serve well.
+    pub capacity: f64,
+    /// How far ahead to look, in ticks.
+    pub horizon_ticks: u32,
+    /// Confidence of the prediction interval.
+    pub confidence: f64,
+    /// Moves per tick at most.
+    pub max_moves: u32,
+    /// Ticks a moved segment is left alone.
+    pub cooldown_ticks: u64,
+    /// Ticks an instance is left alone after a segment moved off it.
+    pub relief_ticks: u64,
+    /// Share of the active instances' capacity the fleet's forecast may fill before a
+    /// standby is brought in.
+    pub scale_out_at: f64,
+    /// Share below which, held for `idle_ticks`, an instance brought in goes back.
+    pub scale_in_below: f64,
+    /// Ticks of low forecast before scaling in.
+    pub idle_ticks: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            capacity: 70_000.0,
+            horizon_ticks: 30,
+            confidence: 0.5,
+            max_moves: 1,
+            cooldown_ticks: 300,
+            relief_ticks: 10,
+            scale_out_at: 0.9,
+            scale_in_below: 0.5,
+            idle_ticks: 600,
+        }
+    }
+}
+
+impl Settings {
+    /// Parse and check settings; errors name the offending key.
+    pub fn parse(toml: &str) -> Result<Self, String> {
+        let s: Settings = settings::parse(toml)?;
+        if !(s.capacity.is_finite() && s.capacity > 0.0) {
+            return Err(format!(
+                "invalid settings: `capacity` must be a positive number, got {}",
+                s.capacity
+            ));
+        }
+        if s.horizon_ticks == 0 || s.max_moves == 0 {
+            return Err(
+                "invalid settings: `horizon_ticks` and `max_moves` must be at least 1".into(),
+            );
+        }
+        if !(s.confidence > 0.0 && s.confidence < 1.0) {
+            return Err(format!(
+                "invalid settings: `confidence` must be in (0, 1), got {}",
+                s.confidence
+            ));
+        }
+        if !(s.scale_in_below < s.scale_out_at && s.scale_out_at > 0.0) {
+            return Err("invalid settings: `scale_in_below` must be below `scale_out_at`".into());
+        }
+        Ok(s)
+    }
+}
+
+/// What the policy remembers, handed to a successor on hot swap.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    /// Tick until which each segment is left alone.
+    pub segment_cooldown: BTreeMap<SegmentId, u64>,
+    /// Tick until which each instance is left alone as a source.
+    pub relieved_until: BTreeMap<InstanceId, u64>,
+    /// Instances this policy brought in from the standby pool.
+    pub brought_in: BTreeSet<InstanceId>,
+    /// Consecutive ticks the fleet forecast has stayed low.
+    pub idle: u32,
+}
+
+/// The load forecaster.
+#[derive(Default)]
+pub struct Forecast {
+    settings: Settings,
+    state: State,
+}
+
+/// Each instance's forecast over the horizon: (expected, upper bound); NaN-free.
+pub fn instance_forecasts(host: &dyn HostView, s: &Settings) -> Vec<(f64, f64)> {
+    let instances = host.instances();
+    let points = host.retention().clamp(1, 60) as usize;
+    let window = host.instances_window(Metric::Load, points as u32);
+    let h = s.horizon_ticks as usize;
+    instances
+        .iter()
+        .enumerate()
+        .map(|(i, instance)| {
+            let series = window.get(i * points..(i + 1) * points).unwrap_or(&[]);
+            if instance.state != InstanceState::Active && instance.state != InstanceState::Draining
+            {
+                return (0.0, 0.0);
+            }
+            let holt = Holt::fit(0.5, 0.1, series);
+            let interval = holt.interval(h, s.confidence);
+            let now = series
+                .iter()
+                .rev()
+                .copied()
+                .find(|x| x.is_finite())
+                .unwrap_or(0.0);
+            let expected = if interval.expected.is_finite() {
+                interval.expected.max(0.0)
+            } else {
+                now
+            };
+            let high = if interval.high.is_finite() {
+                interval.high.max(expected).max(now)
+            } else {
+                now
+            };
+            (expected, high)
+        })
+        .collect()
+}
+
+impl Policy for Forecast {
+    fn describe(&self) -> PolicyInfo {
+        info(
+            "forecast",
+            env!("CARGO_PKG_VERSION"),
+            "Predictive: moves segments, or brings in a standby, before load crosses capacity.",
+        )
+    }
+
+    fn configure(&mut self, settings: &str) -> Result<(), String> {
+        self.settings = Settings::parse(settings)?;
+        Ok(())
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.state).unwrap_or_default()
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<(), String> {
+        self.state =
+            serde_json::from_slice(state).map_err(|e| format!("bad forecast state: {e}"))?;
+        Ok(())
+    }
+}
+
+impl Predictor for Forecast {
+    fn predict(&mut self, host: &dyn HostView) -> Predictions {
+        let horizon_ms = u64::from(host.interval_ms()) * u64::from(self.settings.horizon_ticks);
+        let instances = host.instances();
+        let load = instance_forecasts(host, &self.settings)
+            .into_iter()
+            .zip(&instances)
+            .filter(|(_, i)| i.state == InstanceState::Active)
+            .map(|((expected, high), i)| LoadForecast {
+                scope: Scope::Instance(i.id),
+                metric: Metric::Load,
+                horizon_ms,
+                expected,
+                low: 0.0f64.min(expected),
+                high,
+                confidence: self.settings.confidence,
+            })
+            .collect();
+        Predictions {
+            load,
+            failures: Vec::new(),
+        }
+    }
+}
+
+impl Planner for Forecast {
+    fn plan(&mut self, host: &dyn HostView, _predictions: &Predictions) -> Vec<Action> {
+        self.plan_load(host, &[])
+    }
+}
+
+impl Forecast {
+    /// The load half of planning, for [`Planner::plan`] and for policies built on this one.
+    /// Instances in `avoid` get no segment and are not brought in from standby.
+    pub fn plan_load(&mut self, host: &dyn HostView, avoid: &[InstanceId]) -> Vec<Action> {
+        let s = self.settings.clone();
+        let tick = host.tick();
+        if host.rejections().iter().any(|r| {
+            matches!(
+                r.reason,
+                RejectionReason::MigrationLimit | RejectionReason::MoveBudgetExceeded
+            )
+        }) {
+            return Vec::new();
+        }
+        let instances = host.instances();
+        let mut forecast = instance_forecasts(host, &s);
+        let mut active: Vec<usize> = (0..instances.len())
+            .filter(|&i| instances[i].state == InstanceState::Active)
+            .collect();
+        if active.is_empty() {
+            return Vec::new();
+        }
+        let segments = host.segment_columns();
+        let ops = host.segments_latest(Metric::Ops);
+        let seg_load = |j: usize| {
+            let owner = segments.owners[j] as usize;
+            let cap = instances
+                .get(owner)
+                .map(|i| i.capacity.max(f64::MIN_POSITIVE))
+                .unwrap_or(1.0);
+            ops.get(j).copied().filter(|x| x.is_finite()).unwrap_or(0.0) / cap
+        };
+        let mut actions = Vec::new();
+        let mut moved: BTreeSet<usize> = BTreeSet::new();
+
+        // Contingent pool: the fleet's forecast against what the active instances serve.
+        let total: f64 = active.iter().map(|&i| forecast[i].0).sum();
+        let serves = active.len() as f64 * s.capacity;
+        if total > s.scale_out_at * serves {
+            self.state.idle = 0;
+            if let Some(standby) = (0..instances.len()).find(|&i| {
+                instances[i].state == InstanceState::Standby && !avoid.contains(&instances[i].id)
+            }) {
+                host.log(
+                    Level::Info,
+                    &format!(
+                        "fleet forecast {total:.0} > {:.0} of {} active instances: bringing in {}",
+                        s.scale_out_at * serves,
+                        active.len(),
+                        instances[standby].name
+                    ),
+                );
+                actions.push(Action::ActivateStandby(instances[standby].id));
+                self.state.brought_in.insert(instances[standby].id);
+                active.push(standby);
+                forecast[standby] = (0.0, 0.0);
+            }
+        } else if total < s.scale_in_below * (active.len().saturating_sub(1)) as f64 * s.capacity {
+            self.state.idle += 1;
+            if self.state.idle >= s.idle_ticks
+                && let Some(&back) = self
+                    .state
+                    .brought_in
+                    .iter()
+                    .find(|id| active.iter().any(|&i| instances[i].id == **id))
+            {
+                host.log(
+                    Level::Info,
+                    &format!(
+                        "fleet forecast {total:.0} stayed low: returning instance {back} to standby"
+                    ),
+                );
+                self.state.brought_in.remove(&back);
+                self.state.idle = 0;
+                actions.push(Action::DrainInstance(back));
+                return actions;
+            }
+        } else {
+            self.state.idle = 0;
+        }
+
+        // Sources: instances whose forecast's upper bound crosses capacity, hottest first.
+        let mut sources: Vec<usize> = active
+            .iter()
+            .copied()
+            .filter(|&i| {
+                forecast[i].1 > s.capacity
+                    && self
+                        .state
+                        .relieved_until
+                        .get(&instances[i].id)
+                        .is_none_or(|&until| tick >= until)
+            })
+            .collect();
+        sources.sort_by(|&a, &b| forecast[b].1.total_cmp(&forecast[a].1));
+        for src in sources {
+            if moved.len() >= s.max_moves as usize {
+                break;
+            }
+            let source = instances[src].id;
+            // The segment that relieves most per byte moved.
+            let best = (0..segments.ids.len())
+                .filter(|&j| {
+                    segments.owners[j] == source
+                        && segments.migrating[j] == 0
+                        && !moved.contains(&j)
+                        && self
+                            .state
+                            .segment_cooldown
+                            .get(&segments.ids[j])
+                            .is_none_or(|&until| tick >= until)
+                        && seg_load(j) > 0.0
+                })
+                .max_by(|&a, &b| {
+                    let per_byte = |j: usize| seg_load(j) / (segments.bytes[j].max(1) as f64);
+                    per_byte(a).total_cmp(&per_byte(b))
+                });
+            let Some(j) = best else { continue };
+            let load = seg_load(j);
+            // The destination with the most forecast headroom that stays under capacity.
+            let dst = active
+                .iter()
+                .copied()
+                .filter(|&d| {
+                    d != src
+                        && forecast[d].1 + load < s.capacity
+                        && !avoid.contains(&instances[d].id)
+                })
+                .max_by(|&a, &b| {
+                    (s.capacity - forecast[a].1).total_cmp(&(s.capacity - forecast[b].1))
+                });
+            let Some(dst) = dst else { continue };
+            host.log(
+                Level::Info,
+                &format!(
+                    "forecast {:.0} > capacity {:.0} on {} within {} ticks: moving segment {} to {}",
+                    forecast[src].1,
+                    s.capacity,
+                    instances[src].name,
+                    s.horizon_ticks,
+                    segments.ids[j],
+                    instances[dst].name
+                ),
+            );
+            forecast[src].0 -= load;
+            forecast[src].1 -= load;
+            forecast[dst].0 += load;
+            forecast[dst].1 += load;
+            moved.insert(j);
+            self.state
+                .segment_cooldown
+                .insert(segments.ids[j], tick + s.cooldown_ticks);
+            self.state
+                .relieved_until
+                .insert(source, tick + s.relief_ticks);
+            actions.push(Action::MoveSegment(MoveSegment {
+                segment: segments.ids[j],
+                target: instances[dst].id,
+            }));
+        }
+        // A standby just brought in gets segments at once, from the hottest instances.
+        if let Some(Action::ActivateStandby(new)) = actions.first().copied() {
+            let new_row = instances.iter().position(|i| i.id == new).unwrap_or(0);
+            let mut hottest = active.clone();
+            hottest.retain(|&i| i != new_row);
+            hottest.sort_by(|&a, &b| forecast[b].0.total_cmp(&forecast[a].0));
+            for src in hottest {
+                if moved.len() >= s.max_moves as usize {
+                    break;
+                }
+                let j = (0..segments.ids.len())
+                    .filter(|&j| {
+                        segments.owners[j] == instances[src].id
+                            && segments.migrating[j] == 0
+                            && !moved.contains(&j)
+                    })
+                    .max_by(|&a, &b| seg_load(a).total_cmp(&seg_load(b)));
+                if let Some(j) = j {
+                    moved.insert(j);
+                    self.state
+                        .segment_cooldown
+                        .insert(segments.ids[j], tick + s.cooldown_ticks);
+                    actions.push(Action::MoveSegment(MoveSegment {
+                        segment: segments.ids[j],
+                        target: new,
+                    }));
+                }
+            }
+        }
+        actions
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_settings_name_the_key() {
+        for (toml, key) in [
+            ("capacity = -1.0", "capacity"),
+            ("confidence = 1.0", "confidence"),
+            ("scale_in_below = 0.95", "scale_in_below"),
+        ] {
+            let err = Settings::parse(toml).expect_err(toml);
+            assert!(err.contains(key), "{toml}: {err}");
+        }
+    }
+}

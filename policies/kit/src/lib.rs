@@ -1,0 +1,13 @@
+//! The logic of shardcast's predictive policies. Each component crate (`failure-guard`,
+//! `forecast`, `predictive`) is a thin export of one type from here, so that `predictive`
+//! can run the other two's halves in one instance, sharing their state.
+//!
+//! - [`failure_guard`]: a logistic failure-risk predictor and a planner that drains an
+//!   instance before it fails;
+//! - [`forecast`]: a Holt load forecaster and a planner that moves segments, or brings in a
+//!   standby, before an instance overloads;
+//! - [`predictive`]: both, in one policy.
+
+pub mod failure_guard;
+pub mod forecast;
+pub mod predictive;
