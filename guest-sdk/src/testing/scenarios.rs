@@ -16,8 +16,13 @@ pub const ROLLING_RESTART: &str = include_str!("../../scenarios/rolling-restart.
 /// An instance degrades for only one minute before it crashes.
 pub const SHORT_WARNING: &str = include_str!("../../scenarios/short-warning.toml");
 
+/// The whole fleet's load outgrows the active instances; only the standby helps.
+pub const FLEET_RAMP: &str = include_str!("../../scenarios/fleet-ramp.toml");
+/// Two instances warn and recover; a third degrades and crashes.
+pub const WARN_WARN_CRASH: &str = include_str!("../../scenarios/warn-warn-crash.toml");
+
 /// Every standard scenario, by file name.
-pub const ALL: [(&str, &str); 7] = [
+pub const ALL: [(&str, &str); 9] = [
     ("diurnal-tenants", DIURNAL_TENANTS),
     ("flash-crowd", FLASH_CROWD),
     ("false-alarm", FALSE_ALARM),
@@ -25,4 +30,6 @@ pub const ALL: [(&str, &str); 7] = [
     ("degrade-crash", DEGRADE_CRASH),
     ("rolling-restart", ROLLING_RESTART),
     ("short-warning", SHORT_WARNING),
+    ("fleet-ramp", FLEET_RAMP),
+    ("warn-warn-crash", WARN_WARN_CRASH),
 ];
