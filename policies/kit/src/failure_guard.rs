@@ -6,7 +6,8 @@
 //! 2. latency trend: the rise of the last ten points over the ten before, per baseline;
 //! 3. latency anomaly: the robust z-score of the last p99 in its window, over 10, in [0, 1];
 //! 4. error rate, in percent of operations;
-//! 5. CPU above the instance's baseline, in tens of points;
+//! 5. CPU per operation against the baseline's, as ln(ratio): a sick instance burns more
+//!    CPU for the same work, an overloaded one more CPU for more work;
 //! 6. memory growth over the window, in tenths;
 //! 7. restarts and 8. crashes in the failure history;
 //! 9. load growth: ln(ops now / baseline ops), weighted negatively, so that latency and
@@ -33,7 +34,7 @@ pub const FEATURES: [&str; 9] = [
     "latency_trend",
     "latency_anomaly",
     "error_percent",
-    "cpu_excess",
+    "cpu_per_op_growth",
     "memory_growth",
     "restarts",
     "crashes",
@@ -72,7 +73,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            weights: vec![3.0, 1.0, 0.5, 1.0, 0.5, 0.0, 0.3, 0.3, -3.5],
+            weights: vec![1.5, 1.0, 0.5, 2.0, 3.0, 0.0, 0.3, 0.3, -3.5],
             bias: -5.0,
             threshold: 0.5,
             ticks: 2,
@@ -222,7 +223,11 @@ pub fn features(
         0.0
     };
     let cpu = last_finite(w.cpu).unwrap_or(baseline.cpu);
-    let cpu_excess = ((cpu - baseline.cpu) / 10.0).max(0.0);
+    let cpu_per_op_growth = if ops > 0.0 && baseline.ops > 0.0 && baseline.cpu > 0.0 {
+        ((cpu / ops) / (baseline.cpu / baseline.ops)).ln().max(0.0)
+    } else {
+        0.0
+    };
     let memory_growth = match (
         w.memory.iter().copied().find(|x| x.is_finite() && *x > 0.0),
         last_finite(w.memory),
@@ -235,7 +240,7 @@ pub fn features(
         trend,
         anomaly,
         error_percent,
-        cpu_excess,
+        cpu_per_op_growth,
         memory_growth,
         restarts as f64,
         crashes as f64,
