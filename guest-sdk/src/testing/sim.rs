@@ -598,12 +598,20 @@ impl Simulator {
                 continue;
             }
             let id = d as InstanceId;
-            let owned: Vec<SegmentId> = self
+            // Hottest first, as the host's executor drains.
+            let ops = HostView::segments_latest(&*self, Metric::Ops);
+            let mut owned: Vec<(SegmentId, f64)> = self
                 .segments
                 .iter()
-                .filter(|s| s.owner == id && !s.migrating)
-                .map(|s| s.id)
+                .enumerate()
+                .filter(|(_, s)| s.owner == id && !s.migrating)
+                .map(|(row, s)| {
+                    let hot = ops.get(row).copied().filter(|x| x.is_finite());
+                    (s.id, hot.unwrap_or(0.0))
+                })
                 .collect();
+            owned.sort_by(|a, b| b.1.total_cmp(&a.1));
+            let owned: Vec<SegmentId> = owned.into_iter().map(|(s, _)| s).collect();
             let busy = self.flights.iter().filter(|f| f.source == id).count();
             if owned.is_empty() && busy == 0 {
                 self.instances[d].state = InstanceState::Standby;

@@ -1,5 +1,5 @@
 //! Instance actions: bring a standby into service, and drain an instance (move every
-//! segment off it, one migration at a time, then make it standby).
+//! segment off it, hottest first, one migration at a time, then make it standby).
 //!
 //! Instance states live in the segment table (versioned, saved with it), so a restart keeps
 //! them; a draining instance takes no new segments because moves to a non-active target are
@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use shardcast_sdk::types::{Action, InstanceId, InstanceState, RejectionReason};
+use shardcast_sdk::types::{Action, InstanceId, InstanceState, Metric, RejectionReason};
 
 use super::{Decision, Executor, durable, lock, now_ms};
 
@@ -140,7 +140,21 @@ impl Executor {
         let mut waits = 0;
         loop {
             let table = self.topology.table();
-            let Some(segment) = table.segments.iter().find(|s| s.owner == id).copied() else {
+            // Hottest first: the load it carries leaves the instance soonest.
+            let ops = self.telemetry.segments_latest(Metric::Ops);
+            let hot = |row: usize| {
+                (ops.len() == table.segments.len())
+                    .then(|| ops[row])
+                    .filter(|x| x.is_finite())
+                    .unwrap_or(0.0)
+            };
+            let hottest = table
+                .segments
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.owner == id)
+                .max_by(|(a, _), (b, _)| hot(*a).total_cmp(&hot(*b)).then(b.cmp(a)));
+            let Some(segment) = hottest.map(|(_, s)| *s) else {
                 // A migration onto it that started before the drain may still flip: wait
                 // for it, then move its segment off too.
                 if self.incoming(id) {
