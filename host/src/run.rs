@@ -142,7 +142,17 @@ fn controller(config: &Config, parts: &Parts) -> Result<Option<Controller>, Erro
             .map_err(|e| fail(format!("settings {}: {e}", p.display())))?,
         None => String::new(),
     };
-    let runtime = Runtime::new(RuntimeOptions::default()).map_err(|e| fail(e.to_string()))?;
+    // Compiled policies are cached beside the other state, so that swapping a version in
+    // again (a rollback, a forced swap, a file rewritten) does not compile it again.
+    let options = RuntimeOptions {
+        cache_dir: config
+            .migration
+            .state_dir
+            .as_ref()
+            .map(|dir| dir.join("artifacts")),
+        ..RuntimeOptions::default()
+    };
+    let runtime = Runtime::new(options).map_err(|e| fail(e.to_string()))?;
     let mut engine = PolicyEngine::new(runtime, config.churn);
     let version = engine
         .load_planner(&bytes, &settings)

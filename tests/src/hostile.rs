@@ -172,7 +172,7 @@ impl HostileRig {
     /// Wait until a tick line satisfies `f`.
     pub fn wait_for_tick(&self, what: &str, f: impl Fn(&TickLine) -> bool) -> TickLine {
         let mut found = None;
-        wait_for(what, Duration::from_secs(30), || {
+        wait_for(what, Duration::from_secs(90), || {
             found = self.ticks().into_iter().rev().find(|t| f(t));
             found.is_some()
         });
@@ -199,7 +199,7 @@ impl HostileRig {
     pub fn wait_for_log(&self, needle: &str, times: usize) {
         wait_for(
             &format!("{times} log lines with {needle:?}"),
-            Duration::from_secs(30),
+            Duration::from_secs(90),
             || self.log_text().matches(needle).count() >= times,
         );
     }
