@@ -334,7 +334,7 @@ impl LiveInstance {
     }
 
     /// Start a new log budget period, reporting what the last one suppressed.
-    pub fn settle_log(&self) -> u64 {
+    pub fn settle_log(&self) {
         self.parts.store.data().voice.settle()
     }
 

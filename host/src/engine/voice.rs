@@ -72,9 +72,8 @@ impl Voice {
         }
     }
 
-    /// Start a new budget period; say what the last one suppressed. Returns the bytes
-    /// suppressed.
-    pub fn settle(&self) -> u64 {
+    /// Start a new budget period; say what the last one suppressed.
+    pub fn settle(&self) {
         let spent = std::mem::take(&mut *self.spent.lock().unwrap_or_else(|e| e.into_inner()));
         if spent.suppressed_lines > 0 {
             let policy = self.label();
@@ -86,7 +85,6 @@ impl Voice {
                 self.budget
             );
         }
-        spent.suppressed_bytes
     }
 }
 

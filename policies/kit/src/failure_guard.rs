@@ -178,23 +178,22 @@ fn mean(xs: &[f64]) -> Option<f64> {
     (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
 }
 
-/// An instance's series over the window, one row per metric.
-struct Window<'a> {
-    p99: &'a [f64],
-    ops: &'a [f64],
-    errors: &'a [f64],
-    cpu: &'a [f64],
-    memory: &'a [f64],
+/// An instance's series over the window, one per metric, oldest first.
+pub struct Window<'a> {
+    /// p99 latency, µs.
+    pub p99: &'a [f64],
+    /// Operations per second.
+    pub ops: &'a [f64],
+    /// Errors per second.
+    pub errors: &'a [f64],
+    /// CPU.
+    pub cpu: &'a [f64],
+    /// Memory, bytes.
+    pub memory: &'a [f64],
 }
 
 /// The feature vector of one instance, in the order of [`FEATURES`].
-pub fn features(
-    w: &WindowRef<'_>,
-    baseline: &Baseline,
-    restarts: usize,
-    crashes: usize,
-) -> [f64; 9] {
-    let w = &w.0;
+pub fn features(w: &Window<'_>, baseline: &Baseline, restarts: usize, crashes: usize) -> [f64; 9] {
     let p99 = last_finite(w.p99).unwrap_or(baseline.p99);
     let base = baseline.p99.max(1.0);
     let level = (p99.max(1.0) / base).ln().max(0.0);
@@ -246,28 +245,6 @@ pub fn features(
         crashes as f64,
         load_growth,
     ]
-}
-
-/// A borrowed window (public so tests and the trainer can build features the same way).
-pub struct WindowRef<'a>(Window<'a>);
-
-impl<'a> WindowRef<'a> {
-    /// A window from its series.
-    pub fn new(
-        p99: &'a [f64],
-        ops: &'a [f64],
-        errors: &'a [f64],
-        cpu: &'a [f64],
-        memory: &'a [f64],
-    ) -> Self {
-        WindowRef(Window {
-            p99,
-            ops,
-            errors,
-            cpu,
-            memory,
-        })
-    }
 }
 
 /// Instances whose latest failure record is an announced maintenance not yet over.
@@ -375,7 +352,13 @@ impl Predictor for FailureGuard {
                 .filter(|f| f.instance == instance.id && f.kind == FailureKind::Crash)
                 .count();
             let x = features(
-                &WindowRef::new(&wp, &wo, &we, &wc, &wm),
+                &Window {
+                    p99: &wp,
+                    ops: &wo,
+                    errors: &we,
+                    cpu: &wc,
+                    memory: &wm,
+                },
                 &baseline,
                 restarts,
                 crashes,
@@ -615,7 +598,13 @@ mod tests {
         let cpu = vec![30.0; 60];
         let mem = vec![1e9; 60];
         let calm = features(
-            &WindowRef::new(&steady, &ops, &vec![0.0; 60], &cpu, &mem),
+            &Window {
+                p99: &steady,
+                ops: &ops,
+                errors: &[0.0; 60],
+                cpu: &cpu,
+                memory: &mem,
+            },
             &base,
             0,
             0,
@@ -625,7 +614,13 @@ mod tests {
         let hot_cpu: Vec<f64> = (0..60).map(|i| 30.0 + 0.5 * i as f64).collect();
         let errors: Vec<f64> = (0..60).map(|i| 50_000.0 * 0.0005 * i as f64).collect();
         let sick = features(
-            &WindowRef::new(&rising, &ops, &errors, &hot_cpu, &mem),
+            &Window {
+                p99: &rising,
+                ops: &ops,
+                errors: &errors,
+                cpu: &hot_cpu,
+                memory: &mem,
+            },
             &base,
             0,
             0,

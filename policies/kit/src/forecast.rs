@@ -109,8 +109,9 @@ pub struct Forecast {
     state: State,
 }
 
-/// Each instance's forecast over the horizon: (expected, upper bound); NaN-free.
-pub fn instance_forecasts(host: &dyn HostView, s: &Settings) -> Vec<(f64, f64)> {
+/// Each instance's forecast over the horizon: (low, expected, high), NaN-free and never
+/// negative; zeros for an instance out of service.
+pub fn instance_forecasts(host: &dyn HostView, s: &Settings) -> Vec<(f64, f64, f64)> {
     let instances = host.instances();
     let points = host.retention().clamp(1, 60) as usize;
     let window = host.instances_window(Metric::Load, points as u32);
@@ -122,7 +123,7 @@ pub fn instance_forecasts(host: &dyn HostView, s: &Settings) -> Vec<(f64, f64)> 
             let series = window.get(i * points..(i + 1) * points).unwrap_or(&[]);
             if instance.state != InstanceState::Active && instance.state != InstanceState::Draining
             {
-                return (0.0, 0.0);
+                return (0.0, 0.0, 0.0);
             }
             let holt = Holt::fit(0.5, 0.1, series);
             let interval = holt.interval(h, s.confidence);
@@ -142,7 +143,12 @@ pub fn instance_forecasts(host: &dyn HostView, s: &Settings) -> Vec<(f64, f64)> 
             } else {
                 now
             };
-            (expected, high)
+            let low = if interval.low.is_finite() {
+                interval.low.clamp(0.0, expected)
+            } else {
+                expected
+            };
+            (low, expected, high)
         })
         .collect()
 }
@@ -180,12 +186,12 @@ impl Predictor for Forecast {
             .into_iter()
             .zip(&instances)
             .filter(|(_, i)| i.state == InstanceState::Active)
-            .map(|((expected, high), i)| LoadForecast {
+            .map(|((low, expected, high), i)| LoadForecast {
                 scope: Scope::Instance(i.id),
                 metric: Metric::Load,
                 horizon_ms,
                 expected,
-                low: 0.0f64.min(expected),
+                low,
                 high,
                 confidence: self.settings.confidence,
             })
@@ -198,15 +204,21 @@ impl Predictor for Forecast {
 }
 
 impl Planner for Forecast {
-    fn plan(&mut self, host: &dyn HostView, _predictions: &Predictions) -> Vec<Action> {
-        self.plan_load(host, &[])
+    fn plan(&mut self, host: &dyn HostView, predictions: &Predictions) -> Vec<Action> {
+        self.plan_load(host, predictions, &[])
     }
 }
 
 impl Forecast {
-    /// The load half of planning, for [`Planner::plan`] and for policies built on this one.
-    /// Instances in `avoid` get no segment and are not brought in from standby.
-    pub fn plan_load(&mut self, host: &dyn HostView, avoid: &[InstanceId]) -> Vec<Action> {
+    /// The load half of planning, for [`Planner::plan`] and for policies built on this one,
+    /// from this tick's instance load forecasts in `predictions`. Instances in `avoid` get
+    /// no segment and are not brought in from standby.
+    pub fn plan_load(
+        &mut self,
+        host: &dyn HostView,
+        predictions: &Predictions,
+        avoid: &[InstanceId],
+    ) -> Vec<Action> {
         let s = self.settings.clone();
         let tick = host.tick();
         if host.rejections().iter().any(|r| {
@@ -218,7 +230,18 @@ impl Forecast {
             return Vec::new();
         }
         let instances = host.instances();
-        let mut forecast = instance_forecasts(host, &s);
+        // (expected, high) per instance row, from the forecasts `predict` made this tick.
+        let mut forecast: Vec<(f64, f64)> = instances
+            .iter()
+            .map(|i| {
+                predictions
+                    .load
+                    .iter()
+                    .find(|f| f.scope == Scope::Instance(i.id) && f.metric == Metric::Load)
+                    .map(|f| (f.expected, f.high))
+                    .unwrap_or((0.0, 0.0))
+            })
+            .collect();
         let mut active: Vec<usize> = (0..instances.len())
             .filter(|&i| instances[i].state == InstanceState::Active)
             .collect();

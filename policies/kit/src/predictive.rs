@@ -85,7 +85,7 @@ impl Planner for Predictive {
             return guard;
         }
         let avoid = self.failure.quarantined(host);
-        self.load.plan_load(host, &avoid)
+        self.load.plan_load(host, predictions, &avoid)
     }
 }
 
