@@ -261,3 +261,22 @@ fn a_forced_swap_stays_forced_and_its_predecessor_returns_only_by_rollback() {
         report.planner
     );
 }
+
+#[test]
+fn no_single_wasi_call_makes_the_host_work_without_bound() {
+    for (mode, expected) in [
+        ("big-write", "more than the 65536 permitted"),
+        ("random-flood", "exceeds limit"),
+        ("resource-flood", "trap in plan()"),
+    ] {
+        let mut engine = engine_with(artifacts::HOSTILE, &hostile(mode));
+        let report = engine.tick(view(0));
+        assert_eq!(report.faults.len(), 1, "{mode}: {:?}", report.faults);
+        assert!(
+            report.faults[0].contains("trap in plan()") && report.faults[0].contains(expected),
+            "{mode}: {}",
+            report.faults[0]
+        );
+        assert!(report.accepted.is_empty() && report.rejected.is_empty());
+    }
+}

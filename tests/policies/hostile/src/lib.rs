@@ -62,6 +62,12 @@ pub enum Mode {
     Recurse,
     /// Hand over a state that a successor takes but that makes it panic in `predict`.
     SnapshotPoison,
+    /// Write a megabyte of newlines to stdout in one WASI call.
+    BigWrite,
+    /// Ask WASI for 16 MiB of random bytes in one call.
+    RandomFlood,
+    /// Hold ten thousand WASI pollables at once.
+    ResourceFlood,
 }
 
 /// The state [`Mode::SnapshotPoison`] hands over.
@@ -254,6 +260,21 @@ impl Planner for Hostile {
             | Mode::InvertedInterval
             | Mode::Overconfident
             | Mode::ImpossibleRisk => Vec::new(),
+            Mode::BigWrite => {
+                let stdout = wasip2::cli::stdout::get_stdout();
+                let written = stdout.write(&vec![b'\n'; 1 << 20]).is_ok();
+                vec![Action::ActivateStandby(u32::from(written))]
+            }
+            Mode::RandomFlood => {
+                let bytes = wasip2::random::random::get_random_bytes(16 << 20);
+                vec![Action::ActivateStandby(bytes.len() as u32)]
+            }
+            Mode::ResourceFlood => {
+                let held: Vec<_> = (0..10_000)
+                    .map(|_| wasip2::clocks::monotonic_clock::subscribe_duration(0))
+                    .collect();
+                vec![Action::ActivateStandby(held.len() as u32)]
+            }
             Mode::Recurse => {
                 let depth = recurse(0);
                 vec![Action::DrainInstance(depth as u32)]
