@@ -5,10 +5,12 @@
 
 pub mod chaos;
 pub mod decisions;
+pub mod demo;
 pub mod fixture;
 pub mod hostile;
 pub mod load;
 pub mod servers;
+pub mod sickness;
 
 use std::sync::Arc;
 

@@ -79,6 +79,8 @@ pub struct Load {
     pub stats: Arc<LoadStats>,
     /// The current hot tenants (hash tags); change it to move the hot spot.
     pub hot: Arc<RwLock<Vec<String>>>,
+    /// Requests per second per thread now; [`Load::set_rate`] changes it.
+    rate: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
@@ -88,20 +90,34 @@ impl Load {
     pub fn start(port: u16, shape: LoadShape) -> Self {
         let stats = Arc::new(LoadStats::new());
         let hot = Arc::new(RwLock::new(Vec::new()));
+        let rate = Arc::new(AtomicU64::new(shape.rate_per_thread));
         let stop = Arc::new(AtomicBool::new(false));
         let threads = (0..shape.threads)
             .map(|t| {
-                let (stats, hot, stop, shape) =
-                    (stats.clone(), hot.clone(), stop.clone(), shape.clone());
-                std::thread::spawn(move || drive(port, t as u64, &shape, &stats, &hot, &stop))
+                let (stats, hot, rate, stop, shape) = (
+                    stats.clone(),
+                    hot.clone(),
+                    rate.clone(),
+                    stop.clone(),
+                    shape.clone(),
+                );
+                std::thread::spawn(move || {
+                    drive(port, t as u64, &shape, &stats, &hot, &rate, &stop)
+                })
             })
             .collect();
         Load {
             stats,
             hot,
+            rate,
             stop,
             threads,
         }
+    }
+
+    /// Send `per_thread` requests per second on each thread from now on (0 pauses).
+    pub fn set_rate(&self, per_thread: u64) {
+        self.rate.store(per_thread, Ordering::Relaxed);
     }
 
     /// Stop every thread and wait for them.
@@ -120,19 +136,25 @@ fn drive(
     shape: &LoadShape,
     stats: &LoadStats,
     hot: &RwLock<Vec<String>>,
+    rate: &AtomicU64,
     stop: &AtomicBool,
 ) {
     let mut rng = SplitMix(seed.wrapping_mul(7919).wrapping_add(1));
     let value = [b'v'; 100];
-    let gap = Duration::from_secs_f64(1.0 / shape.rate_per_thread.max(1) as f64);
     let mut conn: Option<redis::Connection> = None;
     let mut next = Instant::now();
     while !stop.load(Ordering::Relaxed) {
+        let per_second = rate.load(Ordering::Relaxed);
+        if per_second == 0 {
+            std::thread::sleep(Duration::from_millis(20));
+            next = Instant::now();
+            continue;
+        }
         let now = Instant::now();
         if next > now {
             std::thread::sleep(next - now);
         }
-        next += gap;
+        next += Duration::from_secs_f64(1.0 / per_second as f64);
         let Some(c) = conn.as_mut() else {
             conn = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
                 .and_then(|c| c.get_connection())

@@ -62,6 +62,8 @@ pub struct TickReport {
     pub faults: Vec<String>,
     /// Wall time of the policy calls, in microseconds.
     pub policy_us: u64,
+    /// What the policies logged this tick at `info` or above: their reasons.
+    pub notes: Vec<String>,
 }
 
 /// The predictor and planner slots, with the validator's state.
@@ -173,6 +175,12 @@ impl PolicyEngine {
         });
         faults.extend(f);
         let policy_us = started.elapsed().as_micros() as u64;
+        let mut notes = self
+            .predictor
+            .as_ref()
+            .map(Slot::take_notes)
+            .unwrap_or_default();
+        notes.extend(self.planner.take_notes());
         let verdict = validate(actions, &*view, &self.churn, &mut self.history);
         for r in verdict.rejected.iter().take(LOGGED_REJECTIONS) {
             tracing::info!(tick = view.tick, reason = r.reason.name(), "{}", r.message);
@@ -199,6 +207,7 @@ impl PolicyEngine {
             rejected: verdict.rejected,
             faults: faults.iter().map(ToString::to_string).collect(),
             policy_us,
+            notes,
         }
     }
 }

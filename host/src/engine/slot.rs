@@ -198,6 +198,14 @@ impl Slot {
         self.active.as_ref()
     }
 
+    /// The notes the running instance logged since the last call.
+    pub fn take_notes(&self) -> Vec<String> {
+        self.live
+            .as_ref()
+            .map(LiveInstance::take_notes)
+            .unwrap_or_default()
+    }
+
     /// Start a tick: a clean previous tick clears the fault streak, then any pending swap
     /// or rollback takes effect.
     pub fn begin_tick(&mut self) {

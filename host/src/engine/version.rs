@@ -333,6 +333,11 @@ impl LiveInstance {
         }
     }
 
+    /// The notes the policy logged since the last call.
+    pub fn take_notes(&self) -> Vec<String> {
+        self.parts.store.data().voice.take_notes()
+    }
+
     /// Start a new log budget period, reporting what the last one suppressed.
     pub fn settle_log(&self) {
         self.parts.store.data().voice.settle()

@@ -5,6 +5,10 @@
 //! budget, lines are counted instead of written; the next [`Voice::settle`] (at the start of
 //! each tick, and when the instance is dropped) writes one line saying how much was
 //! suppressed.
+//!
+//! The messages a policy logs at `info` or above through the `log` import are also kept
+//! as the tick's notes ([`Voice::take_notes`]): the decision log records them beside the
+//! actions, so that each move carries the policy's reason for it.
 
 use std::sync::{Arc, Mutex};
 
@@ -24,6 +28,7 @@ pub struct Voice {
     label: Mutex<Arc<str>>,
     budget: u64,
     spent: Mutex<Spent>,
+    notes: Mutex<Vec<String>>,
 }
 
 impl Voice {
@@ -33,6 +38,7 @@ impl Voice {
             label: Mutex::new(label),
             budget,
             spent: Mutex::new(Spent::default()),
+            notes: Mutex::new(Vec::new()),
         })
     }
 
@@ -61,6 +67,12 @@ impl Voice {
             spent.bytes += cost;
         }
         let line = text::clean(message, MAX_MESSAGE);
+        if stream == "log" && !matches!(level, Level::Trace | Level::Debug) {
+            self.notes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(line.clone());
+        }
         let policy = self.label();
         let policy = &*policy;
         match level {
@@ -70,6 +82,11 @@ impl Voice {
             Level::Warn => tracing::warn!(policy, stream, "{line}"),
             Level::Error => tracing::error!(policy, stream, "{line}"),
         }
+    }
+
+    /// The notes said since the last call (cleaned, within the budget), oldest first.
+    pub fn take_notes(&self) -> Vec<String> {
+        std::mem::take(&mut *self.notes.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Start a new budget period; say what the last one suppressed.

@@ -30,6 +30,8 @@ pub struct Cut {
     pub rejected: usize,
     /// Faults past the cap.
     pub faults: usize,
+    /// Policy notes past the cap.
+    pub notes: usize,
 }
 
 impl Cut {
@@ -49,6 +51,8 @@ pub struct TickRecord<'a> {
     rejected: &'a [Rejection],
     faults: &'a [String],
     policy_us: u64,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    notes: &'a [String],
     #[serde(skip_serializing_if = "Cut::is_empty")]
     cut: Cut,
 }
@@ -87,6 +91,7 @@ impl<'a> TickRecord<'a> {
             rejected: &report.rejected[..capped(&report.rejected, &mut cut.rejected)],
             faults: &report.faults[..capped(&report.faults, &mut cut.faults)],
             policy_us: report.policy_us,
+            notes: &report.notes[..capped(&report.notes, &mut cut.notes)],
             cut,
         }
     }

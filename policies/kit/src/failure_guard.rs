@@ -331,17 +331,31 @@ impl Predictor for FailureGuard {
                 self.state.baselines.remove(&instance.id);
                 continue;
             }
+            // Only the points since it became active: what a standby (idle, or not yet
+            // measured) looked like is no baseline and no trend.
+            let fresh =
+                (host.now().saturating_sub(since) / u64::from(host.interval_ms().max(1))) as usize;
+            let since_active = |v: &[f64]| -> Vec<f64> {
+                let rows = row(v, i);
+                rows[rows.len().saturating_sub(fresh.max(1))..].to_vec()
+            };
             let (wp, wo, we, wc, wm) = (
-                row(&p99, i),
-                row(&ops, i),
-                row(&errors, i),
-                row(&cpu, i),
-                row(&memory, i),
+                since_active(&p99),
+                since_active(&ops),
+                since_active(&errors),
+                since_active(&cpu),
+                since_active(&memory),
             );
+            let positive = |v: &[f64]| -> Vec<f64> {
+                v.iter()
+                    .copied()
+                    .filter(|x| x.is_finite() && *x > 0.0)
+                    .collect()
+            };
             let baseline = *self.state.baselines.entry(instance.id).or_insert(Baseline {
-                p99: finite(median(&wp)).unwrap_or(1000.0),
-                cpu: finite(median(&wc)).unwrap_or(0.0),
-                ops: finite(median(&wo)).unwrap_or(0.0),
+                p99: finite(median(&positive(&wp))).unwrap_or(1000.0),
+                cpu: finite(median(&positive(&wc))).unwrap_or(0.0),
+                ops: finite(median(&positive(&wo))).unwrap_or(0.0),
             });
             let restarts = failures
                 .iter()
@@ -515,6 +529,16 @@ impl FailureGuard {
             !restarted && now.saturating_sub(*at) < quarantine_ms
         });
         self.state.drained_at.keys().copied().collect()
+    }
+
+    /// Instances whose last risk is at least half the threshold.
+    pub fn worried(&self) -> Vec<InstanceId> {
+        self.state
+            .risk
+            .iter()
+            .filter(|(_, r)| **r >= self.settings.threshold / 2.0)
+            .map(|(id, _)| *id)
+            .collect()
     }
 
     /// True while any instance's last risk is at least half the threshold.

@@ -1,7 +1,11 @@
 //! The load forecaster (`forecast`): forecasts each instance's load and acts before it crosses capacity.
 //!
 //! **Predict.** A Holt (level and trend) forecast of each active instance's load over the
-//! horizon, with a prediction interval at the stated confidence, and of the fleet's total.
+//! horizon, with a prediction interval at the stated confidence. The history it is fitted
+//! on is the load of the segments the instance owns *now*, summed per point: a move changes
+//! which segments count, not the history, so the policy's own moves do not read as trends.
+//! Isolated spikes (a bulk load, one slow second) are taken out with a running median of
+//! five before the fit. No action is taken before `warmup_ticks` ticks have been seen.
 //!
 //! **Plan.**
 //! - When the upper bound of an instance's forecast crosses `capacity` within the
@@ -43,6 +47,10 @@ pub struct Settings {
     pub scale_in_below: f64,
     /// Ticks of low forecast before scaling in.
     pub idle_ticks: u32,
+    /// Points of history each forecast is fitted on.
+    pub fit_points: u32,
+    /// Ticks seen before the first action: a forecast needs a history.
+    pub warmup_ticks: u32,
 }
 
 impl Default for Settings {
@@ -57,6 +65,8 @@ impl Default for Settings {
             scale_out_at: 0.9,
             scale_in_below: 0.5,
             idle_ticks: 600,
+            fit_points: 30,
+            warmup_ticks: 10,
         }
     }
 }
@@ -71,9 +81,9 @@ impl Settings {
                 s.capacity
             ));
         }
-        if s.horizon_ticks == 0 || s.max_moves == 0 {
+        if s.horizon_ticks == 0 || s.max_moves == 0 || s.fit_points < 2 {
             return Err(
-                "invalid settings: `horizon_ticks` and `max_moves` must be at least 1".into(),
+                "invalid settings: `horizon_ticks` and `max_moves` must be at least 1, `fit_points` at least 2".into(),
             );
         }
         if !(s.confidence > 0.0 && s.confidence < 1.0) {
@@ -100,6 +110,9 @@ pub struct State {
     pub brought_in: BTreeSet<InstanceId>,
     /// Consecutive ticks the fleet forecast has stayed low.
     pub idle: u32,
+    /// Ticks planned so far (up to `warmup_ticks`).
+    #[serde(default)]
+    pub seen: u32,
 }
 
 /// The load forecaster.
@@ -109,23 +122,70 @@ pub struct Forecast {
     state: State,
 }
 
+/// Each instance's load history (the `load` metric: ops per capacity unit) as the segments
+/// it owns now made it, over the last `points` points, oldest first; one row per instance.
+/// A point with no data from any of its segments is NaN.
+pub fn owned_history(host: &dyn HostView, points: u32) -> Vec<Vec<f64>> {
+    let instances = host.instances();
+    let columns = host.segment_columns();
+    let segments = columns.ids.len();
+    let window = host.segments_window(Metric::Ops, points.min(host.retention()).max(1));
+    let k = window.len().checked_div(segments).unwrap_or(0);
+    let mut rows = vec![vec![f64::NAN; k]; instances.len()];
+    for (j, owner) in columns.owners.iter().enumerate() {
+        let Some(i) = instances.iter().position(|x| x.id == *owner) else {
+            continue;
+        };
+        let capacity = instances[i].capacity.max(f64::MIN_POSITIVE);
+        for (t, &v) in window[j * k..(j + 1) * k].iter().enumerate() {
+            if v.is_finite() {
+                let cell = &mut rows[i][t];
+                *cell = if cell.is_nan() { 0.0 } else { *cell } + v / capacity;
+            }
+        }
+    }
+    rows
+}
+
+/// `series` with isolated spikes removed: every point but the last two becomes the median
+/// of the five around it (fewer at the start); NaN points are left out of the medians.
+pub fn despike(series: &[f64]) -> Vec<f64> {
+    let n = series.len();
+    (0..n)
+        .map(|t| {
+            if t + 2 >= n {
+                return series[t];
+            }
+            let mut near: Vec<f64> = series[t.saturating_sub(2)..=t + 2]
+                .iter()
+                .copied()
+                .filter(|x| x.is_finite())
+                .collect();
+            if near.is_empty() {
+                return series[t];
+            }
+            near.sort_by(f64::total_cmp);
+            near[near.len() / 2]
+        })
+        .collect()
+}
+
 /// Each instance's forecast over the horizon: (low, expected, high), NaN-free and never
 /// negative; zeros for an instance out of service.
 pub fn instance_forecasts(host: &dyn HostView, s: &Settings) -> Vec<(f64, f64, f64)> {
     let instances = host.instances();
-    let points = host.retention().clamp(1, 60) as usize;
-    let window = host.instances_window(Metric::Load, points as u32);
+    let history = owned_history(host, s.fit_points);
     let h = s.horizon_ticks as usize;
     instances
         .iter()
-        .enumerate()
-        .map(|(i, instance)| {
-            let series = window.get(i * points..(i + 1) * points).unwrap_or(&[]);
+        .zip(history)
+        .map(|(instance, series)| {
             if instance.state != InstanceState::Active && instance.state != InstanceState::Draining
             {
                 return (0.0, 0.0, 0.0);
             }
-            let holt = Holt::fit(0.5, 0.1, series);
+            let series = despike(&series);
+            let holt = Holt::fit(0.5, 0.1, &series);
             let interval = holt.interval(h, s.confidence);
             let now = series
                 .iter()
@@ -221,6 +281,10 @@ impl Forecast {
     ) -> Vec<Action> {
         let s = self.settings.clone();
         let tick = host.tick();
+        if self.state.seen < s.warmup_ticks {
+            self.state.seen += 1;
+            return Vec::new();
+        }
         if host.rejections().iter().any(|r| {
             matches!(
                 r.reason,

@@ -84,7 +84,9 @@ impl Planner for Predictive {
         if !guard.is_empty() || draining {
             return guard;
         }
-        let avoid = self.failure.quarantined(host);
+        // No segment goes to an instance the guard drained or is worried about.
+        let mut avoid = self.failure.quarantined(host);
+        avoid.extend(self.failure.worried());
         self.load.plan_load(host, predictions, &avoid)
     }
 }
