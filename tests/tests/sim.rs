@@ -236,3 +236,40 @@ fn failure_guard_empties_each_instance_before_its_announced_restart() {
     assert_eq!(guard.requests_failed, 0.0, "{guard}");
     assert!(guard.down_events.iter().all(|e| e.lead_s.is_some()));
 }
+
+#[test]
+fn predictive_drains_nothing_where_load_alone_explains_the_latency() {
+    // Overload, the queue it leaves, and a standby filling up all move latency and CPU;
+    // none is a failure, and nothing crashes in these scenarios.
+    for text in [
+        scenarios::DIURNAL_TENANTS,
+        scenarios::MOVING_HOTSPOT,
+        scenarios::FLEET_RAMP,
+    ] {
+        let scenario = Scenario::parse(text).expect("parses");
+        let report = wasm(&scenario, artifacts::PREDICTIVE, "");
+        assert_eq!(
+            report.drain_moves, 0,
+            "{}: drained on load alone\n{report}",
+            scenario.name
+        );
+    }
+}
+
+#[test]
+fn predictive_brings_in_the_standby_when_the_fleet_outgrows_its_active_instances() {
+    let scenario = Scenario::parse(scenarios::FLEET_RAMP).expect("parses");
+    let predictive = wasm(&scenario, artifacts::PREDICTIVE, "");
+    let threshold = wasm(&scenario, artifacts::THRESHOLD, "");
+    assert!(
+        threshold.slo_violation_s > 600.0,
+        "the scenario must be one that balancing alone cannot win: threshold {} s",
+        threshold.slo_violation_s
+    );
+    assert!(
+        predictive.slo_violation_s <= 0.1 * threshold.slo_violation_s,
+        "violation: predictive {} s, threshold {} s",
+        predictive.slo_violation_s,
+        threshold.slo_violation_s
+    );
+}

@@ -352,10 +352,21 @@ impl Predictor for FailureGuard {
                     .filter(|x| x.is_finite() && *x > 0.0)
                     .collect()
             };
-            let baseline = *self.state.baselines.entry(instance.id).or_insert(Baseline {
-                p99: finite(median(&positive(&wp))).unwrap_or(1000.0),
-                cpu: finite(median(&positive(&wc))).unwrap_or(0.0),
-                ops: finite(median(&positive(&wo))).unwrap_or(0.0),
+            let baseline = *self.state.baselines.entry(instance.id).or_insert_with(|| {
+                let ops = finite(median(&positive(&wo))).unwrap_or(0.0);
+                // CPU per operation is a ratio of the same point's values: medians taken
+                // apart come from different points and mean nothing together.
+                let per_op: Vec<f64> = wc
+                    .iter()
+                    .zip(&wo)
+                    .filter(|(c, o)| c.is_finite() && o.is_finite() && **o > 0.0)
+                    .map(|(c, o)| c / o)
+                    .collect();
+                Baseline {
+                    p99: finite(median(&positive(&wp))).unwrap_or(1000.0),
+                    cpu: finite(median(&per_op)).map_or(0.0, |r| r * ops),
+                    ops,
+                }
             });
             let restarts = failures
                 .iter()
@@ -391,13 +402,18 @@ impl Predictor for FailureGuard {
                 {
                     b.p99 += alpha * (v - b.p99);
                 }
-                if let Some(v) = last_finite(&wc)
-                    && v < b.cpu + 5.0
+                // CPU per operation learns as a ratio, then is stated at the baseline's ops.
+                if let (Some(c), Some(o)) = (last_finite(&wc), last_finite(&wo))
+                    && o > 0.0
+                    && b.ops > 0.0
                 {
-                    b.cpu += alpha * (v - b.cpu);
-                }
-                if let Some(v) = last_finite(&wo) {
-                    b.ops += alpha * (v - b.ops);
+                    let per_op = b.cpu / b.ops;
+                    let now = c / o;
+                    if now < per_op * 1.25 + f64::MIN_POSITIVE {
+                        let learned = per_op + alpha * (now - per_op);
+                        b.ops += alpha * (o - b.ops);
+                        b.cpu = learned * b.ops;
+                    }
                 }
             }
             self.state.risk.insert(instance.id, risk);
@@ -416,6 +432,20 @@ impl Predictor for FailureGuard {
 
 impl Planner for FailureGuard {
     fn plan(&mut self, host: &dyn HostView, predictions: &Predictions) -> Vec<Action> {
+        self.plan_guard(host, predictions, &[])
+    }
+}
+
+impl FailureGuard {
+    /// Plan the evacuations. Instances in `overloaded` carry more load than they serve
+    /// well: their latency is explained by load, which moving load cures, so their risk
+    /// does not drain them (an announced maintenance still does).
+    pub fn plan_guard(
+        &mut self,
+        host: &dyn HostView,
+        predictions: &Predictions,
+        overloaded: &[InstanceId],
+    ) -> Vec<Action> {
         let instances = host.instances();
         let failures = host.failures(None);
         let now = host.now();
@@ -459,7 +489,9 @@ impl Planner for FailureGuard {
             };
             // Certain only when announced: a saturated model is still a model.
             let certain = announced.contains(&risk.instance);
-            let due = *over >= self.settings.ticks && !just_back(risk.instance);
+            let due = *over >= self.settings.ticks
+                && !just_back(risk.instance)
+                && !overloaded.contains(&risk.instance);
             if instances[i].state != InstanceState::Active || !(due || certain) {
                 continue;
             }

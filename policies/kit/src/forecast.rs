@@ -270,6 +270,27 @@ impl Planner for Forecast {
 }
 
 impl Forecast {
+    /// Active instances whose load reached `capacity` within the last `fit_points`
+    /// points: a queue built while overloaded takes a while to drain.
+    pub fn overloaded(&self, host: &dyn HostView) -> Vec<InstanceId> {
+        let points = self.settings.fit_points.min(host.retention()).max(1);
+        let window = host.instances_window(Metric::Load, points);
+        let k = points as usize;
+        host.instances()
+            .iter()
+            .enumerate()
+            .filter(|(row, i)| {
+                i.state == InstanceState::Active
+                    && window
+                        .get(row * k..(row + 1) * k)
+                        .unwrap_or(&[])
+                        .iter()
+                        .any(|l| *l >= self.settings.capacity)
+            })
+            .map(|(_, i)| i.id)
+            .collect()
+    }
+
     /// The load half of planning, for [`Planner::plan`] and for policies built on this one,
     /// from this tick's instance load forecasts in `predictions`. Instances in `avoid` get
     /// no segment and are not brought in from standby.
@@ -486,6 +507,50 @@ impl Forecast {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shardcast_sdk::view::ViewSnapshot;
+
+    #[test]
+    fn despike_drops_a_lone_spike_and_keeps_a_step() {
+        let mut spiky = vec![10.0; 12];
+        spiky[1] = 1000.0;
+        spiky[6] = 1000.0;
+        assert_eq!(despike(&spiky), vec![10.0; 12]);
+        let step: Vec<f64> = (0..12).map(|t| if t < 6 { 10.0 } else { 50.0 }).collect();
+        assert_eq!(despike(&step), step);
+        // The last two points are not smoothed: a new level shows at once.
+        let mut late = vec![10.0; 12];
+        late[11] = 80.0;
+        assert_eq!(despike(&late)[11], 80.0);
+    }
+
+    #[test]
+    fn a_moved_segment_takes_its_history_along() {
+        let mut view = ViewSnapshot::synthetic(2, 4, 16, 5);
+        let before = owned_history(&view, 5);
+        let moved = view
+            .segments
+            .iter()
+            .position(|s| s.owner == 0)
+            .expect("instance 0 owns a segment");
+        view.segments[moved].owner = 1;
+        view.reindex();
+        let after = owned_history(&view, 5);
+        let window = view.segments_window(Metric::Ops, 5);
+        let capacity = |i: usize| view.instances[i].capacity;
+        for t in 0..5 {
+            let seg = window[moved * 5 + t];
+            assert!(seg > 0.0, "the synthetic view has load on the segment");
+            let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(1.0);
+            assert!(
+                close(after[0][t], before[0][t] - seg / capacity(0)),
+                "t {t}"
+            );
+            assert!(
+                close(after[1][t], before[1][t] + seg / capacity(1)),
+                "t {t}"
+            );
+        }
+    }
 
     #[test]
     fn bad_settings_name_the_key() {

@@ -76,7 +76,9 @@ impl Predictor for Predictive {
 
 impl Planner for Predictive {
     fn plan(&mut self, host: &dyn HostView, predictions: &Predictions) -> Vec<Action> {
-        let guard = self.failure.plan(host, predictions);
+        // Latency that load explains is the load half's to cure, not a reason to drain.
+        let overloaded = self.load.overloaded(host);
+        let guard = self.failure.plan_guard(host, predictions, &overloaded);
         let draining = host
             .instances()
             .iter()
