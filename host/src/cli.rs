@@ -60,6 +60,31 @@ enum Command {
         /// Write one chart per run here, with --compare.
         #[arg(long)]
         svg_dir: Option<PathBuf>,
+        /// Record the run's history (per-tick instance metrics and failures) here, in the
+        /// format `shardcast run` writes with `[history] file` and `shardcast train` reads.
+        #[arg(long, conflicts_with = "compare")]
+        history: Option<PathBuf>,
+    },
+    /// Fit the failure model's weights on recorded history; prints precision, recall and
+    /// lead time on held-out instance series, and writes the settings.
+    Train {
+        /// A history file (`[history] file` of `shardcast run`, or `shardcast sim
+        /// --history`); repeat for several.
+        #[arg(long, required = true)]
+        history: Vec<PathBuf>,
+        /// Where to write the settings.
+        #[arg(long)]
+        out: PathBuf,
+        /// Seconds ahead a failure counts for a point.
+        #[arg(long, default_value_t = 300)]
+        horizon_s: u64,
+        /// Share of the instance series held out for evaluation.
+        #[arg(long, default_value_t = 0.3)]
+        holdout: f64,
+        /// Write settings for `failure-guard` (top level) instead of a `[failure]` table
+        /// for `predictive`.
+        #[arg(long)]
+        plain: bool,
     },
 }
 
@@ -148,6 +173,7 @@ pub fn run(cli: Cli) -> Result<String> {
             scenarios,
             policy_dir,
             svg_dir,
+            history,
         } => {
             let settings = read_settings(settings.as_ref())?;
             sim::run_cli(&sim::Options {
@@ -160,8 +186,22 @@ pub fn run(cli: Cli) -> Result<String> {
                 scenarios,
                 policy_dir,
                 svg_dir,
+                history,
             })
         }
+        Command::Train {
+            history,
+            out,
+            horizon_s,
+            holdout,
+            plain,
+        } => crate::train::run_cli(&crate::train::Options {
+            histories: history,
+            out,
+            horizon_s,
+            holdout,
+            plain,
+        }),
         Command::Policy(PolicyCommand::Check { file, settings }) => {
             let settings = read_settings(settings.as_ref())?;
             policy_check::run(&file, &settings)

@@ -46,6 +46,19 @@ pub struct Config {
     /// Live migration: budgets, bounds and where its journal lives.
     #[serde(default)]
     pub migration: MigrationConfig,
+    /// Recording of history for `shardcast train`.
+    #[serde(default)]
+    pub history: HistoryConfig,
+}
+
+/// Recording of history: each controller tick's instance metrics and the failures seen,
+/// appended to a CSV file that `shardcast train` reads ([`crate::history`]).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HistoryConfig {
+    /// The file; none (the default) records nothing. Recording runs with the controller,
+    /// so a `[policy]` must be configured.
+    pub file: Option<PathBuf>,
 }
 
 /// Live migration settings.

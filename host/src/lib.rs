@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod history;
 pub mod migrate;
 pub mod native;
 pub mod proxy;
@@ -16,3 +17,4 @@ pub mod sessions;
 pub mod simulate;
 pub mod telemetry;
 pub mod topology;
+pub mod train;

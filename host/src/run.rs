@@ -44,6 +44,9 @@ pub enum Error {
     /// The migration state could not be used.
     #[error("{0}")]
     Migration(crate::migrate::Error),
+    /// The history file could not be opened.
+    #[error("history: {0}")]
+    History(String),
     /// The policy could not be loaded.
     #[error("policy {file}: {message}")]
     Policy {
@@ -199,10 +202,26 @@ fn controller(config: &Config, parts: &Parts) -> Result<Option<Controller>, Erro
     let interval = Duration::from_millis(config.tick_ms);
     let watched = parts.clone();
     let executor = parts.executor.clone();
+    let mut history = match &config.history.file {
+        Some(path) => Some(
+            crate::history::Recorder::append(path).map_err(|e| Error::History(format!("{e:#}")))?,
+        ),
+        None => None,
+    };
     let ticks = TickLoop::spawn(
         engine,
         interval,
-        move |tick| view(&watched, tick),
+        move |tick| {
+            let v = view(&watched, tick);
+            if let Some(recorder) = history.as_mut()
+                && let Err(e) = recorder.record(&v)
+            {
+                // The proxy goes on; the history stops rather than fill the log.
+                tracing::warn!("history recording stopped: {e:#}");
+                history = None;
+            }
+            v
+        },
         move |report| {
             executor.log_tick(&report);
             let policy = report.planner.clone().unwrap_or_default();

@@ -5,8 +5,13 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
-use shardcast_sdk::testing::{Report, Scenario, compare_table, run, svg};
+use std::sync::Arc;
 
+use shardcast_sdk::testing::{
+    Decision, Report, Runner, Scenario, Simulator, compare_table, run, svg,
+};
+
+use crate::history::Recorder;
 use crate::simulate::WasmRunner;
 
 /// Options of `shardcast sim`.
@@ -20,6 +25,7 @@ pub struct Options {
     pub scenarios: Option<PathBuf>,
     pub policy_dir: PathBuf,
     pub svg_dir: Option<PathBuf>,
+    pub history: Option<PathBuf>,
 }
 
 /// Run one scenario against one component; returns the report and the wall time.
@@ -40,7 +46,25 @@ pub fn run_cli(o: &Options) -> Result<String> {
         bail!("give --scenario and --policy, or --compare with --scenarios");
     };
     let scenario = Scenario::load(scenario_path).map_err(|e| anyhow!(e))?;
-    let (report, wall) = run_one(&scenario, policy, &o.settings)?;
+    let (report, wall) = match &o.history {
+        None => run_one(&scenario, policy, &o.settings)?,
+        Some(path) => {
+            let bytes = super::read_component(policy)?;
+            let inner = WasmRunner::load(&scenario, &bytes, &o.settings)
+                .map_err(|e| anyhow!("{}: {e}", policy.display()))?;
+            let mut runner = Recording {
+                inner,
+                recorder: Recorder::create(path)?,
+                error: None,
+            };
+            let started = Instant::now();
+            let report = run(&scenario, &mut runner);
+            if let Some(e) = runner.error {
+                return Err(e.context(format!("cannot record history to {}", path.display())));
+            }
+            (report, started.elapsed().as_secs_f64())
+        }
+    };
     let mut out = String::new();
     write!(out, "{report}")?;
     writeln!(
@@ -61,6 +85,27 @@ pub fn run_cli(o: &Options) -> Result<String> {
         writeln!(out, "chart               {}", path.display())?;
     }
     Ok(out)
+}
+
+/// A runner that records each tick's view to a history file before deciding.
+struct Recording {
+    inner: WasmRunner,
+    recorder: Recorder,
+    error: Option<anyhow::Error>,
+}
+
+impl Runner for Recording {
+    fn label(&mut self) -> String {
+        self.inner.label()
+    }
+    fn decide(&mut self, view: Arc<Simulator>) -> Decision {
+        if self.error.is_none()
+            && let Err(e) = self.recorder.record(&*view)
+        {
+            self.error = Some(e);
+        }
+        self.inner.decide(view)
+    }
 }
 
 /// Find the component for a policy name: a path, `<dir>/<name>.wasm`, or

@@ -163,6 +163,8 @@ pub struct State {
 pub struct FailureGuard {
     settings: Settings,
     state: State,
+    /// The feature vectors of the last `predict`, per instance modelled (for training).
+    last_features: BTreeMap<InstanceId, [f64; 9]>,
 }
 
 fn finite(x: f64) -> Option<f64> {
@@ -311,6 +313,7 @@ impl Predictor for FailureGuard {
         let horizon_ms = self.settings.horizon_s * 1000;
         let alpha = self.settings.baseline_alpha;
         let mut out = Vec::new();
+        self.last_features.clear();
         for (i, instance) in instances.iter().enumerate() {
             if instance.state != InstanceState::Active && instance.state != InstanceState::Draining
             {
@@ -388,6 +391,7 @@ impl Predictor for FailureGuard {
                 restarts,
                 crashes,
             );
+            self.last_features.insert(instance.id, x);
             let mut risk = model.score(&x);
             if announced.contains(&instance.id) {
                 risk = 1.0;
@@ -548,6 +552,12 @@ impl FailureGuard {
 }
 
 impl FailureGuard {
+    /// The feature vectors the last `predict` computed, per instance it modelled, in the
+    /// order of [`FEATURES`]: what `shardcast train` fits the weights on.
+    pub fn last_features(&self) -> &BTreeMap<InstanceId, [f64; 9]> {
+        &self.last_features
+    }
+
     /// Instances this policy drained that have neither restarted since nor served their
     /// quarantine: no segment should go to them, no standby activation should pick them.
     pub fn quarantined(&mut self, host: &dyn HostView) -> Vec<InstanceId> {
