@@ -21,6 +21,7 @@
 
 mod chart;
 mod harness;
+pub mod recorded;
 mod report;
 mod rings;
 mod scenario;

@@ -7,6 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::recorded::Series;
+
 /// One simulation scenario.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -110,6 +112,10 @@ pub struct Workload {
     pub write_ratio: f64,
     /// Daily cycle.
     pub diurnal: Diurnal,
+    /// A second, longer cycle (a week), multiplied with the first.
+    pub weekly: Diurnal,
+    /// Load taken from recorded series: the fleet's, or a tenant's.
+    pub recorded: Vec<RecordedLoad>,
     /// Ramps of the total load.
     pub ramps: Vec<Ramp>,
     /// Hot spots over ranges of segments.
@@ -125,6 +131,12 @@ impl Default for Workload {
             zipf_theta: 0.0,
             write_ratio: 0.3,
             diurnal: Diurnal::default(),
+            weekly: Diurnal {
+                amplitude: 0.0,
+                period_s: 604_800.0,
+                phase: 0.0,
+            },
+            recorded: Vec::new(),
             ramps: Vec::new(),
             hotspots: Vec::new(),
             sessions: Sessions::default(),
@@ -152,6 +164,99 @@ impl Default for Diurnal {
             phase: 0.0,
         }
     }
+}
+
+/// Load from a recorded series ([`Series`]), resampled to the tick and scaled.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordedLoad {
+    /// The CSV file, relative to the scenario file.
+    pub file: String,
+    /// In a shardcast history: the instance (by name) whose series to take.
+    #[serde(default)]
+    pub instance: Option<String>,
+    /// In a shardcast history: the column.
+    #[serde(default = "ops_column")]
+    pub column: String,
+    /// Operations per second per recorded unit.
+    #[serde(default = "one")]
+    pub scale: f64,
+    /// Seconds into the recording at which the scenario starts.
+    #[serde(default)]
+    pub skip_s: f64,
+    /// A tenant's segments start here (with `width`).
+    #[serde(default)]
+    pub first: u32,
+    /// A tenant's segments: the recorded load is spread evenly over `width` segments from
+    /// `first`, on top of the rest. 0 (the default) means the fleet: the recorded load
+    /// replaces `base_ops`.
+    #[serde(default)]
+    pub width: u32,
+    /// The series, read when the scenario is loaded.
+    #[serde(skip)]
+    pub series: Series,
+}
+
+impl RecordedLoad {
+    /// Operations per second at scenario time `t`.
+    pub fn ops_at(&self, t: f64) -> f64 {
+        (self.series.at(t + self.skip_s) * self.scale).max(0.0)
+    }
+}
+
+/// A precursor from a recorded series: the instance's latency (or another metric) before a
+/// labelled failure, replayed so that the recorded failure lands on the scenario's.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordedPrecursor {
+    /// The CSV file, relative to the scenario file.
+    pub file: String,
+    /// In a shardcast history: the instance (by name).
+    #[serde(default)]
+    pub instance: Option<String>,
+    /// In a shardcast history: the column.
+    #[serde(default = "p99_column")]
+    pub column: String,
+    /// Seconds from the recording's first point to the failure. Default: the history's
+    /// first crash of the instance, or else the recording's end.
+    #[serde(default)]
+    pub failure_s: Option<f64>,
+    /// The series, read when the scenario is loaded.
+    #[serde(skip)]
+    pub series: Series,
+}
+
+impl RecordedPrecursor {
+    /// When the recorded failure happens, seconds from the recording's start.
+    pub fn failure_at(&self) -> f64 {
+        self.failure_s
+            .or_else(|| self.series.failures.first().copied())
+            .unwrap_or_else(|| self.series.end())
+    }
+
+    /// The latency factor `before_failure` seconds before the failure: the recorded value
+    /// over its median before the precursor began (`precursor_s` before the failure).
+    pub fn factor(&self, before_failure: f64, precursor_s: f64) -> f64 {
+        let fail = self.failure_at();
+        let start = fail - precursor_s;
+        let base = self
+            .series
+            .median_between(f64::NEG_INFINITY, start)
+            .or_else(|| self.series.v.first().copied())
+            .filter(|b| *b > 0.0)
+            .unwrap_or(1.0);
+        (self.series.at(fail - before_failure) / base).max(1.0)
+    }
+}
+
+fn ops_column() -> String {
+    "ops".into()
+}
+fn p99_column() -> String {
+    "p99_us".into()
+}
+fn one() -> f64 {
+    1.0
 }
 
 /// A change of the total load: linear from 1 to `factor` over `duration_s` from `start_s`.
@@ -257,6 +362,10 @@ pub struct FailureSpec {
     /// How far ahead a drain is announced.
     #[serde(default = "default_notice")]
     pub notice_s: f64,
+    /// For `degrade` and `warn`: the precursor's latency from a recorded series instead of
+    /// the built-in linear creep (errors and CPU follow it).
+    #[serde(default)]
+    pub precursor_from: Option<RecordedPrecursor>,
 }
 
 fn default_precursor() -> f64 {
@@ -284,19 +393,33 @@ impl Default for Slo {
 }
 
 impl Scenario {
-    /// Parse a scenario from TOML, with errors naming the key and line.
+    /// Parse a scenario from TOML, with errors naming the key and line. Recorded series
+    /// are read relative to the working directory.
     pub fn parse(toml_text: &str) -> Result<Self, String> {
-        let scenario: Scenario = toml::from_str(toml_text)
-            .map_err(|e| format!("invalid scenario: {}", e.to_string().trim_end()))?;
-        scenario.check()?;
-        Ok(scenario)
+        Scenario::parse_in(toml_text, std::path::Path::new("."))
     }
 
-    /// Read and parse a scenario file.
+    /// Read and parse a scenario file; its recorded series are read relative to it.
     pub fn load(path: &std::path::Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read scenario {}: {e}", path.display()))?;
-        Scenario::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+        let dir = path.parent().unwrap_or(std::path::Path::new("."));
+        Scenario::parse_in(&text, dir).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    fn parse_in(toml_text: &str, dir: &std::path::Path) -> Result<Self, String> {
+        let mut scenario: Scenario = toml::from_str(toml_text)
+            .map_err(|e| format!("invalid scenario: {}", e.to_string().trim_end()))?;
+        scenario.check()?;
+        for r in &mut scenario.workload.recorded {
+            r.series = Series::load(&dir.join(&r.file), r.instance.as_deref(), &r.column)?;
+        }
+        for f in &mut scenario.failures {
+            if let Some(p) = f.precursor_from.as_mut() {
+                p.series = Series::load(&dir.join(&p.file), p.instance.as_deref(), &p.column)?;
+            }
+        }
+        Ok(scenario)
     }
 
     /// Check values that parse but make no sense.
@@ -323,7 +446,25 @@ impl Scenario {
         if !(0.0..=1.0).contains(&self.workload.write_ratio) {
             return bad("`workload.write_ratio` must be between 0 and 1");
         }
+        for r in &self.workload.recorded {
+            if !(r.scale.is_finite() && r.scale >= 0.0) {
+                return bad("`workload.recorded.scale` must be a number at least 0");
+            }
+            if r.width > 0 && r.first + r.width > f.segments {
+                return Err(format!(
+                    "invalid scenario: recorded load on segments {}..{} of {}",
+                    r.first,
+                    r.first + r.width,
+                    f.segments
+                ));
+            }
+        }
         for failure in &self.failures {
+            if failure.precursor_from.is_some()
+                && !matches!(failure.kind, FailureKind::Degrade | FailureKind::Warn)
+            {
+                return bad("`precursor_from` is for `degrade` and `warn` failures");
+            }
             if failure.instance >= f.instances {
                 return Err(format!(
                     "invalid scenario: a failure names instance {}, but the fleet has {} active instances",

@@ -20,9 +20,11 @@ pub const SHORT_WARNING: &str = include_str!("../../scenarios/short-warning.toml
 pub const FLEET_RAMP: &str = include_str!("../../scenarios/fleet-ramp.toml");
 /// Two instances warn and recover; a third degrades and crashes.
 pub const WARN_WARN_CRASH: &str = include_str!("../../scenarios/warn-warn-crash.toml");
+/// A compressed week of compressed days: two seasonalities, and rotating hot tenants.
+pub const WEEKLY_DAILY: &str = include_str!("../../scenarios/weekly-daily.toml");
 
 /// Every standard scenario, by file name.
-pub const ALL: [(&str, &str); 9] = [
+pub const ALL: [(&str, &str); 10] = [
     ("diurnal-tenants", DIURNAL_TENANTS),
     ("flash-crowd", FLASH_CROWD),
     ("false-alarm", FALSE_ALARM),
@@ -32,4 +34,5 @@ pub const ALL: [(&str, &str); 9] = [
     ("short-warning", SHORT_WARNING),
     ("fleet-ramp", FLEET_RAMP),
     ("warn-warn-crash", WARN_WARN_CRASH),
+    ("weekly-daily", WEEKLY_DAILY),
 ];

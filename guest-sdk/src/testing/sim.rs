@@ -400,7 +400,19 @@ impl Simulator {
         // Workload per segment.
         let w = self.scenario.workload.clone();
         let w = &w;
-        let base = w.base_ops / self.segments.len().max(1) as f64 * diurnal(w, t);
+        // A recorded fleet load stands in for `base_ops`.
+        let fleet: Vec<f64> = w
+            .recorded
+            .iter()
+            .filter(|r| r.width == 0)
+            .map(|r| r.ops_at(t))
+            .collect();
+        let base_ops = if fleet.is_empty() {
+            w.base_ops
+        } else {
+            fleet.iter().sum()
+        };
+        let base = base_ops / self.segments.len().max(1) as f64 * diurnal(w, t);
         let mut ops: Vec<f64> = self
             .segments
             .iter()
@@ -415,6 +427,13 @@ impl Simulator {
                 base * wt * ramps
             })
             .collect();
+        // Recorded tenants, spread evenly over their segments.
+        for r in w.recorded.iter().filter(|r| r.width > 0) {
+            let each = r.ops_at(t) / r.width as f64;
+            for o in ops.iter_mut().skip(r.first as usize).take(r.width as usize) {
+                *o += each;
+            }
+        }
         self.hotspots.apply(w, t, dt, &mut ops);
 
         // Migrations: copy, add load, cut over or fail.
@@ -657,8 +676,20 @@ impl Simulator {
                 && t >= f.at_s - f.precursor_s
                 && t < f.at_s
             {
-                let x = ((t - (f.at_s - f.precursor_s)) / f.precursor_s.max(1e-9)).clamp(0.0, 1.0);
-                degrade[i as usize] = (1.0 + 4.0 * x, 0.03 * x, 40.0 * x);
+                degrade[i as usize] = match &f.precursor_from {
+                    // The recorded latency factor; errors and CPU follow it as they do the
+                    // built-in creep (which reaches 5x latency).
+                    Some(p) => {
+                        let factor = p.factor(f.at_s - t, f.precursor_s);
+                        let x = ((factor - 1.0) / 4.0).clamp(0.0, 1.0);
+                        (factor, 0.03 * x, 40.0 * x)
+                    }
+                    None => {
+                        let x = ((t - (f.at_s - f.precursor_s)) / f.precursor_s.max(1e-9))
+                            .clamp(0.0, 1.0);
+                        (1.0 + 4.0 * x, 0.03 * x, 40.0 * x)
+                    }
+                };
             }
             let crash_kind = match f.kind {
                 SpecKind::Degrade | SpecKind::Crash => Some(FailureKind::Crash),

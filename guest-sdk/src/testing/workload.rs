@@ -4,7 +4,7 @@
 //! weights spread over a seeded permutation of the segments. Pure functions of time and the
 //! scenario (plus the seeded jumps of rotating hot spots), so runs are reproducible.
 
-use super::scenario::{Ramp, Workload};
+use super::scenario::{Diurnal, Ramp, Workload};
 use crate::view::SplitMix;
 
 /// Per-segment Zipf weights with mean 1, over a seeded permutation.
@@ -24,8 +24,13 @@ pub fn zipf_weights(segments: usize, theta: f64, seed: u64) -> Vec<f64> {
 }
 
 /// The daily-cycle multiplier at `t` seconds.
+///
+/// Both cycles, the day's and the week's, multiplied.
 pub fn diurnal(w: &Workload, t: f64) -> f64 {
-    let d = &w.diurnal;
+    cycle(&w.diurnal, t) * cycle(&w.weekly, t)
+}
+
+fn cycle(d: &Diurnal, t: f64) -> f64 {
     if d.amplitude == 0.0 || d.period_s <= 0.0 {
         return 1.0;
     }
