@@ -17,6 +17,9 @@
 //!   stayed low for `idle_ticks`.
 //! - Hysteresis: a segment moved is left alone for `cooldown_ticks`, an instance relieved
 //!   for `relief_ticks`; a refusal for lack of room means waiting a tick.
+//! - Revert: `watch_ticks` after a move completes, if the target's p99 since is worse (by
+//!   `revert_margin`) than both instances' p99 before the move, the segment goes back, once;
+//!   it never goes to that target again.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -51,6 +54,11 @@ pub struct Settings {
     pub fit_points: u32,
     /// Ticks seen before the first action: a forecast needs a history.
     pub warmup_ticks: u32,
+    /// Ticks after a move completes before it is judged.
+    pub watch_ticks: u32,
+    /// How much worse than both instances before the move the target's p99 must be for
+    /// the move to be reverted.
+    pub revert_margin: f64,
 }
 
 impl Default for Settings {
@@ -67,6 +75,8 @@ impl Default for Settings {
             idle_ticks: 600,
             fit_points: 30,
             warmup_ticks: 10,
+            watch_ticks: 30,
+            revert_margin: 1.25,
         }
     }
 }
@@ -113,6 +123,12 @@ pub struct State {
     /// Ticks planned so far (up to `warmup_ticks`).
     #[serde(default)]
     pub seen: u32,
+    /// Completed migrations already judged, by id.
+    #[serde(default)]
+    pub judged: BTreeSet<u64>,
+    /// Segments moved back, with the target that made them worse: never again there.
+    #[serde(default)]
+    pub reverted: BTreeMap<SegmentId, InstanceId>,
 }
 
 /// The load forecaster.
@@ -270,6 +286,99 @@ impl Planner for Forecast {
 }
 
 impl Forecast {
+    /// The move back of one finished migration that made its target worse than both
+    /// instances were before it, if there is one to judge now.
+    fn revert(&mut self, host: &dyn HostView, avoid: &[InstanceId]) -> Option<Action> {
+        let s = &self.settings;
+        let interval = u64::from(host.interval_ms().max(1));
+        let now = host.now();
+        let watch_ms = u64::from(s.watch_ticks) * interval;
+        let points = host.retention().max(1);
+        let p99 = host.instances_window(Metric::LatencyP99Us, points);
+        let k = p99.len() / host.instances().len().max(1);
+        let instances = host.instances();
+        // Median p99 of instance row `row` over points whose time is in [from, to).
+        let median_in = |row: usize, from: u64, to: u64| -> Option<f64> {
+            let series = p99.get(row * k..(row + 1) * k)?;
+            let mut v: Vec<f64> = series
+                .iter()
+                .enumerate()
+                .filter(|(i, x)| {
+                    let at = now.saturating_sub((k - 1 - i) as u64 * interval);
+                    at >= from && at < to && x.is_finite()
+                })
+                .map(|(_, x)| *x)
+                .collect();
+            if v.len() < 3 {
+                return None;
+            }
+            v.sort_by(f64::total_cmp);
+            Some(v[v.len() / 2])
+        };
+        let row_of = |id: InstanceId| instances.iter().position(|i| i.id == id);
+        let segments = host.segment_columns();
+        for m in host.migrations() {
+            let Some(finished) = m.finished_at else {
+                continue;
+            };
+            if m.outcome != MigrationOutcome::Completed
+                || now.saturating_sub(finished) < watch_ms
+                || self.state.judged.contains(&m.id)
+            {
+                continue;
+            }
+            self.state.judged.insert(m.id);
+            if self.state.reverted.contains_key(&m.segment) {
+                continue;
+            }
+            let (Some(src), Some(dst)) = (row_of(m.source), row_of(m.target)) else {
+                continue;
+            };
+            let before_from = m.started_at.saturating_sub(watch_ms);
+            let judged = (
+                median_in(src, before_from, m.started_at),
+                median_in(dst, before_from, m.started_at),
+                median_in(dst, finished + interval, now + 1),
+            );
+            let (Some(src_before), Some(dst_before), Some(dst_after)) = judged else {
+                continue;
+            };
+            let still_there = segments
+                .ids
+                .iter()
+                .position(|&id| id == m.segment)
+                .is_some_and(|j| segments.owners[j] == m.target && segments.migrating[j] == 0);
+            if dst_after > s.revert_margin * src_before.max(dst_before)
+                && still_there
+                && instances[src].state == InstanceState::Active
+                && !avoid.contains(&m.source)
+            {
+                host.log(
+                    Level::Info,
+                    &format!(
+                        "p99 on {} rose to {dst_after:.0} us after segment {} arrived (before: {src_before:.0} us on {}, {dst_before:.0} us on {}): moving it back",
+                        instances[dst].name,
+                        m.segment,
+                        instances[src].name,
+                        instances[dst].name
+                    ),
+                );
+                self.state.reverted.insert(m.segment, m.target);
+                self.state
+                    .segment_cooldown
+                    .insert(m.segment, host.tick() + s.cooldown_ticks);
+                return Some(Action::MoveSegment(MoveSegment {
+                    segment: m.segment,
+                    target: m.source,
+                }));
+            }
+        }
+        // Forget judgements of migrations the host no longer reports.
+        let reported: BTreeSet<u64> = host.migrations().iter().map(|m| m.id).collect();
+        self.state.judged.retain(|id| reported.contains(id));
+        None
+    }
+
     /// Active instances whose load reached `capacity` within the last `fit_points`
     /// points: a queue built while overloaded takes a while to drain.
     pub fn overloaded(&self, host: &dyn HostView) -> Vec<InstanceId> {
@@ -313,6 +422,9 @@ impl Forecast {
             )
         }) {
             return Vec::new();
+        }
+        if let Some(back) = self.revert(host, avoid) {
+            return vec![back];
         }
         let instances = host.instances();
         // (expected, high) per instance row, from the forecasts `predict` made this tick.
@@ -438,6 +550,7 @@ impl Forecast {
                     d != src
                         && forecast[d].1 + load < s.capacity
                         && !avoid.contains(&instances[d].id)
+                        && self.state.reverted.get(&segments.ids[j]) != Some(&instances[d].id)
                 })
                 .max_by(|&a, &b| {
                     (s.capacity - forecast[a].1).total_cmp(&(s.capacity - forecast[b].1))
@@ -486,6 +599,7 @@ impl Forecast {
                         segments.owners[j] == instances[src].id
                             && segments.migrating[j] == 0
                             && !moved.contains(&j)
+                            && self.state.reverted.get(&segments.ids[j]) != Some(&new)
                     })
                     .max_by(|&a, &b| seg_load(a).total_cmp(&seg_load(b)));
                 if let Some(j) = j {
@@ -508,6 +622,88 @@ impl Forecast {
 mod tests {
     use super::*;
     use shardcast_sdk::view::ViewSnapshot;
+
+    /// A view where segment 1 moved from redis-0 to redis-1 (finished 40 s ago), and
+    /// redis-1's p99 since is `after` µs; both were at 500 µs before.
+    fn after_a_move(after: f64) -> ViewSnapshot {
+        let mut view = ViewSnapshot::synthetic(3, 12, 16, 60);
+        let now = view.now;
+        view.segments[1].owner = 1;
+        view.migrations.push(Migration {
+            id: 7,
+            segment: 1,
+            source: 0,
+            target: 1,
+            phase: MigrationPhase::Watch,
+            outcome: MigrationOutcome::Completed,
+            started_at: now - 45_000,
+            finished_at: Some(now - 40_000),
+            bytes_moved: 100_000,
+            detail: String::new(),
+        });
+        let p99 = view
+            .metrics
+            .instances
+            .get_mut(&Metric::LatencyP99Us)
+            .expect("synthetic p99");
+        for row in 0..3 {
+            for (t, v) in p99.row_mut(row).iter_mut().enumerate() {
+                // Point t is (59 - t) s old; the move finished 40 s ago.
+                *v = if row == 1 && t > 59 - 40 {
+                    after
+                } else {
+                    500.0
+                };
+            }
+        }
+        view.reindex();
+        view
+    }
+
+    fn warmed() -> Forecast {
+        let mut f = Forecast::default();
+        f.state.seen = f.settings.warmup_ticks;
+        f
+    }
+
+    #[test]
+    fn a_move_that_made_its_target_worse_goes_back_once() {
+        let view = after_a_move(2000.0);
+        let mut f = warmed();
+        let p = f.predict(&view);
+        let actions = f.plan_load(&view, &p, &[]);
+        assert_eq!(
+            actions,
+            vec![Action::MoveSegment(MoveSegment {
+                segment: 1,
+                target: 0
+            })]
+        );
+        // Judged once: the same record does not send it back again.
+        let again = f.plan_load(&view, &p, &[]);
+        assert!(
+            !again
+                .iter()
+                .any(|a| matches!(a, Action::MoveSegment(m) if m.segment == 1)),
+            "{again:?}"
+        );
+        assert_eq!(f.state.reverted.get(&1), Some(&1));
+    }
+
+    #[test]
+    fn a_move_that_left_its_target_as_good_stays() {
+        let view = after_a_move(550.0);
+        let mut f = warmed();
+        let p = f.predict(&view);
+        let actions = f.plan_load(&view, &p, &[]);
+        assert!(
+            !actions
+                .iter()
+                .any(|a| matches!(a, Action::MoveSegment(m) if m.segment == 1 && m.target == 0)),
+            "{actions:?}"
+        );
+        assert!(f.state.reverted.is_empty());
+    }
 
     #[test]
     fn despike_drops_a_lone_spike_and_keeps_a_step() {
