@@ -11,6 +11,13 @@ pub fn by_name(name: &str) -> Option<Box<dyn NativePolicy>> {
     match name {
         "static" => Some(Box::new(shardcast_policy_static::Static)),
         "threshold" => Some(Box::new(shardcast_policy_threshold::Threshold::default())),
+        "forecast" => Some(Box::new(shardcast_policy_kit::forecast::Forecast::default())),
+        "failure-guard" => Some(Box::new(
+            shardcast_policy_kit::failure_guard::FailureGuard::default(),
+        )),
+        "predictive" => Some(Box::new(
+            shardcast_policy_kit::predictive::Predictive::default(),
+        )),
         _ => None,
     }
 }

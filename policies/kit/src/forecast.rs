@@ -27,6 +27,8 @@ use serde::{Deserialize, Serialize};
 use shardcast_sdk::prelude::*;
 use shardcast_sdk::stats::Holt;
 
+use crate::owned::OwnedHistory;
+
 /// Settings, given as TOML.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -136,6 +138,11 @@ pub struct State {
 pub struct Forecast {
     settings: Settings,
     state: State,
+    /// Each instance's owned load history, kept incrementally (rebuilt after a swap).
+    owned: OwnedHistory,
+    /// This tick's segment columns and latest ops, while planning.
+    tick_columns: Option<SegmentColumns>,
+    tick_ops: Vec<f64>,
 }
 
 /// Each instance's load history (the `load` metric: ops per capacity unit) as the segments
@@ -186,11 +193,15 @@ pub fn despike(series: &[f64]) -> Vec<f64> {
         .collect()
 }
 
-/// Each instance's forecast over the horizon: (low, expected, high), NaN-free and never
-/// negative; zeros for an instance out of service.
-pub fn instance_forecasts(host: &dyn HostView, s: &Settings) -> Vec<(f64, f64, f64)> {
+/// Each instance's forecast over the horizon from its owned `history` (one row per
+/// instance): (low, expected, high), NaN-free and never negative; zeros for an instance
+/// out of service.
+pub fn instance_forecasts(
+    host: &dyn HostView,
+    s: &Settings,
+    history: Vec<Vec<f64>>,
+) -> Vec<(f64, f64, f64)> {
     let instances = host.instances();
-    let history = owned_history(host, s.fit_points);
     let h = s.horizon_ticks as usize;
     instances
         .iter()
@@ -258,7 +269,9 @@ impl Predictor for Forecast {
     fn predict(&mut self, host: &dyn HostView) -> Predictions {
         let horizon_ms = u64::from(host.interval_ms()) * u64::from(self.settings.horizon_ticks);
         let instances = host.instances();
-        let load = instance_forecasts(host, &self.settings)
+        self.owned.update(host, self.settings.fit_points);
+        let history = self.owned.rows(&instances);
+        let load = instance_forecasts(host, &self.settings, history)
             .into_iter()
             .zip(&instances)
             .filter(|(_, i)| i.state == InstanceState::Active)
@@ -316,7 +329,9 @@ impl Forecast {
             Some(v[v.len() / 2])
         };
         let row_of = |id: InstanceId| instances.iter().position(|i| i.id == id);
-        let segments = host.segment_columns();
+        let Some(segments) = self.tick_columns.as_ref() else {
+            return None;
+        };
         for m in host.migrations() {
             let Some(finished) = m.finished_at else {
                 continue;
@@ -423,6 +438,8 @@ impl Forecast {
         }) {
             return Vec::new();
         }
+        let (columns, ops) = self.owned.this_tick(host);
+        (self.tick_columns, self.tick_ops) = (Some(columns), ops);
         if let Some(back) = self.revert(host, avoid) {
             return vec![back];
         }
@@ -445,8 +462,11 @@ impl Forecast {
         if active.is_empty() {
             return Vec::new();
         }
-        let segments = host.segment_columns();
-        let ops = host.segments_latest(Metric::Ops);
+        let segments = self
+            .tick_columns
+            .take()
+            .unwrap_or_else(|| host.segment_columns());
+        let ops = std::mem::take(&mut self.tick_ops);
         let seg_load = |j: usize| {
             let owner = segments.owners[j] as usize;
             let cap = instances

@@ -6,8 +6,11 @@
 //!   instance before it fails;
 //! - [`forecast`]: a Holt load forecaster and a planner that moves segments, or brings in a
 //!   standby, before an instance overloads;
-//! - [`predictive`]: both, in one policy.
+//! - [`predictive`]: both, in one policy;
+//! - [`owned`]: each instance's load history as its current segments made it, kept
+//!   incrementally for the forecaster.
 
 pub mod failure_guard;
 pub mod forecast;
+pub mod owned;
 pub mod predictive;
