@@ -329,9 +329,7 @@ impl Forecast {
             Some(v[v.len() / 2])
         };
         let row_of = |id: InstanceId| instances.iter().position(|i| i.id == id);
-        let Some(segments) = self.tick_columns.as_ref() else {
-            return None;
-        };
+        let segments = self.tick_columns.as_ref()?;
         for m in host.migrations() {
             let Some(finished) = m.finished_at else {
                 continue;
