@@ -249,28 +249,32 @@ impl Replay {
         }
         self.now = tick.t_ms;
         self.tick += 1;
+        // Every instance gets one point per tick: its row's values (the last, if a tick has
+        // two), or NaN when this tick has none, so that windows stay aligned in time.
         for r in &tick.points {
-            let row = match self.instances.iter().position(|i| i.id == r.instance) {
-                Some(row) => row,
-                None => {
-                    self.instances.push(Instance {
-                        id: r.instance,
-                        name: r.name.clone(),
-                        address: String::new(),
-                        zone: String::new(),
-                        capacity: 1.0,
-                        state: InstanceState::Active,
-                    });
-                    for w in &mut self.windows {
-                        w.push(Vec::new());
-                    }
-                    self.instances.len() - 1
+            if !self.instances.iter().any(|i| i.id == r.instance) {
+                self.instances.push(Instance {
+                    id: r.instance,
+                    name: r.name.clone(),
+                    address: String::new(),
+                    zone: String::new(),
+                    capacity: 1.0,
+                    state: InstanceState::Active,
+                });
+                for w in &mut self.windows {
+                    w.push(Vec::new());
                 }
-            };
-            if let Some(state) = r.state {
+            }
+        }
+        for row in 0..self.instances.len() {
+            let id = self.instances[row].id;
+            let point = tick.points.iter().rev().find(|r| r.instance == id);
+            if let Some(state) = point.and_then(|r| r.state) {
                 self.instances[row].state = state;
             }
-            let values = [r.ops, r.p99_us, r.errors, r.cpu, r.memory_bytes];
+            let values = point.map_or([None; 5], |r| {
+                [r.ops, r.p99_us, r.errors, r.cpu, r.memory_bytes]
+            });
             for (m, v) in values.iter().enumerate() {
                 let w = &mut self.windows[m][row];
                 w.push(v.unwrap_or(f64::NAN));

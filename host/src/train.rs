@@ -305,14 +305,23 @@ pub fn run_cli(o: &Options) -> Result<String> {
             }
         }
     }
+    // At least one failing series is held out (two or more fail, checked above).
+    if !held.iter().any(|s| !s.failures.is_empty())
+        && let Some(at) = train.iter().rposition(|s| !s.failures.is_empty())
+    {
+        held.push(train.remove(at));
+    }
     let model = fit(&train, horizon_ms)?;
     let ticks = defaults.ticks;
     let (threshold, trained) = (1..20)
         .map(|k| k as f64 * 0.05)
         .map(|t| (t, evaluate(&model, t, ticks, &train, horizon_ms)))
-        .fold((0.5, Scores::default()), |best, (t, s)| {
-            if s.f1() > best.1.f1() { (t, s) } else { best }
-        });
+        .fold(
+            (0.5, evaluate(&model, 0.5, ticks, &train, horizon_ms)),
+            |best, (t, s)| {
+                if s.f1() > best.1.f1() { (t, s) } else { best }
+            },
+        );
     let held_out = evaluate(&model, threshold, ticks, &held, horizon_ms);
     let default_model = Model {
         weights: defaults.weights.clone(),

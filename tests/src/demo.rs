@@ -356,7 +356,7 @@ pub fn run(plan: &Plan, out: &mut dyn Write) -> Result<Summary, String> {
     let log = dir.path().join("state").join("decisions.jsonl");
     let mut tail = Tail::new(&log);
     let mut last = Predictions::empty();
-    let mut seen_done = 0;
+    let mut printed = std::collections::BTreeSet::new();
     let mut sickness: Option<Sickness> = None;
     let mut errors_at_kill = 0;
     let mut swapped: Option<u64> = None;
@@ -494,7 +494,7 @@ pub fn run(plan: &Plan, out: &mut dyn Write) -> Result<Summary, String> {
             .iter()
             .filter(|m| m.outcome != MigrationOutcome::Running)
             .collect();
-        for m in done.iter().skip(seen_done) {
+        for m in done.iter().filter(|m| printed.insert(m.id)) {
             write_line(
                 out,
                 &format!(
@@ -507,7 +507,6 @@ pub fn run(plan: &Plan, out: &mut dyn Write) -> Result<Summary, String> {
                 ),
             );
         }
-        seen_done = done.len();
         if !whole {
             continue;
         }

@@ -113,7 +113,7 @@ pub struct Workload {
     /// Daily cycle.
     pub diurnal: Diurnal,
     /// A second, longer cycle (a week), multiplied with the first.
-    pub weekly: Diurnal,
+    pub weekly: Weekly,
     /// Load taken from recorded series: the fleet's, or a tenant's.
     pub recorded: Vec<RecordedLoad>,
     /// Ramps of the total load.
@@ -131,11 +131,7 @@ impl Default for Workload {
             zipf_theta: 0.0,
             write_ratio: 0.3,
             diurnal: Diurnal::default(),
-            weekly: Diurnal {
-                amplitude: 0.0,
-                period_s: 604_800.0,
-                phase: 0.0,
-            },
+            weekly: Weekly::default(),
             recorded: Vec::new(),
             ramps: Vec::new(),
             hotspots: Vec::new(),
@@ -161,6 +157,28 @@ impl Default for Diurnal {
         Diurnal {
             amplitude: 0.0,
             period_s: 86_400.0,
+            phase: 0.0,
+        }
+    }
+}
+
+/// A second cycle, as [`Diurnal`], whose period defaults to a week.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Weekly {
+    /// Relative swing, 0 for none.
+    pub amplitude: f64,
+    /// Period in seconds.
+    pub period_s: f64,
+    /// Phase, in periods.
+    pub phase: f64,
+}
+
+impl Default for Weekly {
+    fn default() -> Self {
+        Weekly {
+            amplitude: 0.0,
+            period_s: 604_800.0,
             phase: 0.0,
         }
     }

@@ -877,6 +877,9 @@ impl HostView for Simulator {
     fn segments(&self) -> Vec<Segment> {
         self.segments.clone()
     }
+    fn segment_columns(&self) -> crate::types::SegmentColumns {
+        crate::types::SegmentColumns::from_segments(&self.segments)
+    }
     fn sessions(&self) -> Vec<Session> {
         self.sessions.clone()
     }

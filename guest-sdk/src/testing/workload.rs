@@ -4,7 +4,7 @@
 //! weights spread over a seeded permutation of the segments. Pure functions of time and the
 //! scenario (plus the seeded jumps of rotating hot spots), so runs are reproducible.
 
-use super::scenario::{Diurnal, Ramp, Workload};
+use super::scenario::{Ramp, Workload};
 use crate::view::SplitMix;
 
 /// Per-segment Zipf weights with mean 1, over a seeded permutation.
@@ -27,14 +27,15 @@ pub fn zipf_weights(segments: usize, theta: f64, seed: u64) -> Vec<f64> {
 ///
 /// Both cycles, the day's and the week's, multiplied.
 pub fn diurnal(w: &Workload, t: f64) -> f64 {
-    cycle(&w.diurnal, t) * cycle(&w.weekly, t)
+    let (d, k) = (&w.diurnal, &w.weekly);
+    cycle(d.amplitude, d.period_s, d.phase, t) * cycle(k.amplitude, k.period_s, k.phase, t)
 }
 
-fn cycle(d: &Diurnal, t: f64) -> f64 {
-    if d.amplitude == 0.0 || d.period_s <= 0.0 {
+fn cycle(amplitude: f64, period_s: f64, phase: f64, t: f64) -> f64 {
+    if amplitude == 0.0 || period_s <= 0.0 {
         return 1.0;
     }
-    1.0 + d.amplitude * (std::f64::consts::TAU * (t / d.period_s + d.phase)).sin()
+    1.0 + amplitude * (std::f64::consts::TAU * (t / period_s + phase)).sin()
 }
 
 /// A ramp's multiplier at `t` seconds.

@@ -406,18 +406,28 @@ impl Predictor for FailureGuard {
                 {
                     b.p99 += alpha * (v - b.p99);
                 }
-                // CPU per operation learns as a ratio, then is stated at the baseline's ops.
-                if let (Some(c), Some(o)) = (last_finite(&wc), last_finite(&wo))
-                    && o > 0.0
-                    && b.ops > 0.0
-                {
-                    let per_op = b.cpu / b.ops;
-                    let now = c / o;
-                    if now < per_op * 1.25 + f64::MIN_POSITIVE {
-                        let learned = per_op + alpha * (now - per_op);
+                // Ops learn on their own; CPU per operation learns as a ratio, stated at the
+                // baseline's ops. A baseline taken while idle (no ops, or no CPU reading) is
+                // seeded again from the first healthy point that has both.
+                let (c, o) = (last_finite(&wc), last_finite(&wo));
+                match (c, o) {
+                    (Some(c), Some(o)) if o > 0.0 && (b.ops <= 0.0 || b.cpu <= 0.0) => {
+                        b.ops = o;
+                        b.cpu = c;
+                    }
+                    (Some(c), Some(o)) if o > 0.0 => {
+                        let per_op = b.cpu / b.ops;
+                        let now = c / o;
                         b.ops += alpha * (o - b.ops);
+                        let learned = if now < per_op * 1.25 {
+                            per_op + alpha * (now - per_op)
+                        } else {
+                            per_op
+                        };
                         b.cpu = learned * b.ops;
                     }
+                    (_, Some(o)) if o > 0.0 => b.ops += alpha * (o - b.ops),
+                    _ => {}
                 }
             }
             self.state.risk.insert(instance.id, risk);
@@ -513,9 +523,11 @@ impl FailureGuard {
                     .sum::<f64>()
                     * self.settings.max_load
             };
+            // Standbys are taken from a copy, and kept taken only if the drain goes ahead.
+            let mut spare = standby.clone();
             let mut extra = Vec::new();
             while total > room(&[active.clone(), extra.clone()].concat()) {
-                let Some(s) = standby.pop() else { break };
+                let Some(s) = spare.pop() else { break };
                 extra.push(s);
             }
             if total > room(&[active.clone(), extra.clone()].concat()) && !certain {
@@ -528,6 +540,7 @@ impl FailureGuard {
                 );
                 continue;
             }
+            standby = spare;
             for &s in &extra {
                 actions.push(Action::ActivateStandby(instances[s].id));
                 active.push(s);

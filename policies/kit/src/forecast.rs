@@ -131,6 +131,10 @@ pub struct State {
     /// Segments moved back, with the target that made them worse: never again there.
     #[serde(default)]
     pub reverted: BTreeMap<SegmentId, InstanceId>,
+    /// Source and target p99 before each migration seen running, by id: a long
+    /// migration's start falls out of the retained window before it is judged.
+    #[serde(default)]
+    pub before: BTreeMap<u64, (f64, f64)>,
 }
 
 /// The load forecaster.
@@ -330,7 +334,20 @@ impl Forecast {
         };
         let row_of = |id: InstanceId| instances.iter().position(|i| i.id == id);
         let segments = self.tick_columns.as_ref()?;
-        for m in host.migrations() {
+        let migrations = host.migrations();
+        for m in &migrations {
+            if m.finished_at.is_none()
+                && !self.state.before.contains_key(&m.id)
+                && let (Some(src), Some(dst)) = (row_of(m.source), row_of(m.target))
+                && let (Some(a), Some(b)) = (
+                    median_in(src, m.started_at.saturating_sub(watch_ms), m.started_at + 1),
+                    median_in(dst, m.started_at.saturating_sub(watch_ms), m.started_at + 1),
+                )
+            {
+                self.state.before.insert(m.id, (a, b));
+            }
+        }
+        for m in migrations {
             let Some(finished) = m.finished_at else {
                 continue;
             };
@@ -348,9 +365,16 @@ impl Forecast {
                 continue;
             };
             let before_from = m.started_at.saturating_sub(watch_ms);
+            let (src_was, dst_was) = match self.state.before.get(&m.id) {
+                Some(&(a, b)) => (Some(a), Some(b)),
+                None => (
+                    median_in(src, before_from, m.started_at),
+                    median_in(dst, before_from, m.started_at),
+                ),
+            };
             let judged = (
-                median_in(src, before_from, m.started_at),
-                median_in(dst, before_from, m.started_at),
+                src_was,
+                dst_was,
                 median_in(dst, finished + interval, now + 1),
             );
             let (Some(src_before), Some(dst_before), Some(dst_after)) = judged else {
@@ -389,6 +413,7 @@ impl Forecast {
         // Forget judgements of migrations the host no longer reports.
         let reported: BTreeSet<u64> = host.migrations().iter().map(|m| m.id).collect();
         self.state.judged.retain(|id| reported.contains(id));
+        self.state.before.retain(|id, _| reported.contains(id));
         None
     }
 
@@ -440,6 +465,10 @@ impl Forecast {
         (self.tick_columns, self.tick_ops) = (Some(columns), ops);
         if let Some(back) = self.revert(host, avoid) {
             return vec![back];
+        }
+        // After a swap the history restarts short: no load move on a thin fit.
+        if self.owned.filled() < (s.fit_points as usize / 2).max(s.warmup_ticks as usize) {
+            return Vec::new();
         }
         let instances = host.instances();
         // (expected, high) per instance row, from the forecasts `predict` made this tick.
@@ -536,16 +565,28 @@ impl Forecast {
             })
             .collect();
         sources.sort_by(|&a, &b| forecast[b].1.total_cmp(&forecast[a].1));
+        // Each instance's segment rows, so that a source's search reads only its own.
+        // (Built only when something is to move: most ticks move nothing.)
+        let mut by_owner: BTreeMap<InstanceId, Vec<usize>> = BTreeMap::new();
+        if !sources.is_empty() || matches!(actions.first(), Some(Action::ActivateStandby(_))) {
+            for (j, owner) in segments.owners.iter().enumerate() {
+                by_owner.entry(*owner).or_default().push(j);
+            }
+        }
+        let none = Vec::new();
         for src in sources {
             if moved.len() >= s.max_moves as usize {
                 break;
             }
             let source = instances[src].id;
             // The segment that relieves most per byte moved.
-            let best = (0..segments.ids.len())
+            let best = by_owner
+                .get(&source)
+                .unwrap_or(&none)
+                .iter()
+                .copied()
                 .filter(|&j| {
-                    segments.owners[j] == source
-                        && segments.migrating[j] == 0
+                    segments.migrating[j] == 0
                         && !moved.contains(&j)
                         && self
                             .state
@@ -612,10 +653,13 @@ impl Forecast {
                 if moved.len() >= s.max_moves as usize {
                     break;
                 }
-                let j = (0..segments.ids.len())
+                let j = by_owner
+                    .get(&instances[src].id)
+                    .unwrap_or(&none)
+                    .iter()
+                    .copied()
                     .filter(|&j| {
-                        segments.owners[j] == instances[src].id
-                            && segments.migrating[j] == 0
+                        segments.migrating[j] == 0
                             && !moved.contains(&j)
                             && self.state.reverted.get(&segments.ids[j]) != Some(&new)
                     })

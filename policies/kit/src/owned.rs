@@ -71,21 +71,35 @@ impl OwnedHistory {
             s.iter_mut().zip(ring).for_each(|(a, b)| *a += b);
             self.owners[j] = owner;
         }
-        // One new column.
+        // One new point per tick. (The host samples on its own clock: a tick that comes
+        // late can see no new sample, or two; the history then holds a point twice, or
+        // misses one. Telling the cases apart costs a second read of every segment.)
+        let latest: Vec<f64> = host
+            .segments_latest(Metric::Ops)
+            .into_iter()
+            .map(zero_nan)
+            .collect();
+        if latest.len() == columns.ids.len() {
+            self.push(&columns.owners, &latest);
+        }
+        self.columns = Some(columns);
+        self.latest = latest;
+    }
+
+    /// Add one column of segment values.
+    fn push(&mut self, owners: &[InstanceId], values: &[f64]) {
+        let k = self.points;
         self.head = (self.head + 1) % k;
         let h = self.head;
         for s in self.sums.values_mut() {
             s[h] = 0.0;
         }
-        let latest = host.segments_latest(Metric::Ops);
-        for (j, &owner) in columns.owners.iter().enumerate() {
-            let v = zero_nan(latest.get(j).copied().unwrap_or(0.0));
+        for (j, &owner) in owners.iter().enumerate() {
+            let v = values[j];
             self.rings[j * k + h] = v;
             self.sums.entry(owner).or_insert_with(|| vec![0.0; k])[h] += v;
         }
         self.filled = (self.filled + 1).min(k);
-        self.columns = Some(columns);
-        self.latest = latest;
     }
 
     /// The segment columns and latest ops per segment of this tick: read once per tick
@@ -133,6 +147,11 @@ impl OwnedHistory {
             .unwrap_or(0);
         self.ids = columns.ids.clone();
         self.owners = columns.owners.clone();
+    }
+
+    /// Points filled so far.
+    pub fn filled(&self) -> usize {
+        self.filled
     }
 
     /// Each of `instances`' load (`load` metric: ops per capacity unit), oldest first,
