@@ -273,3 +273,35 @@ fn predictive_brings_in_the_standby_when_the_fleet_outgrows_its_active_instances
         threshold.slo_violation_s
     );
 }
+
+#[test]
+fn predictive_drains_an_overloaded_instance_that_is_also_sick() {
+    // Every instance carries more than the load half's capacity for the whole run, so
+    // "load explains the latency" holds everywhere; instance 1 degrades (its CPU per
+    // operation climbs) and crashes. Overload must not hide the sickness.
+    let scenario = Scenario::parse(
+        "name = \"overloaded-and-sick\"\nseed = 5\nduration_s = 1800\n\
+         [fleet]\ninstances = 4\nstandby = 1\nsegments = 256\n\
+         [workload]\nbase_ops = 200000.0\n\
+         [[failures]]\nkind = \"degrade\"\ninstance = 1\nat_s = 1200.0\nprecursor_s = 300.0\nduration_s = 600.0\n",
+    )
+    .expect("parses");
+    let settings = "[failure]\nmax_load = 200000.0\n[load]\ncapacity = 35000.0\n";
+    let predictive = wasm(&scenario, artifacts::PREDICTIVE, settings);
+    let fixed = wasm(&scenario, artifacts::STATIC, "");
+    assert!(
+        predictive.requests_failed <= 0.01 * fixed.requests_failed,
+        "failed: predictive {}, static {}\n{predictive}",
+        predictive.requests_failed,
+        fixed.requests_failed
+    );
+    let crash = predictive
+        .down_events
+        .iter()
+        .find(|e| e.instance == 1)
+        .expect("instance 1 goes down");
+    assert!(
+        crash.lead_s.is_some_and(|l| l >= 30.0),
+        "evacuated too late: {crash:?}"
+    );
+}

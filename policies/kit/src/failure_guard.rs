@@ -586,6 +586,15 @@ impl FailureGuard {
         self.state.drained_at.keys().copied().collect()
     }
 
+    /// Whether the instance shows a sickness that load does not explain: each operation
+    /// costs more CPU than its baseline (by 35 % or more), or over 1 % of operations fail.
+    /// An overload raises latency, not the cost of an operation.
+    pub fn sick_beyond_load(&self, id: InstanceId) -> bool {
+        self.last_features
+            .get(&id)
+            .is_some_and(|x| x[4] >= 0.3 || x[3] >= 1.0)
+    }
+
     /// Instances whose last risk is at least half the threshold.
     pub fn worried(&self) -> Vec<InstanceId> {
         self.state

@@ -76,8 +76,10 @@ impl Predictor for Predictive {
 
 impl Planner for Predictive {
     fn plan(&mut self, host: &dyn HostView, predictions: &Predictions) -> Vec<Action> {
-        // Latency that load explains is the load half's to cure, not a reason to drain.
-        let overloaded = self.load.overloaded(host);
+        // Latency that load explains is the load half's to cure, not a reason to drain;
+        // an overloaded instance that is also sick (CPU per operation, errors) is drained.
+        let mut overloaded = self.load.overloaded(host);
+        overloaded.retain(|&id| !self.failure.sick_beyond_load(id));
         let guard = self.failure.plan_guard(host, predictions, &overloaded);
         let draining = host
             .instances()
