@@ -35,6 +35,8 @@ pub struct OwnedHistory {
     filled: usize,
     /// The segment columns and latest ops of the last update, for the rest of the tick.
     columns: Option<SegmentColumns>,
+    /// The table epoch the columns were read at.
+    epoch: Option<u64>,
     latest: Vec<f64>,
 }
 
@@ -49,7 +51,7 @@ impl OwnedHistory {
             return;
         }
         self.tick = Some(host.tick());
-        let columns = host.segment_columns();
+        let columns = self.columns_now(host);
         if self.points != points as usize || columns.ids != self.ids {
             self.rebuild(host, points);
             self.latest = host.segments_latest(Metric::Ops);
@@ -94,10 +96,23 @@ impl OwnedHistory {
         for s in self.sums.values_mut() {
             s[h] = 0.0;
         }
+        // Segments come in runs of one owner: sum a run, then add it to its owner's ring
+        // (one map lookup per run rather than per segment).
+        let mut run: Option<(InstanceId, f64)> = None;
         for (j, &owner) in owners.iter().enumerate() {
             let v = values[j];
             self.rings[j * k + h] = v;
-            self.sums.entry(owner).or_insert_with(|| vec![0.0; k])[h] += v;
+            match run.as_mut() {
+                Some((o, sum)) if *o == owner => *sum += v,
+                _ => {
+                    if let Some((o, sum)) = run.replace((owner, v)) {
+                        self.sums.entry(o).or_insert_with(|| vec![0.0; k])[h] += sum;
+                    }
+                }
+            }
+        }
+        if let Some((o, sum)) = run {
+            self.sums.entry(o).or_insert_with(|| vec![0.0; k])[h] += sum;
         }
         self.filled = (self.filled + 1).min(k);
     }
@@ -111,6 +126,29 @@ impl OwnedHistory {
             }
             _ => (host.segment_columns(), host.segments_latest(Metric::Ops)),
         }
+    }
+
+    /// The segment columns at this tick. The table's columns are read again only when its
+    /// epoch changed (every ownership change bumps it): reading 16,384 segments' columns
+    /// across the boundary is most of a tick. The `migrating` flags come from the
+    /// migrations running now; `keys` and `bytes` may be as old as the epoch.
+    fn columns_now(&mut self, host: &dyn HostView) -> SegmentColumns {
+        let epoch = host.epoch();
+        let mut columns = match self.columns.take() {
+            Some(c) if self.epoch == Some(epoch) => c,
+            _ => host.segment_columns(),
+        };
+        self.epoch = Some(epoch);
+        let running: std::collections::BTreeSet<SegmentId> = host
+            .migrations()
+            .iter()
+            .filter(|m| m.outcome == MigrationOutcome::Running)
+            .map(|m| m.segment)
+            .collect();
+        for (flag, id) in columns.migrating.iter_mut().zip(&columns.ids) {
+            *flag = u8::from(running.contains(id));
+        }
+        columns
     }
 
     fn rebuild(&mut self, host: &dyn HostView, points: u32) {
