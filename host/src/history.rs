@@ -127,6 +127,12 @@ impl Recorder {
         }
         let mut failures = view.failures(None);
         failures.sort_by_key(|f| f.at);
+        // Remember only failures the view still holds: its history is bounded, so is this.
+        let held: std::collections::BTreeSet<(InstanceId, TimestampMs, String)> = failures
+            .iter()
+            .map(|f| (f.instance, f.at, format!("{:?}", f.kind)))
+            .collect();
+        self.written.retain(|k| held.contains(k));
         for f in failures {
             let key = (f.instance, f.at, format!("{:?}", f.kind));
             if !self.written.insert(key) {

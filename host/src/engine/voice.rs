@@ -84,13 +84,15 @@ impl Voice {
         }
     }
 
-    /// The notes said since the last call (cleaned, within the budget), oldest first.
+    /// The notes said in this budget period (cleaned, within the budget), oldest first.
     pub fn take_notes(&self) -> Vec<String> {
         std::mem::take(&mut *self.notes.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// Start a new budget period; say what the last one suppressed.
+    /// Start a new budget period; say what the last one suppressed. Notes nobody took in
+    /// the last period (a runner that does not read them) are dropped with it.
     pub fn settle(&self) {
+        self.notes.lock().unwrap_or_else(|e| e.into_inner()).clear();
         let spent = std::mem::take(&mut *self.spent.lock().unwrap_or_else(|e| e.into_inner()));
         if spent.suppressed_lines > 0 {
             let policy = self.label();
@@ -108,5 +110,22 @@ impl Voice {
 impl Drop for Voice {
     fn drop(&mut self) {
         self.settle();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notes_last_one_budget_period() {
+        let voice = Voice::new("p@1".into(), 4096);
+        voice.say(Level::Info, "log", "moving segment 3");
+        voice.say(Level::Debug, "log", "not a note");
+        voice.say(Level::Info, "stdout", "not a note either");
+        assert_eq!(voice.take_notes(), vec!["moving segment 3".to_owned()]);
+        voice.say(Level::Warn, "log", "untaken");
+        voice.settle();
+        assert!(voice.take_notes().is_empty(), "a new period starts empty");
     }
 }

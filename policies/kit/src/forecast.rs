@@ -347,7 +347,7 @@ impl Forecast {
                 self.state.before.insert(m.id, (a, b));
             }
         }
-        for m in migrations {
+        for m in &migrations {
             let Some(finished) = m.finished_at else {
                 continue;
             };
@@ -411,7 +411,7 @@ impl Forecast {
             }
         }
         // Forget judgements of migrations the host no longer reports.
-        let reported: BTreeSet<u64> = host.migrations().iter().map(|m| m.id).collect();
+        let reported: BTreeSet<u64> = migrations.iter().map(|m| m.id).collect();
         self.state.judged.retain(|id| reported.contains(id));
         self.state.before.retain(|id, _| reported.contains(id));
         None

@@ -53,7 +53,7 @@ impl OwnedHistory {
         self.tick = Some(host.tick());
         let columns = self.columns_now(host);
         if self.points != points as usize || columns.ids != self.ids {
-            self.rebuild(host, points);
+            self.rebuild(host, &columns, points);
             self.latest = host.segments_latest(Metric::Ops);
             self.columns = Some(columns);
             return;
@@ -151,8 +151,7 @@ impl OwnedHistory {
         columns
     }
 
-    fn rebuild(&mut self, host: &dyn HostView, points: u32) {
-        let columns = host.segment_columns();
+    fn rebuild(&mut self, host: &dyn HostView, columns: &SegmentColumns, points: u32) {
         let n = columns.ids.len();
         // Only the last few points: a full window of every segment costs a tick's budget
         // several times over; the ring fills the rest as ticks go by.
