@@ -115,6 +115,20 @@ mod tests {
     }
 
     #[test]
+    fn notes_are_kept_up_to_the_cap_and_the_rest_counted() {
+        let report = TickReport {
+            notes: (0..100).map(|i| format!("note {i}")).collect(),
+            ..TickReport::default()
+        };
+        let v = serde_json::to_value(TickRecord::of(&report)).expect("serializes");
+        assert_eq!(v["notes"].as_array().map(Vec::len), Some(MAX_ITEMS));
+        assert_eq!(v["notes"][0], "note 0");
+        assert_eq!(v["cut"]["notes"], 100 - MAX_ITEMS);
+        let quiet = serde_json::to_value(TickRecord::of(&TickReport::default())).expect("json");
+        assert!(quiet.get("notes").is_none(), "no notes, no key: {quiet}");
+    }
+
+    #[test]
     fn a_flood_of_forecasts_becomes_a_short_line() {
         let mut report = TickReport::default();
         report.predictions.load = (0..262_144)
