@@ -305,3 +305,40 @@ fn predictive_drains_an_overloaded_instance_that_is_also_sick() {
         "evacuated too late: {crash:?}"
     );
 }
+
+#[test]
+fn predictive_told_the_season_brings_the_standby_in_before_each_peak() {
+    // The fleet model (MSTL over the fleet's total, refitted as each minute closes) sees
+    // the next afternoon coming once two days are in its history; without the season the
+    // same policy reacts to each peak as it rises and lets the standby go each night.
+    let scenario = Scenario::parse(scenarios::SEASONAL_PEAKS).expect("parses");
+    let told = wasm(
+        &scenario,
+        artifacts::PREDICTIVE,
+        scenarios::SEASONAL_SETTINGS,
+    );
+    let untold_settings = scenarios::SEASONAL_SETTINGS.replace("seasons_ticks = [1200]", "");
+    assert_ne!(untold_settings, scenarios::SEASONAL_SETTINGS);
+    let untold = wasm(&scenario, artifacts::PREDICTIVE, &untold_settings);
+    let threshold = wasm(&scenario, artifacts::THRESHOLD, "");
+    assert!(
+        told.slo_violation_s <= 0.6 * untold.slo_violation_s,
+        "violation: with the season {} s, without {} s",
+        told.slo_violation_s,
+        untold.slo_violation_s
+    );
+    assert!(
+        told.moves + told.drain_moves < untold.moves + untold.drain_moves,
+        "moves: with the season {}+{}, without {}+{}",
+        told.moves,
+        told.drain_moves,
+        untold.moves,
+        untold.drain_moves
+    );
+    assert!(
+        told.slo_violation_s <= 0.3 * threshold.slo_violation_s,
+        "violation: predictive {} s, threshold {} s",
+        told.slo_violation_s,
+        threshold.slo_violation_s
+    );
+}

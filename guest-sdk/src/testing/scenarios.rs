@@ -23,6 +23,11 @@ pub const WARN_WARN_CRASH: &str = include_str!("../../scenarios/warn-warn-crash.
 /// A compressed week of compressed days: two seasonalities, and rotating hot tenants.
 pub const WEEKLY_DAILY: &str = include_str!("../../scenarios/weekly-daily.toml");
 
+/// Five compressed days whose peaks outgrow the active instances (not in [`ALL`]: it is
+/// meant to be run with [`SEASONAL_SETTINGS`], which tell `predictive` the day's length).
+pub const SEASONAL_PEAKS: &str = include_str!("../../scenarios/seasonal/peaks.toml");
+/// `predictive`'s settings for [`SEASONAL_PEAKS`].
+pub const SEASONAL_SETTINGS: &str = include_str!("../../scenarios/seasonal/predictive.toml");
 /// Every standard scenario, by file name.
 pub const ALL: [(&str, &str); 10] = [
     ("diurnal-tenants", DIURNAL_TENANTS),

@@ -1,7 +1,10 @@
 //! The load forecaster (`forecast`): forecasts each instance's load and acts before it crosses capacity.
 //!
-//! **Predict.** A Holt (level and trend) forecast of each active instance's load over the
-//! horizon, with a prediction interval at the stated confidence. The history it is fitted
+//! **Predict.** A forecast of each active instance's load over the horizon, with a
+//! prediction interval at the stated confidence: an ETS(A,A,N) model per instance (augurs),
+//! refitted round-robin and re-anchored each tick on the instance's Holt level
+//! (`instance_model = "ets"`), or Holt alone (`"holt"`). The fleet's total is kept over a
+//! longer window and modelled with MSTL over the configured seasons (see [`crate::fitted`]). The history it is fitted
 //! on is the load of the segments the instance owns *now*, summed per point: a move changes
 //! which segments count, not the history, so the policy's own moves do not read as trends.
 //! Isolated spikes (a bulk load, one slow second) are taken out with a running median of
@@ -27,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use shardcast_sdk::prelude::*;
 use shardcast_sdk::stats::Holt;
 
+use crate::fitted::{FleetModel, FleetShape, InstanceModels, Refit};
 use crate::owned::OwnedHistory;
 
 /// Settings, given as TOML.
@@ -61,6 +65,21 @@ pub struct Settings {
     /// How much worse than both instances before the move the target's p99 must be for
     /// the move to be reverted.
     pub revert_margin: f64,
+    /// The per-instance model: `ets` (augurs AutoETS, refitted round-robin, re-anchored
+    /// each tick on the instance's level) or `holt` (Holt refitted every tick).
+    pub instance_model: String,
+    /// Ticks between two instance refits (one instance per refit).
+    pub refit_every: u32,
+    /// Ticks per point of the fleet model's history.
+    pub fleet_bucket_ticks: u32,
+    /// Points of fleet history kept (in the policy's state).
+    pub fleet_buckets: u32,
+    /// Seasons of the fleet's load, in ticks (e.g. `[86400, 604800]` for daily and
+    /// weekly at one tick a second). Each is modelled (MSTL) once the history covers it
+    /// twice.
+    pub seasons_ticks: Vec<u32>,
+    /// How many fleet points ahead the fleet model looks for a peak that needs a standby.
+    pub fleet_ahead_buckets: u32,
 }
 
 impl Default for Settings {
@@ -79,6 +98,12 @@ impl Default for Settings {
             warmup_ticks: 10,
             watch_ticks: 30,
             revert_margin: 1.25,
+            instance_model: "ets".into(),
+            refit_every: 2,
+            fleet_bucket_ticks: 60,
+            fleet_buckets: 240,
+            seasons_ticks: Vec::new(),
+            fleet_ahead_buckets: 5,
         }
     }
 }
@@ -103,6 +128,15 @@ impl Settings {
                 "invalid settings: `confidence` must be in (0, 1), got {}",
                 s.confidence
             ));
+        }
+        if s.instance_model != "ets" && s.instance_model != "holt" {
+            return Err(format!(
+                "invalid settings: `instance_model` must be \"ets\" or \"holt\", got {:?}",
+                s.instance_model
+            ));
+        }
+        if s.fleet_bucket_ticks == 0 {
+            return Err("invalid settings: `fleet_bucket_ticks` must be at least 1".into());
         }
         if !(s.scale_in_below < s.scale_out_at && s.scale_out_at > 0.0) {
             return Err("invalid settings: `scale_in_below` must be below `scale_out_at`".into());
@@ -135,6 +169,9 @@ pub struct State {
     /// migration's start falls out of the retained window before it is judged.
     #[serde(default)]
     pub before: BTreeMap<u64, (f64, f64)>,
+    /// The fleet's long load history and its fitted model.
+    #[serde(default)]
+    pub fleet: FleetModel,
 }
 
 /// The load forecaster.
@@ -144,6 +181,8 @@ pub struct Forecast {
     state: State,
     /// Each instance's owned load history, kept incrementally (rebuilt after a swap).
     owned: OwnedHistory,
+    /// Per-instance fitted models.
+    models: InstanceModels,
     /// This tick's segment columns and latest ops, while planning.
     tick_columns: Option<SegmentColumns>,
     tick_ops: Vec<f64>,
@@ -197,16 +236,19 @@ pub fn despike(series: &[f64]) -> Vec<f64> {
         .collect()
 }
 
-/// Each instance's forecast over the horizon from its owned `history` (one row per
-/// instance): (low, expected, high), NaN-free and never negative; zeros for an instance
-/// out of service.
+/// Each instance's forecast over the horizon from its owned, despiked `history` (one row
+/// per instance): (low, expected, high), NaN-free and never negative; zeros for an
+/// instance out of service. With `models`, an instance that has a fresh fitted model takes
+/// its rise and interval from it, anchored on the Holt level; others take Holt's.
 pub fn instance_forecasts(
     host: &dyn HostView,
     s: &Settings,
-    history: Vec<Vec<f64>>,
+    history: &[Vec<f64>],
+    models: Option<&InstanceModels>,
 ) -> Vec<(f64, f64, f64)> {
     let instances = host.instances();
     let h = s.horizon_ticks as usize;
+    let tick = host.tick();
     instances
         .iter()
         .zip(history)
@@ -215,27 +257,31 @@ pub fn instance_forecasts(
             {
                 return (0.0, 0.0, 0.0);
             }
-            let series = despike(&series);
-            let holt = Holt::fit(0.5, 0.1, &series);
-            let interval = holt.interval(h, s.confidence);
+            let holt = Holt::fit(0.5, 0.1, series);
             let now = series
                 .iter()
                 .rev()
                 .copied()
                 .find(|x| x.is_finite())
                 .unwrap_or(0.0);
-            let expected = if interval.expected.is_finite() {
-                interval.expected.max(0.0)
+            let (low, expected, high) = models
+                .and_then(|m| m.forecast(instance.id, tick, h, holt.level))
+                .unwrap_or_else(|| {
+                    let i = holt.interval(h, s.confidence);
+                    (i.low, i.expected, i.high)
+                });
+            let expected = if expected.is_finite() {
+                expected.max(0.0)
             } else {
                 now
             };
-            let high = if interval.high.is_finite() {
-                interval.high.max(expected).max(now)
+            let high = if high.is_finite() {
+                high.max(expected).max(now)
             } else {
                 now
             };
-            let low = if interval.low.is_finite() {
-                interval.low.clamp(0.0, expected)
+            let low = if low.is_finite() {
+                low.clamp(0.0, expected)
             } else {
                 expected
             };
@@ -274,8 +320,47 @@ impl Predictor for Forecast {
         let horizon_ms = u64::from(host.interval_ms()) * u64::from(self.settings.horizon_ticks);
         let instances = host.instances();
         self.owned.update(host, self.settings.fit_points);
-        let history = self.owned.rows(&instances);
-        let load = instance_forecasts(host, &self.settings, history)
+        let history: Vec<Vec<f64>> = self
+            .owned
+            .rows(&instances)
+            .iter()
+            .map(|row| despike(row))
+            .collect();
+        let s = &self.settings;
+        let models = if s.instance_model == "ets" {
+            let (ids, rows): (Vec<InstanceId>, Vec<Vec<f64>>) = instances
+                .iter()
+                .zip(&history)
+                .filter(|(i, _)| i.state == InstanceState::Active)
+                .map(|(i, row)| (i.id, row.clone()))
+                .unzip();
+            let plan = Refit {
+                every: s.refit_every,
+                horizon: s.horizon_ticks as usize,
+                stale: s.refit_every.saturating_mul(ids.len() as u32).max(1) * 2,
+                confidence: s.confidence,
+            };
+            self.models.refit(host.tick(), &ids, &rows, plan);
+            Some(&self.models)
+        } else {
+            None
+        };
+        // The fleet's current total, for the fleet model.
+        let total: f64 = instances
+            .iter()
+            .zip(&history)
+            .filter(|(i, _)| i.state == InstanceState::Active)
+            .filter_map(|(_, row)| row.iter().rev().copied().find(|x| x.is_finite()))
+            .sum();
+        let shape = FleetShape {
+            bucket_ticks: s.fleet_bucket_ticks,
+            keep: s.fleet_buckets,
+            seasons_ticks: &s.seasons_ticks,
+            ahead: s.fleet_ahead_buckets,
+            confidence: s.confidence,
+        };
+        self.state.fleet.observe(total, shape);
+        let load = instance_forecasts(host, s, &history, models)
             .into_iter()
             .zip(&instances)
             .filter(|(_, i)| i.state == InstanceState::Active)
@@ -506,8 +591,20 @@ impl Forecast {
         let mut moved: BTreeSet<usize> = BTreeSet::new();
 
         // Contingent pool: the fleet's forecast against what the active instances serve.
-        let total: f64 = active.iter().map(|&i| forecast[i].0).sum();
+        let near: f64 = active.iter().map(|&i| forecast[i].0).sum();
         let serves = active.len() as f64 * s.capacity;
+        // The fleet model's peak over its longer reach counts too: a standby comes in
+        // before a peak the seasons (or the fleet's trend) predict, and does not go back
+        // just before one.
+        let peak = self.state.fleet.peak(s.fleet_ahead_buckets);
+        let total = near.max(peak.map_or(0.0, |p| p.0));
+        let why = match peak {
+            Some((p, ahead, model)) if p > near => format!(
+                "fleet model {model} expects {p:.0} within {} ticks",
+                u64::from(ahead) * u64::from(s.fleet_bucket_ticks)
+            ),
+            _ => format!("fleet forecast {near:.0}"),
+        };
         if total > s.scale_out_at * serves {
             self.state.idle = 0;
             if let Some(standby) = (0..instances.len()).find(|&i| {
@@ -516,7 +613,7 @@ impl Forecast {
                 host.log(
                     Level::Info,
                     &format!(
-                        "fleet forecast {total:.0} > {:.0} of {} active instances: bringing in {}",
+                        "{why} > {:.0} of {} active instances: bringing in {}",
                         s.scale_out_at * serves,
                         active.len(),
                         instances[standby].name
@@ -538,9 +635,7 @@ impl Forecast {
             {
                 host.log(
                     Level::Info,
-                    &format!(
-                        "fleet forecast {total:.0} stayed low: returning instance {back} to standby"
-                    ),
+                    &format!("{why} stayed low: returning instance {back} to standby"),
                 );
                 self.state.brought_in.remove(&back);
                 self.state.idle = 0;

@@ -7,10 +7,13 @@
 //! - [`forecast`]: a Holt load forecaster and a planner that moves segments, or brings in a
 //!   standby, before an instance overloads;
 //! - [`predictive`]: both, in one policy;
+//! - [`fitted`]: augurs' AutoETS and MSTL, refitted on a schedule, for each instance's
+//!   load and the fleet's total;
 //! - [`owned`]: each instance's load history as its current segments made it, kept
 //!   incrementally for the forecaster.
 
 pub mod failure_guard;
+pub mod fitted;
 pub mod forecast;
 pub mod owned;
 pub mod predictive;
