@@ -8,7 +8,7 @@ pub use crate::__bindings::types::{
     Action, Failure, FailureKind, FailureRisk, Instance, InstanceId, InstanceState, Level,
     LoadForecast, MergeSegments, Metric, Migration, MigrationOutcome, MigrationPhase, MoveSegment,
     MoveSession, PolicyInfo, Predictions, Rejection, RejectionReason, Scope, Segment,
-    SegmentColumns, SegmentId, Session, SessionId, SplitSegment, TimestampMs,
+    SegmentColumns, SegmentId, Session, SessionHealth, SessionId, SplitSegment, TimestampMs,
 };
 
 /// Number of hash slots, as in Redis Cluster.
@@ -143,6 +143,7 @@ impl Predictions {
         Predictions {
             load: Vec::new(),
             failures: Vec::new(),
+            sessions: Vec::new(),
         }
     }
 }

@@ -259,6 +259,36 @@ impl ViewSnapshot {
             ..Default::default()
         }
     }
+
+    /// This view with `count` client sessions added, each with a commands-per-second
+    /// series as long as the view's retention (a steady rate with noise).
+    pub fn with_sessions(mut self, count: usize) -> Self {
+        let mut rng = SplitMix(0x5e55);
+        let points = self.retention as usize;
+        for i in 0..count {
+            let id = i as SessionId + 1;
+            self.sessions.push(Session {
+                id,
+                name: format!("client-{i}"),
+                lib: String::new(),
+                db: 0,
+                user: "default".into(),
+                protocol: 2,
+                pinned: None,
+                in_transaction: false,
+                subscriptions: 0,
+                connected_at: self.now.saturating_sub(3_600_000),
+            });
+            let base = 10.0 + 190.0 * rng.unit();
+            let series = (0..points)
+                .map(|_| base * (0.9 + 0.2 * rng.unit()))
+                .collect();
+            self.metrics
+                .sessions
+                .insert(id, BTreeMap::from([(Metric::Ops, series)]));
+        }
+        self
+    }
 }
 
 /// The latest value of every row of every metric: bulk "latest" reads are then one copy.

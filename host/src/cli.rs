@@ -122,6 +122,9 @@ enum PolicyCommand {
         /// Ticks to time (after a warm-up of a tenth as many).
         #[arg(long, default_value_t = 200)]
         ticks: u32,
+        /// Client sessions in the view, each with a commands-per-second series.
+        #[arg(long, default_value_t = 1_000)]
+        sessions: usize,
     },
 }
 
@@ -214,6 +217,7 @@ pub fn run(cli: Cli) -> Result<String> {
             metrics,
             points,
             ticks,
+            sessions,
         }) => {
             let settings = read_settings(settings.as_ref())?;
             policy_bench::run(&policy_bench::Options {
@@ -224,6 +228,7 @@ pub fn run(cli: Cli) -> Result<String> {
                 metrics,
                 points,
                 ticks,
+                sessions,
             })
         }
     }

@@ -166,6 +166,10 @@ pub struct Summary {
     pub swap: Option<(String, u64)>,
     /// Lines in the decision log.
     pub log_lines: usize,
+    /// Client sessions the policy gave a health score.
+    pub scored_sessions: std::collections::BTreeSet<u64>,
+    /// The lowest session health score seen.
+    pub lowest_health: Option<f64>,
 }
 
 impl Summary {
@@ -480,6 +484,11 @@ pub fn run(plan: &Plan, out: &mut dyn Write) -> Result<Summary, String> {
         // What the policy said and predicted.
         for tick in tail.ticks() {
             if let Ok(p) = serde_json::from_value::<Predictions>(tick["predictions"].clone()) {
+                for h in &p.sessions {
+                    summary.scored_sessions.insert(h.session);
+                    summary.lowest_health =
+                        Some(summary.lowest_health.map_or(h.health, |x| x.min(h.health)));
+                }
                 last = p;
             }
             for note in tick["notes"].as_array().into_iter().flatten() {

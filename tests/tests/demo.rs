@@ -39,6 +39,12 @@ fn predictive_empties_the_degrading_instance_before_the_kill_and_no_request_fail
     );
     assert!(s.ok > 0, "no request was answered:\n{story}");
     assert!(
+        s.scored_sessions.len() >= plan.threads,
+        "{} client sessions got a health score; the load opened {} connections",
+        s.scored_sessions.len(),
+        plan.threads
+    );
+    assert!(
         s.standby_at.is_some_and(|t| t > plan.ramp.0 as f64),
         "the standby was not brought in during the tenant's ramp ({:?}):\n{story}",
         s.standby_at

@@ -342,3 +342,20 @@ fn predictive_told_the_season_brings_the_standby_in_before_each_peak() {
         threshold.slo_violation_s
     );
 }
+
+#[test]
+fn predictive_scores_each_session_and_foresees_those_that_leave() {
+    // Sessions fade out over two minutes before they disconnect, and new ones connect in
+    // their place; steady, bursty and idle (batch) sessions that stay are the negatives.
+    let scenario = Scenario::parse(scenarios::SESSION_CHURN).expect("parses");
+    let report = wasm(&scenario, artifacts::PREDICTIVE, "");
+    assert!(report.sessions_left > 100, "{report}");
+    let (precision, recall) = (
+        report.churn_precision.expect("positive churn predictions"),
+        report.churn_recall.expect("sessions left"),
+    );
+    assert!(
+        precision >= 0.9 && recall >= 0.9,
+        "churn prediction precision {precision:.2}, recall {recall:.2}\n{report}"
+    );
+}

@@ -10,7 +10,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::sim::StepOutcome;
-use crate::types::{Action, InstanceId, Predictions, SegmentId};
+use crate::types::{Action, InstanceId, Predictions, SegmentId, SessionId};
 use crate::validate::Verdict;
 
 /// Most timeline points kept for the chart.
@@ -107,6 +107,17 @@ pub struct Report {
     /// Share of down events preceded by a positive prediction within its horizon; none
     /// without down events.
     pub prediction_recall: Option<f64>,
+    /// Sessions that disconnected.
+    #[serde(default)]
+    pub sessions_left: u64,
+    /// Share of positive churn predictions (session health) followed by the session
+    /// disconnecting within the horizon; none without positive predictions.
+    #[serde(default)]
+    pub churn_precision: Option<f64>,
+    /// Share of disconnects preceded by a positive churn prediction within its horizon;
+    /// none without disconnects.
+    #[serde(default)]
+    pub churn_recall: Option<f64>,
     /// Policy time per tick.
     pub timing: Timing,
     /// Data for the chart.
@@ -145,6 +156,38 @@ impl Report {
     }
 }
 
+/// Of `positives` (t, id, horizon s), how many were followed by their id's event within
+/// the horizon; of `events` (t, id), how many a positive preceded within its horizon.
+fn hits_and_seen<Id: Copy + Eq + std::hash::Hash>(
+    positives: &[(f64, Id, f64)],
+    events: &[(f64, Id)],
+) -> (usize, usize) {
+    let mut by_id: HashMap<Id, Vec<f64>> = HashMap::new();
+    for &(t, id) in events {
+        by_id.entry(id).or_default().push(t);
+    }
+    let hits = positives
+        .iter()
+        .filter(|(t, id, h)| {
+            by_id
+                .get(id)
+                .is_some_and(|at| at.iter().any(|a| *a > *t && *a <= t + h))
+        })
+        .count();
+    let mut said: HashMap<Id, Vec<(f64, f64)>> = HashMap::new();
+    for &(t, id, h) in positives {
+        said.entry(id).or_default().push((t, h));
+    }
+    let seen = events
+        .iter()
+        .filter(|(a, id)| {
+            said.get(id)
+                .is_some_and(|p| p.iter().any(|(t, h)| t < a && *a <= t + h))
+        })
+        .count();
+    (hits, seen)
+}
+
 /// Builds a [`Report`] tick by tick.
 pub struct Accumulator {
     report: Report,
@@ -154,6 +197,10 @@ pub struct Accumulator {
     imbalance_n: f64,
     last_move: HashMap<SegmentId, (InstanceId, InstanceId, f64)>,
     positives: Vec<(f64, InstanceId, f64)>,
+    /// Positive churn predictions: (t, session, horizon s).
+    churn_positives: Vec<(f64, SessionId, f64)>,
+    /// Disconnects: (t, session).
+    left: Vec<(f64, SessionId)>,
     evacuations: Vec<(f64, InstanceId)>,
     owners: HashMap<SegmentId, InstanceId>,
     dt: f64,
@@ -187,6 +234,9 @@ impl Accumulator {
                 down_events: Vec::new(),
                 prediction_precision: None,
                 prediction_recall: None,
+                sessions_left: 0,
+                churn_precision: None,
+                churn_recall: None,
                 timing: Timing::default(),
                 timeline: Timeline::default(),
             },
@@ -196,6 +246,8 @@ impl Accumulator {
             imbalance_n: 0.0,
             last_move: HashMap::new(),
             positives: Vec::new(),
+            churn_positives: Vec::new(),
+            left: Vec::new(),
             evacuations: Vec::new(),
             owners: HashMap::new(),
             dt: scenario.tick_ms as f64 / 1000.0,
@@ -209,6 +261,7 @@ impl Accumulator {
 
     /// Fold in one simulator step at `t` seconds.
     pub fn step(&mut self, tick: u64, t: f64, out: &StepOutcome) {
+        self.left.extend(out.sessions_left.iter().map(|&s| (t, s)));
         let r = &mut self.report;
         if out.p99_us > r.slo_p99_us {
             r.slo_violation_s += self.dt;
@@ -280,6 +333,12 @@ impl Accumulator {
                     .push((t, f.instance, f.horizon_ms as f64 / 1000.0));
             }
         }
+        for h in &predictions.sessions {
+            if h.churn >= POSITIVE {
+                self.churn_positives
+                    .push((t, h.session, h.horizon_ms as f64 / 1000.0));
+            }
+        }
         for a in &verdict.accepted {
             match a {
                 Action::MoveSegment(m) => {
@@ -316,29 +375,22 @@ impl Accumulator {
                     Some(best.map_or(lead, |b| b.max(lead)))
                 });
         }
+        let downs: Vec<(f64, InstanceId)> =
+            r.down_events.iter().map(|e| (e.at_s, e.instance)).collect();
+        let (hits, seen) = hits_and_seen(&self.positives, &downs);
         if !self.positives.is_empty() {
-            let hits = self
-                .positives
-                .iter()
-                .filter(|(t, i, h)| {
-                    r.down_events
-                        .iter()
-                        .any(|e| e.instance == *i && e.at_s > *t && e.at_s <= t + h)
-                })
-                .count();
             r.prediction_precision = Some(hits as f64 / self.positives.len() as f64);
         }
-        if !r.down_events.is_empty() {
-            let seen = r
-                .down_events
-                .iter()
-                .filter(|e| {
-                    self.positives
-                        .iter()
-                        .any(|(t, i, h)| *i == e.instance && *t < e.at_s && e.at_s <= t + h)
-                })
-                .count();
-            r.prediction_recall = Some(seen as f64 / r.down_events.len() as f64);
+        if !downs.is_empty() {
+            r.prediction_recall = Some(seen as f64 / downs.len() as f64);
+        }
+        r.sessions_left = self.left.len() as u64;
+        let (hits, seen) = hits_and_seen(&self.churn_positives, &self.left);
+        if !self.churn_positives.is_empty() {
+            r.churn_precision = Some(hits as f64 / self.churn_positives.len() as f64);
+        }
+        if !self.left.is_empty() {
+            r.churn_recall = Some(seen as f64 / self.left.len() as f64);
         }
         let mut us = std::mem::take(&mut self.tick_us);
         if !us.is_empty() {
@@ -421,6 +473,15 @@ impl fmt::Display for Report {
             opt(self.prediction_precision, ""),
             opt(self.prediction_recall, "")
         )?;
+        if self.sessions_left > 0 || self.churn_precision.is_some() {
+            writeln!(
+                f,
+                "session churn       {} left; prediction precision {}, recall {}",
+                self.sessions_left,
+                opt(self.churn_precision, ""),
+                opt(self.churn_recall, "")
+            )?;
+        }
         writeln!(
             f,
             "policy tick time    mean {:.0} us, p99 {:.0} us, max {:.0} us",

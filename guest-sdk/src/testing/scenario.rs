@@ -332,6 +332,12 @@ pub struct Sessions {
     pub batch: f64,
     /// Hours of the day (0-23) when batch sessions run.
     pub batch_hours: Vec<u32>,
+    /// Sessions that leave per hour, as a share of all sessions (0 = none ever leave).
+    /// A leaving session's activity fades to nothing over `fade_s`, then it disconnects
+    /// and a new session of the same kind connects in its place.
+    pub churn_per_hour: f64,
+    /// Seconds a leaving session takes to fade out.
+    pub fade_s: f64,
 }
 
 impl Default for Sessions {
@@ -341,6 +347,8 @@ impl Default for Sessions {
             bursty: 0.2,
             batch: 0.1,
             batch_hours: vec![2],
+            churn_per_hour: 0.0,
+            fade_s: 120.0,
         }
     }
 }

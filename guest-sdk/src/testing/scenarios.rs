@@ -28,6 +28,9 @@ pub const WEEKLY_DAILY: &str = include_str!("../../scenarios/weekly-daily.toml")
 pub const SEASONAL_PEAKS: &str = include_str!("../../scenarios/seasonal/peaks.toml");
 /// `predictive`'s settings for [`SEASONAL_PEAKS`].
 pub const SEASONAL_SETTINGS: &str = include_str!("../../scenarios/seasonal/predictive.toml");
+/// Client sessions that fade out and leave, about twice an hour each (not in [`ALL`]:
+/// its measure is session churn prediction, which the comparison table does not show).
+pub const SESSION_CHURN: &str = include_str!("../../scenarios/sessions/churn.toml");
 /// Every standard scenario, by file name.
 pub const ALL: [(&str, &str); 10] = [
     ("diurnal-tenants", DIURNAL_TENANTS),

@@ -81,6 +81,8 @@ pub struct StepOutcome {
     pub went_down: Vec<InstanceId>,
     /// Migrations the executor started for drains.
     pub executor_moves: u64,
+    /// Sessions that disconnected this step.
+    pub sessions_left: Vec<SessionId>,
 }
 
 #[derive(Clone, Debug)]
@@ -107,6 +109,9 @@ pub struct Simulator {
     next_segment: SegmentId,
     sessions: Vec<Session>,
     behaviour: Vec<Behaviour>,
+    /// Seconds of fade left for each session that is leaving.
+    fading: Vec<Option<f64>>,
+    next_session: SessionId,
     session_ops: super::rings::Ring,
     flights: Vec<Flight>,
     next_migration: u64,
@@ -171,7 +176,7 @@ impl Simulator {
                 }
             })
             .collect();
-        let sessions = behaviour
+        let sessions: Vec<Session> = behaviour
             .iter()
             .enumerate()
             .map(|(i, b)| Session {
@@ -208,6 +213,8 @@ impl Simulator {
             weights,
             next_segment: n as SegmentId,
             segments,
+            fading: vec![None; sessions.len()],
+            next_session: sessions.len() as SessionId + 1,
             sessions,
             behaviour,
             flights: Vec::new(),
@@ -605,7 +612,7 @@ impl Simulator {
         self.record(
             &ops, &inst_ops, &p50, &p99, &err_rate, &cpu, &ping, &held_us,
         );
-        self.step_sessions(t);
+        out.sessions_left = self.step_sessions(t, dt);
         out
     }
 
@@ -833,14 +840,43 @@ impl Simulator {
         }
     }
 
-    fn step_sessions(&mut self, t: f64) {
+    /// One step of session activity; returns the sessions that disconnected.
+    fn step_sessions(&mut self, t: f64, dt: f64) -> Vec<SessionId> {
         let hour = ((t / 3600.0) as u64 % 24) as u32;
-        let batch_on = self.scenario.workload.sessions.batch_hours.contains(&hour);
+        let cfg = &self.scenario.workload.sessions;
+        let batch_on = cfg.batch_hours.contains(&hour);
+        let (churn, fade_s) = (cfg.churn_per_hour * dt / 3600.0, cfg.fade_s.max(dt));
+        let mut left = Vec::new();
+        // Leaving sessions fade, and go when faded; others may start to leave (random draws
+        // only when churn is on, so that scenarios without it keep their sequence).
+        for row in 0..self.sessions.len() {
+            match self.fading[row] {
+                Some(rest) if rest <= 0.0 => {
+                    left.push(self.sessions[row].id);
+                    self.session_ops.remove_row(row);
+                    self.session_ops.insert_row(row);
+                    let session = &mut self.sessions[row];
+                    session.id = self.next_session;
+                    session.connected_at = self.now_ms;
+                    session.name = format!(
+                        "{}-{}",
+                        session.name.split('-').next().unwrap_or("web"),
+                        self.next_session - 1
+                    );
+                    self.next_session += 1;
+                    self.fading[row] = None;
+                }
+                Some(rest) => self.fading[row] = Some(rest - dt),
+                None if churn > 0.0 && self.rng.unit() < churn => self.fading[row] = Some(fade_s),
+                None => {}
+            }
+        }
         let behaviour = &self.behaviour;
+        let fading = &self.fading;
         let rng = &mut self.rng;
         let slot = self.session_ops.advance();
-        for (v, b) in slot.iter_mut().zip(behaviour) {
-            *v = match b {
+        for ((v, b), f) in slot.iter_mut().zip(behaviour).zip(fading) {
+            let full = match b {
                 Behaviour::Steady => 100.0,
                 Behaviour::Bursty => {
                     if rng.unit() < 0.05 {
@@ -857,7 +893,12 @@ impl Simulator {
                     }
                 }
             };
+            *v = match f {
+                Some(rest) => full * (rest / fade_s).clamp(0.0, 1.0),
+                None => full,
+            };
         }
+        left
     }
 }
 
@@ -914,10 +955,11 @@ impl HostView for Simulator {
                 (Some(row), Some(r)) => r.row(row, points),
                 _ => Vec::new(),
             },
-            Scope::Session(id)
-                if metric == Metric::Ops && id >= 1 && (id as usize) <= self.sessions.len() =>
-            {
-                self.session_ops.row(id as usize - 1, points)
+            Scope::Session(id) if metric == Metric::Ops => {
+                match self.sessions.iter().position(|s| s.id == id) {
+                    Some(row) => self.session_ops.row(row, points),
+                    None => Vec::new(),
+                }
             }
             _ => Vec::new(),
         }

@@ -21,6 +21,7 @@ pub struct Options {
     pub metrics: usize,
     pub points: usize,
     pub ticks: u32,
+    pub sessions: usize,
 }
 
 struct Timing {
@@ -84,21 +85,20 @@ pub fn run(o: &Options) -> Result<String> {
         .or_else(|_| PolicyVersion::load(&runtime, &bytes, &o.settings, Role::Planner))
         .or_else(|_| PolicyVersion::load(&runtime, &bytes, &o.settings, Role::Predictor))
         .map_err(|e| anyhow!("{}: {e}", o.file.display()))?;
-    let mut view = Arc::new(ViewSnapshot::synthetic(
-        o.instances,
-        o.segments,
-        o.metrics,
-        o.points,
-    ));
+    let mut view = Arc::new(
+        ViewSnapshot::synthetic(o.instances, o.segments, o.metrics, o.points)
+            .with_sessions(o.sessions),
+    );
     writeln!(
         out,
-        "policy {} ({}), view: {} instances x {} segments x {} metrics x {} points, {} ticks",
+        "policy {} ({}), view: {} instances x {} segments x {} metrics x {} points, {} sessions, {} ticks",
         version.label(),
         version.world.name(),
         o.instances,
         o.segments,
         o.metrics,
         o.points,
+        o.sessions,
         o.ticks
     )?;
     // Each tick is a new tick number, so that policies keeping per-tick state do their

@@ -17,7 +17,7 @@ pub fn check_predictions(
     view: &dyn HostView,
     limits: &Limits,
 ) -> Result<(), String> {
-    let total = p.load.len() + p.failures.len();
+    let total = p.load.len() + p.failures.len() + p.sessions.len();
     if total > limits.max_forecasts as usize {
         return Err(format!(
             "returned {total} forecasts, more than the limit of {} (raise [limits] max_forecasts)",
@@ -74,6 +74,25 @@ pub fn check_predictions(
             ));
         }
     }
+    for (i, h) in p.sessions.iter().enumerate() {
+        if !h.activity.is_finite() || h.activity < 0.0 {
+            return Err(format!(
+                "session health #{i} has activity {} (must be a number, at least 0)",
+                h.activity
+            ));
+        }
+        for (name, x) in [("churn", h.churn), ("health", h.health)] {
+            if !x.is_finite() || !(0.0..=1.0).contains(&x) {
+                return Err(format!("session health #{i} has {name} {x} outside [0, 1]"));
+            }
+        }
+        if !ids.sessions.contains(&h.session) {
+            return Err(format!(
+                "session health #{i} is about session {}, which does not exist",
+                h.session
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -88,14 +107,14 @@ struct Ids {
 impl Ids {
     fn of(view: &dyn HostView, p: &Predictions) -> Self {
         let mut ids = Ids::default();
-        if p.load.is_empty() && p.failures.is_empty() {
+        if p.load.is_empty() && p.failures.is_empty() && p.sessions.is_empty() {
             return ids;
         }
         ids.instances = view.instances().iter().map(|i| i.id).collect();
         if p.load.iter().any(|f| matches!(f.scope, Scope::Segment(_))) {
             ids.segments = view.segment_columns().ids.into_iter().collect();
         }
-        if p.load.iter().any(|f| matches!(f.scope, Scope::Session(_))) {
+        if !p.sessions.is_empty() || p.load.iter().any(|f| matches!(f.scope, Scope::Session(_))) {
             ids.sessions = view.sessions().iter().map(|s| s.id).collect();
         }
         ids
@@ -117,7 +136,7 @@ pub fn check_actions(actions: &[Action], limits: &Limits) -> Result<(), String> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shardcast_sdk::types::{FailureRisk, LoadForecast, Metric};
+    use shardcast_sdk::types::{FailureRisk, LoadForecast, Metric, Session, SessionHealth};
     use shardcast_sdk::view::ViewSnapshot;
 
     fn forecast(scope: Scope, expected: f64) -> LoadForecast {
@@ -143,6 +162,7 @@ mod tests {
                 horizon_ms: 1,
                 probability: 0.5,
             }],
+            sessions: Vec::new(),
         };
         assert!(check_predictions(&ok, &view, &limits).is_ok());
         let mut nan = ok.clone();
@@ -177,6 +197,44 @@ mod tests {
                 .unwrap_err()
                 .contains("outside [0, 1]")
         );
+    }
+
+    #[test]
+    fn flags_session_health_out_of_range_or_about_no_session() {
+        let mut view = ViewSnapshot::synthetic(2, 4, 1, 2);
+        view.sessions.push(Session {
+            id: 7,
+            name: String::new(),
+            lib: String::new(),
+            db: 0,
+            user: "default".into(),
+            protocol: 2,
+            pinned: None,
+            in_transaction: false,
+            subscriptions: 0,
+            connected_at: 0,
+        });
+        let limits = Limits::default();
+        let health = |session, activity, churn, health| Predictions {
+            sessions: vec![SessionHealth {
+                session,
+                horizon_ms: 30_000,
+                activity,
+                churn,
+                health,
+            }],
+            ..Predictions::empty()
+        };
+        assert!(check_predictions(&health(7, 12.0, 0.2, 0.8), &view, &limits).is_ok());
+        for (bad, says) in [
+            (health(8, 12.0, 0.2, 0.8), "session 8, which does not exist"),
+            (health(7, 12.0, 1.5, 0.8), "churn 1.5 outside [0, 1]"),
+            (health(7, 12.0, 0.2, f64::NAN), "health NaN outside [0, 1]"),
+            (health(7, -1.0, 0.2, 0.8), "activity -1"),
+        ] {
+            let err = check_predictions(&bad, &view, &limits).unwrap_err();
+            assert!(err.contains(says), "{err}");
+        }
     }
 
     #[test]

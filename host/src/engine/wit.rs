@@ -264,6 +264,17 @@ impl From<sdk::Predictions> for wit::Predictions {
                     probability: f.probability,
                 })
                 .collect(),
+            sessions: x
+                .sessions
+                .into_iter()
+                .map(|h| wit::SessionHealth {
+                    session: h.session,
+                    horizon_ms: h.horizon_ms,
+                    activity: h.activity,
+                    churn: h.churn,
+                    health: h.health,
+                })
+                .collect(),
         }
     }
 }
@@ -291,6 +302,17 @@ impl From<wit::Predictions> for sdk::Predictions {
                     instance: f.instance,
                     horizon_ms: f.horizon_ms,
                     probability: f.probability,
+                })
+                .collect(),
+            sessions: x
+                .sessions
+                .into_iter()
+                .map(|h| sdk::SessionHealth {
+                    session: h.session,
+                    horizon_ms: h.horizon_ms,
+                    activity: h.activity,
+                    churn: h.churn,
+                    health: h.health,
                 })
                 .collect(),
         }

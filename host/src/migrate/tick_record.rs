@@ -24,6 +24,8 @@ pub struct Cut {
     pub instance_forecasts: usize,
     /// Failure risks past the cap.
     pub failures: usize,
+    /// Session health scores past the cap.
+    pub sessions: usize,
     /// Accepted actions past the cap.
     pub accepted: usize,
     /// Rejections past the cap.
@@ -67,7 +69,7 @@ impl<'a> TickRecord<'a> {
     pub fn of(report: &'a TickReport) -> Self {
         let mut cut = Cut::default();
         let p = &report.predictions;
-        let predictions = if p.load.len() + p.failures.len() <= MAX_ITEMS {
+        let predictions = if p.load.len() + p.failures.len() + p.sessions.len() <= MAX_ITEMS {
             p.clone()
         } else {
             let mut load: Vec<LoadForecast> = Vec::new();
@@ -80,7 +82,12 @@ impl<'a> TickRecord<'a> {
                 }
             }
             let failures = p.failures[..capped(&p.failures, &mut cut.failures)].to_vec();
-            Predictions { load, failures }
+            let sessions = p.sessions[..capped(&p.sessions, &mut cut.sessions)].to_vec();
+            Predictions {
+                load,
+                failures,
+                sessions,
+            }
         };
         TickRecord {
             tick: report.tick,

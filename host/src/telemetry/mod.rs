@@ -142,7 +142,8 @@ impl Telemetry {
         let retention = lock(&self.store).retention.max(1);
         let mut guard = lock(&self.sessions);
         let (list, series) = &mut *guard;
-        series.retain(|id, _| live.iter().any(|(s, _)| s.id == *id));
+        let ids: std::collections::HashSet<u64> = live.iter().map(|(s, _)| s.id).collect();
+        series.retain(|id, _| ids.contains(id));
         for (s, ops) in &live {
             let q = series.entry(s.id).or_default();
             q.push_back(*ops as f64 / secs);

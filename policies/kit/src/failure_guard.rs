@@ -440,6 +440,7 @@ impl Predictor for FailureGuard {
         Predictions {
             load: Vec::new(),
             failures: out,
+            sessions: Vec::new(),
         }
     }
 }

@@ -14,6 +14,9 @@
 //! - When the upper bound of an instance's forecast crosses `capacity` within the
 //!   horizon, move the segments that relieve it most per byte moved to the instances with
 //!   the most forecast headroom, before the crossing.
+//! - Sessions: each session's health (expected activity, churn probability) is reported
+//!   with the predictions (see [`crate::sessions`]); the fleet total leaves out the
+//!   activity of the sessions expected to go.
 //! - Contingent pool: when the fleet's forecast total exceeds what the active instances
 //!   can serve (`capacity` each), activate a standby and give it segments in the same plan.
 //!   An instance brought in this way goes back to standby (drained) once the forecast has
@@ -32,6 +35,7 @@ use shardcast_sdk::stats::Holt;
 
 use crate::fitted::{FleetModel, FleetShape, InstanceModels, Refit};
 use crate::owned::OwnedHistory;
+use crate::sessions::{SessionScores, SessionSettings};
 
 /// Settings, given as TOML.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -80,6 +84,8 @@ pub struct Settings {
     pub seasons_ticks: Vec<u32>,
     /// How many fleet points ahead the fleet model looks for a peak that needs a standby.
     pub fleet_ahead_buckets: u32,
+    /// Session health scoring (`[sessions]`).
+    pub sessions: SessionSettings,
 }
 
 impl Default for Settings {
@@ -104,6 +110,7 @@ impl Default for Settings {
             fleet_buckets: 240,
             seasons_ticks: Vec::new(),
             fleet_ahead_buckets: 5,
+            sessions: SessionSettings::default(),
         }
     }
 }
@@ -183,6 +190,8 @@ pub struct Forecast {
     owned: OwnedHistory,
     /// Per-instance fitted models.
     models: InstanceModels,
+    /// Each session's last health score.
+    scores: SessionScores,
     /// This tick's segment columns and latest ops, while planning.
     tick_columns: Option<SegmentColumns>,
     tick_ops: Vec<f64>,
@@ -222,16 +231,20 @@ pub fn despike(series: &[f64]) -> Vec<f64> {
             if t + 2 >= n {
                 return series[t];
             }
-            let mut near: Vec<f64> = series[t.saturating_sub(2)..=t + 2]
-                .iter()
-                .copied()
-                .filter(|x| x.is_finite())
-                .collect();
-            if near.is_empty() {
+            let mut near = [0.0; 5];
+            let mut k = 0;
+            for &x in &series[t.saturating_sub(2)..=t + 2] {
+                if x.is_finite() {
+                    near[k] = x;
+                    k += 1;
+                }
+            }
+            if k == 0 {
                 return series[t];
             }
-            near.sort_by(f64::total_cmp);
-            near[near.len() / 2]
+            let near = &mut near[..k];
+            near.sort_unstable_by(f64::total_cmp);
+            near[k / 2]
         })
         .collect()
 }
@@ -374,9 +387,13 @@ impl Predictor for Forecast {
                 confidence: self.settings.confidence,
             })
             .collect();
+        let sessions =
+            self.scores
+                .update(host, &self.settings.sessions, self.settings.horizon_ticks);
         Predictions {
             load,
             failures: Vec::new(),
+            sessions,
         }
     }
 }
@@ -591,7 +608,14 @@ impl Forecast {
         let mut moved: BTreeSet<usize> = BTreeSet::new();
 
         // Contingent pool: the fleet's forecast against what the active instances serve.
-        let near: f64 = active.iter().map(|&i| forecast[i].0).sum();
+        // Load the sessions likely to leave take with them does not count.
+        let capacity_unit = active
+            .iter()
+            .map(|&i| instances[i].capacity.max(f64::MIN_POSITIVE))
+            .sum::<f64>()
+            / active.len() as f64;
+        let leaving = self.scores.leaving_ops() / capacity_unit;
+        let near: f64 = (active.iter().map(|&i| forecast[i].0).sum::<f64>() - leaving).max(0.0);
         let serves = active.len() as f64 * s.capacity;
         // The fleet model's peak over its longer reach counts too: a standby comes in
         // before a peak the seasons (or the fleet's trend) predict, and does not go back

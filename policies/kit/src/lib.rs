@@ -7,6 +7,7 @@
 //! - [`forecast`]: a Holt load forecaster and a planner that moves segments, or brings in a
 //!   standby, before an instance overloads;
 //! - [`predictive`]: both, in one policy;
+//! - [`sessions`]: each client session's health score;
 //! - [`fitted`]: augurs' AutoETS and MSTL, refitted on a schedule, for each instance's
 //!   load and the fleet's total;
 //! - [`owned`]: each instance's load history as its current segments made it, kept
@@ -17,3 +18,4 @@ pub mod fitted;
 pub mod forecast;
 pub mod owned;
 pub mod predictive;
+pub mod sessions;

@@ -144,6 +144,7 @@ impl Predictor for Threshold {
         Predictions {
             load,
             failures: Vec::new(),
+            sessions: Vec::new(),
         }
     }
 }

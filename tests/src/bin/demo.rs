@@ -126,6 +126,12 @@ fn main() -> ExitCode {
     if let Some((planner, errors)) = &s.swap {
         println!("  after the swap: running {planner}; client errors across the swap: {errors}");
     }
+    println!(
+        "  client sessions given a health score: {} (lowest score {})",
+        s.scored_sessions.len(),
+        s.lowest_health
+            .map_or_else(|| "-".into(), |h| format!("{h:.2}"))
+    );
     println!("  decision log: {} lines", s.log_lines);
     if s.errors == 0 {
         ExitCode::SUCCESS

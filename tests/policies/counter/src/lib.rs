@@ -50,6 +50,7 @@ impl Predictor for Counter {
                 confidence: 0.5,
             }],
             failures: Vec::new(),
+            sessions: Vec::new(),
         }
     }
 }

@@ -62,6 +62,7 @@ impl Predictor for EwmaScan {
         Predictions {
             load,
             failures: Vec::new(),
+            sessions: Vec::new(),
         }
     }
 }
