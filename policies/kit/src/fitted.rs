@@ -5,7 +5,8 @@
 //!   round-robin, one instance every `refit_every` ticks. Between refits the model's
 //!   forecast path from its fit is re-anchored each tick on the instance's latest level,
 //!   so a fit a minute old still starts from now; its trend and its interval come from
-//!   the fit.
+//!   the fit. An instance whose recent slope leaves its model's path (a ramp that ended)
+//!   is refitted at once, one a tick.
 //! - [`FleetModel`]: the fleet's total load, averaged into buckets of `bucket_ticks` and
 //!   kept over a long window in the policy's state (it survives a hot swap). Each time a
 //!   bucket closes the model is refitted: MSTL over the configured seasons that the
@@ -225,18 +226,47 @@ impl InstanceModels {
         }
         let i = self.next % ids.len();
         self.next = i + 1;
+        self.fit(tick, ids[i], rows.get(i), plan);
+        // Between turns, the instance whose recent slope has left its model's path the
+        // furthest (by more than 2 % of its level a tick: a ramp that ended, a new one)
+        // is refitted at once; one a tick.
+        let diverged = ids
+            .iter()
+            .zip(rows)
+            .filter(|(id, _)| **id != ids[i])
+            .filter_map(|(id, row)| Some((*id, row, self.divergence(*id, tick, row)?)))
+            .filter(|(_, _, x)| *x > 1.0)
+            .max_by(|a, b| a.2.total_cmp(&b.2));
+        if let Some((id, row, _)) = diverged {
+            self.fit(tick, id, Some(row), plan);
+        }
+    }
+
+    fn fit(&mut self, tick: u64, id: InstanceId, row: Option<&Vec<f64>>, plan: Refit) {
         let steps = plan.horizon + plan.stale as usize;
-        match rows
-            .get(i)
-            .and_then(|row| ets_path(row, steps, plan.confidence, tick))
-        {
+        match row.and_then(|row| ets_path(row, steps, plan.confidence, tick)) {
             Some(path) => {
-                self.fits.insert(ids[i], path);
+                self.fits.insert(id, path);
             }
             None => {
-                self.fits.remove(&ids[i]);
+                self.fits.remove(&id);
             }
         }
+    }
+
+    /// How far `row`'s slope over its last five points is from the fitted path's slope
+    /// now, in units of 2 % of the row's level; `None` without a fit or enough points.
+    fn divergence(&self, id: InstanceId, tick: u64, row: &[f64]) -> Option<f64> {
+        let path = self.fits.get(&id)?;
+        let d = usize::try_from(tick.checked_sub(path.at)?).ok()?;
+        let slope = path.expected_at(d + 1)? - path.expected_at(d)?;
+        let n = row.len();
+        if n < 6 || !(row[n - 1].is_finite() && row[n - 6].is_finite()) {
+            return None;
+        }
+        let recent = (row[n - 1] - row[n - 6]) / 5.0;
+        let unit = 0.02 * row[n - 1].abs();
+        (unit > 0.0).then(|| (recent - slope).abs() / unit)
     }
 
     /// Instance `id`'s forecast `horizon` ticks from `tick`, anchored on `level`, when its
@@ -251,6 +281,11 @@ impl InstanceModels {
         let path = self.fits.get(&id)?;
         let d = usize::try_from(tick.checked_sub(path.at)?).ok()?;
         path.anchored(d, horizon, level)
+    }
+
+    /// The tick instance `id`'s model was last fitted at.
+    pub fn fitted_at(&self, id: InstanceId) -> Option<u64> {
+        self.fits.get(&id).map(|p| p.at)
     }
 
     /// How many instances have a model.
@@ -412,5 +447,42 @@ mod tests {
         assert!(m.forecast(10, 100, 10, 40.0).is_none());
         m.refit(8, &[10], &rows[..1], plan);
         assert_eq!(m.fitted(), 1, "instances gone are forgotten");
+    }
+
+    #[test]
+    fn a_ramp_that_ends_is_refitted_before_its_turn() {
+        let plan = Refit {
+            every: 2,
+            horizon: 10,
+            stale: 40,
+            confidence: 0.9,
+        };
+        let ramp: Vec<f64> = (0..30).map(|t| 100.0 + 10.0 * t as f64).collect();
+        let level = |t: usize| 500.0 + if t % 2 == 0 { 3.0 } else { -3.0 };
+        let steady: Vec<f64> = (0..30).map(level).collect();
+        let ids = [1, 2, 3];
+        let mut m = InstanceModels::default();
+        for tick in [0, 2] {
+            m.refit(
+                tick,
+                &ids,
+                &[ramp.clone(), steady.clone(), steady.clone()],
+                plan,
+            );
+        }
+        // The ramp stops; at tick 4 it is instance 3's turn, and instance 1 goes too.
+        let ended: Vec<f64> = (0..30)
+            .map(|t| {
+                if t < 20 {
+                    100.0 + 15.0 * t as f64
+                } else {
+                    400.0
+                }
+            })
+            .collect();
+        m.refit(4, &ids, &[ended, steady.clone(), steady.clone()], plan);
+        assert_eq!(m.fitted_at(1), Some(4), "refitted out of turn");
+        assert_eq!(m.fitted_at(3), Some(4), "refitted in turn");
+        assert_eq!(m.fitted_at(2), Some(2), "on its path: left alone");
     }
 }

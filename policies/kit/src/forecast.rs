@@ -223,7 +223,8 @@ pub fn owned_history(host: &dyn HostView, points: u32) -> Vec<Vec<f64>> {
 }
 
 /// `series` with isolated spikes removed: every point but the last two becomes the median
-/// of the five around it (fewer at the start); NaN points are left out of the medians.
+/// of the five around it (fewer at the start; the mean of the middle two of an even
+/// count); NaN points are left out of the medians.
 pub fn despike(series: &[f64]) -> Vec<f64> {
     let n = series.len();
     (0..n)
@@ -244,7 +245,11 @@ pub fn despike(series: &[f64]) -> Vec<f64> {
             }
             let near = &mut near[..k];
             near.sort_unstable_by(f64::total_cmp);
-            near[k / 2]
+            if k % 2 == 1 {
+                near[k / 2]
+            } else {
+                (near[k / 2 - 1] + near[k / 2]) / 2.0
+            }
         })
         .collect()
 }
