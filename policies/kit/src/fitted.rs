@@ -458,7 +458,7 @@ mod tests {
             confidence: 0.9,
         };
         let ramp: Vec<f64> = (0..30).map(|t| 100.0 + 10.0 * t as f64).collect();
-        let level = |t: usize| 500.0 + if t % 2 == 0 { 3.0 } else { -3.0 };
+        let level = |t: usize| 500.0 + if t.is_multiple_of(2) { 3.0 } else { -3.0 };
         let steady: Vec<f64> = (0..30).map(level).collect();
         let ids = [1, 2, 3];
         let mut m = InstanceModels::default();
