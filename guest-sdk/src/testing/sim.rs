@@ -111,6 +111,8 @@ pub struct Simulator {
     behaviour: Vec<Behaviour>,
     /// Seconds of fade left for each session that is leaving.
     fading: Vec<Option<f64>>,
+    /// Each session's row in `sessions`.
+    session_rows: std::collections::HashMap<SessionId, usize>,
     next_session: SessionId,
     session_ops: super::rings::Ring,
     flights: Vec<Flight>,
@@ -214,6 +216,7 @@ impl Simulator {
             next_segment: n as SegmentId,
             segments,
             fading: vec![None; sessions.len()],
+            session_rows: sessions.iter().enumerate().map(|(row, s)| (s.id, row)).collect(),
             next_session: sessions.len() as SessionId + 1,
             sessions,
             behaviour,
@@ -260,7 +263,11 @@ impl Simulator {
                 Action::SplitSegment(s) => self.split(s.segment, s.at_slot),
                 Action::MergeSegments(m) => self.merge(m.low, m.high),
                 Action::MoveSession(m) => {
-                    if let Some(s) = self.sessions.iter_mut().find(|s| s.id == m.session) {
+                    if let Some(s) = self
+                        .session_rows
+                        .get(&m.session)
+                        .and_then(|&row| self.sessions.get_mut(row))
+                    {
                         s.pinned = Some(m.target);
                     }
                 }
@@ -856,6 +863,8 @@ impl Simulator {
                     self.session_ops.remove_row(row);
                     self.session_ops.insert_row(row);
                     let session = &mut self.sessions[row];
+                    self.session_rows.remove(&session.id);
+                    self.session_rows.insert(self.next_session, row);
                     session.id = self.next_session;
                     session.connected_at = self.now_ms;
                     session.name = format!(
@@ -956,7 +965,7 @@ impl HostView for Simulator {
                 _ => Vec::new(),
             },
             Scope::Session(id) if metric == Metric::Ops => {
-                match self.sessions.iter().position(|s| s.id == id) {
+                match self.session_rows.get(&id).copied() {
                     Some(row) => self.session_ops.row(row, points),
                     None => Vec::new(),
                 }
@@ -991,14 +1000,14 @@ impl HostView for Simulator {
             .unwrap_or_else(|| vec![f64::NAN; self.instances.len() * points])
     }
     fn partitions(&self, session: SessionId) -> Vec<String> {
-        if self.sessions.iter().any(|s| s.id == session) {
+        if self.session_rows.contains_key(&session) {
             vec!["connection".into()]
         } else {
             Vec::new()
         }
     }
     fn partition(&self, session: SessionId, name: &str) -> Option<Vec<(String, String)>> {
-        let s = self.sessions.iter().find(|s| s.id == session)?;
+        let s = self.sessions.get(*self.session_rows.get(&session)?)?;
         (name == "connection").then(|| {
             vec![
                 ("name".into(), s.name.clone()),
