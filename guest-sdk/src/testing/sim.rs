@@ -216,7 +216,11 @@ impl Simulator {
             next_segment: n as SegmentId,
             segments,
             fading: vec![None; sessions.len()],
-            session_rows: sessions.iter().enumerate().map(|(row, s)| (s.id, row)).collect(),
+            session_rows: sessions
+                .iter()
+                .enumerate()
+                .map(|(row, s)| (s.id, row))
+                .collect(),
             next_session: sessions.len() as SessionId + 1,
             sessions,
             behaviour,
