@@ -23,7 +23,7 @@ pub struct Config {
     /// Milliseconds between two controller ticks.
     #[serde(default = "default_tick")]
     pub tick_ms: u64,
-    /// Threads serving clients; 0 means one per core.
+    /// Event loops serving clients, one thread each; 0 means one per core.
     #[serde(default)]
     pub threads: usize,
     /// The instances, active and standby.
@@ -262,13 +262,22 @@ pub struct ConfigError {
 }
 
 impl Config {
-    /// The async runtime the proxy runs on.
+    /// The async runtime of the controller, the executor and telemetry collection (the
+    /// request path runs on its own event loops: [`Config::loops`]).
     pub fn runtime(&self) -> std::io::Result<tokio::runtime::Runtime> {
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        if self.threads > 0 {
-            b.worker_threads(self.threads);
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .thread_name("shardcast-control")
+            .build()
+    }
+
+    /// Event loops serving clients: `threads`, or one per core when it is 0.
+    pub fn loops(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
         }
-        b.enable_all().thread_name("shardcast-proxy").build()
     }
 
     /// Read and check a configuration file. Without `[migration] state_dir`, the state

@@ -6,11 +6,10 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::time::Duration;
 
 use shardcast_sdk::view::ViewSnapshot;
-use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::engine::tick_loop::TickLoop;
@@ -18,9 +17,8 @@ use crate::engine::watch::{Binding, PolicyWatcher};
 use crate::engine::{PolicyEngine, Runtime, RuntimeOptions};
 use crate::migrate::{Executor, StatePaths};
 use crate::proxy::gate::Gate;
-use crate::proxy::mux::{Deadlines, Mux};
-use crate::proxy::server::serve;
-use crate::proxy::session::Shared;
+use crate::proxy::loops::{Common, Loops};
+use crate::proxy::mux::Deadlines;
 use crate::sessions::registry::Registry;
 use crate::sessions::repository::{InProcess, InRedis, SessionRepository};
 use crate::telemetry::Telemetry;
@@ -396,46 +394,47 @@ pub async fn run_with(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), Error> {
     let address = config.listen_addr();
-    let listener = TcpListener::bind(address)
-        .await
-        .map_err(|source| Error::Listen {
-            address: address.to_string(),
-            source,
-        })?;
+    let listeners = Loops::bind(address, config.loops()).map_err(|source| Error::Listen {
+        address: address.to_string(),
+        source,
+    })?;
     parts.executor.attach(tokio::runtime::Handle::current());
     for sentence in parts.executor.recover().await {
         tracing::warn!("recovery: {sentence}");
     }
-    let topology_addresses: Vec<String> = parts
-        .topology
-        .instances
-        .iter()
-        .map(|i| i.address.clone())
-        .collect();
     let ticker = controller(&config, &parts)?;
     let collector = tokio::spawn(collect(
         parts.topology.clone(),
         parts.telemetry.clone(),
         parts.registry.clone(),
     ));
-    let shared = Arc::new(Shared {
+    let common = Common {
         topology: parts.topology.clone(),
         limits: config.limits,
-        next_id: AtomicU64::new(crate::sessions::registry::first_session_id()),
-        mux: Mux::new(
-            &topology_addresses,
-            Deadlines {
-                connect: Duration::from_millis(config.limits.connect_timeout_ms),
-                request: Duration::from_millis(config.limits.request_timeout_ms),
-            },
-        ),
+        deadlines: Deadlines {
+            connect: Duration::from_millis(config.limits.connect_timeout_ms),
+            request: Duration::from_millis(config.limits.request_timeout_ms),
+        },
         telemetry: parts.telemetry.clone(),
         sessions: parts.registry.clone(),
         gate: parts.gate.clone(),
-        closing: tokio::sync::watch::channel(false).0,
-    });
-    tracing::info!(%address, instances = shared.topology.instances.len(), "shardcast is serving");
-    serve(listener, shared, shutdown).await;
+        next_id: Arc::new(AtomicU64::new(
+            crate::sessions::registry::first_session_id(),
+        )),
+        clients: Arc::new(AtomicUsize::new(0)),
+    };
+    let loops = Loops::start(listeners, common).map_err(|source| Error::Listen {
+        address: address.to_string(),
+        source,
+    })?;
+    tracing::info!(
+        %address,
+        instances = parts.topology.instances.len(),
+        loops = loops.len(),
+        "shardcast is serving"
+    );
+    shutdown.await;
+    tokio::task::spawn_blocking(move || loops.stop()).await.ok();
     // What the sessions last wrote reaches the repository before the process ends.
     let repository = parts.registry.repository().clone();
     let grace = Duration::from_millis(config.limits.shutdown_grace_ms);

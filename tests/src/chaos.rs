@@ -248,13 +248,14 @@ pub const STEPS: &[&str] = &[
     "cleanup",
 ];
 
-/// A `shardcast run` configuration for the chaos runs: `tick_ms = 100`, four segments over
+/// A `shardcast run` configuration for the chaos runs: `tick_ms = 100`, two event loops (so
+/// that a cutover holds a segment on every loop), four segments over
 /// `servers`, a state directory, deadlines short enough for a paused instance to exceed
 /// them (1 s per request, 1.5 s per copy read or write, 2 s per cutover), and with `policy`
 /// the `ping-pong` policy moving segments 0 and 2 back and forth.
 pub fn config(port: u16, servers: &[RedisServer], state: &std::path::Path, policy: bool) -> String {
     let mut text = format!(
-        "listen = \"127.0.0.1:{port}\"\ntick_ms = 100\n[segments]\ncount = 4\n[limits]\nrequest_timeout_ms = 1000\n[churn]\nmoves_per_window = 100000\nwindow_ticks = 10\nmax_concurrent_migrations = 2\n[migration]\nstate_dir = \"{}\"\nper_instance = 2\nio_timeout_ms = 1500\ncutover_timeout_ms = 2000\n",
+        "listen = \"127.0.0.1:{port}\"\ntick_ms = 100\nthreads = 2\n[segments]\ncount = 4\n[limits]\nrequest_timeout_ms = 1000\n[churn]\nmoves_per_window = 100000\nwindow_ticks = 10\nmax_concurrent_migrations = 2\n[migration]\nstate_dir = \"{}\"\nper_instance = 2\nio_timeout_ms = 1500\ncutover_timeout_ms = 2000\n",
         state.display()
     );
     if policy {

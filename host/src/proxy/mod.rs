@@ -11,12 +11,14 @@
 //! - [`mux`]: shared connections multiplexing many sessions' requests;
 //! - [`session`]: one client connection: routing, pipelining, merging, transactions;
 //! - [`pubsub`]: subscribed mode;
-//! - [`server`]: the accept loop and graceful shutdown.
+//! - [`server`]: the accept loop and graceful shutdown;
+//! - [`loops`]: the event loops, one thread each, that the accept loops run on.
 
 pub mod backend;
 pub mod client;
 pub mod command;
 pub mod gate;
+pub mod loops;
 pub mod mux;
 pub mod pubsub;
 pub mod request;

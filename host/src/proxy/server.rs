@@ -1,5 +1,6 @@
-//! The accept loop: one task per client session, at most `limits.maxclients` at once, until
-//! shutdown; then a bounded drain of the sessions in flight.
+//! The accept loop of one event loop: one task per client session, at most
+//! `limits.maxclients` at once across every loop, until shutdown; then a bounded drain of
+//! the sessions in flight.
 //!
 //! On shutdown the listener closes, every session finishes the batch it is serving and
 //! then ends, and the loop waits up to `limits.shutdown_grace_ms` for them before
@@ -7,6 +8,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
@@ -14,6 +16,22 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
 use super::session::{Session, Shared};
+
+/// One connected client in the count across loops, for as long as it lives.
+struct Connected(Arc<AtomicUsize>);
+
+impl Connected {
+    fn new(clients: &Arc<AtomicUsize>) -> Self {
+        clients.fetch_add(1, Ordering::Relaxed);
+        Connected(clients.clone())
+    }
+}
+
+impl Drop for Connected {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 /// What a client over `maxclients` is told, in Redis's words.
 const FULL: &[u8] = b"-ERR max number of clients reached\r\n";
@@ -30,7 +48,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Fu
                 Ok((mut socket, peer)) => {
                     backoff = Duration::from_millis(5);
                     while sessions.try_join_next().is_some() {}
-                    if sessions.len() >= shared.limits.maxclients {
+                    if shared.clients.load(Ordering::Relaxed) >= shared.limits.maxclients {
                         tracing::warn!(%peer, maxclients = shared.limits.maxclients, "refusing a client: limits.maxclients reached");
                         tokio::spawn(async move {
                             let _ = tokio::time::timeout(Duration::from_secs(1), socket.write_all(FULL)).await;
@@ -38,7 +56,9 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Fu
                         continue;
                     }
                     let session = Session::new(shared.clone());
+                    let connected = Connected::new(&shared.clients);
                     sessions.spawn(async move {
+                        let _connected = connected;
                         if let Err(e) = session.run(socket).await {
                             tracing::debug!(%peer, error = %e, "client connection ended");
                         }

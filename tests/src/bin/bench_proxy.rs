@@ -1,7 +1,11 @@
 //! Side-by-side data-plane benchmark: redis-benchmark against one redis-server directly,
 //! twemproxy (nutcracker) over 3 instances, and shardcast over the same 3 instances, in
-//! one run. SET and GET with `-c 50`, at `-P 1` and `-P 16`; prints requests/s, p50, p99
-//! and the ratios.
+//! one run. SET and GET with `-c 50`, at `-P 1` and `-P 16`; prints requests/s, p50, p99,
+//! the CPU seconds (user + system) each server process spent per million requests, and
+//! the ratios. A second, shorter pass counts each proxy's system calls per request with
+//! `strace -c -f` attached (strace slows the traced process, so throughput is not taken
+//! from that pass); it is skipped, with a note, when strace is missing or cannot attach.
+//! shardcast runs inside this process, whose own thread only waits for redis-benchmark.
 //!
 //! `cargo run --release -p shardcast-tests --bin bench_proxy [-- <requests>]`
 
@@ -17,9 +21,46 @@ struct Row {
     rps: f64,
     p50_ms: f64,
     p99_ms: f64,
+    /// CPU seconds of the target's process per million requests (both tests of the run).
+    cpu_per_m: f64,
 }
 
-fn bench(target: &'static str, port: u16, requests: u32, pipeline: u32) -> Vec<Row> {
+/// CPU seconds (user + system) process `pid` has used so far, from `/proc/<pid>/stat`.
+fn cpu_s(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces): state is the first, utime
+    // the 12th and stime the 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    let ticks = f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0);
+    ticks / clock_ticks()
+}
+
+/// Clock ticks per second, for `/proc` times.
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// Run redis-benchmark against `port`, and the CPU process `pid` spent meanwhile.
+fn bench(target: &'static str, pid: u32, port: u16, requests: u32, pipeline: u32) -> Vec<Row> {
+    let before = cpu_s(pid);
+    let mut rows = run_benchmark(target, port, requests, pipeline);
+    let cpu_per_m = (cpu_s(pid) - before) / (2.0 * f64::from(requests)) * 1e6;
+    for r in &mut rows {
+        r.cpu_per_m = cpu_per_m;
+    }
+    rows
+}
+
+fn run_benchmark(target: &'static str, port: u16, requests: u32, pipeline: u32) -> Vec<Row> {
     let out = Command::new("redis-benchmark")
         .args([
             "-h",
@@ -60,6 +101,7 @@ fn bench(target: &'static str, port: u16, requests: u32, pipeline: u32) -> Vec<R
                 rps: num(1)?,
                 p50_ms: num(4)?,
                 p99_ms: num(6)?,
+                cpu_per_m: 0.0,
             })
         })
         .collect()
@@ -110,6 +152,37 @@ impl Drop for Nutcracker {
     }
 }
 
+/// System calls process `pid` (all its threads) makes per request over a SET and GET run
+/// of `requests` each, counted by `strace -c -f`; `None` when strace cannot attach.
+fn syscalls_per_request(pid: u32, port: u16, requests: u32, pipeline: u32) -> Option<f64> {
+    let dir = tempfile::tempdir().ok()?;
+    let out = dir.path().join("strace.txt");
+    let mut strace = Command::new("strace")
+        .args(["-c", "-f", "-o"])
+        .arg(&out)
+        .args(["-p", &pid.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .ok()?;
+    // strace says it attached on stderr; give it time to attach to every thread.
+    std::thread::sleep(Duration::from_millis(1500));
+    if let Ok(Some(_)) = strace.try_wait() {
+        return None;
+    }
+    run_benchmark("traced", port, requests, pipeline);
+    let _ = Command::new("kill")
+        .args(["-INT", &strace.id().to_string()])
+        .status();
+    let _ = strace.wait();
+    let text = std::fs::read_to_string(&out).ok()?;
+    // The summary's last line: `100.00 seconds usecs/call calls errors total`.
+    let total = text.lines().rev().find(|l| l.trim_end().ends_with("total"))?;
+    let f: Vec<&str> = total.split_whitespace().collect();
+    let calls: f64 = f.get(f.len().checked_sub(3)?)?.parse().ok()?;
+    Some(calls / (2.0 * f64::from(requests)))
+}
+
 fn main() {
     let requests: u32 = std::env::args()
         .nth(1)
@@ -121,25 +194,46 @@ fn main() {
     let twem = Nutcracker::start(&refs);
     let threads = std::env::var("SHARDCAST_THREADS").unwrap_or_else(|_| "0".into());
     let shard = Proxy::start(&refs, &format!("threads = {threads}"));
+    let me = std::process::id();
+    let twem_pid = twem.child.id();
+    let direct_pid = direct.pid().unwrap_or(0);
     let mut rows = Vec::new();
     for pipeline in [1, 16] {
-        rows.extend(bench("direct", direct.port, requests, pipeline));
-        rows.extend(bench("twemproxy", twem.port, requests, pipeline));
-        rows.extend(bench("shardcast", shard.port, requests, pipeline));
+        rows.extend(bench("direct", direct_pid, direct.port, requests, pipeline));
+        rows.extend(bench("twemproxy", twem_pid, twem.port, requests, pipeline));
+        rows.extend(bench("shardcast", me, shard.port, requests, pipeline));
+    }
+    let traced = (requests / 10).max(1000);
+    let mut calls = Vec::new();
+    for pipeline in [1, 16] {
+        for (target, pid, port) in [("twemproxy", twem_pid, twem.port), ("shardcast", me, shard.port)] {
+            calls.push((target, pipeline, syscalls_per_request(pid, port, traced, pipeline)));
+        }
     }
     println!("redis-benchmark -c 50 -n {requests} -r 100000, one run, same machine\n");
-    println!("| test | -P | target | requests/s | p50 ms | p99 ms |");
-    println!("|---|---|---|---|---|---|");
+    println!("| test | -P | target | requests/s | p50 ms | p99 ms | CPU s per M requests |");
+    println!("|---|---|---|---|---|---|---|");
     for r in &rows {
         println!(
-            "| {} | {} | {} | {:.0} | {:.3} | {:.3} |",
-            r.test, r.pipeline, r.target, r.rps, r.p50_ms, r.p99_ms
+            "| {} | {} | {} | {:.0} | {:.3} | {:.3} | {:.2} |",
+            r.test, r.pipeline, r.target, r.rps, r.p50_ms, r.p99_ms, r.cpu_per_m
         );
     }
     println!(
-        "\n| test | -P | shardcast / twemproxy throughput | shardcast / direct p50 | shardcast / direct throughput |"
+        "\nCPU is per run of SET and GET together (the process's user + system time over both).\n"
     );
-    println!("|---|---|---|---|---|");
+    println!("| -P | target | system calls per request (strace -c -f, {traced} SET + {traced} GET) |");
+    println!("|---|---|---|");
+    for (target, pipeline, c) in &calls {
+        match c {
+            Some(c) => println!("| {pipeline} | {target} | {c:.2} |"),
+            None => println!("| {pipeline} | {target} | not measured: strace missing or cannot attach |"),
+        }
+    }
+    println!(
+        "\n| test | -P | shardcast / twemproxy throughput | shardcast / direct p50 | shardcast / direct throughput | shardcast / twemproxy CPU per request |"
+    );
+    println!("|---|---|---|---|---|---|");
     for pipeline in [1, 16] {
         for test in ["SET", "GET"] {
             let find = |t: &str| {
@@ -150,10 +244,11 @@ fn main() {
                 (find("shardcast"), find("twemproxy"), find("direct"))
             {
                 println!(
-                    "| {test} | {pipeline} | {:.2}x | {:.2}x | {:.2}x |",
+                    "| {test} | {pipeline} | {:.2}x | {:.2}x | {:.2}x | {:.2}x |",
                     s.rps / t.rps,
                     s.p50_ms / d.p50_ms.max(1e-9),
-                    s.rps / d.rps
+                    s.rps / d.rps,
+                    s.cpu_per_m / t.cpu_per_m.max(1e-9)
                 );
             }
         }

@@ -59,8 +59,10 @@ pub struct Shared {
     pub topology: Arc<Topology>,
     /// Limits.
     pub limits: ProxyLimits,
-    /// Next session id.
-    pub next_id: AtomicU64,
+    /// Next session id (shared by every event loop).
+    pub next_id: Arc<AtomicU64>,
+    /// Clients connected on every event loop, for `limits.maxclients`.
+    pub clients: Arc<std::sync::atomic::AtomicUsize>,
     /// The shared connections sessions in the default state use.
     pub mux: Mux,
     /// Request counters.
