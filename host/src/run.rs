@@ -418,9 +418,7 @@ pub async fn run_with(
         telemetry: parts.telemetry.clone(),
         sessions: parts.registry.clone(),
         gate: parts.gate.clone(),
-        next_id: Arc::new(AtomicU64::new(
-            crate::sessions::registry::first_session_id(),
-        )),
+        next_id: Arc::new(AtomicU64::new(crate::sessions::registry::first_session_id())),
         clients: Arc::new(AtomicUsize::new(0)),
     };
     let loops = Loops::start(listeners, common).map_err(|source| Error::Listen {

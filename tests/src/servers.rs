@@ -51,6 +51,11 @@ pub struct RedisServer {
 }
 
 impl RedisServer {
+    /// Its process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Start one on a free port, with persistence off. Panics with installation advice
     /// when `redis-server` is not installed.
     pub fn start() -> Self {

@@ -177,7 +177,10 @@ fn syscalls_per_request(pid: u32, port: u16, requests: u32, pipeline: u32) -> Op
     let _ = strace.wait();
     let text = std::fs::read_to_string(&out).ok()?;
     // The summary's last line: `100.00 seconds usecs/call calls errors total`.
-    let total = text.lines().rev().find(|l| l.trim_end().ends_with("total"))?;
+    let total = text
+        .lines()
+        .rev()
+        .find(|l| l.trim_end().ends_with("total"))?;
     let f: Vec<&str> = total.split_whitespace().collect();
     let calls: f64 = f.get(f.len().checked_sub(3)?)?.parse().ok()?;
     Some(calls / (2.0 * f64::from(requests)))
@@ -206,8 +209,15 @@ fn main() {
     let traced = (requests / 10).max(1000);
     let mut calls = Vec::new();
     for pipeline in [1, 16] {
-        for (target, pid, port) in [("twemproxy", twem_pid, twem.port), ("shardcast", me, shard.port)] {
-            calls.push((target, pipeline, syscalls_per_request(pid, port, traced, pipeline)));
+        for (target, pid, port) in [
+            ("twemproxy", twem_pid, twem.port),
+            ("shardcast", me, shard.port),
+        ] {
+            calls.push((
+                target,
+                pipeline,
+                syscalls_per_request(pid, port, traced, pipeline),
+            ));
         }
     }
     println!("redis-benchmark -c 50 -n {requests} -r 100000, one run, same machine\n");
@@ -222,12 +232,16 @@ fn main() {
     println!(
         "\nCPU is per run of SET and GET together (the process's user + system time over both).\n"
     );
-    println!("| -P | target | system calls per request (strace -c -f, {traced} SET + {traced} GET) |");
+    println!(
+        "| -P | target | system calls per request (strace -c -f, {traced} SET + {traced} GET) |"
+    );
     println!("|---|---|---|");
     for (target, pipeline, c) in &calls {
         match c {
             Some(c) => println!("| {pipeline} | {target} | {c:.2} |"),
-            None => println!("| {pipeline} | {target} | not measured: strace missing or cannot attach |"),
+            None => println!(
+                "| {pipeline} | {target} | not measured: strace missing or cannot attach |"
+            ),
         }
     }
     println!(
