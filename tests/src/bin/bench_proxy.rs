@@ -2,17 +2,21 @@
 //! twemproxy (nutcracker) over 3 instances, and shardcast over the same 3 instances, in
 //! one run. SET and GET with `-c 50`, at `-P 1` and `-P 16`; prints requests/s, p50, p99,
 //! the CPU seconds (user + system) each server process spent per million requests, and
-//! the ratios. A second, shorter pass counts each proxy's system calls per request with
+//! the ratios; each cell is the median of `runs` runs (default 5), throughput with its
+//! range. A second, shorter pass counts each proxy's system calls per request with
 //! `strace -c -f` attached (strace slows the traced process, so throughput is not taken
 //! from that pass); it is skipped, with a note, when strace is missing or cannot attach.
-//! shardcast runs inside this process, whose own thread only waits for redis-benchmark.
+//! shardcast runs as its own process (this binary, called with `--node`), as twemproxy
+//! does, so that its CPU and system calls are its own and not the benchmark client's.
 //!
-//! `cargo run --release -p shardcast-tests --bin bench_proxy [-- <requests>]`
+//! `cargo run --release -p shardcast-tests --bin bench_proxy [-- <requests> [<runs>]]`
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use shardcast_tests::servers::{Proxy, RedisServer, free_port, wait_for};
+use shardcast_tests::servers::{
+    RedisServer, ShardcastProcess, free_port, node_or_program, wait_for,
+};
 
 struct Row {
     target: &'static str,
@@ -152,6 +156,56 @@ impl Drop for Nutcracker {
     }
 }
 
+/// The median of `xs` (the mean of the middle two of an even count).
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    match n {
+        0 => f64::NAN,
+        n if n % 2 == 1 => xs[n / 2],
+        n => (xs[n / 2 - 1] + xs[n / 2]) / 2.0,
+    }
+}
+
+/// The same cell of every run.
+fn cells<'a>(runs: &'a [Vec<Row>], like: &'a Row) -> impl Iterator<Item = &'a Row> {
+    runs.iter().filter_map(move |rows| {
+        rows.iter()
+            .find(|r| r.target == like.target && r.test == like.test && r.pipeline == like.pipeline)
+    })
+}
+
+/// Each cell's medians over the runs, in the first run's order.
+fn medians(runs: &[Vec<Row>]) -> Vec<Row> {
+    let Some(first) = runs.first() else {
+        return Vec::new();
+    };
+    first
+        .iter()
+        .map(|like| {
+            let of = |f: fn(&Row) -> f64| median(cells(runs, like).map(f).collect());
+            Row {
+                target: like.target,
+                test: like.test.clone(),
+                pipeline: like.pipeline,
+                rps: of(|r| r.rps),
+                p50_ms: of(|r| r.p50_ms),
+                p99_ms: of(|r| r.p99_ms),
+                cpu_per_m: of(|r| r.cpu_per_m),
+            }
+        })
+        .collect()
+}
+
+/// The lowest and highest of one value of a cell over the runs.
+fn range(runs: &[Vec<Row>], like: &Row, f: fn(&Row) -> f64) -> (f64, f64) {
+    cells(runs, like)
+        .map(f)
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| {
+            (lo.min(x), hi.max(x))
+        })
+}
+
 /// System calls process `pid` (all its threads) makes per request over a SET and GET run
 /// of `requests` each, counted by `strace -c -f`; `None` when strace cannot attach.
 fn syscalls_per_request(pid: u32, port: u16, requests: u32, pipeline: u32) -> Option<f64> {
@@ -186,26 +240,51 @@ fn syscalls_per_request(pid: u32, port: u16, requests: u32, pipeline: u32) -> Op
     Some(calls / (2.0 * f64::from(requests)))
 }
 
-fn main() {
+fn main() -> std::process::ExitCode {
+    let program = match node_or_program() {
+        Ok(program) => program,
+        Err(code) => return code,
+    };
     let requests: u32 = std::env::args()
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(200_000);
+    let runs: usize = std::env::args()
+        .nth(2)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(5)
+        .max(1);
     let direct = RedisServer::start();
     let fleet: Vec<RedisServer> = (0..3).map(|_| RedisServer::start()).collect();
     let refs: Vec<&RedisServer> = fleet.iter().collect();
     let twem = Nutcracker::start(&refs);
     let threads = std::env::var("SHARDCAST_THREADS").unwrap_or_else(|_| "0".into());
-    let shard = Proxy::start(&refs, &format!("threads = {threads}"));
-    let me = std::process::id();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let mut config = format!("listen = \"127.0.0.1:{port}\"\nthreads = {threads}\n");
+    for (i, r) in refs.iter().enumerate() {
+        config.push_str(&format!(
+            "[[instances]]\nname = \"redis-{i}\"\naddress = \"{}\"\n",
+            r.address()
+        ));
+    }
+    let file = dir.path().join("shardcast.toml");
+    std::fs::write(&file, config).expect("write the shardcast config");
+    let shard = ShardcastProcess::start(&[&program[0], &program[1]], &file, port, &[]);
+    let me = shard.pid().expect("shardcast runs");
     let twem_pid = twem.child.id();
     let direct_pid = direct.pid().unwrap_or(0);
-    let mut rows = Vec::new();
-    for pipeline in [1, 16] {
-        rows.extend(bench("direct", direct_pid, direct.port, requests, pipeline));
-        rows.extend(bench("twemproxy", twem_pid, twem.port, requests, pipeline));
-        rows.extend(bench("shardcast", me, shard.port, requests, pipeline));
+    let mut runs_rows: Vec<Vec<Row>> = Vec::new();
+    for _ in 0..runs {
+        let mut rows = Vec::new();
+        for pipeline in [1, 16] {
+            rows.extend(bench("direct", direct_pid, direct.port, requests, pipeline));
+            rows.extend(bench("twemproxy", twem_pid, twem.port, requests, pipeline));
+            rows.extend(bench("shardcast", me, shard.port, requests, pipeline));
+        }
+        runs_rows.push(rows);
     }
+    let rows = medians(&runs_rows);
     let traced = (requests / 10).max(1000);
     let mut calls = Vec::new();
     for pipeline in [1, 16] {
@@ -220,12 +299,15 @@ fn main() {
             ));
         }
     }
-    println!("redis-benchmark -c 50 -n {requests} -r 100000, one run, same machine\n");
+    println!(
+        "redis-benchmark -c 50 -n {requests} -r 100000, same machine; medians of {runs} runs (requests/s: median [lowest-highest])\n"
+    );
     println!("| test | -P | target | requests/s | p50 ms | p99 ms | CPU s per M requests |");
     println!("|---|---|---|---|---|---|---|");
     for r in &rows {
+        let (lo, hi) = range(&runs_rows, r, |x| x.rps);
         println!(
-            "| {} | {} | {} | {:.0} | {:.3} | {:.3} | {:.2} |",
+            "| {} | {} | {} | {:.0} [{lo:.0}-{hi:.0}] | {:.3} | {:.3} | {:.2} |",
             r.test, r.pipeline, r.target, r.rps, r.p50_ms, r.p99_ms, r.cpu_per_m
         );
     }
@@ -245,7 +327,7 @@ fn main() {
         }
     }
     println!(
-        "\n| test | -P | shardcast / twemproxy throughput | shardcast / direct p50 | shardcast / direct throughput | shardcast / twemproxy CPU per request |"
+        "\n| test | -P | shardcast / twemproxy throughput (of medians [per run]) | shardcast / direct p50 | shardcast / direct throughput | shardcast / twemproxy CPU per request |"
     );
     println!("|---|---|---|---|---|---|");
     for pipeline in [1, 16] {
@@ -257,8 +339,21 @@ fn main() {
             if let (Some(s), Some(t), Some(d)) =
                 (find("shardcast"), find("twemproxy"), find("direct"))
             {
+                // The ratio in each run, for its range.
+                let per_run: Vec<f64> = runs_rows
+                    .iter()
+                    .filter_map(|rows| {
+                        let get = |t: &str| {
+                            rows.iter()
+                                .find(|r| r.target == t && r.test == test && r.pipeline == pipeline)
+                        };
+                        Some(get("shardcast")?.rps / get("twemproxy")?.rps)
+                    })
+                    .collect();
+                let lo = per_run.iter().copied().fold(f64::INFINITY, f64::min);
+                let hi = per_run.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                 println!(
-                    "| {test} | {pipeline} | {:.2}x | {:.2}x | {:.2}x | {:.2}x |",
+                    "| {test} | {pipeline} | {:.2}x [{lo:.2}-{hi:.2}] | {:.2}x | {:.2}x | {:.2}x |",
                     s.rps / t.rps,
                     s.p50_ms / d.p50_ms.max(1e-9),
                     s.rps / d.rps,
@@ -267,4 +362,5 @@ fn main() {
             }
         }
     }
+    std::process::ExitCode::SUCCESS
 }
