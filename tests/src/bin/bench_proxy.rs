@@ -6,6 +6,9 @@
 //! range. A second, shorter pass counts each proxy's system calls per request with
 //! `strace -c -f` attached (strace slows the traced process, so throughput is not taken
 //! from that pass); it is skipped, with a note, when strace is missing or cannot attach.
+//! Further cells, one run each at `-P 1`: 1,000 clients, 1 KiB values, and MGET of 10 keys
+//! that fall on different instances (direct gets the same MGET on its one instance); then
+//! each proxy's resident memory with 10,000 idle client connections.
 //! shardcast runs as its own process (this binary, called with `--node`), as twemproxy
 //! does, so that its CPU and system calls are its own and not the benchmark client's.
 //!
@@ -17,6 +20,9 @@ use std::time::Duration;
 use shardcast_tests::servers::{
     RedisServer, ShardcastProcess, free_port, node_or_program, wait_for,
 };
+
+/// Idle client connections for the memory cell.
+const IDLE: usize = 10_000;
 
 struct Row {
     target: &'static str,
@@ -65,26 +71,24 @@ fn bench(target: &'static str, pid: u32, port: u16, requests: u32, pipeline: u32
 }
 
 fn run_benchmark(target: &'static str, port: u16, requests: u32, pipeline: u32) -> Vec<Row> {
+    let args = ["-c", "50", "-t", "set,get"];
+    run_with(target, port, requests, pipeline, &args)
+}
+
+/// Run redis-benchmark against `port` with `args` after the common ones (a custom command
+/// goes last); one row per test it reports.
+fn run_with(
+    target: &'static str,
+    port: u16,
+    requests: u32,
+    pipeline: u32,
+    args: &[&str],
+) -> Vec<Row> {
     let out = Command::new("redis-benchmark")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-c",
-            "50",
-            "-n",
-            &requests.to_string(),
-        ])
-        .args([
-            "-P",
-            &pipeline.to_string(),
-            "-t",
-            "set,get",
-            "-r",
-            "100000",
-            "--csv",
-        ])
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-n", &requests.to_string(), "-P", &pipeline.to_string()])
+        .args(["-r", "100000", "--csv"])
+        .args(args)
         .output()
         .unwrap_or_else(|e| {
             panic!("cannot run redis-benchmark ({e}): apt-get install redis-tools")
@@ -154,6 +158,35 @@ impl Drop for Nutcracker {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Resident memory of process `pid`, in KiB (`VmRSS` in `/proc/<pid>/status`).
+fn rss_kib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+/// Process `pid`'s resident memory before and with `count` idle client connections to
+/// `port` (MiB), or why it could not be measured.
+fn idle_memory(pid: u32, port: u16, count: usize) -> Result<(f64, f64), String> {
+    let before = rss_kib(pid);
+    let mut conns = Vec::with_capacity(count);
+    for i in 0..count {
+        match std::net::TcpStream::connect(("127.0.0.1", port)) {
+            Ok(c) => conns.push(c),
+            Err(e) => return Err(format!("connection {i} failed: {e}")),
+        }
+    }
+    // Let every connection be accepted and settle.
+    std::thread::sleep(Duration::from_secs(2));
+    let with = rss_kib(pid);
+    drop(conns);
+    std::thread::sleep(Duration::from_millis(500));
+    Ok((before / 1024.0, with / 1024.0))
 }
 
 /// The median of `xs` (the mean of the middle two of an even count).
@@ -261,7 +294,10 @@ fn main() -> std::process::ExitCode {
     let threads = std::env::var("SHARDCAST_THREADS").unwrap_or_else(|_| "0".into());
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
-    let mut config = format!("listen = \"127.0.0.1:{port}\"\nthreads = {threads}\n");
+    let mut config = format!(
+        "listen = \"127.0.0.1:{port}\"\nthreads = {threads}\n[limits]\nmaxclients = {}\n",
+        IDLE + 1000
+    );
     for (i, r) in refs.iter().enumerate() {
         config.push_str(&format!(
             "[[instances]]\nname = \"redis-{i}\"\naddress = \"{}\"\n",
@@ -285,6 +321,40 @@ fn main() -> std::process::ExitCode {
         runs_rows.push(rows);
     }
     let rows = medians(&runs_rows);
+    // Further cells, one run each: many clients, large values, a multi-key read.
+    let mget: Vec<String> = (0..10).map(|i| format!("k{i}:__rand_int__")).collect();
+    let mut mget_args = vec!["-c", "50", "MGET"];
+    mget_args.extend(mget.iter().map(String::as_str));
+    let cells_of: [(&str, Vec<&str>); 3] = [
+        ("-c 1000", vec!["-c", "1000", "-t", "set,get"]),
+        ("-d 1024", vec!["-c", "50", "-d", "1024", "-t", "set,get"]),
+        ("MGET x10", mget_args),
+    ];
+    let mut cells = Vec::new();
+    for (label, args) in &cells_of {
+        for (target, pid, port) in [
+            ("direct", direct_pid, direct.port),
+            ("twemproxy", twem_pid, twem.port),
+            ("shardcast", me, shard.port),
+        ] {
+            let before = cpu_s(pid);
+            let got = run_with(target, port, requests / 2, 1, args);
+            let cpu = cpu_s(pid) - before;
+            let n = got.len().max(1) as f64;
+            for mut r in got {
+                r.cpu_per_m = cpu / (n * f64::from(requests / 2)) * 1e6;
+                if r.test.starts_with("MGET") {
+                    r.test = "MGET".into();
+                }
+                cells.push((*label, r));
+            }
+        }
+    }
+    let idle = [
+        ("twemproxy", twem_pid, twem.port),
+        ("shardcast", me, shard.port),
+    ]
+    .map(|(target, pid, port)| (target, idle_memory(pid, port, IDLE)));
     let traced = (requests / 10).max(1000);
     let mut calls = Vec::new();
     for pipeline in [1, 16] {
@@ -324,6 +394,33 @@ fn main() -> std::process::ExitCode {
             None => println!(
                 "| {pipeline} | {target} | not measured: strace missing or cannot attach |"
             ),
+        }
+    }
+    println!(
+        "\nFurther cells, -n {} -P 1, one run each:\n\n| cell | test | target | requests/s | p50 ms | p99 ms | CPU s per M requests | shardcast / twemproxy throughput |\n|---|---|---|---|---|---|---|---|",
+        requests / 2
+    );
+    for (label, r) in &cells {
+        let twem = cells
+            .iter()
+            .find(|(l, x)| l == label && x.test == r.test && x.target == "twemproxy")
+            .map(|(_, x)| x.rps);
+        let ratio = match (r.target, twem) {
+            ("shardcast", Some(t)) => format!("{:.2}x", r.rps / t),
+            _ => String::new(),
+        };
+        println!(
+            "| {label} | {} | {} | {:.0} | {:.3} | {:.3} | {:.2} | {ratio} |",
+            r.test, r.target, r.rps, r.p50_ms, r.p99_ms, r.cpu_per_m
+        );
+    }
+    println!(
+        "\n| target | resident memory (MiB) | with {IDLE} idle client connections (MiB) |\n|---|---|---|"
+    );
+    for (target, m) in &idle {
+        match m {
+            Ok((before, with)) => println!("| {target} | {before:.1} | {with:.1} |"),
+            Err(e) => println!("| {target} | not measured: {e} | |"),
         }
     }
     println!(
