@@ -29,7 +29,6 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use shardcast_sdk::types::InstanceId;
-use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
@@ -350,17 +349,25 @@ impl Session {
         let write_limit = Duration::from_millis(limits.client_write_timeout_ms);
         let mut requests = Requests::new(limits.resp());
         let mut closing = self.shared.closing.subscribe();
-        let mut input = BytesMut::with_capacity(16 << 10);
-        let mut out = BytesMut::with_capacity(16 << 10);
+        // Buffers are taken when the client first sends something: an idle connection
+        // holds none.
+        let mut input = BytesMut::new();
+        let mut out = BytesMut::new();
         loop {
-            if input.capacity() - input.len() < 4096 {
+            tokio::select! {
+                ready = client.readable() => ready?,
+                _ = closing.wait_for(|c| *c) => return Ok(()),
+            }
+            if input.capacity() == 0 {
+                input.reserve(16 << 10);
+            } else if input.capacity() - input.len() < 4096 {
                 input.reserve(64 << 10);
             }
-            tokio::select! {
-                read = client.read_buf(&mut input) => if read? == 0 {
-                    return Ok(());
-                },
-                _ = closing.wait_for(|c| *c) => return Ok(()),
+            match client.try_read_buf(&mut input) {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
             }
             let mut batch: Vec<Request> = Vec::new();
             let before = (
