@@ -428,7 +428,7 @@ pub async fn run_with(
     tracing::info!(
         %address,
         instances = parts.topology.instances.len(),
-        loops = loops.len(),
+        loops = loops.count(),
         "shardcast is serving"
     );
     shutdown.await;

@@ -186,6 +186,11 @@ fn absurd_forecasts_name_the_bound_they_break() {
         ("inverted-interval", "low 2 above high 0"),
         ("overconfident", "confidence 1.5 outside (0, 1)"),
         ("impossible-risk", "probability 1.5 outside [0, 1]"),
+        ("impossible-churn", "churn 1.5 outside [0, 1]"),
+        (
+            "ghost-session",
+            "session 18446744073709551615, which does not exist",
+        ),
     ] {
         let mut engine = engine_with(artifacts::HOSTILE, &hostile(mode));
         let report = engine.tick(view(0));

@@ -136,7 +136,7 @@ pub fn check_actions(actions: &[Action], limits: &Limits) -> Result<(), String> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shardcast_sdk::types::{FailureRisk, LoadForecast, Metric, Session, SessionHealth};
+    use shardcast_sdk::types::{FailureRisk, LoadForecast, Metric, SessionHealth};
     use shardcast_sdk::view::ViewSnapshot;
 
     fn forecast(scope: Scope, expected: f64) -> LoadForecast {
@@ -201,19 +201,8 @@ mod tests {
 
     #[test]
     fn flags_session_health_out_of_range_or_about_no_session() {
-        let mut view = ViewSnapshot::synthetic(2, 4, 1, 2);
-        view.sessions.push(Session {
-            id: 7,
-            name: String::new(),
-            lib: String::new(),
-            db: 0,
-            user: "default".into(),
-            protocol: 2,
-            pinned: None,
-            in_transaction: false,
-            subscriptions: 0,
-            connected_at: 0,
-        });
+        // Sessions 1 to 7.
+        let view = ViewSnapshot::synthetic(2, 4, 1, 2).with_sessions(7);
         let limits = Limits::default();
         let health = |session, activity, churn, health| Predictions {
             sessions: vec![SessionHealth {

@@ -148,13 +148,8 @@ impl Loops {
     }
 
     /// How many loops run.
-    pub fn len(&self) -> usize {
+    pub fn count(&self) -> usize {
         self.threads.len()
-    }
-
-    /// True when no loop runs.
-    pub fn is_empty(&self) -> bool {
-        self.threads.is_empty()
     }
 
     /// Stop accepting on every loop, let each drain its sessions, and wait for the

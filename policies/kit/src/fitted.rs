@@ -101,14 +101,22 @@ pub fn ets_path(series: &[f64], steps: usize, confidence: f64, at: u64) -> Optio
         return None;
     }
     let fitted = aan().fit(&clean).ok()?;
-    let f = fitted.predict(steps, confidence).ok()?;
+    path(
+        fitted.predict(steps, confidence).ok()?,
+        at,
+        "ETS(AAN)".into(),
+    )
+}
+
+/// A fitted model's forecast as a [`Path`]; `None` without intervals.
+fn path(f: Forecast, at: u64, model: String) -> Option<Path> {
     let intervals = f.intervals?;
     Some(Path {
         at,
         expected: f.point,
         low: intervals.lower,
         high: intervals.upper,
-        model: "ETS(AAN)".into(),
+        model,
     })
 }
 
@@ -178,22 +186,12 @@ pub fn seasonal_path(
     }
     let model = MSTLModel::new(covered.clone(), BoundedTrend);
     let fitted = model.fit(&clean).ok()?;
-    let f = fitted.predict(steps, confidence).ok()?;
-    let intervals = f.intervals?;
-    Some(Path {
+    let periods: Vec<String> = covered.iter().map(|p| p.to_string()).collect();
+    path(
+        fitted.predict(steps, confidence).ok()?,
         at,
-        expected: f.point,
-        low: intervals.lower,
-        high: intervals.upper,
-        model: format!(
-            "MSTL({})+ETS",
-            covered
-                .iter()
-                .map(|p| p.to_string())
-                .collect::<Vec<_>>()
-                .join(",")
-        ),
-    })
+        format!("MSTL({})+ETS", periods.join(",")),
+    )
 }
 
 /// When and how far [`InstanceModels`] refit.
@@ -219,20 +217,20 @@ pub struct InstanceModels {
 impl InstanceModels {
     /// On a tick that is a multiple of `plan.every`, refit the next instance in turn (of
     /// `ids`, one history row each in `rows`); forget instances no longer present.
-    pub fn refit(&mut self, tick: u64, ids: &[InstanceId], rows: &[Vec<f64>], plan: Refit) {
+    pub fn refit(&mut self, tick: u64, ids: &[InstanceId], rows: &[&[f64]], plan: Refit) {
         self.fits.retain(|id, _| ids.contains(id));
         if ids.is_empty() || plan.every == 0 || !tick.is_multiple_of(u64::from(plan.every)) {
             return;
         }
         let i = self.next % ids.len();
         self.next = i + 1;
-        self.fit(tick, ids[i], rows.get(i), plan);
+        self.fit(tick, ids[i], rows.get(i).copied(), plan);
         // Between turns, the instance whose recent slope has left its model's path the
         // furthest (by more than 2 % of its level a tick: a ramp that ended, a new one)
         // is refitted at once; one a tick.
         let diverged = ids
             .iter()
-            .zip(rows)
+            .zip(rows.iter().copied())
             .filter(|(id, _)| **id != ids[i])
             .filter_map(|(id, row)| Some((*id, row, self.divergence(*id, tick, row)?)))
             .filter(|(_, _, x)| *x > 1.0)
@@ -242,7 +240,7 @@ impl InstanceModels {
         }
     }
 
-    fn fit(&mut self, tick: u64, id: InstanceId, row: Option<&Vec<f64>>, plan: Refit) {
+    fn fit(&mut self, tick: u64, id: InstanceId, row: Option<&[f64]>, plan: Refit) {
         let steps = plan.horizon + plan.stale as usize;
         match row.and_then(|row| ets_path(row, steps, plan.confidence, tick)) {
             Some(path) => {
@@ -427,9 +425,10 @@ mod tests {
 
     #[test]
     fn round_robin_refits_one_instance_per_turn() {
-        let rows: Vec<Vec<f64>> = (0..3)
+        let owned: Vec<Vec<f64>> = (0..3)
             .map(|i| (0..30).map(|t| (i * 10 + t) as f64).collect())
             .collect();
+        let rows: Vec<&[f64]> = owned.iter().map(Vec::as_slice).collect();
         let ids = [10, 11, 12];
         let plan = Refit {
             every: 2,
@@ -463,12 +462,7 @@ mod tests {
         let ids = [1, 2, 3];
         let mut m = InstanceModels::default();
         for tick in [0, 2] {
-            m.refit(
-                tick,
-                &ids,
-                &[ramp.clone(), steady.clone(), steady.clone()],
-                plan,
-            );
+            m.refit(tick, &ids, &[&ramp, &steady, &steady], plan);
         }
         // The ramp stops; at tick 4 it is instance 3's turn, and instance 1 goes too.
         let ended: Vec<f64> = (0..30)
@@ -480,7 +474,7 @@ mod tests {
                 }
             })
             .collect();
-        m.refit(4, &ids, &[ended, steady.clone(), steady.clone()], plan);
+        m.refit(4, &ids, &[&ended, &steady, &steady], plan);
         assert_eq!(m.fitted_at(1), Some(4), "refitted out of turn");
         assert_eq!(m.fitted_at(3), Some(4), "refitted in turn");
         assert_eq!(m.fitted_at(2), Some(2), "on its path: left alone");

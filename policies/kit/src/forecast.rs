@@ -346,11 +346,11 @@ impl Predictor for Forecast {
             .collect();
         let s = &self.settings;
         let models = if s.instance_model == "ets" {
-            let (ids, rows): (Vec<InstanceId>, Vec<Vec<f64>>) = instances
+            let (ids, rows): (Vec<InstanceId>, Vec<&[f64]>) = instances
                 .iter()
                 .zip(&history)
                 .filter(|(i, _)| i.state == InstanceState::Active)
-                .map(|(i, row)| (i.id, row.clone()))
+                .map(|(i, row)| (i.id, row.as_slice()))
                 .unzip();
             let plan = Refit {
                 every: s.refit_every,
@@ -627,7 +627,8 @@ impl Forecast {
         // just before one.
         let peak = self.state.fleet.peak(s.fleet_ahead_buckets);
         let total = near.max(peak.map_or(0.0, |p| p.0));
-        let why = match peak {
+        // The reason, written only when something is done.
+        let why = || match peak {
             Some((p, ahead, model)) if p > near => format!(
                 "fleet model {model} expects {p:.0} within {} ticks",
                 u64::from(ahead) * u64::from(s.fleet_bucket_ticks)
@@ -642,7 +643,8 @@ impl Forecast {
                 host.log(
                     Level::Info,
                     &format!(
-                        "{why} > {:.0} of {} active instances: bringing in {}",
+                        "{} > {:.0} of {} active instances: bringing in {}",
+                        why(),
                         s.scale_out_at * serves,
                         active.len(),
                         instances[standby].name
@@ -664,7 +666,7 @@ impl Forecast {
             {
                 host.log(
                     Level::Info,
-                    &format!("{why} stayed low: returning instance {back} to standby"),
+                    &format!("{} stayed low: returning instance {back} to standby", why()),
                 );
                 self.state.brought_in.remove(&back);
                 self.state.idle = 0;

@@ -58,6 +58,10 @@ pub enum Mode {
     Overconfident,
     /// Forecast failure probabilities of 1.5 and -0.5.
     ImpossibleRisk,
+    /// Score a session's churn probability 1.5.
+    ImpossibleChurn,
+    /// Score the health of a session that does not exist.
+    GhostSession,
     /// Recurse without end in `plan`, until the stack gives out.
     Recurse,
     /// Hand over a state that a successor takes but that makes it panic in `predict`.
@@ -218,6 +222,20 @@ impl Predictor for Hostile {
                 p.load
                     .push(forecast(Scope::Instance(first), 1.0, 0.0, 2.0, 1.5));
             }
+            Mode::ImpossibleChurn | Mode::GhostSession => {
+                let (session, churn) = match (self.mode, host.sessions().first()) {
+                    (Mode::ImpossibleChurn, Some(s)) => (s.id, 1.5),
+                    (Mode::ImpossibleChurn, None) => (1, 1.5),
+                    _ => (u64::MAX, 0.5),
+                };
+                p.sessions.push(SessionHealth {
+                    session,
+                    horizon_ms: 1000,
+                    activity: 1.0,
+                    churn,
+                    health: 0.5,
+                });
+            }
             Mode::ImpossibleRisk => {
                 for probability in [1.5, -0.5] {
                     p.failures.push(FailureRisk {
@@ -259,7 +277,9 @@ impl Planner for Hostile {
             | Mode::ForecastFlood
             | Mode::InvertedInterval
             | Mode::Overconfident
-            | Mode::ImpossibleRisk => Vec::new(),
+            | Mode::ImpossibleRisk
+            | Mode::ImpossibleChurn
+            | Mode::GhostSession => Vec::new(),
             Mode::BigWrite => {
                 let stdout = wasip2::cli::stdout::get_stdout();
                 let written = stdout.write(&vec![b'\n'; 1 << 20]).is_ok();
