@@ -18,7 +18,6 @@ use crate::engine::{PolicyEngine, Runtime, RuntimeOptions};
 use crate::migrate::{Executor, StatePaths};
 use crate::proxy::gate::Gate;
 use crate::proxy::loops::{Common, Loops};
-use crate::proxy::mux::Deadlines;
 use crate::sessions::registry::Registry;
 use crate::sessions::repository::{InProcess, InRedis, SessionRepository};
 use crate::telemetry::Telemetry;
@@ -411,10 +410,6 @@ pub async fn run_with(
     let common = Common {
         topology: parts.topology.clone(),
         limits: config.limits,
-        deadlines: Deadlines {
-            connect: Duration::from_millis(config.limits.connect_timeout_ms),
-            request: Duration::from_millis(config.limits.request_timeout_ms),
-        },
         telemetry: parts.telemetry.clone(),
         sessions: parts.registry.clone(),
         gate: parts.gate.clone(),

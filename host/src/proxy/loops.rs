@@ -40,8 +40,6 @@ pub struct Common {
     pub topology: Arc<Topology>,
     /// Limits.
     pub limits: ProxyLimits,
-    /// Time limits of the multiplexers.
-    pub deadlines: Deadlines,
     /// Request counters.
     pub telemetry: Arc<Telemetry>,
     /// Live sessions.
@@ -130,7 +128,7 @@ impl Loops {
                             limits: common.limits,
                             next_id: common.next_id,
                             clients: common.clients,
-                            mux: Mux::new(&addresses, common.deadlines),
+                            mux: Mux::new(&addresses, Deadlines::of(&common.limits)),
                             telemetry: common.telemetry,
                             sessions: common.sessions,
                             gate: common.gate,

@@ -59,6 +59,16 @@ pub struct Deadlines {
     pub request: Duration,
 }
 
+impl Deadlines {
+    /// The deadlines `limits` set (`connect_timeout_ms`, `request_timeout_ms`).
+    pub fn of(limits: &crate::config::ProxyLimits) -> Self {
+        Deadlines {
+            connect: Duration::from_millis(limits.connect_timeout_ms),
+            request: Duration::from_millis(limits.request_timeout_ms),
+        }
+    }
+}
+
 impl Mux {
     /// One multiplexer per address; connections open on first use.
     pub fn new(addresses: &[String], deadlines: Deadlines) -> Self {

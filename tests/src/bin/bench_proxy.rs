@@ -49,14 +49,17 @@ fn cpu_s(pid: u32) -> f64 {
     ticks / clock_ticks()
 }
 
-/// Clock ticks per second, for `/proc` times.
+/// Clock ticks per second, for `/proc` times (asked of `getconf` once).
 fn clock_ticks() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0)
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(100.0)
+    })
 }
 
 /// Run redis-benchmark against `port`, and the CPU process `pid` spent meanwhile.
