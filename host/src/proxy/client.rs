@@ -1,12 +1,53 @@
-//! Writing to a client within a deadline: a client that accepts no bytes for
-//! `limits.client_write_timeout_ms` is disconnected instead of pinning its session (and the
-//! replies it holds) forever.
+//! A client's socket: reading what it sends without holding a buffer while it is idle, and
+//! writing within a deadline (a client that accepts no bytes for
+//! `limits.client_write_timeout_ms` is disconnected instead of pinning its session, and the
+//! replies it holds, forever).
 
 use std::io;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
+use bytes::BytesMut;
+use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
+
+/// Bytes read on the stack before a buffer is taken.
+const FIRST_READ: usize = 4096;
+
+/// Capacity of the buffer taken when the first read fills [`FIRST_READ`]: more is coming.
+const LARGE: usize = 64 << 10;
+
+/// Wait until `client` sends something and return it in a new buffer, or `None` when the
+/// client has closed the connection. Until bytes arrive the caller holds no buffer, so an
+/// idle connection costs none. A read that leaves the socket drained says so to the poller,
+/// so the next wait needs no read that would block.
+pub async fn read_fresh(client: &TcpStream) -> io::Result<Option<BytesMut>> {
+    loop {
+        client.readable().await?;
+        let mut first = [0u8; FIRST_READ];
+        let mut got = 0;
+        let read = client.try_io(Interest::READABLE, || {
+            got = client.try_read(&mut first)?;
+            if got > 0 && got < FIRST_READ {
+                // Drained: clear the readiness (the poller's next edge sets it again).
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            Ok(got)
+        });
+        match read {
+            Ok(0) => return Ok(None),
+            Ok(_) => {
+                let mut input = BytesMut::with_capacity(LARGE);
+                input.extend_from_slice(&first);
+                return Ok(Some(input));
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => {
+                return Ok(Some(BytesMut::from(&first[..got])));
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
 
 /// Write `out` to `client` within `limit`, or fail naming the bound.
 pub async fn write_client(client: &mut TcpStream, out: &[u8], limit: Duration) -> io::Result<()> {

@@ -129,6 +129,7 @@ impl Loops {
                             next_id: common.next_id,
                             clients: common.clients,
                             mux: Mux::new(&addresses, Deadlines::of(&common.limits)),
+                            counters: common.telemetry.counters.add(),
                             telemetry: common.telemetry,
                             sessions: common.sessions,
                             gate: common.gate,

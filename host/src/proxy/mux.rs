@@ -19,6 +19,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -151,7 +152,7 @@ async fn run(address: String, deadlines: Deadlines, mut rx: mpsc::Receiver<Job>)
 /// job still on it.
 async fn serve(
     address: &str,
-    stream: TcpStream,
+    mut stream: TcpStream,
     first: Job,
     rx: &mut mpsc::Receiver<Job>,
     request: Duration,
@@ -166,6 +167,7 @@ async fn serve(
     // Bytes queued on the connection so far, and bytes written to the socket.
     let (mut queued, mut written) = (0u64, 0u64);
     let mut next = Some(first);
+    let (mut reader, mut writer) = stream.split();
     // The oldest request's age is checked a few times per deadline: one timer for the
     // connection's life, not one per pass.
     let mut check = tokio::time::interval((request / 4).max(Duration::from_millis(1)));
@@ -185,22 +187,20 @@ async fn serve(
             });
         }
         let (want_write, want_read) = (!out.is_empty(), !inflight.is_empty());
+        if input.capacity() - input.len() < 4096 {
+            input.reserve(64 << 10);
+        }
         tokio::select! {
             biased;
             // Readable while idle too: an instance that restarts closes its side, and the
-            // next job then goes on a new connection instead of a dead one.
-            ready = stream.readable() => {
-                if let Err(e) = ready {
-                    break format!("connection failed: {e}");
-                }
-                if input.capacity() - input.len() < 4096 {
-                    input.reserve(64 << 10);
-                }
-                match stream.try_read_buf(&mut input) {
+            // next job then goes on a new connection instead of a dead one. A read or write
+            // that moves fewer bytes than it could shows the socket drained (or full), so
+            // the next wait goes to the poller without a system call that would block.
+            read = reader.read_buf(&mut input) => {
+                match read {
                     Ok(0) if !want_read => break "the instance closed the idle connection".to_owned(),
                     Ok(0) => break "the instance closed the connection".to_owned(),
                     Ok(_) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                     Err(e) => break format!("connection failed: {e}"),
                 }
                 let mut bad = None;
@@ -222,19 +222,13 @@ async fn serve(
                     break why;
                 }
             }
-            ready = stream.writable(), if want_write => {
-                if let Err(e) = ready {
-                    break format!("connection failed: {e}");
+            wrote = writer.write(&out), if want_write => match wrote {
+                Ok(n) => {
+                    let _ = out.split_to(n);
+                    written += n as u64;
                 }
-                match stream.try_write(&out) {
-                    Ok(n) => {
-                        let _ = out.split_to(n);
-                        written += n as u64;
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(e) => break format!("connection failed: {e}"),
-                }
-            }
+                Err(e) => break format!("connection failed: {e}"),
+            },
             _ = check.tick(), if want_read => {
                 if inflight.front().is_some_and(|f| f.queued_at.elapsed() >= request) {
                     break format!("did not answer within {} ms (limits.request_timeout_ms)", request.as_millis());

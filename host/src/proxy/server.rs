@@ -18,10 +18,11 @@ use tokio::task::JoinSet;
 use super::session::{Session, Shared};
 
 /// One connected client in the count across loops, for as long as it lives.
-struct Connected(Arc<AtomicUsize>);
+pub struct Connected(Arc<AtomicUsize>);
 
 impl Connected {
-    fn new(clients: &Arc<AtomicUsize>) -> Self {
+    /// Count one more client until this is dropped.
+    pub fn new(clients: &Arc<AtomicUsize>) -> Self {
         clients.fetch_add(1, Ordering::Relaxed);
         Connected(clients.clone())
     }
@@ -30,6 +31,15 @@ impl Connected {
 impl Drop for Connected {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Log how a session ended, if it ended in an error.
+fn log_end(ended: Result<std::io::Result<()>, tokio::task::JoinError>) {
+    match ended {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!(error = %e, "client connection ended"),
+        Err(e) => tracing::warn!(error = %e, "a session's task failed"),
     }
 }
 
@@ -47,7 +57,9 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Fu
             accepted = listener.accept() => match accepted {
                 Ok((mut socket, peer)) => {
                     backoff = Duration::from_millis(5);
-                    while sessions.try_join_next().is_some() {}
+                    while let Some(ended) = sessions.try_join_next() {
+                        log_end(ended);
+                    }
                     if shared.clients.load(Ordering::Relaxed) >= shared.limits.maxclients {
                         tracing::warn!(%peer, maxclients = shared.limits.maxclients, "refusing a client: limits.maxclients reached");
                         tokio::spawn(async move {
@@ -55,14 +67,11 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Fu
                         });
                         continue;
                     }
-                    let session = Session::new(shared.clone());
-                    let connected = Connected::new(&shared.clients);
-                    sessions.spawn(async move {
-                        let _connected = connected;
-                        if let Err(e) = session.run(socket).await {
-                            tracing::debug!(%peer, error = %e, "client connection ended");
-                        }
-                    });
+                    let session = Session::new(shared.clone(), Connected::new(&shared.clients));
+                    tracing::trace!(%peer, "client connected");
+                    // The session's own future, not wrapped: a wrapping future would hold
+                    // a second copy of it while it runs.
+                    sessions.spawn(session.run(socket));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, retry_ms = backoff.as_millis() as u64, "accept failed; backing off");
@@ -82,7 +91,9 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Fu
         "shutting down: no longer accepting clients; finishing requests in flight"
     );
     let drained = tokio::time::timeout(grace, async {
-        while sessions.join_next().await.is_some() {}
+        while let Some(ended) = sessions.join_next().await {
+            log_end(ended);
+        }
     })
     .await;
     if drained.is_err() {

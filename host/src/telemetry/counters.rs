@@ -1,9 +1,13 @@
-//! Request counters on the data path: one set of atomics per hash slot and per instance.
+//! Request counters on the data path: one set of atomics per hash slot and per instance,
+//! for each event loop.
 //!
-//! The proxy only increments them (relaxed atomics, no locks); the collector reads and
-//! resets them once per interval.
+//! The proxy only increments them (relaxed atomics, no locks), each loop in its own set so
+//! that no two cores write the same cache lines; the collector reads and resets every set
+//! once per interval and sums them.
 
+use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use super::latency::{Counts, Histogram, quantile};
 use crate::proxy::slot::SLOTS;
@@ -125,31 +129,101 @@ impl Counters {
         }
     }
 
-    /// Read and reset the slots of each range, summed per range.
-    pub fn take_ranges(
-        &self,
-        ranges: impl Iterator<Item = std::ops::RangeInclusive<u16>>,
-    ) -> Vec<Taken> {
-        ranges
-            .map(|r| {
-                let mut t = Taken::default();
-                for slot in r {
-                    self.slots[usize::from(slot % SLOTS)].take_into(&mut t);
-                }
-                t
-            })
-            .collect()
+    /// Read and reset the slots of each range, adding each range's sum to `into`.
+    fn take_ranges_into(&self, ranges: &[RangeInclusive<u16>], into: &mut [Taken]) {
+        for (r, t) in ranges.iter().zip(into.iter_mut()) {
+            for slot in r.clone() {
+                self.slots[usize::from(slot % SLOTS)].take_into(t);
+            }
+        }
     }
 
-    /// Read and reset every instance.
+    /// Read and reset every instance, adding each to `into`.
+    fn take_instances_into(&self, into: &mut [Taken]) {
+        for (c, t) in self.instances.iter().zip(into.iter_mut()) {
+            c.take_into(t);
+        }
+    }
+}
+
+/// The counter sets of every event loop, summed when taken.
+#[derive(Debug)]
+pub struct LoopCounters {
+    instances: usize,
+    sets: Mutex<Vec<Arc<Counters>>>,
+}
+
+impl LoopCounters {
+    /// No sets yet, for `instances` instances.
+    pub fn new(instances: usize) -> Self {
+        LoopCounters {
+            instances,
+            sets: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// A new set, for one event loop; it is counted until the process ends.
+    pub fn add(&self) -> Arc<Counters> {
+        let set = Arc::new(Counters::new(self.instances));
+        self.sets().push(set.clone());
+        set
+    }
+
+    fn sets(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Counters>>> {
+        self.sets.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Read and reset the slots of each range on every loop, summed per range.
+    pub fn take_ranges(&self, ranges: impl Iterator<Item = RangeInclusive<u16>>) -> Vec<Taken> {
+        let ranges: Vec<RangeInclusive<u16>> = ranges.collect();
+        let mut out = vec![Taken::default(); ranges.len()];
+        for set in self.sets().iter() {
+            set.take_ranges_into(&ranges, &mut out);
+        }
+        out
+    }
+
+    /// Read and reset every instance on every loop, summed per instance.
     pub fn take_instances(&self) -> Vec<Taken> {
-        self.instances
-            .iter()
-            .map(|c| {
-                let mut t = Taken::default();
-                c.take_into(&mut t);
-                t
-            })
-            .collect()
+        let mut out = vec![Taken::default(); self.instances];
+        for set in self.sets().iter() {
+            set.take_instances_into(&mut out);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_loops_sets_are_summed_and_reset_when_taken() {
+        let all = LoopCounters::new(2);
+        let (a, b) = (all.add(), all.add());
+        let read = Hit {
+            write: false,
+            bytes_in: 10,
+        };
+        let write = Hit {
+            write: true,
+            bytes_in: 5,
+        };
+        a.hit(3, 0, read);
+        b.hit(3, 0, write);
+        b.hit(9000, 1, read);
+        a.done(3, 0, 100, 7);
+        a.error(1);
+        let ranges = all.take_ranges([0..=100, 101..=16383].into_iter());
+        assert_eq!((ranges[0].reads, ranges[0].writes), (1, 1));
+        assert_eq!((ranges[0].bytes_in, ranges[0].bytes_out), (15, 7));
+        assert_eq!(ranges[0].latency.iter().sum::<u64>(), 1);
+        assert_eq!((ranges[1].reads, ranges[1].bytes_in), (1, 10));
+        let inst = all.take_instances();
+        assert_eq!((inst[0].reads, inst[0].writes, inst[0].errors), (1, 1, 0));
+        assert_eq!((inst[1].reads, inst[1].errors), (1, 1));
+        // Taken means reset, on every set.
+        let again = all.take_instances();
+        assert!(again.iter().all(|t| *t == Taken::default()));
     }
 }

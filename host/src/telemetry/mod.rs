@@ -18,7 +18,7 @@ use shardcast_sdk::types::{Failure, InstanceState, Metric, Session};
 use shardcast_sdk::view::ViewSnapshot;
 
 use crate::topology::Topology;
-use counters::Counters;
+use counters::LoopCounters;
 use poller::Health;
 use store::MetricStore;
 
@@ -44,8 +44,8 @@ fn push_cells(table: &mut store::Series, taken: &[counters::Taken], secs: f64, r
 
 /// Everything telemetry keeps, shared by the proxy, the collector and the controller.
 pub struct Telemetry {
-    /// Data-path counters.
-    pub counters: Counters,
+    /// Data-path counters, a set per event loop.
+    pub counters: LoopCounters,
     store: Mutex<MetricStore>,
     health: Mutex<Vec<Health>>,
     failures: Mutex<Vec<Failure>>,
@@ -102,7 +102,7 @@ impl Telemetry {
     /// points.
     pub fn new(instances: usize, interval: Duration, retention: usize) -> Arc<Self> {
         Arc::new(Telemetry {
-            counters: Counters::new(instances),
+            counters: LoopCounters::new(instances),
             store: Mutex::new(MetricStore::new(retention)),
             health: Mutex::new(vec![Health::default(); instances]),
             failures: Mutex::new(Vec::new()),

@@ -24,7 +24,7 @@ impl Session {
                 let reply = self.read_raw(id, t, broken, expect).await;
                 if let (Some(t), Ok(raw)) = (&timing, &reply) {
                     let us = t.start.elapsed().as_micros() as u64;
-                    let counters = &self.shared.telemetry.counters;
+                    let counters = &self.shared.counters;
                     counters.done(t.slot, id, us, raw.len() as u64);
                 }
                 reply

@@ -219,7 +219,7 @@ impl Session {
                 answer = self.hold_for_instance(id, &raw).await;
             }
             if !matches!(answer, Ok(Ok(_))) {
-                self.shared.telemetry.counters.error(id);
+                self.shared.counters.error(id);
             }
             return match answer {
                 Ok(Ok(mut replies)) if !replies.is_empty() => Ok(replies.swap_remove(0)),
@@ -245,7 +245,7 @@ impl Session {
         match b.read_raw_within(reply.within).await {
             Ok(raw) => Ok(raw),
             Err(e) => {
-                self.shared.telemetry.counters.error(id);
+                self.shared.counters.error(id);
                 broken.insert(id, e.to_string());
                 let why = format!("connection failed ({e})");
                 Err(self.lost(id, &why, reply.effect))

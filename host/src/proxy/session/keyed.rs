@@ -75,7 +75,7 @@ impl Session {
                     write: is_write(req),
                     bytes_in: req.raw.len() as u64,
                 };
-                self.shared.telemetry.counters.hit(first, id, hit);
+                self.shared.counters.hit(first, id, hit);
                 if let Some(w) = self.watched
                     && w != id
                 {
@@ -115,7 +115,7 @@ impl Session {
         for (pos, &k) in keys.iter().enumerate() {
             let key_slot = slot(&req.args[k]);
             let id = table.owner(key_slot);
-            self.shared.telemetry.counters.hit(key_slot, id, hit);
+            self.shared.counters.hit(key_slot, id, hit);
             match groups.iter_mut().find(|(g, _)| *g == id) {
                 Some((_, v)) => v.push(pos),
                 None => groups.push((id, vec![pos])),

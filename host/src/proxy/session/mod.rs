@@ -29,21 +29,23 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use shardcast_sdk::types::InstanceId;
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
 use super::backend::Backend;
-use super::client::write_client;
+use super::client::{read_fresh, write_client};
 use super::command::{Class, Merge, classify, is_write, may_write};
 use super::gate::{Gate, SlotState, WriteGuard};
 use super::mux::Mux;
 use super::request::{Request, Requests};
 use super::resp::Frame;
+use super::server::Connected;
 use super::slot::slot;
 use crate::config::ProxyLimits;
 use crate::sessions::registry::{Entry, Registry};
 use crate::telemetry::Telemetry;
-use crate::telemetry::counters::Hit;
+use crate::telemetry::counters::{Counters, Hit};
 use crate::topology::Topology;
 
 /// A watch serial no connection has: the watch was lost.
@@ -64,8 +66,10 @@ pub struct Shared {
     pub clients: Arc<std::sync::atomic::AtomicUsize>,
     /// The shared connections sessions in the default state use.
     pub mux: Mux,
-    /// Request counters.
+    /// Request counters and the rest of telemetry.
     pub telemetry: Arc<Telemetry>,
+    /// This event loop's own set of request counters.
+    pub counters: Arc<Counters>,
     /// Live sessions and their state partitions.
     pub sessions: Arc<Registry>,
     /// Holding and dirty-key tracking for slots that are moving.
@@ -210,6 +214,8 @@ pub struct Session {
     closing: bool,
     entry: Arc<Entry>,
     connected_at: u64,
+    /// This client in the count across loops, until the session ends.
+    _connected: Connected,
 }
 
 /// The view's record of a session.
@@ -275,7 +281,7 @@ fn err(text: impl AsRef<str>) -> Frame {
 
 impl Session {
     /// A new session.
-    pub fn new(shared: Arc<Shared>) -> Self {
+    pub fn new(shared: Arc<Shared>, connected: Connected) -> Self {
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
         let connected_at = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -288,7 +294,10 @@ impl Session {
         let entry = shared
             .sessions
             .upsert(record(id, &state, None, false, 0, connected_at));
-        let mut session = Session {
+        // Partitions are published once the state leaves the default (database 0, no
+        // name, RESP2, no transaction): a default session has nothing to restore, and
+        // many idle connections then cost no repository space.
+        Session {
             id,
             shared,
             state,
@@ -302,9 +311,8 @@ impl Session {
             closing: false,
             entry,
             connected_at,
-        };
-        session.publish();
-        session
+            _connected: connected,
+        }
     }
 
     /// Publish the session's record and its state partitions.
@@ -349,25 +357,35 @@ impl Session {
         let write_limit = Duration::from_millis(limits.client_write_timeout_ms);
         let mut requests = Requests::new(limits.resp());
         let mut closing = self.shared.closing.subscribe();
-        // Buffers are taken when the client first sends something: an idle connection
-        // holds none.
+        // Buffers are held only while there is something in them: an idle connection,
+        // between requests too, holds none.
         let mut input = BytesMut::new();
         let mut out = BytesMut::new();
         loop {
-            tokio::select! {
-                ready = client.readable() => ready?,
-                _ = closing.wait_for(|c| *c) => return Ok(()),
-            }
-            if input.capacity() == 0 {
-                input.reserve(16 << 10);
-            } else if input.capacity() - input.len() < 4096 {
-                input.reserve(64 << 10);
-            }
-            match client.try_read_buf(&mut input) {
-                Ok(0) => return Ok(()),
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(e),
+            if input.is_empty() {
+                drop(std::mem::take(&mut input));
+                let fresh = tokio::select! {
+                    fresh = read_fresh(&client) => fresh?,
+                    _ = closing.wait_for(|c| *c) => return Ok(()),
+                };
+                match fresh {
+                    Some(bytes) => input = bytes,
+                    None => return Ok(()),
+                }
+            } else {
+                // The rest of a request: read into the buffer holding its start. A read that
+                // fills less than the buffer shows the socket drained, so the next wait goes
+                // straight to the poller instead of through a read that would block.
+                if input.capacity() - input.len() < 4096 {
+                    input.reserve(64 << 10);
+                }
+                let read = tokio::select! {
+                    read = client.read_buf(&mut input) => read?,
+                    _ = closing.wait_for(|c| *c) => return Ok(()),
+                };
+                if read == 0 {
+                    return Ok(());
+                }
             }
             let mut batch: Vec<Request> = Vec::new();
             let before = (
@@ -394,7 +412,9 @@ impl Session {
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);
             let subscribe_at = batch.iter().position(super::pubsub::enters);
             let rest = subscribe_at.map(|i| batch.split_off(i));
-            self.serve(batch, &mut out).await;
+            // Boxed: the future of a batch in flight is large, and an idle session should
+            // not carry its space.
+            Box::pin(self.serve(batch, &mut out)).await;
             if self.overflowed(&out) {
                 return Ok(());
             }
@@ -416,7 +436,7 @@ impl Session {
                 let id = self.id;
                 let publish =
                     move |fields: Vec<(String, String)>| registry.put(id, "subscriptions", fields);
-                let served = super::pubsub::serve(
+                let served = Box::pin(super::pubsub::serve(
                     &mut client,
                     &mut input,
                     &mut requests,
@@ -425,7 +445,7 @@ impl Session {
                     &topology,
                     bounds,
                     &publish,
-                )
+                ))
                 .await;
                 if let Err(e) = served {
                     tracing::debug!(session = self.id, error = %e, "subscribed session ended");
@@ -440,7 +460,7 @@ impl Session {
                 return Ok(());
             }
             write_client(&mut client, &out, write_limit).await?;
-            out.clear();
+            out = BytesMut::new();
             let after = (
                 self.state.db,
                 self.state.name.clone(),
