@@ -21,30 +21,39 @@ const LARGE: usize = 64 << 10;
 /// idle connection costs none. A read that leaves the socket drained says so to the poller,
 /// so the next wait needs no read that would block.
 pub async fn read_fresh(client: &TcpStream) -> io::Result<Option<BytesMut>> {
+    thread_local! {
+        /// Where first reads land on this thread (zeroed once, not per read).
+        static FIRST: std::cell::RefCell<Box<[u8]>> =
+            std::cell::RefCell::new(vec![0u8; FIRST_READ].into_boxed_slice());
+    }
     loop {
         client.readable().await?;
-        let mut first = [0u8; FIRST_READ];
-        let mut got = 0;
-        let read = client.try_io(Interest::READABLE, || {
-            got = client.try_read(&mut first)?;
-            if got > 0 && got < FIRST_READ {
-                // Drained: clear the readiness (the poller's next edge sets it again).
-                return Err(io::ErrorKind::WouldBlock.into());
+        let taken = FIRST.with_borrow_mut(|first| {
+            let mut got = 0;
+            let read = client.try_io(Interest::READABLE, || {
+                got = client.try_read(first)?;
+                if got > 0 && got < FIRST_READ {
+                    // Drained: clear the readiness (the poller's next edge sets it again).
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                Ok(got)
+            });
+            match read {
+                Ok(0) => Ok(Some(None)),
+                Ok(_) => {
+                    let mut input = BytesMut::with_capacity(LARGE);
+                    input.extend_from_slice(first);
+                    Ok(Some(Some(input)))
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => {
+                    Ok(Some(Some(BytesMut::from(&first[..got]))))
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+                Err(e) => Err(e),
             }
-            Ok(got)
-        });
-        match read {
-            Ok(0) => return Ok(None),
-            Ok(_) => {
-                let mut input = BytesMut::with_capacity(LARGE);
-                input.extend_from_slice(&first);
-                return Ok(Some(input));
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => {
-                return Ok(Some(BytesMut::from(&first[..got])));
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
+        })?;
+        if let Some(taken) = taken {
+            return Ok(taken);
         }
     }
 }
