@@ -1,13 +1,26 @@
-//! The command table: where a command's keys are, and how the proxy treats it.
+//! The command table: one record per command, derived from the servers' own `COMMAND`
+//! metadata, and what the proxy does with each.
 //!
-//! Pure data and pure functions: the session asks [`classify`] about a request and acts on
-//! the answer. Commands not listed are refused with an error saying they are unsupported
-//! through the proxy; the connection stays open.
+//! Key positions, arity and read/write flags come from Redis's key specifications
+//! ([`keyspec`](super::keyspec)), never from hand-written lists. The table starts from a
+//! built-in copy of Redis 7.0's metadata (`commands.json`, checked in as data and held
+//! equal to the installed redis-server by a test) and is replaced by what an instance
+//! answers to `COMMAND` when one first answers and whenever one comes back with a new
+//! `run_id` ([`install`]). The proxy's own choices (commands it answers itself, splits by
+//! slot, transactions, pub/sub) are one short list of records, [`HANDLED`]; every other
+//! command with keys is routed by them, module commands included.
+//!
+//! The session asks [`classify`] about a request and acts on the answer; the migration
+//! gate asks [`may_write`], and telemetry [`is_write`], from the same record.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::LazyLock;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
 
+use arc_swap::ArcSwap;
+
+use super::keyspec::{Begin, Spec};
 use super::request::Request;
+use super::resp::Frame;
 
 /// How a multi-key command is split by slot and its replies merged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,7 +33,7 @@ pub enum Merge {
     Sum,
 }
 
-/// What the proxy does with a command.
+/// What the proxy does with one request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Class {
     /// Forward to the instance owning the keys at these argument positions (all must
@@ -36,524 +49,480 @@ pub enum Class {
     Transaction,
     /// Pub/sub: SUBSCRIBE and friends.
     PubSub,
-    /// Refused: not supported through the proxy.
+    /// Refused: a command the servers know that cannot be served through the proxy.
     Unsupported,
     /// Refused: wrong number of arguments.
     Arity,
+    /// Refused with this error, as redis-server or Redis Cluster would refuse it.
+    Refused(String),
 }
 
-const SINGLE_KEY: &[&str] = &[
-    "GET",
-    "SET",
-    "SETNX",
-    "SETEX",
-    "PSETEX",
-    "GETSET",
-    "GETDEL",
-    "GETEX",
-    "APPEND",
-    "STRLEN",
-    "INCR",
-    "DECR",
-    "INCRBY",
-    "DECRBY",
-    "INCRBYFLOAT",
-    "GETRANGE",
-    "SETRANGE",
-    "SUBSTR",
-    "EXPIRE",
-    "PEXPIRE",
-    "EXPIREAT",
-    "PEXPIREAT",
-    "EXPIRETIME",
-    "PEXPIRETIME",
-    "TTL",
-    "PTTL",
-    "PERSIST",
-    "TYPE",
-    "DUMP",
-    "RESTORE",
-    "OBJECT",
-    "HSET",
-    "HSETNX",
-    "HGET",
-    "HMSET",
-    "HMGET",
-    "HDEL",
-    "HLEN",
-    "HSTRLEN",
-    "HEXISTS",
-    "HKEYS",
-    "HVALS",
-    "HGETALL",
-    "HINCRBY",
-    "HINCRBYFLOAT",
-    "HSCAN",
-    "HRANDFIELD",
-    "LPUSH",
-    "RPUSH",
-    "LPUSHX",
-    "RPUSHX",
-    "LPOP",
-    "RPOP",
-    "LLEN",
-    "LINDEX",
-    "LSET",
-    "LRANGE",
-    "LTRIM",
-    "LREM",
-    "LINSERT",
-    "LPOS",
-    "SADD",
-    "SREM",
-    "SCARD",
-    "SISMEMBER",
-    "SMISMEMBER",
-    "SMEMBERS",
-    "SPOP",
-    "SRANDMEMBER",
-    "SSCAN",
-    "ZADD",
-    "ZREM",
-    "ZCARD",
-    "ZCOUNT",
-    "ZINCRBY",
-    "ZRANGE",
-    "ZRANGEBYSCORE",
-    "ZREVRANGEBYSCORE",
-    "ZRANGEBYLEX",
-    "ZREVRANGEBYLEX",
-    "ZREVRANGE",
-    "ZRANK",
-    "ZREVRANK",
-    "ZSCORE",
-    "ZMSCORE",
-    "ZREMRANGEBYRANK",
-    "ZREMRANGEBYSCORE",
-    "ZREMRANGEBYLEX",
-    "ZLEXCOUNT",
-    "ZPOPMIN",
-    "ZPOPMAX",
-    "ZRANDMEMBER",
-    "ZSCAN",
-    "PFADD",
-    "SETBIT",
-    "GETBIT",
-    "BITCOUNT",
-    "BITPOS",
-    "BITFIELD",
-    "BITFIELD_RO",
-    "GEOADD",
-    "GEODIST",
-    "GEOHASH",
-    "GEOPOS",
-    "GEOSEARCH",
-    "GEORADIUS_RO",
-    "GEORADIUSBYMEMBER_RO",
-    "XADD",
-    "XLEN",
-    "XRANGE",
-    "XREVRANGE",
-    "XDEL",
-    "XTRIM",
-    "XACK",
-    "XPENDING",
-    "XCLAIM",
-    "XAUTOCLAIM",
-    "XSETID",
-    "XINFO",
-    "SORT_RO",
-    "LCS",
-];
-
-const SAME_SLOT_ALL: &[&str] = &[
-    "RENAME",
-    "RENAMENX",
-    "COPY",
-    "SMOVE",
-    "LMOVE",
-    "RPOPLPUSH",
-    "SINTER",
-    "SUNION",
-    "SDIFF",
-    "PFCOUNT",
-    "PFMERGE",
-    "MSETNX",
-    "SINTERCARD",
-];
-
-const SAME_SLOT_STORE: &[&str] = &["SINTERSTORE", "SUNIONSTORE", "SDIFFSTORE"];
-
-const LOCAL: &[&str] = &[
-    "PING",
-    "ECHO",
-    "HELLO",
-    "AUTH",
-    "SELECT",
-    "CLIENT",
-    "INFO",
-    "COMMAND",
-    "DBSIZE",
-    "FLUSHDB",
-    "FLUSHALL",
-    "SCAN",
-    "TIME",
-    "QUIT",
-    "RESET",
-    "KEYS",
-    "RANDOMKEY",
-    "LASTSAVE",
-];
-
-const WRITES: &[&str] = &[
-    "SET",
-    "SETNX",
-    "SETEX",
-    "PSETEX",
-    "GETSET",
-    "GETDEL",
-    "GETEX",
-    "APPEND",
-    "INCR",
-    "DECR",
-    "INCRBY",
-    "DECRBY",
-    "INCRBYFLOAT",
-    "SETRANGE",
-    "EXPIRE",
-    "PEXPIRE",
-    "EXPIREAT",
-    "PEXPIREAT",
-    "PERSIST",
-    "RESTORE",
-    "HSET",
-    "HSETNX",
-    "HMSET",
-    "HDEL",
-    "HINCRBY",
-    "HINCRBYFLOAT",
-    "LPUSH",
-    "RPUSH",
-    "LPUSHX",
-    "RPUSHX",
-    "LPOP",
-    "RPOP",
-    "LSET",
-    "LTRIM",
-    "LREM",
-    "LINSERT",
-    "SADD",
-    "SREM",
-    "SPOP",
-    "ZADD",
-    "ZREM",
-    "ZINCRBY",
-    "ZREMRANGEBYRANK",
-    "ZREMRANGEBYSCORE",
-    "ZREMRANGEBYLEX",
-    "ZPOPMIN",
-    "ZPOPMAX",
-    "PFADD",
-    "SETBIT",
-    "BITFIELD",
-    "GEOADD",
-    "XADD",
-    "XDEL",
-    "XTRIM",
-    "XACK",
-    "XCLAIM",
-    "XAUTOCLAIM",
-    "XSETID",
-    "RENAME",
-    "RENAMENX",
-    "COPY",
-    "SMOVE",
-    "LMOVE",
-    "RPOPLPUSH",
-    "PFMERGE",
-    "MSETNX",
-    "SINTERSTORE",
-    "SUNIONSTORE",
-    "SDIFFSTORE",
-    "MSET",
-    "DEL",
-    "UNLINK",
-    "ZUNIONSTORE",
-    "ZINTERSTORE",
-    "ZDIFFSTORE",
-    "LMPOP",
-    "ZMPOP",
-    "BLPOP",
-    "BRPOP",
-    "BZPOPMIN",
-    "BZPOPMAX",
-    "BLMOVE",
-    "BRPOPLPUSH",
-];
-
-static WRITE_SET: LazyLock<HashSet<&'static str>> =
-    LazyLock::new(|| WRITES.iter().copied().collect());
-
-/// Commands that never change a key. Everything else that names keys is treated as a
-/// write by migrations (its keys are re-copied), so a command missing here costs a copy,
-/// never a lost write.
-const READ_ONLY: &[&str] = &[
-    "GET",
-    "MGET",
-    "STRLEN",
-    "GETRANGE",
-    "SUBSTR",
-    "EXISTS",
-    "TYPE",
-    "TTL",
-    "PTTL",
-    "EXPIRETIME",
-    "PEXPIRETIME",
-    "HGET",
-    "HMGET",
-    "HGETALL",
-    "HKEYS",
-    "HVALS",
-    "HLEN",
-    "HEXISTS",
-    "HSTRLEN",
-    "HRANDFIELD",
-    "HSCAN",
-    "LLEN",
-    "LRANGE",
-    "LINDEX",
-    "LPOS",
-    "SCARD",
-    "SMEMBERS",
-    "SISMEMBER",
-    "SMISMEMBER",
-    "SRANDMEMBER",
-    "SSCAN",
-    "SINTER",
-    "SUNION",
-    "SDIFF",
-    "SINTERCARD",
-    "ZCARD",
-    "ZCOUNT",
-    "ZRANGE",
-    "ZRANGEBYSCORE",
-    "ZRANGEBYLEX",
-    "ZREVRANGE",
-    "ZREVRANGEBYSCORE",
-    "ZREVRANGEBYLEX",
-    "ZRANK",
-    "ZREVRANK",
-    "ZSCORE",
-    "ZMSCORE",
-    "ZLEXCOUNT",
-    "ZSCAN",
-    "ZRANDMEMBER",
-    "ZINTER",
-    "ZUNION",
-    "ZDIFF",
-    "ZINTERCARD",
-    "PFCOUNT",
-    "GETBIT",
-    "BITCOUNT",
-    "BITPOS",
-    "BITFIELD_RO",
-    "GEOPOS",
-    "GEODIST",
-    "GEOHASH",
-    "GEOSEARCH",
-    "GEORADIUS_RO",
-    "GEORADIUSBYMEMBER_RO",
-    "XRANGE",
-    "XREVRANGE",
-    "XLEN",
-    "XREAD",
-    "XINFO",
-    "XPENDING",
-    "DUMP",
-    "OBJECT",
-    "LCS",
-    "EVAL_RO",
-    "EVALSHA_RO",
-    "FCALL_RO",
-    "SORT_RO",
-    "TOUCH",
-    "WATCH",
-];
-
-static READ_ONLY_SET: LazyLock<HashSet<&'static str>> =
-    LazyLock::new(|| READ_ONLY.iter().copied().collect());
-
-/// True when `req` may change its keys: a migration tracks its keys as dirty.
-pub fn may_write(req: &Request) -> bool {
-    let mut buf = [0u8; 32];
-    req.args
-        .first()
-        .is_some_and(|name| !READ_ONLY_SET.contains(upper(name, &mut buf)))
-}
-
-/// True when `req` writes (for telemetry).
-pub fn is_write(req: &Request) -> bool {
-    let mut buf = [0u8; 32];
-    req.args
-        .first()
-        .is_some_and(|name| WRITE_SET.contains(upper(name, &mut buf)))
-}
-
-/// Which list a name is in, looked up once per request without allocating.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Group {
-    SingleKey,
-    SameSlotAll,
-    SameSlotStore,
+/// What the proxy does with a command, before looking at a request's arguments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Treatment {
+    /// Routed by the keys its key specifications find.
+    Keys,
+    /// Split by slot and merged.
+    Split(Merge),
+    /// PUBLISH: routed by the channel's slot.
+    Channel,
+    /// Answered or fanned out by the proxy.
     Local,
+    /// MULTI, EXEC, DISCARD, WATCH, UNWATCH.
+    Transaction,
+    /// Subscribed mode and PUBSUB.
+    PubSub,
 }
 
-static GROUPS: LazyLock<HashMap<&'static str, Group>> = LazyLock::new(|| {
-    let mut m = HashMap::new();
-    for (list, g) in [
-        (SINGLE_KEY, Group::SingleKey),
-        (SAME_SLOT_ALL, Group::SameSlotAll),
-        (SAME_SLOT_STORE, Group::SameSlotStore),
-        (LOCAL, Group::Local),
-    ] {
-        for name in list {
-            m.insert(*name, g);
+/// The commands the proxy treats itself; every other command is routed by its keys.
+const HANDLED: &[(&str, Treatment)] = &[
+    ("mget", Treatment::Split(Merge::Values)),
+    ("mset", Treatment::Split(Merge::Ok)),
+    ("del", Treatment::Split(Merge::Sum)),
+    ("unlink", Treatment::Split(Merge::Sum)),
+    ("exists", Treatment::Split(Merge::Sum)),
+    ("touch", Treatment::Split(Merge::Sum)),
+    ("multi", Treatment::Transaction),
+    ("exec", Treatment::Transaction),
+    ("discard", Treatment::Transaction),
+    ("watch", Treatment::Transaction),
+    ("unwatch", Treatment::Transaction),
+    ("subscribe", Treatment::PubSub),
+    ("unsubscribe", Treatment::PubSub),
+    ("psubscribe", Treatment::PubSub),
+    ("punsubscribe", Treatment::PubSub),
+    ("ssubscribe", Treatment::PubSub),
+    ("sunsubscribe", Treatment::PubSub),
+    ("pubsub", Treatment::PubSub),
+    ("publish", Treatment::Channel),
+    ("ping", Treatment::Local),
+    ("echo", Treatment::Local),
+    ("hello", Treatment::Local),
+    ("auth", Treatment::Local),
+    ("select", Treatment::Local),
+    ("client", Treatment::Local),
+    ("info", Treatment::Local),
+    ("command", Treatment::Local),
+    ("dbsize", Treatment::Local),
+    ("flushdb", Treatment::Local),
+    ("flushall", Treatment::Local),
+    ("scan", Treatment::Local),
+    ("time", Treatment::Local),
+    ("quit", Treatment::Local),
+    ("reset", Treatment::Local),
+    ("keys", Treatment::Local),
+    ("randomkey", Treatment::Local),
+    ("lastsave", Treatment::Local),
+];
+
+/// Redis 7.0's command metadata, as `COMMAND` reports it (see [`Table::to_json`]).
+const BUILTIN: &str = include_str!("commands.json");
+
+/// One command's record.
+#[derive(Debug)]
+struct Command {
+    spec: Spec,
+    treatment: Treatment,
+    readonly: bool,
+    write: bool,
+    blocking: bool,
+    /// Subcommands by lower-case name (`stream` for `xinfo|stream`).
+    subcommands: HashMap<Box<[u8]>, Command>,
+}
+
+impl Command {
+    fn new(mut spec: Spec) -> Command {
+        let treatment = HANDLED
+            .iter()
+            .find(|(n, _)| *n == spec.name)
+            .map_or(Treatment::Keys, |(_, t)| *t);
+        let subcommands = std::mem::take(&mut spec.subcommands)
+            .into_iter()
+            .map(|s| {
+                let short = s.name.rsplit('|').next().unwrap_or(&s.name).to_owned();
+                (short.into_bytes().into_boxed_slice(), Command::new(s))
+            })
+            .collect();
+        Command {
+            readonly: spec.has_flag("readonly"),
+            write: spec.has_flag("write"),
+            blocking: spec.has_flag("blocking"),
+            spec,
+            treatment,
+            subcommands,
         }
     }
-    m
-});
-
-/// The command name in upper case, in a stack buffer (command names are short).
-fn upper<'a>(name: &[u8], buf: &'a mut [u8; 32]) -> &'a str {
-    let n = name.len().min(buf.len());
-    for (d, s) in buf.iter_mut().zip(&name[..n]) {
-        *d = s.to_ascii_uppercase();
-    }
-    std::str::from_utf8(&buf[..n]).unwrap_or("")
 }
 
-/// Classify `req`.
+/// Every command the fleet knows, by lower-case name.
+#[derive(Debug)]
+pub struct Table {
+    commands: HashMap<Box<[u8]>, Command>,
+}
+
+static CURRENT: LazyLock<ArcSwap<Table>> =
+    LazyLock::new(|| ArcSwap::from_pointee(Table::builtin()));
+
+/// Route by `table` from now on (an instance answered `COMMAND`).
+pub fn install(table: Table) {
+    CURRENT.store(Arc::new(table));
+}
+
+/// Classify `req` by the current table.
 pub fn classify(req: &Request) -> Class {
-    let n = req.args.len();
-    if n == 0 {
-        return Class::Arity;
+    CURRENT.load().classify(&req.args)
+}
+
+/// True when `req` may change its keys: a migration tracks its keys as dirty. Anything
+/// not flagged `readonly` by the servers counts, unknown commands included, so a missing
+/// flag costs a copy, never a lost write.
+pub fn may_write(req: &Request) -> bool {
+    CURRENT.load().find(&req.args).is_none_or(|c| !c.readonly)
+}
+
+/// True when `req` is flagged `write` (for telemetry).
+pub fn is_write(req: &Request) -> bool {
+    CURRENT.load().find(&req.args).is_some_and(|c| c.write)
+}
+
+/// `name` in lower case, in a stack buffer (command names are short).
+fn lower<'a>(name: &[u8], buf: &'a mut [u8; 48]) -> Option<&'a [u8]> {
+    let dst = buf.get_mut(..name.len())?;
+    for (d, s) in dst.iter_mut().zip(name) {
+        *d = s.to_ascii_lowercase();
     }
-    let mut buf = [0u8; 32];
-    let name = upper(&req.args[0], &mut buf);
-    let all = |from: usize, step: usize| (from..n).step_by(step).collect::<Vec<_>>();
-    let group = GROUPS.get(name).copied();
-    if group == Some(Group::SingleKey) {
-        return if n >= 2 {
-            Class::Keyed(vec![1])
-        } else {
-            Class::Arity
+    Some(dst)
+}
+
+impl Table {
+    /// The built-in table: Redis 7.0's metadata, for before any instance answers.
+    pub fn builtin() -> Table {
+        let specs: Vec<Spec> =
+            serde_json::from_str(BUILTIN).expect("commands.json is checked by the tests");
+        Table::from_specs(specs)
+    }
+
+    /// A table from the servers' specifications.
+    pub fn from_specs(specs: Vec<Spec>) -> Table {
+        let commands = specs
+            .into_iter()
+            .map(|s| {
+                (
+                    s.name.clone().into_bytes().into_boxed_slice(),
+                    Command::new(s),
+                )
+            })
+            .collect();
+        Table { commands }
+    }
+
+    /// A table from a reply to `COMMAND` (RESP2 or RESP3).
+    pub fn from_reply(reply: &Frame) -> Result<Table, String> {
+        let entries = match reply {
+            Frame::Array(Some(a)) => a,
+            Frame::Error(e) => return Err(String::from_utf8_lossy(e).into_owned()),
+            _ => return Err("COMMAND did not answer with an array".into()),
         };
+        let specs = entries
+            .iter()
+            .filter(|e| !matches!(e, Frame::Array(None) | Frame::Null))
+            .map(Spec::from_frame)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Table::from_specs(specs))
     }
-    if group == Some(Group::SameSlotAll) {
-        let step = if name == "MSETNX" { 2 } else { 1 };
-        let from = if name == "SINTERCARD" { 2 } else { 1 };
-        return if n >= 2 {
-            Class::Keyed(all(from, step))
-        } else {
-            Class::Arity
+
+    /// Every specification, sorted by name with subcommands sorted, as the servers gave
+    /// them.
+    pub fn specs(&self) -> Vec<Spec> {
+        fn whole(c: &Command) -> Spec {
+            let mut spec = c.spec.clone();
+            spec.subcommands = c.subcommands.values().map(whole).collect();
+            spec.subcommands.sort_by(|a, b| a.name.cmp(&b.name));
+            spec
+        }
+        let mut all: Vec<Spec> = self.commands.values().map(whole).collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    /// The specifications as `commands.json` holds them: a JSON array, one command a line.
+    pub fn to_json(&self) -> String {
+        let lines: Vec<String> = self
+            .specs()
+            .iter()
+            .map(|s| serde_json::to_string(s).expect("specs are plain data"))
+            .collect();
+        format!("[\n{}\n]\n", lines.join(",\n"))
+    }
+
+    /// How many commands (not counting subcommands) the table knows.
+    pub fn len(&self) -> usize {
+        self.commands.len()
+    }
+
+    /// True when the table knows no command.
+    pub fn is_empty(&self) -> bool {
+        self.commands.is_empty()
+    }
+
+    /// The record for `args` (name first), a routed container's subcommand resolved.
+    fn find(&self, args: &[impl AsRef<[u8]>]) -> Option<&Command> {
+        let mut buf = [0u8; 48];
+        let command = self
+            .commands
+            .get(lower(args.first()?.as_ref(), &mut buf)?)?;
+        if command.treatment != Treatment::Keys || command.subcommands.is_empty() {
+            return Some(command);
+        }
+        let sub = args
+            .get(1)
+            .and_then(|s| lower(s.as_ref(), &mut buf))
+            .and_then(|s| command.subcommands.get(s));
+        Some(sub.unwrap_or(command))
+    }
+
+    /// Classify a request (name first).
+    pub fn classify(&self, args: &[impl AsRef<[u8]>]) -> Class {
+        let Some(first) = args.first() else {
+            return Class::Arity;
         };
-    }
-    if group == Some(Group::SameSlotStore) {
-        return if n >= 3 {
-            Class::Keyed(all(1, 1))
-        } else {
-            Class::Arity
+        let Some(command) = self.find(args) else {
+            return Class::Refused(unknown(args));
         };
-    }
-    if group == Some(Group::Local) {
-        return Class::Local;
-    }
-    match name {
-        "MGET" if n >= 2 => Class::Split(Merge::Values, all(1, 1)),
-        "MSET" if n >= 3 && n % 2 == 1 => Class::Split(Merge::Ok, all(1, 2)),
-        "DEL" | "UNLINK" | "EXISTS" | "TOUCH" if n >= 2 => Class::Split(Merge::Sum, all(1, 1)),
-        "ZUNIONSTORE" | "ZINTERSTORE" | "ZDIFFSTORE" if n >= 4 => numkeys(req, 2, Some(1)),
-        "ZUNION" | "ZINTER" | "ZDIFF" | "ZINTERCARD" | "LMPOP" | "ZMPOP" if n >= 3 => {
-            numkeys(req, 1, None)
+        if !command.subcommands.is_empty() && command.treatment == Treatment::Keys {
+            // A container whose subcommand the servers do not know.
+            return match args.get(1) {
+                None => Class::Arity,
+                Some(sub) => Class::Refused(format!(
+                    "ERR unknown subcommand '{}'. Try {} HELP.",
+                    printable(sub.as_ref()),
+                    String::from_utf8_lossy(first.as_ref()).to_ascii_uppercase()
+                )),
+            };
         }
-        "EVAL" | "EVALSHA" | "EVAL_RO" | "EVALSHA_RO" | "FCALL" | "FCALL_RO" if n >= 3 => {
-            numkeys(req, 2, None)
+        if !command.spec.arity_ok(args.len()) {
+            return Class::Arity;
         }
-        "BLPOP" | "BRPOP" | "BZPOPMIN" | "BZPOPMAX" if n >= 3 => {
-            Class::Blocking((1..n - 1).collect())
+        match command.treatment {
+            Treatment::Split(Merge::Ok) if args.len().is_multiple_of(2) => Class::Arity,
+            Treatment::Split(merge) => {
+                let step = if merge == Merge::Ok { 2 } else { 1 };
+                Class::Split(merge, (1..args.len()).step_by(step).collect())
+            }
+            Treatment::Channel => Class::Keyed(vec![1]),
+            Treatment::Local => Class::Local,
+            Treatment::Transaction => Class::Transaction,
+            Treatment::PubSub => Class::PubSub,
+            Treatment::Keys => routed(command, args),
         }
-        "BLMOVE" | "BRPOPLPUSH" if n >= 4 => Class::Blocking(vec![1, 2]),
-        "MULTI" | "EXEC" | "DISCARD" | "WATCH" | "UNWATCH" => Class::Transaction,
-        "PUBLISH" | "SPUBLISH" if n == 3 => Class::Keyed(vec![1]),
-        "SUBSCRIBE" | "UNSUBSCRIBE" | "PSUBSCRIBE" | "PUNSUBSCRIBE" | "SSUBSCRIBE"
-        | "SUNSUBSCRIBE" | "PUBLISH" | "SPUBLISH" | "PUBSUB" => Class::PubSub,
-        "MGET" | "MSET" | "DEL" | "UNLINK" | "EXISTS" | "TOUCH" | "ZUNIONSTORE" | "ZINTERSTORE"
-        | "ZDIFFSTORE" | "ZUNION" | "ZINTER" | "ZDIFF" | "ZINTERCARD" | "LMPOP" | "ZMPOP"
-        | "EVAL" | "EVALSHA" | "EVAL_RO" | "EVALSHA_RO" | "FCALL" | "FCALL_RO" | "BLPOP"
-        | "BRPOP" | "BZPOPMIN" | "BZPOPMAX" | "BLMOVE" | "BRPOPLPUSH" => Class::Arity,
-        _ => Class::Unsupported,
     }
 }
 
-/// Keys counted by a `numkeys` argument at `at`, plus an optional destination key.
-fn numkeys(req: &Request, at: usize, dest: Option<usize>) -> Class {
-    let count = req
-        .args
-        .get(at)
-        .and_then(|a| std::str::from_utf8(a).ok())
-        .and_then(|s| s.parse::<usize>().ok());
-    match count {
-        Some(k) if at + k < req.args.len() => {
-            let mut keys: Vec<usize> = dest.into_iter().collect();
-            keys.extend(at + 1..=at + k);
-            Class::Keyed(keys)
-        }
-        _ => Class::Arity,
+/// A command routed by its keys: where they are, and whether it blocks.
+fn routed(command: &Command, args: &[impl AsRef<[u8]>]) -> Class {
+    if command.spec.keys.is_empty() {
+        return Class::Unsupported;
     }
+    // A key count the server will refuse: let it refuse in its own words, on any instance.
+    let mut keys = command.spec.keys(args).unwrap_or_default();
+    if command
+        .spec
+        .keys
+        .iter()
+        .any(|k| matches!(k.begin, Begin::Unknown))
+    {
+        // SORT and SORT_RO: the STORE destination and BY/GET patterns are found by the
+        // command itself.
+        match sort_keys(args) {
+            Ok(store) => keys.extend(store),
+            Err(refusal) => return Class::Refused(refusal),
+        }
+    }
+    if command.blocking && blocks(args) {
+        Class::Blocking(keys)
+    } else {
+        Class::Keyed(keys)
+    }
+}
+
+/// True unless this is an XREAD or XREADGROUP without `BLOCK`, which answers at once.
+fn blocks(args: &[impl AsRef<[u8]>]) -> bool {
+    let name = args[0].as_ref();
+    if !name.eq_ignore_ascii_case(b"xread") && !name.eq_ignore_ascii_case(b"xreadgroup") {
+        return true;
+    }
+    args.iter()
+        .map(AsRef::as_ref)
+        .take_while(|a| !a.eq_ignore_ascii_case(b"streams"))
+        .any(|a| a.eq_ignore_ascii_case(b"block"))
+}
+
+/// SORT's STORE destination, found as Redis's `sortGetKeys` does. A BY pattern (one with
+/// `*`) or a GET pattern other than `#` reads keys the proxy cannot place, and is refused.
+fn sort_keys(args: &[impl AsRef<[u8]>]) -> Result<Option<usize>, String> {
+    let mut store = None;
+    let mut i = 2;
+    while i < args.len() {
+        let word = args[i].as_ref();
+        let next = args.get(i + 1).map(AsRef::as_ref);
+        if word.eq_ignore_ascii_case(b"limit") {
+            i += 3;
+            continue;
+        }
+        if word.eq_ignore_ascii_case(b"by") && next.is_some_and(|p| p.contains(&b'*')) {
+            return Err("ERR BY option of SORT denied through the shardcast proxy: \
+                        its pattern names keys on other instances (BY nosort is served)"
+                .into());
+        }
+        if word.eq_ignore_ascii_case(b"get") && next.is_some_and(|p| p != b"#") {
+            return Err(
+                "ERR GET option of SORT denied through the shardcast proxy: \
+                        its pattern names keys on other instances (GET # is served)"
+                    .into(),
+            );
+        }
+        if word.eq_ignore_ascii_case(b"store") && next.is_some() {
+            store = Some(i + 1);
+        }
+        i += if ["by", "get", "store"]
+            .iter()
+            .any(|k| word.eq_ignore_ascii_case(k.as_bytes()))
+        {
+            2
+        } else {
+            1
+        };
+    }
+    Ok(store)
+}
+
+/// Redis's error for a command it does not know.
+fn unknown(args: &[impl AsRef<[u8]>]) -> String {
+    let rest: String = args[1..]
+        .iter()
+        .take(16)
+        .map(|a| format!("'{}' ", printable(a.as_ref())))
+        .collect();
+    format!(
+        "ERR unknown command '{}', with args beginning with: {rest}",
+        printable(args[0].as_ref())
+    )
+}
+
+/// At most 128 bytes of `arg`, as text.
+fn printable(arg: &[u8]) -> String {
+    String::from_utf8_lossy(&arg[..arg.len().min(128)]).into_owned()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
 
-    fn req(words: &str) -> Request {
-        Request::from_args(
-            words
-                .split(' ')
-                .map(|w| Bytes::copy_from_slice(w.as_bytes()))
-                .collect(),
-        )
+    fn classify(words: &str) -> Class {
+        let args: Vec<&[u8]> = words.split(' ').map(str::as_bytes).collect();
+        CURRENT.load().classify(&args)
     }
 
     #[test]
-    fn key_positions() {
-        assert_eq!(classify(&req("get k")), Class::Keyed(vec![1]));
+    fn key_positions_come_from_the_key_specs() {
+        assert_eq!(classify("get k"), Class::Keyed(vec![1]));
+        assert_eq!(classify("RENAME a b"), Class::Keyed(vec![1, 2]));
+        assert_eq!(classify("MSETNX a 1 b 2"), Class::Keyed(vec![1, 3]));
+        assert_eq!(classify("SINTERCARD 2 a b"), Class::Keyed(vec![2, 3]));
+        assert_eq!(classify("EVAL s 2 a b x"), Class::Keyed(vec![3, 4]));
+        assert_eq!(classify("EVAL s 3 a b"), Class::Keyed(vec![]));
+        assert_eq!(classify("ZUNIONSTORE d 2 a b"), Class::Keyed(vec![1, 3, 4]));
+        assert_eq!(classify("XINFO STREAM s"), Class::Keyed(vec![2]));
+        assert_eq!(classify("object encoding k"), Class::Keyed(vec![2]));
+        assert_eq!(classify("MEMORY USAGE k"), Class::Keyed(vec![2]));
         assert_eq!(
-            classify(&req("MGET a b c")),
+            classify("XREAD COUNT 1 STREAMS a b 0 0"),
+            Class::Keyed(vec![4, 5])
+        );
+        assert_eq!(
+            classify("GEORADIUS g 0 0 1 km STORE d"),
+            Class::Keyed(vec![1, 7])
+        );
+        assert_eq!(classify("LMPOP 2 a b LEFT"), Class::Keyed(vec![2, 3]));
+    }
+
+    #[test]
+    fn blocking_comes_from_the_flags() {
+        assert_eq!(classify("BLPOP a b 0"), Class::Blocking(vec![1, 2]));
+        assert_eq!(classify("BLMPOP 0 1 a LEFT"), Class::Blocking(vec![3]));
+        assert_eq!(
+            classify("XREAD BLOCK 0 STREAMS a $"),
+            Class::Blocking(vec![4])
+        );
+        assert_eq!(
+            classify("XREADGROUP GROUP g c STREAMS a >"),
+            Class::Keyed(vec![5])
+        );
+    }
+
+    #[test]
+    fn sort_serves_what_one_instance_can() {
+        assert_eq!(classify("SORT k"), Class::Keyed(vec![1]));
+        assert_eq!(
+            classify("SORT k LIMIT 0 5 BY nosort GET # STORE d"),
+            Class::Keyed(vec![1, 10])
+        );
+        assert!(matches!(classify("SORT k BY w_*"), Class::Refused(_)));
+        assert!(matches!(classify("SORT_RO k GET h_*"), Class::Refused(_)));
+    }
+
+    #[test]
+    fn the_proxys_own_records() {
+        assert_eq!(
+            classify("MGET a b c"),
             Class::Split(Merge::Values, vec![1, 2, 3])
         );
         assert_eq!(
-            classify(&req("MSET a 1 b 2")),
+            classify("MSET a 1 b 2"),
             Class::Split(Merge::Ok, vec![1, 3])
         );
-        assert_eq!(classify(&req("MSET a 1 b")), Class::Arity);
+        assert_eq!(classify("MSET a 1 b"), Class::Arity);
+        assert_eq!(classify("DEL a b"), Class::Split(Merge::Sum, vec![1, 2]));
+        assert_eq!(classify("PING"), Class::Local);
+        assert_eq!(classify("MULTI"), Class::Transaction);
+        assert_eq!(classify("SUBSCRIBE c"), Class::PubSub);
+        assert_eq!(classify("PUBLISH c m"), Class::Keyed(vec![1]));
+        assert_eq!(classify("CLUSTER INFO"), Class::Unsupported);
+        assert_eq!(classify("GET"), Class::Arity);
+        assert_eq!(classify("GET a b"), Class::Arity);
         assert_eq!(
-            classify(&req("DEL a b")),
-            Class::Split(Merge::Sum, vec![1, 2])
+            classify("NOSUCH a"),
+            Class::Refused("ERR unknown command 'NOSUCH', with args beginning with: 'a' ".into())
         );
-        assert_eq!(classify(&req("EVAL s 2 a b x")), Class::Keyed(vec![3, 4]));
-        assert_eq!(classify(&req("EVAL s 3 a b")), Class::Arity);
         assert_eq!(
-            classify(&req("ZUNIONSTORE d 2 a b")),
-            Class::Keyed(vec![1, 3, 4])
+            classify("XINFO NOSUCH"),
+            Class::Refused("ERR unknown subcommand 'NOSUCH'. Try XINFO HELP.".into())
         );
-        assert_eq!(classify(&req("BLPOP a b 0")), Class::Blocking(vec![1, 2]));
-        assert_eq!(classify(&req("RENAME a b")), Class::Keyed(vec![1, 2]));
-        assert_eq!(classify(&req("PING")), Class::Local);
-        assert_eq!(classify(&req("MULTI")), Class::Transaction);
-        assert_eq!(classify(&req("SUBSCRIBE c")), Class::PubSub);
-        assert_eq!(classify(&req("CLUSTER INFO")), Class::Unsupported);
-        assert_eq!(classify(&req("GET")), Class::Arity);
+    }
+
+    #[test]
+    fn writes_come_from_the_flags() {
+        let req = |w: &str| {
+            Request::from_args(
+                w.split(' ')
+                    .map(|a| bytes::Bytes::copy_from_slice(a.as_bytes()))
+                    .collect(),
+            )
+        };
+        assert!(!may_write(&req("GET k")));
+        assert!(may_write(&req("SET k v")));
+        assert!(may_write(&req("EVAL s 1 k")));
+        assert!(!may_write(&req("XINFO STREAM s")));
+        assert!(may_write(&req("XGROUP CREATE s g $")));
+        assert!(may_write(&req("NOSUCH k")));
+        assert!(is_write(&req("XADD s * f v")));
+        assert!(!is_write(&req("GET k")));
+    }
+
+    #[test]
+    fn the_builtin_table_round_trips() {
+        let table = Table::builtin();
+        assert!(table.len() > 200);
+        assert_eq!(table.to_json(), BUILTIN);
     }
 }

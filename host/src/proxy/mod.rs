@@ -3,7 +3,10 @@
 //!
 //! - [`resp`]: the codec (RESP2 and RESP3), with limits;
 //! - [`request`]: client requests split off the read buffer without copying;
-//! - [`command`]: the command table (key positions, how each command is treated);
+//! - [`keyspec`]: Redis's command metadata (arity, flags, key specifications) and the key
+//!   positions it gives;
+//! - [`command`]: the command table: one record per command, from the servers' metadata,
+//!   and how the proxy treats each;
 //! - [`slot`]: CRC16 hash slots with hash tags;
 //! - [`backend`]: one connection to one instance, owned by a session;
 //! - [`client`]: writing to a client within a deadline;
@@ -18,6 +21,7 @@ pub mod backend;
 pub mod client;
 pub mod command;
 pub mod gate;
+pub mod keyspec;
 pub mod loops;
 pub mod mux;
 pub mod pubsub;

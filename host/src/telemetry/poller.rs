@@ -1,6 +1,10 @@
 //! The instance poller: `PING` round trip and `INFO` fields, once per interval, with
 //! down and restart detection, and a sample of [`SAMPLES`] random keys (`RANDOMKEY`, with
 //! each one's `MEMORY USAGE`) from which telemetry estimates each segment's keys and bytes.
+//!
+//! When an instance first answers, and whenever it comes back with a new `run_id`, the
+//! poller also reads its `COMMAND` metadata and installs it as the proxy's command table,
+//! so key positions and read/write flags are the servers' own.
 
 use std::time::{Duration, Instant};
 
@@ -8,6 +12,7 @@ use bytes::Bytes;
 use shardcast_sdk::types::{Failure, FailureKind};
 
 use crate::proxy::backend::Backend;
+use crate::proxy::command::{self, Table};
 use crate::proxy::resp::Frame;
 
 /// What the poller knows of one instance.
@@ -55,6 +60,16 @@ impl Default for Health {
     }
 }
 
+/// Read the command table from `conn` (`COMMAND`), within `limit`.
+pub async fn read_commands(conn: &mut Backend, limit: Duration) -> std::io::Result<Table> {
+    conn.queue(b"*1\r\n$7\r\nCOMMAND\r\n");
+    conn.flush().await?;
+    let reply = tokio::time::timeout(limit, conn.read_frame())
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "COMMAND timed out"))??;
+    Table::from_reply(&reply).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
 /// The value of `field` in INFO text.
 pub fn info_field<'a>(info: &'a str, field: &str) -> Option<&'a str> {
     info.lines()
@@ -86,6 +101,8 @@ pub fn apply_info(h: &mut Health, info: &str, interval: Duration) {
 pub struct Poller {
     address: String,
     conn: Option<Backend>,
+    /// The `run_id` whose `COMMAND` metadata was installed.
+    commands_of: String,
     /// What is known.
     pub health: Health,
 }
@@ -96,6 +113,7 @@ impl Poller {
         Poller {
             address,
             conn: None,
+            commands_of: String::new(),
             health: Health::default(),
         }
     }
@@ -117,6 +135,9 @@ impl Poller {
                         detail: format!("{} is back (run_id {})", self.address, self.health.run_id),
                     });
                 }
+                if self.commands_of != self.health.run_id {
+                    self.install_commands(interval).await;
+                }
             }
             Err(e) => {
                 self.conn = None;
@@ -133,6 +154,29 @@ impl Poller {
             }
         }
         failures
+    }
+
+    /// Read this instance's `COMMAND` metadata and route by it; on failure keep the table
+    /// as it is and try again at the next poll.
+    async fn install_commands(&mut self, interval: Duration) {
+        let Some(conn) = self.conn.as_mut() else {
+            return;
+        };
+        match read_commands(conn, interval).await {
+            Ok(table) => {
+                tracing::info!(
+                    instance = %self.address,
+                    commands = table.len(),
+                    "command table read from the instance"
+                );
+                command::install(table);
+                self.commands_of = self.health.run_id.clone();
+            }
+            Err(e) => {
+                tracing::warn!(instance = %self.address, "COMMAND could not be read: {e}");
+                self.conn = None;
+            }
+        }
     }
 
     async fn sample(&mut self, interval: Duration) -> std::io::Result<()> {

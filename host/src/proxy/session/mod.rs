@@ -587,6 +587,7 @@ impl Session {
                 "ERR unsupported command '{}' through the shardcast proxy",
                 String::from_utf8_lossy(&req.args[0])
             ))),
+            Class::Refused(text) => Pending::Local(err(text)),
             Class::Arity => Pending::Local(err(format!(
                 "ERR wrong number of arguments for '{}' command",
                 String::from_utf8_lossy(req.args.first().map(|a| a.as_ref()).unwrap_or(b""))

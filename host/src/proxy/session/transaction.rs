@@ -11,13 +11,14 @@ use super::*;
 
 impl Session {
     pub(super) fn queue_in_multi(&mut self, req: Request, class: Class) -> Pending {
-        let refusal = match class {
-            Class::Unsupported | Class::PubSub => {
-                Some("ERR command not supported in a transaction through the shardcast proxy")
-            }
-            Class::Arity => Some("ERR wrong number of arguments"),
+        const NOT_IN_MULTI: &str =
+            "ERR command not supported in a transaction through the shardcast proxy";
+        let refusal = match &class {
+            Class::Unsupported | Class::PubSub => Some(NOT_IN_MULTI.to_owned()),
+            Class::Arity => Some("ERR wrong number of arguments".to_owned()),
+            Class::Refused(text) => Some(text.clone()),
             Class::Local if !matches!(req.name().as_str(), "PING" | "ECHO" | "TIME") => {
-                Some("ERR command not supported in a transaction through the shardcast proxy")
+                Some(NOT_IN_MULTI.to_owned())
             }
             _ => None,
         };
