@@ -44,6 +44,9 @@ pub enum Error {
     /// The history file could not be opened.
     #[error("history: {0}")]
     History(String),
+    /// The users could not be set up (a secret's file or variable is missing).
+    #[error("{0}")]
+    Auth(String),
     /// The policy could not be loaded.
     #[error("policy {file}: {message}")]
     Policy {
@@ -393,6 +396,7 @@ pub async fn run_with(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), Error> {
     let address = config.listen_addr();
+    let users = Arc::new(config.auth.users().map_err(Error::Auth)?);
     let listeners = Loops::bind(address, config.loops()).map_err(|source| Error::Listen {
         address: address.to_string(),
         source,
@@ -415,6 +419,7 @@ pub async fn run_with(
         gate: parts.gate.clone(),
         next_id: Arc::new(AtomicU64::new(crate::sessions::registry::first_session_id())),
         clients: Arc::new(AtomicUsize::new(0)),
+        users,
     };
     let loops = Loops::start(listeners, common).map_err(|source| Error::Listen {
         address: address.to_string(),

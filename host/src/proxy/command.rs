@@ -185,6 +185,28 @@ pub fn is_write(req: &Request) -> bool {
     CURRENT.load().find(&req.args).is_some_and(|c| c.write)
 }
 
+/// The name (`container|sub` for a subcommand) and specification of `args`' command, and
+/// what `check` says of them (for users' command rules); `None` for an unknown command.
+pub fn access<R>(
+    args: &[impl AsRef<[u8]>],
+    check: impl FnOnce(&str, &Spec) -> R,
+) -> Option<(String, R)> {
+    let table = CURRENT.load();
+    let mut buf = [0u8; 48];
+    let command = table
+        .commands
+        .get(lower(args.first()?.as_ref(), &mut buf)?)?;
+    let command = args
+        .get(1)
+        .and_then(|s| lower(s.as_ref(), &mut buf))
+        .and_then(|s| command.subcommands.get(s))
+        .unwrap_or(command);
+    Some((
+        command.spec.name.clone(),
+        check(&command.spec.name, &command.spec),
+    ))
+}
+
 /// `name` in lower case, in a stack buffer (command names are short).
 fn lower<'a>(name: &[u8], buf: &'a mut [u8; 48]) -> Option<&'a [u8]> {
     let dst = buf.get_mut(..name.len())?;

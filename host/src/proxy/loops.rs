@@ -21,6 +21,7 @@ use std::thread::JoinHandle;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 
+use super::auth::Users;
 use super::mux::{Deadlines, Mux};
 use super::server::serve;
 use super::session::Shared;
@@ -50,6 +51,8 @@ pub struct Common {
     pub next_id: Arc<AtomicU64>,
     /// Clients connected, across loops (for `limits.maxclients`).
     pub clients: Arc<AtomicUsize>,
+    /// Who may connect.
+    pub users: Arc<Users>,
 }
 
 /// The running loops.
@@ -133,6 +136,7 @@ impl Loops {
                             telemetry: common.telemetry,
                             sessions: common.sessions,
                             gate: common.gate,
+                            users: common.users,
                             closing: watch::channel(false).0,
                         });
                         serve(listener, shared, async move {

@@ -10,6 +10,7 @@
 //! - [`slot`]: CRC16 hash slots with hash tags;
 //! - [`backend`]: one connection to one instance, owned by a session;
 //! - [`client`]: writing to a client within a deadline;
+//! - [`auth`]: client users, password digests and command rules;
 //! - [`gate`]: holding and dirty-key tracking for slots that are moving;
 //! - [`mux`]: shared connections multiplexing many sessions' requests;
 //! - [`session`]: one client connection: routing, pipelining, merging, transactions;
@@ -17,6 +18,7 @@
 //! - [`server`]: the accept loop and graceful shutdown;
 //! - [`loops`]: the event loops, one thread each, that the accept loops run on.
 
+pub mod auth;
 pub mod backend;
 pub mod client;
 pub mod command;

@@ -30,9 +30,7 @@ impl Session {
                 self.backends.clear();
                 Pending::Local(Frame::Simple(Bytes::from_static(b"RESET")))
             }
-            "AUTH" => Pending::Local(err(
-                "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
-            )),
+            "AUTH" => Pending::Local(self.auth(&req)),
             "SELECT" => {
                 let Some(db) =
                     arg(1).and_then(|a| std::str::from_utf8(&a).ok()?.parse::<u32>().ok())
@@ -139,6 +137,12 @@ impl Session {
             Some(Some(p @ (2 | 3))) => p,
             Some(_) => return Pending::Local(err("NOPROTO unsupported protocol version")),
         };
+        let logs_in = req.args[2.min(req.args.len())..]
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(b"auth"));
+        if !self.authenticated() && !logs_in {
+            return Pending::Local(err(super::login::HELLO_NOAUTH));
+        }
         let mut i = 2;
         while i < req.args.len() {
             match req.arg_upper(i).as_deref() {
@@ -150,9 +154,15 @@ impl Session {
                     i += 2;
                 }
                 Some("AUTH") if i + 2 < req.args.len() => {
-                    return Pending::Local(err(
-                        "WRONGPASS invalid username-password pair or user is disabled.",
-                    ));
+                    if !self.shared.users.required() {
+                        return Pending::Local(err(
+                            "WRONGPASS invalid username-password pair or user is disabled.",
+                        ));
+                    }
+                    if let Err(e) = self.login(&req.args[i + 1], &req.args[i + 2]) {
+                        return Pending::Local(e);
+                    }
+                    i += 3;
                 }
                 _ => return Pending::Local(err("ERR syntax error in HELLO option")),
             }

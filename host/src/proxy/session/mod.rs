@@ -19,6 +19,7 @@ mod answer;
 mod connections;
 mod keyed;
 mod local;
+mod login;
 mod transaction;
 
 use std::collections::HashMap;
@@ -33,9 +34,10 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
+use super::auth::{User, Users};
 use super::backend::Backend;
 use super::client::{read_fresh, write_client};
-use super::command::{Class, Merge, classify, is_write, may_write};
+use super::command::{self, Class, Merge, classify, is_write, may_write};
 use super::gate::{Gate, SlotState, WriteGuard};
 use super::mux::Mux;
 use super::request::{Request, Requests};
@@ -74,6 +76,8 @@ pub struct Shared {
     pub sessions: Arc<Registry>,
     /// Holding and dirty-key tracking for slots that are moving.
     pub gate: Arc<Gate>,
+    /// Who may connect, and what each user may run.
+    pub users: Arc<Users>,
     /// Set once at shutdown: every session ends after the batch it is serving.
     pub closing: tokio::sync::watch::Sender<bool>,
 }
@@ -212,6 +216,8 @@ pub struct Session {
     /// Keep a cutover off the WATCHed keys' slot until the transaction ends.
     watch_guards: Vec<WriteGuard>,
     closing: bool,
+    /// The user this client logged in as; `None` until then when a password is required.
+    user: Option<Arc<User>>,
     entry: Arc<Entry>,
     connected_at: u64,
     /// This client in the count across loops, until the session ends.
@@ -309,6 +315,7 @@ impl Session {
             watch_serial: None,
             watch_guards: Vec::new(),
             closing: false,
+            user: None,
             entry,
             connected_at,
             _connected: connected,
@@ -547,6 +554,11 @@ impl Session {
     }
 
     async fn route(&mut self, req: Request) -> Pending {
+        if self.shared.users.required()
+            && let Some(refusal) = self.refusal(&req)
+        {
+            return Pending::Local(refusal);
+        }
         let class = classify(&req);
         if self.multi.is_some()
             && !matches!(req.name().as_str(), "EXEC" | "DISCARD" | "MULTI" | "WATCH")

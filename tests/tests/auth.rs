@@ -1,0 +1,161 @@
+//! Client authentication, as redis-server does it: with a password required, a client can
+//! do nothing but `AUTH`/`HELLO ... AUTH`/`QUIT` until it logs in (`NOAUTH`); a wrong
+//! password gets `WRONGPASS` and is logged without the secret; a user whose rules do not
+//! allow a command gets `NOPERM`. Secrets come from a file or an environment variable,
+//! never from the configuration itself.
+
+use std::time::Duration;
+
+use shardcast_tests::servers::{RedisServer, ShardcastProcess, free_port, wait_for};
+
+const BIN: &str = env!("CARGO_BIN_EXE_shardcast_node");
+const PASSWORD: &str = "s3cret-default-pw";
+const WRONG: &str = "guessed-wrong-pw";
+/// `printf %s reader-pw | sha256sum`, computed by coreutils rather than by the code under
+/// test.
+fn reader_digest() -> String {
+    let out = std::process::Command::new("sh")
+        .args(["-c", "printf %s reader-pw | sha256sum"])
+        .output()
+        .expect("sha256sum (coreutils)");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .expect("a digest")
+        .to_owned()
+}
+
+fn error(c: &mut redis::Connection, words: &[&str]) -> String {
+    let mut cmd = redis::cmd(words[0]);
+    for w in &words[1..] {
+        cmd.arg(*w);
+    }
+    // redis-rs words some codes its own way (`NoPerm:`): compare in upper case.
+    match cmd.query::<redis::Value>(c) {
+        Ok(v) => format!("no error: {v:?}"),
+        Err(e) => e.to_string().to_uppercase(),
+    }
+}
+
+fn connect(url: &str) -> redis::Connection {
+    redis::Client::open(url)
+        .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(10)))
+        .unwrap_or_else(|e| panic!("connect {url}: {e}"))
+}
+
+#[test]
+fn a_client_logs_in_before_anything_and_runs_only_what_its_rules_allow() {
+    let server = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("default.pw"), format!("{PASSWORD}\n")).expect("secret");
+    let port = free_port();
+    let config = dir.path().join("shardcast.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\n\
+             [[instances]]\nname = \"redis-0\"\naddress = \"{}\"\n\
+             [auth]\nrequirepass_file = \"default.pw\"\n\
+             [[auth.users]]\nname = \"reader\"\npassword_sha256 = \"{}\"\ncommands = \"+@read +@connection\"\n",
+            server.address(),
+            reader_digest()
+        ),
+    )
+    .expect("config");
+    let log = dir.path().join("shardcast.log");
+    let _p = ShardcastProcess::start_logged(&[BIN], &config, port, &[], Some(&log));
+
+    // Before logging in: nothing but AUTH, HELLO with AUTH, and QUIT.
+    let mut anon = connect(&format!("redis://127.0.0.1:{port}/"));
+    assert!(error(&mut anon, &["GET", "k"]).contains("NOAUTH"));
+    assert!(error(&mut anon, &["PING"]).contains("NOAUTH"));
+    let hello = error(&mut anon, &["HELLO", "3"]);
+    assert!(
+        hello.contains("NOAUTH") && hello.contains("HELLO MUST BE CALLED"),
+        "{hello}"
+    );
+    let wrong = error(&mut anon, &["AUTH", WRONG]);
+    assert!(wrong.contains("WRONGPASS"), "{wrong}");
+    assert!(error(&mut anon, &["GET", "k"]).contains("NOAUTH"));
+    let ok: String = redis::cmd("AUTH")
+        .arg(PASSWORD)
+        .query(&mut anon)
+        .expect("AUTH with the right password");
+    assert_eq!(ok, "OK");
+    let _: () = redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .query(&mut anon)
+        .expect("SET once logged in");
+
+    // redis-rs logs in from the URL, as applications do.
+    let mut app = connect(&format!("redis://:{PASSWORD}@127.0.0.1:{port}/"));
+    let got: String = redis::cmd("GET").arg("k").query(&mut app).expect("GET");
+    assert_eq!(got, "v");
+
+    // A user whose rules allow reads only.
+    let mut reader = connect(&format!("redis://reader:reader-pw@127.0.0.1:{port}/"));
+    let got: String = redis::cmd("GET").arg("k").query(&mut reader).expect("GET");
+    assert_eq!(got, "v");
+    let denied = error(&mut reader, &["SET", "k", "w"]);
+    assert!(
+        denied.contains("NOPERM") && denied.contains("'SET'"),
+        "{denied}"
+    );
+    let denied = error(&mut reader, &["FLUSHALL"]);
+    assert!(denied.contains("NOPERM"), "{denied}");
+    let got: String = redis::cmd("GET").arg("k").query(&mut app).expect("GET");
+    assert_eq!(got, "v", "the refused SET changed nothing");
+
+    // HELLO logs in and switches protocol at once; a wrong pair changes nothing.
+    let mut fresh = connect(&format!("redis://127.0.0.1:{port}/"));
+    let wrong = error(&mut fresh, &["HELLO", "3", "AUTH", "reader", WRONG]);
+    assert!(wrong.contains("WRONGPASS"), "{wrong}");
+    let hello: redis::Value = redis::cmd("HELLO")
+        .arg(2)
+        .arg("AUTH")
+        .arg("reader")
+        .arg("reader-pw")
+        .query(&mut fresh)
+        .expect("HELLO AUTH");
+    assert!(format!("{hello:?}").contains("proto"), "{hello:?}");
+    let got: String = redis::cmd("GET").arg("k").query(&mut fresh).expect("GET");
+    assert_eq!(got, "v");
+
+    // Failed logins are logged with the user, never the password.
+    wait_for(
+        "the failed login in the log",
+        Duration::from_secs(10),
+        || std::fs::read_to_string(&log).is_ok_and(|l| l.contains("authentication failed")),
+    );
+    let text = std::fs::read_to_string(&log).expect("log");
+    assert!(!text.contains(WRONG), "the log holds a password");
+    assert!(!text.contains(PASSWORD), "the log holds a password");
+}
+
+#[test]
+fn a_secret_is_never_inline_and_a_missing_one_is_named() {
+    let base =
+        "listen = \"127.0.0.1:7380\"\n[[instances]]\nname = \"a\"\naddress = \"127.0.0.1:6379\"\n";
+    let inline = shardcast::config::Config::parse(&format!("{base}[auth]\nrequirepass = \"x\"\n"))
+        .expect_err("an inline password is refused");
+    assert!(
+        inline.contains("requirepass_file") && inline.contains("line 6"),
+        "{inline}"
+    );
+    let config = shardcast::config::Config::parse(&format!(
+        "{base}[auth]\nrequirepass_env = \"SHARDCAST_TEST_NO_SUCH_VARIABLE\"\n"
+    ))
+    .expect("parses");
+    let missing = config.auth.users().expect_err("the variable is not set");
+    assert!(
+        missing.contains("SHARDCAST_TEST_NO_SUCH_VARIABLE"),
+        "{missing}"
+    );
+    let config = shardcast::config::Config::parse(&format!(
+        "{base}[[auth.users]]\nname = \"u\"\npassword_sha256 = \"abc\"\n"
+    ))
+    .expect("parses");
+    let bad = config.auth.users().expect_err("not a digest");
+    assert!(bad.contains("64 hex digits"), "{bad}");
+}
