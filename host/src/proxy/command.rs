@@ -18,7 +18,7 @@ use std::sync::{Arc, LazyLock};
 
 use arc_swap::ArcSwap;
 
-use super::keyspec::{Begin, Spec};
+use super::keyspec::{Begin, Find, KeySpec, Spec};
 use super::request::Request;
 use super::resp::Frame;
 
@@ -118,6 +118,32 @@ const HANDLED: &[(&str, Treatment)] = &[
 /// Redis 7.0's command metadata, as `COMMAND` reports it (see [`Table::to_json`]).
 const BUILTIN: &str = include_str!("commands.json");
 
+/// FNV-1a over a command name: the table is fixed once built (lookups cannot grow it, so
+/// chosen collisions cost nothing), and names are a few bytes, where SipHash's setup
+/// dominates.
+#[derive(Clone, Copy, Default)]
+struct NameHasher(u64);
+
+impl std::hash::Hasher for NameHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for b in bytes {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type Names<V> = HashMap<Box<[u8]>, V, std::hash::BuildHasherDefault<NameHasher>>;
+
 /// One command's record.
 #[derive(Debug)]
 struct Command {
@@ -126,8 +152,13 @@ struct Command {
     readonly: bool,
     write: bool,
     blocking: bool,
+    /// Where the key is for the commands with one key at a fixed position (`GET k`), found
+    /// without walking the key specifications.
+    one_key: Option<usize>,
+    /// A key specification the command resolves itself (SORT's STORE).
+    unknown_keys: bool,
     /// Subcommands by lower-case name (`stream` for `xinfo|stream`).
-    subcommands: HashMap<Box<[u8]>, Command>,
+    subcommands: Names<Command>,
 }
 
 impl Command {
@@ -143,7 +174,19 @@ impl Command {
                 (short.into_bytes().into_boxed_slice(), Command::new(s))
             })
             .collect();
+        let one_key = match spec.keys.as_slice() {
+            [
+                KeySpec {
+                    begin: Begin::Index(i),
+                    find: Find::Range { lastkey: 0, .. },
+                    ..
+                },
+            ] => usize::try_from(*i).ok(),
+            _ => None,
+        };
         Command {
+            one_key,
+            unknown_keys: spec.keys.iter().any(|k| matches!(k.begin, Begin::Unknown)),
             readonly: spec.has_flag("readonly"),
             write: spec.has_flag("write"),
             blocking: spec.has_flag("blocking"),
@@ -157,11 +200,23 @@ impl Command {
 /// Every command the fleet knows, by lower-case name.
 #[derive(Debug)]
 pub struct Table {
-    commands: HashMap<Box<[u8]>, Command>,
+    commands: Names<Command>,
 }
 
 static CURRENT: LazyLock<ArcSwap<Table>> =
     LazyLock::new(|| ArcSwap::from_pointee(Table::builtin()));
+
+thread_local! {
+    /// Each thread's handle on [`CURRENT`]: a load is one pointer comparison until a new
+    /// table is installed.
+    static CACHE: std::cell::RefCell<arc_swap::Cache<&'static ArcSwap<Table>, Arc<Table>>> =
+        std::cell::RefCell::new(arc_swap::Cache::new(&*CURRENT));
+}
+
+/// `f` of the current table.
+fn with_table<R>(f: impl FnOnce(&Table) -> R) -> R {
+    CACHE.with_borrow_mut(|cache| f(cache.load()))
+}
 
 /// Route by `table` from now on (an instance answered `COMMAND`).
 pub fn install(table: Table) {
@@ -170,19 +225,19 @@ pub fn install(table: Table) {
 
 /// Classify `req` by the current table.
 pub fn classify(req: &Request) -> Class {
-    CURRENT.load().classify(&req.args)
+    with_table(|t| t.classify(&req.args))
 }
 
 /// True when `req` may change its keys: a migration tracks its keys as dirty. Anything
 /// not flagged `readonly` by the servers counts, unknown commands included, so a missing
 /// flag costs a copy, never a lost write.
 pub fn may_write(req: &Request) -> bool {
-    CURRENT.load().find(&req.args).is_none_or(|c| !c.readonly)
+    with_table(|t| t.find(&req.args).is_none_or(|c| !c.readonly))
 }
 
 /// True when `req` is flagged `write` (for telemetry).
 pub fn is_write(req: &Request) -> bool {
-    CURRENT.load().find(&req.args).is_some_and(|c| c.write)
+    with_table(|t| t.find(&req.args).is_some_and(|c| c.write))
 }
 
 /// The name (`container|sub` for a subcommand) and specification of `args`' command, and
@@ -346,13 +401,11 @@ fn routed(command: &Command, args: &[impl AsRef<[u8]>]) -> Class {
         return Class::Unsupported;
     }
     // A key count the server will refuse: let it refuse in its own words, on any instance.
-    let mut keys = command.spec.keys(args).unwrap_or_default();
-    if command
-        .spec
-        .keys
-        .iter()
-        .any(|k| matches!(k.begin, Begin::Unknown))
-    {
+    let mut keys = match command.one_key {
+        Some(at) => (at < args.len()).then_some(at).into_iter().collect(),
+        None => command.spec.keys(args).unwrap_or_default(),
+    };
+    if command.unknown_keys {
         // SORT and SORT_RO: the STORE destination and BY/GET patterns are found by the
         // command itself.
         match sort_keys(args) {
