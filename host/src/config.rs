@@ -12,8 +12,10 @@ use shardcast_sdk::types::{Instance, InstanceState};
 use shardcast_sdk::validate::ChurnLimits;
 use toml::Spanned;
 
-use crate::proxy::auth::{User, Users, digest};
 use crate::proxy::resp::Limits;
+
+mod auth;
+pub use auth::{AuthConfig, InstanceLogin, UserConfig};
 
 /// The whole configuration.
 #[derive(Debug, Deserialize)]
@@ -53,83 +55,9 @@ pub struct Config {
     /// Who may connect: the `default` user's password and ACL-style users.
     #[serde(default)]
     pub auth: AuthConfig,
-}
-
-/// Client authentication. With neither a `requirepass_*` nor users, clients connect as
-/// the `default` user without a password. A secret comes from a file or an environment
-/// variable, never from this file: `requirepass` itself is refused.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AuthConfig {
-    /// Refused with a message saying where a secret goes instead.
-    pub requirepass: Option<Spanned<String>>,
-    /// A file holding the `default` user's password (one line; relative to this file).
-    pub requirepass_file: Option<PathBuf>,
-    /// An environment variable holding the `default` user's password.
-    pub requirepass_env: Option<String>,
-    /// Users with their own passwords and command rules.
-    pub users: Vec<UserConfig>,
-}
-
-/// One ACL-style user.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UserConfig {
-    /// The name given to `AUTH <user> <password>`.
-    pub name: String,
-    /// SHA-256 of the password, 64 hex digits (`printf %s "$pw" | sha256sum`).
-    pub password_sha256: Spanned<String>,
-    /// ACL rules, as Redis writes them: `+@all -@dangerous +flushdb`.
-    #[serde(default = "all_commands")]
-    pub commands: String,
-}
-
-fn all_commands() -> String {
-    "+@all".into()
-}
-
-impl AuthConfig {
-    /// The users clients may log in as, with the `default` user's password read from its
-    /// file or environment variable. Errors name the file or variable, never the secret.
-    pub fn users(&self) -> Result<Users, String> {
-        let mut users = Vec::new();
-        let default = match (&self.requirepass_file, &self.requirepass_env) {
-            (Some(_), Some(_)) => {
-                return Err("[auth]: give requirepass_file or requirepass_env, not both".into());
-            }
-            (Some(file), None) => Some(
-                std::fs::read_to_string(file)
-                    .map_err(|e| format!("[auth] requirepass_file {}: {e}", file.display()))?
-                    .trim_end_matches(['\r', '\n'])
-                    .to_owned(),
-            ),
-            (None, Some(var)) => Some(std::env::var(var).map_err(|_| {
-                format!("[auth] requirepass_env: the environment variable {var} is not set")
-            })?),
-            (None, None) => None,
-        };
-        if let Some(password) = default {
-            if password.is_empty() {
-                return Err("[auth]: the default user's password is empty".into());
-            }
-            users.push(User::new("default", digest(password.as_bytes()), "+@all")?);
-        }
-        for u in &self.users {
-            let hex = u.password_sha256.get_ref();
-            let digest: [u8; 32] = hex::decode(hex)
-                .ok()
-                .and_then(|d| d.try_into().ok())
-                .ok_or(format!(
-                    "[auth] user '{}': password_sha256 is not 64 hex digits",
-                    u.name
-                ))?;
-            if users.iter().any(|x: &User| x.name == u.name) {
-                return Err(format!("[auth] user '{}' is given twice", u.name));
-            }
-            users.push(User::new(&u.name, digest, &u.commands)?);
-        }
-        Ok(Users::new(users))
-    }
+    /// How the proxy logs in to instances that give no login of their own.
+    #[serde(default)]
+    pub instance_auth: InstanceLogin,
 }
 
 /// Recording of history: each controller tick's instance metrics and the failures seen,
@@ -240,6 +168,16 @@ pub struct InstanceConfig {
     /// Failure domain.
     #[serde(default)]
     pub zone: String,
+    /// The ACL user the proxy logs in to this instance as (`[instance_auth]` when none of
+    /// these three is given).
+    #[serde(default)]
+    pub username: Option<String>,
+    /// A file holding the password for this instance.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// An environment variable holding the password for this instance.
+    #[serde(default)]
+    pub password_env: Option<String>,
 }
 
 fn one() -> f64 {
@@ -375,10 +313,19 @@ impl Config {
         if config.migration.state_dir.is_none() {
             config.migration.state_dir = Some(Config::default_state_dir(path));
         }
-        if let Some(file) = config.auth.requirepass_file.as_mut()
-            && file.is_relative()
-        {
-            *file = path.parent().unwrap_or_else(|| Path::new(".")).join(&*file);
+        let dir = path.parent().unwrap_or_else(|| Path::new("."));
+        let files = config
+            .instances
+            .iter_mut()
+            .map(|i| &mut i.password_file)
+            .chain([
+                &mut config.auth.requirepass_file,
+                &mut config.instance_auth.password_file,
+            ]);
+        for file in files.flatten() {
+            if file.is_relative() {
+                *file = dir.join(&*file);
+            }
         }
         Ok(config)
     }

@@ -397,6 +397,7 @@ pub async fn run_with(
 ) -> Result<(), Error> {
     let address = config.listen_addr();
     let users = Arc::new(config.auth.users().map_err(Error::Auth)?);
+    crate::proxy::dial::set_logins(config.instance_logins().map_err(Error::Auth)?);
     let listeners = Loops::bind(address, config.loops()).map_err(|source| Error::Listen {
         address: address.to_string(),
         source,

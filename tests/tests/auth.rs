@@ -159,3 +159,119 @@ fn a_secret_is_never_inline_and_a_missing_one_is_named() {
     let bad = config.auth.users().expect_err("not a digest");
     assert!(bad.contains("64 hex digits"), "{bad}");
 }
+
+/// A direct connection to `server` logging in with `userinfo` (`:password` or
+/// `user:password`).
+fn direct(server: &RedisServer, userinfo: &str) -> redis::Connection {
+    connect(&format!("redis://{userinfo}@127.0.0.1:{}/", server.port))
+}
+
+#[test]
+fn the_proxy_logs_in_to_password_protected_instances_for_everything_it_does() {
+    use shardcast_sdk::types::MigrationOutcome;
+    let servers = [RedisServer::start(), RedisServer::start()];
+    // Instance 0 wants the default user's password; instance 1 an ACL user of its own.
+    let _: () = redis::cmd("ACL")
+        .arg(&["SETUSER", "proxy", "on", ">proxy-pw", "~*", "&*", "+@all"][..])
+        .query(&mut servers[1].client())
+        .expect("ACL SETUSER");
+    let _: () = redis::cmd("CONFIG")
+        .arg(&["SET", "requirepass", "fleet-pw"][..])
+        .query(&mut servers[0].client())
+        .expect("requirepass");
+    let _: () = redis::cmd("ACL")
+        .arg(&["SETUSER", "default", "off"][..])
+        .query(&mut servers[1].client())
+        .expect("default off");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fleet = dir.path().join("fleet.pw");
+    let own = dir.path().join("proxy.pw");
+    std::fs::write(&fleet, "fleet-pw\n").expect("secret");
+    std::fs::write(&own, "proxy-pw").expect("secret");
+    let port = free_port();
+    let text = format!(
+        "listen = \"127.0.0.1:{port}\"\n\
+         [instance_auth]\npassword_file = {:?}\n\
+         [[instances]]\nname = \"redis-0\"\naddress = \"{}\"\n\
+         [[instances]]\nname = \"redis-1\"\naddress = \"{}\"\nusername = \"proxy\"\npassword_file = {:?}\n",
+        fleet.display().to_string(),
+        servers[0].address(),
+        servers[1].address(),
+        own.display().to_string(),
+    );
+    let p = shardcast_tests::servers::Proxy::start_config(port, &text);
+    let mut c = p.client_within(Duration::from_secs(10));
+    let keys: Vec<String> = (0..300).map(|i| format!("guarded:{i}")).collect();
+    for k in &keys {
+        let _: () = redis::cmd("SET").arg(k).arg(k).query(&mut c).expect("SET");
+    }
+    let got: Vec<String> = redis::cmd("MGET").arg(&keys).query(&mut c).expect("MGET");
+    assert_eq!(got, keys);
+    // Both instances hold some of them: both logins worked.
+    let held =
+        |conn: &mut redis::Connection| -> i64 { redis::cmd("DBSIZE").query(conn).expect("DBSIZE") };
+    let on0 = held(&mut direct(&servers[0], ":fleet-pw"));
+    let on1 = held(&mut direct(&servers[1], "proxy:proxy-pw"));
+    assert!(on0 > 0 && on1 > 0 && on0 + on1 == 300, "{on0} + {on1}");
+    // A session's own connection (another database) and a blocking command.
+    let _: () = redis::cmd("RPUSH")
+        .arg("guarded:list")
+        .arg("x")
+        .query(&mut c)
+        .expect("RPUSH");
+    let popped: (String, String) = redis::cmd("BLPOP")
+        .arg("guarded:list")
+        .arg(1)
+        .query(&mut c)
+        .expect("BLPOP on a pinned connection");
+    assert_eq!(popped.1, "x");
+    // A subscription opens its own connection to the channel's instance.
+    let mut sub = p.client_within(Duration::from_secs(10));
+    let mut pubsub = sub.as_pubsub();
+    pubsub.subscribe("guarded:news").expect("SUBSCRIBE");
+    let _: i64 = redis::cmd("PUBLISH")
+        .arg("guarded:news")
+        .arg("hello")
+        .query(&mut c)
+        .expect("PUBLISH");
+    let message = pubsub.get_message().expect("a message");
+    let payload: String = message.get_payload().expect("payload");
+    assert_eq!(payload, "hello");
+    drop(pubsub);
+    // A migration copies between the two protected instances.
+    let m = p.move_segment(0, 1, Duration::from_secs(30));
+    assert_eq!(m.outcome, MigrationOutcome::Completed, "{}", m.detail);
+    let got: Vec<String> = redis::cmd("MGET")
+        .arg(&keys)
+        .query(&mut c)
+        .expect("MGET after the move");
+    assert_eq!(got, keys);
+}
+
+#[test]
+fn a_refused_instance_login_is_an_error_naming_the_instance_and_no_secret() {
+    let server = RedisServer::start();
+    let _: () = redis::cmd("CONFIG")
+        .arg(&["SET", "requirepass", "the-real-pw"][..])
+        .query(&mut server.client())
+        .expect("requirepass");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("wrong.pw");
+    std::fs::write(&file, "a-wrong-pw").expect("secret");
+    let port = free_port();
+    let text = format!(
+        "listen = \"127.0.0.1:{port}\"\n[limits]\nhold_ms = 300\n\
+         [[instances]]\nname = \"redis-0\"\naddress = \"{}\"\npassword_file = {:?}\n",
+        server.address(),
+        file.display().to_string()
+    );
+    let p = shardcast_tests::servers::Proxy::start_config(port, &text);
+    let mut c = p.client_within(Duration::from_secs(10));
+    let e = error(&mut c, &["GET", "k"]);
+    assert!(e.contains("REFUSED THE LOGIN"), "{e}");
+    assert!(e.contains(&server.address()), "{e}");
+    assert!(
+        !e.contains("A-WRONG-PW") && !e.contains("THE-REAL-PW"),
+        "{e}"
+    );
+}

@@ -46,10 +46,7 @@ impl Backend {
         timeout: Duration,
         io_timeout: Duration,
     ) -> io::Result<Self> {
-        let stream = tokio::time::timeout(timeout, TcpStream::connect(address))
-            .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
-        stream.set_nodelay(true)?;
+        let stream = super::dial::dial(address, timeout).await?;
         Ok(Backend {
             stream,
             write: BytesMut::with_capacity(16 << 10),

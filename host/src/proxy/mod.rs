@@ -8,6 +8,7 @@
 //! - [`command`]: the command table: one record per command, from the servers' metadata,
 //!   and how the proxy treats each;
 //! - [`slot`]: CRC16 hash slots with hash tags;
+//! - [`dial`]: connecting to an instance, with its login;
 //! - [`backend`]: one connection to one instance, owned by a session;
 //! - [`client`]: writing to a client within a deadline;
 //! - [`auth`]: client users, password digests and command rules;
@@ -22,6 +23,7 @@ pub mod auth;
 pub mod backend;
 pub mod client;
 pub mod command;
+pub mod dial;
 pub mod gate;
 pub mod keyspec;
 pub mod loops;

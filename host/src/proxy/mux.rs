@@ -125,25 +125,16 @@ struct InFlight {
 async fn run(address: String, deadlines: Deadlines, mut rx: mpsc::Receiver<Job>) {
     loop {
         let Some(first) = rx.recv().await else { return };
-        let stream =
-            match tokio::time::timeout(deadlines.connect, TcpStream::connect(&address)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    fail_all(
-                        std::iter::once(first).chain(drain(&mut rx, QUEUE)),
-                        &format!("{UNREACHABLE}: {e}"),
-                    );
-                    continue;
-                }
-                Err(_) => {
-                    fail_all(
-                        std::iter::once(first).chain(drain(&mut rx, QUEUE)),
-                        &format!("{UNREACHABLE}: connect timed out"),
-                    );
-                    continue;
-                }
-            };
-        let _ = stream.set_nodelay(true);
+        let stream = match super::dial::dial(&address, deadlines.connect).await {
+            Ok(s) => s,
+            Err(e) => {
+                fail_all(
+                    std::iter::once(first).chain(drain(&mut rx, QUEUE)),
+                    &format!("{UNREACHABLE}: {e}"),
+                );
+                continue;
+            }
+        };
         serve(&address, stream, first, &mut rx, deadlines.request).await;
     }
 }

@@ -132,10 +132,7 @@ impl Subscriptions {
             move |_| io::Error::new(io::ErrorKind::TimedOut, format!("{what} timed out"))
         };
         if !self.writers.contains_key(&id) {
-            let stream = tokio::time::timeout(io_limit, TcpStream::connect(address))
-                .await
-                .map_err(bounded("connecting for a subscription"))??;
-            stream.set_nodelay(true)?;
+            let stream = super::dial::dial(address, io_limit).await?;
             let (mut reader, mut writer) = stream.into_split();
             let mut hello = BytesMut::new();
             for s in setup {

@@ -276,8 +276,15 @@ impl Session {
             }
             if started.elapsed() >= bound {
                 self.shared.gate.record_instance_hold(started.elapsed());
+                let last = match &answer {
+                    Ok(Err(why)) => why
+                        .strip_prefix(crate::proxy::mux::UNREACHABLE)
+                        .unwrap_or(why)
+                        .trim_start_matches([':', ' ']),
+                    _ => "no answer",
+                };
                 return Ok(Err(format!(
-                    "{}: held {} ms for it to come back, then given up; retry",
+                    "{}: held {} ms for it to come back (last: {last}), then given up; retry",
                     crate::proxy::mux::UNREACHABLE,
                     bound.as_millis()
                 )));
