@@ -121,6 +121,22 @@ const SCRIPT: &[&str] = &[
     "OBJECT ENCODING {t}l",
     "OBJECT ENCODING {t}a",
     "MEMORY USAGE {t}a",
+    // Sent to every instance, the replies merged.
+    "SCRIPT LOAD return 1",
+    "SCRIPT LOAD return",
+    "SCRIPT EXISTS 63143b6f8007b98c53ca2149822777b3566f9241 0000000000000000000000000000000000000000",
+    "SCRIPT FLUSH",
+    "SCRIPT EXISTS 63143b6f8007b98c53ca2149822777b3566f9241",
+    "CONFIG GET maxmemory-policy",
+    "CONFIG SET maxmemory-policy allkeys-lru",
+    "CONFIG GET maxmemory-policy",
+    "PUBSUB CHANNELS",
+    "PUBSUB NUMSUB a b",
+    "PUBSUB NUMPAT",
+    "SLOWLOG RESET",
+    "LATENCY LATEST",
+    "FUNCTION FLUSH",
+    "FUNCTION LIST",
     // Errors as redis-server words them.
     "NOSUCHCOMMAND a b",
     "XINFO NOSUCH",
@@ -178,4 +194,40 @@ fn a_blocking_xreadgroup_is_woken_by_an_xadd_through_another_session() {
     let _: String = cmd("XADD {b}s 7-1 f v").query(&mut c).expect("XADD");
     let got = reader.join().expect("reader");
     assert!(got.contains("7-1"), "the blocked reader got {got}");
+}
+
+#[test]
+fn fleet_commands_reach_every_instance_and_name_the_ones_that_refuse() {
+    let servers = [RedisServer::start(), RedisServer::start()];
+    let p = Proxy::start(&[&servers[0], &servers[1]], "");
+    let mut c = p.client_within(Duration::from_secs(10));
+    let _: () = cmd("CONFIG SET maxmemory-policy allkeys-lfu")
+        .query(&mut c)
+        .expect("CONFIG SET through the proxy");
+    for s in &servers {
+        let got: Vec<String> = cmd("CONFIG GET maxmemory-policy")
+            .query(&mut s.client())
+            .expect("CONFIG GET directly");
+        assert_eq!(got[1], "allkeys-lfu", "every instance got the setting");
+    }
+    let refused = answer(&mut c, "CONFIG SET maxmemory-policy no-such-policy");
+    assert!(
+        refused.contains("refused by 2 of 2 instances")
+            && refused.contains("redis-0")
+            && refused.contains("redis-1"),
+        "{refused}"
+    );
+    let info: String = cmd("INFO").query(&mut c).expect("INFO");
+    assert!(
+        info.contains("redis_version:"),
+        "the instances' INFO is there"
+    );
+    assert!(
+        info.contains("# Shardcast\r\n") && info.contains("instances:2\r\n"),
+        "{info}"
+    );
+    let server_only: String = cmd("INFO server").query(&mut c).expect("INFO server");
+    assert!(!server_only.contains("# Shardcast"));
+    let own: String = cmd("INFO shardcast").query(&mut c).expect("INFO shardcast");
+    assert!(own.contains("segments:"), "{own}");
 }

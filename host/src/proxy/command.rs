@@ -33,6 +33,34 @@ pub enum Merge {
     Sum,
 }
 
+/// How the replies of a command sent to every serving instance are merged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FanOut {
+    /// Integers summed (DBSIZE, SLOWLOG LEN).
+    SumIntegers,
+    /// Every instance answers OK; the first error is the answer.
+    AllOk,
+    /// Every instance answers OK; otherwise the error names each instance that refused
+    /// and those that applied it (CONFIG SET).
+    AllOkNamed,
+    /// Key lists, concatenated, each instance's filtered to the keys it owns.
+    Keys,
+    /// The first reply that is not nil.
+    FirstNonNull,
+    /// Arrays concatenated (SLOWLOG GET, LATENCY LATEST).
+    Concat,
+    /// Arrays concatenated without repeats (PUBSUB CHANNELS).
+    Union,
+    /// `[name, count, ...]` pairs with the counts summed by name (PUBSUB NUMSUB).
+    SumPairs,
+    /// The largest integer (PUBSUB NUMPAT: every pattern is on every instance).
+    Max,
+    /// Integer arrays, element-wise: 1 only where every instance says 1 (SCRIPT EXISTS).
+    AllOf,
+    /// INFO: the first instance's text with a `# Shardcast` section after it.
+    Info,
+}
+
 /// What the proxy does with one request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Class {
@@ -45,6 +73,8 @@ pub enum Class {
     Blocking(Vec<usize>),
     /// Answered or fanned out by the proxy itself.
     Local,
+    /// Sent to every serving instance and the replies merged.
+    Fleet(FanOut),
     /// Transactions: MULTI, EXEC, DISCARD, WATCH, UNWATCH.
     Transaction,
     /// Pub/sub: SUBSCRIBE and friends.
@@ -68,6 +98,8 @@ enum Treatment {
     Channel,
     /// Answered or fanned out by the proxy.
     Local,
+    /// Sent to every serving instance, the replies merged.
+    Fleet(FanOut),
     /// MULTI, EXEC, DISCARD, WATCH, UNWATCH.
     Transaction,
     /// Subscribed mode and PUBSUB.
@@ -93,7 +125,30 @@ const HANDLED: &[(&str, Treatment)] = &[
     ("punsubscribe", Treatment::PubSub),
     ("ssubscribe", Treatment::PubSub),
     ("sunsubscribe", Treatment::PubSub),
-    ("pubsub", Treatment::PubSub),
+    ("pubsub|channels", Treatment::Fleet(FanOut::Union)),
+    ("pubsub|shardchannels", Treatment::Fleet(FanOut::Union)),
+    ("pubsub|numsub", Treatment::Fleet(FanOut::SumPairs)),
+    ("pubsub|shardnumsub", Treatment::Fleet(FanOut::SumPairs)),
+    ("pubsub|numpat", Treatment::Fleet(FanOut::Max)),
+    ("script|load", Treatment::Fleet(FanOut::FirstNonNull)),
+    ("script|exists", Treatment::Fleet(FanOut::AllOf)),
+    ("script|flush", Treatment::Fleet(FanOut::AllOk)),
+    ("function|load", Treatment::Fleet(FanOut::FirstNonNull)),
+    ("function|delete", Treatment::Fleet(FanOut::AllOk)),
+    ("function|flush", Treatment::Fleet(FanOut::AllOk)),
+    ("function|restore", Treatment::Fleet(FanOut::AllOk)),
+    ("function|list", Treatment::Fleet(FanOut::FirstNonNull)),
+    ("function|dump", Treatment::Fleet(FanOut::FirstNonNull)),
+    ("config|get", Treatment::Fleet(FanOut::FirstNonNull)),
+    ("config|set", Treatment::Fleet(FanOut::AllOkNamed)),
+    ("config|resetstat", Treatment::Fleet(FanOut::AllOkNamed)),
+    ("slowlog|get", Treatment::Fleet(FanOut::Concat)),
+    ("slowlog|len", Treatment::Fleet(FanOut::SumIntegers)),
+    ("slowlog|reset", Treatment::Fleet(FanOut::AllOk)),
+    ("latency|latest", Treatment::Fleet(FanOut::Concat)),
+    ("latency|history", Treatment::Fleet(FanOut::Concat)),
+    ("latency|reset", Treatment::Fleet(FanOut::SumIntegers)),
+    ("latency|doctor", Treatment::Fleet(FanOut::FirstNonNull)),
     ("publish", Treatment::Channel),
     ("ping", Treatment::Local),
     ("echo", Treatment::Local),
@@ -369,7 +424,7 @@ impl Table {
         if !command.subcommands.is_empty() && command.treatment == Treatment::Keys {
             // A container whose subcommand the servers do not know.
             return match args.get(1) {
-                None => Class::Arity,
+                None => arity(&command.spec.name),
                 Some(sub) => Class::Refused(format!(
                     "ERR unknown subcommand '{}'. Try {} HELP.",
                     printable(sub.as_ref()),
@@ -378,16 +433,19 @@ impl Table {
             };
         }
         if !command.spec.arity_ok(args.len()) {
-            return Class::Arity;
+            return arity(&command.spec.name);
         }
         match command.treatment {
-            Treatment::Split(Merge::Ok) if args.len().is_multiple_of(2) => Class::Arity,
+            Treatment::Split(Merge::Ok) if args.len().is_multiple_of(2) => {
+                arity(&command.spec.name)
+            }
             Treatment::Split(merge) => {
                 let step = if merge == Merge::Ok { 2 } else { 1 };
                 Class::Split(merge, (1..args.len()).step_by(step).collect())
             }
             Treatment::Channel => Class::Keyed(vec![1]),
             Treatment::Local => Class::Local,
+            Treatment::Fleet(kind) => Class::Fleet(kind),
             Treatment::Transaction => Class::Transaction,
             Treatment::PubSub => Class::PubSub,
             Treatment::Keys => routed(command, args),
@@ -469,6 +527,14 @@ fn sort_keys(args: &[impl AsRef<[u8]>]) -> Result<Option<usize>, String> {
         };
     }
     Ok(store)
+}
+
+/// Redis's error for a wrong argument count, naming the command (`container|sub` for a
+/// subcommand) as Redis does.
+fn arity(name: &str) -> Class {
+    Class::Refused(format!(
+        "ERR wrong number of arguments for '{name}' command"
+    ))
 }
 
 /// Redis's error for a command it does not know.
@@ -556,15 +622,26 @@ mod tests {
             classify("MSET a 1 b 2"),
             Class::Split(Merge::Ok, vec![1, 3])
         );
-        assert_eq!(classify("MSET a 1 b"), Class::Arity);
+        assert_eq!(classify("MSET a 1 b"), arity("mset"));
         assert_eq!(classify("DEL a b"), Class::Split(Merge::Sum, vec![1, 2]));
         assert_eq!(classify("PING"), Class::Local);
         assert_eq!(classify("MULTI"), Class::Transaction);
         assert_eq!(classify("SUBSCRIBE c"), Class::PubSub);
+        assert_eq!(
+            classify("PUBSUB NUMSUB a b"),
+            Class::Fleet(FanOut::SumPairs)
+        );
+        assert_eq!(
+            classify("config set maxmemory 1"),
+            Class::Fleet(FanOut::AllOkNamed)
+        );
+        assert_eq!(classify("CONFIG REWRITE"), Class::Unsupported);
         assert_eq!(classify("PUBLISH c m"), Class::Keyed(vec![1]));
         assert_eq!(classify("CLUSTER INFO"), Class::Unsupported);
-        assert_eq!(classify("GET"), Class::Arity);
-        assert_eq!(classify("GET a b"), Class::Arity);
+        assert_eq!(classify("GET"), arity("get"));
+        assert_eq!(classify("GET a b"), arity("get"));
+        assert_eq!(classify("SCRIPT LOAD a b"), arity("script|load"));
+        assert_eq!(classify("XINFO"), arity("xinfo"));
         assert_eq!(
             classify("NOSUCH a"),
             Class::Refused("ERR unknown command 'NOSUCH', with args beginning with: 'a' ".into())

@@ -8,6 +8,7 @@
 //! - [`command`]: the command table: one record per command, from the servers' metadata,
 //!   and how the proxy treats each;
 //! - [`slot`]: CRC16 hash slots with hash tags;
+//! - [`fleet`]: merging the replies of a command sent to every instance;
 //! - [`dial`]: connecting to an instance, with its login;
 //! - [`backend`]: one connection to one instance, owned by a session;
 //! - [`client`]: writing to a client within a deadline;
@@ -24,6 +25,7 @@ pub mod backend;
 pub mod client;
 pub mod command;
 pub mod dial;
+pub mod fleet;
 pub mod gate;
 pub mod keyspec;
 pub mod loops;

@@ -48,6 +48,16 @@ impl Registry {
         }
     }
 
+    /// Live sessions.
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// True when no session is live.
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+
     /// The repository.
     pub fn repository(&self) -> &Arc<dyn SessionRepository> {
         &self.repository

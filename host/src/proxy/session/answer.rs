@@ -72,44 +72,46 @@ impl Session {
                 let expect = self.within(effect);
                 let mut frames = Vec::new();
                 let mut failure = unsent;
+                let mut refused = Vec::new();
+                let mut applied = Vec::new();
                 let mut ran = false;
                 for (id, t) in targets {
                     let part = self.read_frame(id, t, broken, expect).await;
                     ran |= matches!(&part, Ok(f) if !f.is_error());
                     match part {
-                        Ok(f) if f.is_error() => failure = failure.or(Some(f)),
+                        Ok(f) if f.is_error() => {
+                            refused.push(format!("{}: {}", self.instance_name(id), error_text(&f)));
+                            failure = failure.or(Some(f));
+                        }
                         Ok(Frame::Array(Some(keys))) if matches!(kind, FanOut::Keys) => {
                             frames.push(Frame::Array(Some(self.owned(id, keys))))
                         }
-                        Ok(f) => frames.push(f),
+                        Ok(f) => {
+                            applied.push(self.instance_name(id));
+                            frames.push(f)
+                        }
                         Err(e) => failure = failure.or(Some(e)),
                     }
+                }
+                if kind == FanOut::AllOkNamed && !refused.is_empty() {
+                    return Err(err(format!(
+                        "ERR refused by {} of {} instances ({}); applied on {}",
+                        refused.len(),
+                        refused.len() + applied.len(),
+                        refused.join("; "),
+                        if applied.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            applied.join(", ")
+                        }
+                    )));
                 }
                 if let Some(f) = failure {
                     return Err(partly_ran(f, ran, effect));
                 }
-                Err(match kind {
-                    FanOut::SumIntegers => Frame::Integer(
-                        frames
-                            .iter()
-                            .map(|f| if let Frame::Integer(n) = f { *n } else { 0 })
-                            .sum(),
-                    ),
-                    FanOut::AllOk => Frame::ok(),
-                    FanOut::Keys => Frame::Array(Some(
-                        frames
-                            .into_iter()
-                            .flat_map(|f| match f {
-                                Frame::Array(Some(v)) | Frame::Set(v) => v,
-                                _ => Vec::new(),
-                            })
-                            .collect(),
-                    )),
-                    FanOut::FirstNonNull => frames
-                        .into_iter()
-                        .find(|f| !matches!(f, Frame::Bulk(None) | Frame::Null))
-                        .unwrap_or(Frame::Bulk(None)),
-                })
+                Err(crate::proxy::fleet::merge(kind, frames, || {
+                    self.info_section()
+                }))
             }
             Pending::Scan(id, t, epoch16) => {
                 let f = self
@@ -168,6 +170,14 @@ impl Session {
 
 /// The answer to a write split over instances when one part failed: a `TRYAGAIN` promises
 /// that nothing ran, so once another part has run it becomes an outcome-unknown error.
+/// An error frame's text.
+fn error_text(f: &Frame) -> String {
+    match f {
+        Frame::Error(b) | Frame::BlobError(b) => String::from_utf8_lossy(b).into_owned(),
+        other => format!("{other:?}"),
+    }
+}
+
 fn partly_ran(failure: Frame, ran: bool, effect: Effect) -> Frame {
     let retryable = matches!(&failure, Frame::Error(e) if e.starts_with(b"TRYAGAIN"));
     if !(ran && retryable && effect == Effect::Write) {

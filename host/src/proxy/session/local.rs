@@ -46,6 +46,9 @@ impl Session {
                 let reply = self.reply_to(&req);
                 self.forward(table.owner(0), &req.raw, None, reply).await
             }
+            "INFO" if crate::proxy::fleet::wants_section(&req.args) => {
+                self.fan_out(&req, FanOut::Info).await
+            }
             "INFO" => self.fan_out(&req, FanOut::FirstNonNull).await,
             "DBSIZE" => self.fan_out(&req, FanOut::SumIntegers).await,
             // A flush racing a migration's copy could bring keys back on the target.
@@ -242,5 +245,39 @@ fn valid_name(name: &[u8]) -> Result<(), Frame> {
         Err(err(
             "ERR Client names cannot contain spaces, newlines or special characters.",
         ))
+    }
+}
+
+impl Session {
+    /// INFO's `# Shardcast` section: the fleet, the segment table, moving slots, held
+    /// requests and sessions, as this proxy sees them.
+    pub(super) fn info_section(&self) -> String {
+        let topology = &self.shared.topology;
+        let table = topology.current();
+        let held = self.shared.gate.held();
+        let restarts = self.shared.gate.instance_holds();
+        let states: Vec<String> = topology
+            .instances
+            .iter()
+            .zip(topology.states())
+            .map(|(i, s)| format!("{}={s:?}", i.name).to_lowercase())
+            .collect();
+        format!(
+            "# Shardcast\r\nshardcast_version:{}\r\ninstances:{}\r\ninstances_serving:{}\r\n\
+             instance_states:{}\r\nsegments:{}\r\ntable_epoch:{}\r\nslots_moving:{}\r\n\
+             cutover_held_requests:{}\r\ncutover_held_max_us:{}\r\n\
+             restart_held_requests:{}\r\nsessions:{}\r\n",
+            env!("CARGO_PKG_VERSION"),
+            topology.instances.len(),
+            topology.serving().len(),
+            states.join(","),
+            table.segments.len(),
+            table.epoch,
+            u8::from(self.shared.gate.any_moving()),
+            held.requests,
+            held.max_us,
+            restarts.requests,
+            self.shared.sessions.len(),
+        )
     }
 }

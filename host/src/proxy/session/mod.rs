@@ -37,7 +37,7 @@ use tokio::sync::oneshot;
 use super::auth::{User, Users};
 use super::backend::Backend;
 use super::client::{read_fresh, write_client};
-use super::command::{self, Class, Merge, classify, is_write, may_write};
+use super::command::{self, Class, FanOut, Merge, classify, is_write, may_write};
 use super::gate::{Gate, SlotState, WriteGuard};
 use super::mux::Mux;
 use super::request::{Request, Requests};
@@ -189,15 +189,6 @@ fn blocking_timeout(req: &Request) -> Option<Option<Duration>> {
 /// Where a reply will come from: the shared multiplexer (with the request, to send again if
 /// the instance could not be reached), or the session's own connection (`None`).
 type Ticket = Option<(oneshot::Receiver<Result<Vec<Bytes>, String>>, Bytes)>;
-
-#[derive(Clone, Copy)]
-enum FanOut {
-    SumIntegers,
-    AllOk,
-    /// Key lists, concatenated, each instance's filtered to the keys it owns.
-    Keys,
-    FirstNonNull,
-}
 
 /// One client session.
 pub struct Session {
@@ -577,6 +568,7 @@ impl Session {
             }
             Class::Split(merge, keys) => self.split(&req, merge, &keys).await,
             Class::Local => self.local(req).await,
+            Class::Fleet(kind) => self.fan_out(&req, kind).await,
             Class::Transaction => self.transaction(req).await,
             Class::PubSub
                 if matches!(
