@@ -17,6 +17,7 @@
 //! - [`mux`]: shared connections multiplexing many sessions' requests;
 //! - [`session`]: one client connection: routing, pipelining, merging, transactions;
 //! - [`pubsub`]: subscribed mode;
+//! - [`confirmations`]: subscribed mode's replies, in request order;
 //! - [`server`]: the accept loop and graceful shutdown;
 //! - [`loops`]: the event loops, one thread each, that the accept loops run on.
 
@@ -24,6 +25,7 @@ pub mod auth;
 pub mod backend;
 pub mod client;
 pub mod command;
+pub mod confirmations;
 pub mod dial;
 pub mod fleet;
 pub mod gate;

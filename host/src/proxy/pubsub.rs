@@ -2,10 +2,11 @@
 //!
 //! A channel lives on the instance that owns its slot, so `PUBLISH` (routed like a key)
 //! and `SUBSCRIBE` meet there; patterns can match any channel, so `PSUBSCRIBE` goes to
-//! every serving instance (and to a standby once it is activated). Messages and
-//! confirmations from all of them are forwarded to the
-//! client as they arrive, with subscription counts rewritten to the session's totals. When
-//! the total falls to zero the session returns to normal request/response mode.
+//! every serving instance (and to a standby once it is activated). The client's replies
+//! are Redis's own, computed in request order ([`Confirmations`]) and released once the
+//! instances have confirmed; messages are forwarded after any reply still waiting. When
+//! the total falls to zero and every reply is out, the session returns to normal
+//! request/response mode.
 //!
 //! Subscriptions follow their channels: when a migration moves a channel's slot, the
 //! session subscribes on the new owner and unsubscribes on the old; when an instance
@@ -30,6 +31,7 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::mpsc;
 
 use super::client::write_client;
+use super::confirmations::Confirmations;
 use super::request::{Request, Requests};
 use super::resp::{Frame, FrameScanner, Limits, parse};
 use super::slot::slot;
@@ -358,56 +360,40 @@ impl Subscriptions {
     }
 }
 
-/// Where a subscription command goes: per instance, the raw request to send.
+/// Where a subscription command (`command`, with these names) goes: per instance, the
+/// raw request to send. Channels go to the owners of their slots; patterns to every
+/// serving instance; no names, nowhere.
 fn plan(
-    req: &Request,
-    subs: &Subscriptions,
+    command: &Bytes,
+    names: &[Bytes],
     owner: &(dyn Fn(u16) -> InstanceId + Sync),
     serving: &[InstanceId],
 ) -> Vec<(InstanceId, Bytes)> {
-    let name = req.name();
-    let args = &req.args[1..];
-    let by_owner = |names: &[Bytes]| {
-        let mut groups: Vec<(InstanceId, Vec<Bytes>)> = Vec::new();
-        for n in names {
-            let id = owner(slot(n));
-            match groups.iter_mut().find(|(g, _)| *g == id) {
-                Some((_, v)) => v.push(n.clone()),
-                None => groups.push((id, vec![n.clone()])),
-            }
-        }
-        groups
-            .into_iter()
-            .map(|(id, names)| {
-                let mut a = vec![req.args[0].clone()];
-                a.extend(names);
-                (id, Request::from_args(a).raw)
-            })
-            .collect::<Vec<_>>()
+    let encode = |names: Vec<Bytes>| {
+        let mut a = vec![command.clone()];
+        a.extend(names);
+        Request::from_args(a).raw
     };
-    match name.as_str() {
-        "SUBSCRIBE" | "SSUBSCRIBE" => by_owner(args),
-        "UNSUBSCRIBE" | "SUNSUBSCRIBE" if !args.is_empty() => by_owner(args),
-        "UNSUBSCRIBE" | "SUNSUBSCRIBE" => {
-            let set = if name == "UNSUBSCRIBE" {
-                &subs.channels
-            } else {
-                &subs.shard_channels
-            };
-            let all: Vec<Bytes> = set.iter().cloned().collect();
-            by_owner(&all)
-        }
-        "PUNSUBSCRIBE" if args.is_empty() => {
-            if subs.patterns.is_empty() {
-                return Vec::new();
-            }
-            let mut a = vec![req.args[0].clone()];
-            a.extend(subs.patterns.iter().cloned());
-            let raw = Request::from_args(a).raw;
-            serving.iter().map(|&id| (id, raw.clone())).collect()
-        }
-        _ => serving.iter().map(|&id| (id, req.raw.clone())).collect(),
+    if names.is_empty() {
+        return Vec::new();
     }
+    if command.eq_ignore_ascii_case(b"PSUBSCRIBE") || command.eq_ignore_ascii_case(b"PUNSUBSCRIBE")
+    {
+        let raw = encode(names.to_vec());
+        return serving.iter().map(|&id| (id, raw.clone())).collect();
+    }
+    let mut groups: Vec<(InstanceId, Vec<Bytes>)> = Vec::new();
+    for n in names {
+        let id = owner(slot(n));
+        match groups.iter_mut().find(|(g, _)| *g == id) {
+            Some((_, v)) => v.push(n.clone()),
+            None => groups.push((id, vec![n.clone()])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(id, names)| (id, encode(names)))
+        .collect()
 }
 
 /// The address of instance `id`.
@@ -434,49 +420,63 @@ pub async fn serve(
 ) -> io::Result<()> {
     let mut subs = Subscriptions::new(bounds.io);
     let mut queue: std::collections::VecDeque<Request> = first.into();
-    let mut expected = 0usize;
+    // Replies in request order, each released once its instances have confirmed.
+    let mut asked = Confirmations::new(!setup.is_empty());
     // A new table (a migration's flip) may move channels: follow them.
     let mut changes = topology.changes();
     loop {
         while let Some(req) = queue.pop_front() {
-            let mut out = BytesMut::new();
-            match req.name().as_str() {
-                "SUBSCRIBE" | "PSUBSCRIBE" | "SSUBSCRIBE" | "UNSUBSCRIBE" | "PUNSUBSCRIBE" | "SUNSUBSCRIBE" => {
+            let kind = req.name();
+            match kind.as_str() {
+                "SUBSCRIBE" | "PSUBSCRIBE" | "SSUBSCRIBE" | "UNSUBSCRIBE" | "PUNSUBSCRIBE"
+                | "SUNSUBSCRIBE" => {
+                    if req.args.len() == 1 && !kind.contains("UNSUB") {
+                        asked.answer(Frame::error(format!(
+                            "ERR wrong number of arguments for '{}' command",
+                            kind.to_lowercase()
+                        )));
+                        continue;
+                    }
+                    let names = if req.args.len() == 1 {
+                        asked.all_of(&kind)
+                    } else {
+                        req.args[1..].to_vec()
+                    };
                     let table = topology.table();
                     let owner = |s: u16| table.owner(s);
                     let serving = topology.serving();
-                    let targets = plan(&req, &subs, &owner, &serving);
-                    if req.name() == "PSUBSCRIBE" {
+                    let targets = plan(&req.args[0], &names, &owner, &serving);
+                    if kind == "PSUBSCRIBE" {
                         subs.pattern_on.extend(serving.iter().copied());
                     }
-                    if targets.is_empty() {
-                        let kind = req.name().to_lowercase();
-                        Frame::Array(Some(vec![Frame::bulk(kind), Frame::Bulk(None), Frame::Integer(subs.total() as i64)]))
-                            .encode(&mut out);
-                    }
+                    let mut sent = Vec::with_capacity(targets.len());
                     for (id, raw) in targets {
-                        expected += count_args(&raw);
                         subs.send(id, &address(topology, id), &setup, &raw).await?;
+                        sent.push((id, count_args(&raw)));
                     }
+                    asked.request(&kind, &names, &sent);
                 }
-                "PING" => Frame::Array(Some(vec![Frame::bulk("pong"), Frame::bulk(req.args.get(1).cloned().unwrap_or_default())]))
-                    .encode(&mut out),
+                "PING" => asked.answer(Frame::Array(Some(vec![
+                    Frame::bulk("pong"),
+                    Frame::bulk(req.args.get(1).cloned().unwrap_or_default()),
+                ]))),
                 "QUIT" => {
+                    let mut out = BytesMut::new();
+                    for f in asked.ready() {
+                        f.encode(&mut out);
+                    }
                     Frame::ok().encode(&mut out);
                     write_client(client, &out, bounds.client_write).await?;
                     return Err(io::Error::new(io::ErrorKind::ConnectionAborted, "client quit"));
                 }
-                _ => Frame::error(format!(
+                _ => asked.answer(Frame::error(format!(
                     "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT are allowed in this context",
-                    req.name().to_lowercase()
-                ))
-                .encode(&mut out),
-            }
-            if !out.is_empty() {
-                write_client(client, &out, bounds.client_write).await?;
+                    kind.to_lowercase()
+                ))),
             }
         }
-        if subs.total() == 0 && expected == 0 {
+        release(client, &mut asked, bounds).await?;
+        if asked.total() == 0 && asked.settled() {
             return Ok(());
         }
         tokio::select! {
@@ -484,7 +484,9 @@ pub async fn serve(
                 let (from, frame) = match event {
                     Some(Event::Frame(from, frame)) => (from, frame),
                     Some(Event::Closed(id)) => {
-                        // The instance went away (a restart): reconnect and subscribe again.
+                        // The instance went away (a restart): what it owed will not come;
+                        // reconnect and subscribe again.
+                        asked.forget(id);
                         subs.resubscribe(id, topology, &setup, bounds.hold).await?;
                         continue;
                     }
@@ -496,18 +498,17 @@ pub async fn serve(
                 let is_confirmation = matches!(&frame, Frame::Array(Some(i)) | Frame::Push(i)
                     if matches!(i.first(), Some(Frame::Bulk(Some(k))) if k.as_ref().to_ascii_lowercase().ends_with(b"subscribe")));
                 if is_confirmation {
-                    expected = expected.saturating_sub(1);
-                }
-                if let Some(frame) = subs.confirm(from, frame) {
+                    // The confirmed state (where each channel lives) follows the instances;
+                    // the client's reply is the one computed at its request.
+                    asked.confirmed(from);
+                    let _ = subs.confirm(from, frame);
                     publish(subs.partition());
-                    let mut out = BytesMut::new();
-                    frame.encode(&mut out);
-                    write_client(client, &out, bounds.client_write).await?;
-                }
-                // Back to normal mode as soon as nothing is subscribed; confirmations still
-                // on their way from other instances repeat what the client has been told.
-                if is_confirmation && subs.total() == 0 {
-                    return Ok(());
+                } else if frame.is_error() {
+                    asked.confirmed(from);
+                    asked.answer(frame);
+                } else {
+                    // A message: after every reply still waiting, as Redis orders them.
+                    asked.answer(frame);
                 }
             }
             Ok(()) = changes.changed() => subs.follow(topology, &setup).await?,
@@ -523,6 +524,23 @@ pub async fn serve(
             }
         }
     }
+}
+
+/// Write the replies and messages now due to the client.
+async fn release(
+    client: &mut TcpStream,
+    asked: &mut Confirmations,
+    bounds: Bounds,
+) -> io::Result<()> {
+    let due = asked.ready();
+    if due.is_empty() {
+        return Ok(());
+    }
+    let mut out = BytesMut::new();
+    for f in due {
+        f.encode(&mut out);
+    }
+    write_client(client, &out, bounds.client_write).await
 }
 
 /// Number of channel arguments in a raw subscription command (its array length minus one).
