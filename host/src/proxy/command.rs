@@ -7,7 +7,7 @@
 //! equal to the installed redis-server by a test) and is replaced by what an instance
 //! answers to `COMMAND` when one first answers and whenever one comes back with a new
 //! `run_id` ([`install`]). The proxy's own choices (commands it answers itself, splits by
-//! slot, transactions, pub/sub) are one short list of records, [`HANDLED`]; every other
+//! slot, transactions, pub/sub) are one short list of records, `HANDLED`; every other
 //! command with keys is routed by them, module commands included.
 //!
 //! The session asks [`classify`] about a request and acts on the answer; the migration
@@ -157,6 +157,10 @@ const HANDLED: &[(&str, Treatment)] = &[
     ("memory|doctor", Treatment::Fleet(FanOut::FirstNonNull)),
     ("module|list", Treatment::Fleet(FanOut::FirstNonNull)),
     ("bgsave", Treatment::Fleet(FanOut::FirstNonNull)),
+    ("acl|cat", Treatment::Fleet(FanOut::FirstNonNull)),
+    ("acl|help", Treatment::Fleet(FanOut::FirstNonNull)),
+    ("acl|genpass", Treatment::Fleet(FanOut::FirstNonNull)),
+    ("acl|whoami", Treatment::Local),
     ("bgrewriteaof", Treatment::Fleet(FanOut::FirstNonNull)),
     ("publish", Treatment::Channel),
     ("ping", Treatment::Local),
