@@ -15,6 +15,30 @@ pub struct Entry {
     pub session: Session,
     /// Commands served since the last collection.
     pub ops: AtomicU64,
+    /// Its connection's addresses, last command and kill switch, kept across updates.
+    pub control: Arc<Control>,
+}
+
+/// What `CLIENT LIST` shows of a session's connection beyond its state, and how
+/// `CLIENT KILL` ends it.
+#[derive(Debug, Default)]
+pub struct Control {
+    /// The client's address and the proxy's address it connected to.
+    pub addrs: std::sync::OnceLock<(std::net::SocketAddr, std::net::SocketAddr)>,
+    /// When it last sent a command, in ms since the Unix epoch.
+    pub last_ms: AtomicU64,
+    /// Set by `CLIENT KILL`: the session ends at its next wait.
+    pub killed: std::sync::atomic::AtomicBool,
+    /// Wakes the session's wait when it is killed.
+    pub kill: tokio::sync::Notify,
+}
+
+impl Control {
+    /// End the session: it closes its connection at its next wait.
+    pub fn kill(&self) {
+        self.killed.store(true, Ordering::Relaxed);
+        self.kill.notify_one();
+    }
 }
 
 /// The first session id of this process: a 31-bit prefix drawn from the clock and the
@@ -66,14 +90,15 @@ impl Registry {
     /// Register or update a session; returns its counters.
     pub fn upsert(&self, session: Session) -> Arc<Entry> {
         let id = session.id;
-        let ops = self
+        let (ops, control) = self
             .sessions
             .get(&id)
-            .map(|e| e.ops.load(Ordering::Relaxed))
-            .unwrap_or(0);
+            .map(|e| (e.ops.load(Ordering::Relaxed), e.control.clone()))
+            .unwrap_or_default();
         let entry = Arc::new(Entry {
             session,
             ops: AtomicU64::new(ops),
+            control,
         });
         self.sessions.insert(id, entry.clone());
         entry
@@ -88,6 +113,13 @@ impl Registry {
     pub fn remove(&self, session: u64) {
         self.sessions.remove(&session);
         self.repository.remove(session);
+    }
+
+    /// Every live session's record, by id.
+    pub fn entries(&self) -> Vec<Arc<Entry>> {
+        let mut out: Vec<Arc<Entry>> = self.sessions.iter().map(|e| e.value().clone()).collect();
+        out.sort_by_key(|e| e.session.id);
+        out
     }
 
     /// Every live session, and the ops each served since the last call (reset).

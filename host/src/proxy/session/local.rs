@@ -218,22 +218,13 @@ impl Session {
                 }
                 Frame::ok()
             }
-            Some("INFO") => Frame::bulk(format!(
-                "id={} name={} lib-name={} db={} resp={}\n",
-                self.id,
-                self.state
-                    .name
-                    .as_deref()
-                    .map(String::from_utf8_lossy)
-                    .unwrap_or_default(),
-                self.state
-                    .lib
-                    .as_deref()
-                    .map(String::from_utf8_lossy)
-                    .unwrap_or_default(),
-                self.state.db,
-                self.state.protocol
-            )),
+            Some("INFO") => self.client_info(),
+            Some("LIST") => self.client_list(req),
+            Some("KILL") if req.args.len() >= 3 => self.client_kill(req),
+            Some("NO-EVICT") if req.args.len() == 3 => match req.arg_upper(2).as_deref() {
+                Some("ON" | "OFF") => Frame::ok(),
+                _ => err("ERR syntax error"),
+            },
             _ => err(format!(
                 "ERR unsupported CLIENT subcommand '{}' through the shardcast proxy",
                 req.arg_upper(1).unwrap_or_default()

@@ -67,6 +67,11 @@ impl Session {
         }
     }
 
+    /// The user this session runs as.
+    pub(super) fn user_name(&self) -> &str {
+        self.user.as_deref().map_or("default", |u| u.name.as_str())
+    }
+
     /// True when the client has logged in, or needs not.
     pub(super) fn authenticated(&self) -> bool {
         self.user.is_some() || !self.shared.users.required()

@@ -16,6 +16,7 @@
 //! - `answer`: turning replies into the answer of each request.
 
 mod answer;
+mod clients;
 mod connections;
 mod keyed;
 mod local;
@@ -218,6 +219,7 @@ pub struct Session {
 /// The view's record of a session.
 fn record(
     id: u64,
+    user: &str,
     state: &ConnState,
     pinned: Option<InstanceId>,
     in_transaction: bool,
@@ -235,13 +237,21 @@ fn record(
         name: text(&state.name),
         lib: text(&state.lib),
         db: state.db,
-        user: "default".into(),
+        user: user.into(),
         protocol: state.protocol,
         pinned,
         in_transaction,
         subscriptions,
         connected_at,
     }
+}
+
+/// Now, in ms since the Unix epoch.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 impl Drop for Session {
@@ -288,9 +298,10 @@ impl Session {
             protocol: 2,
             ..ConnState::default()
         };
-        let entry = shared
-            .sessions
-            .upsert(record(id, &state, None, false, 0, connected_at));
+        let entry =
+            shared
+                .sessions
+                .upsert(record(id, "default", &state, None, false, 0, connected_at));
         // Partitions are published once the state leaves the default (database 0, no
         // name, RESP2, no transaction): a default session has nothing to restore, and
         // many idle connections then cost no repository space.
@@ -323,6 +334,7 @@ impl Session {
         };
         self.entry = self.shared.sessions.upsert(record(
             self.id,
+            self.user_name(),
             &self.state,
             self.watched,
             self.multi.is_some() || self.watched.is_some(),
@@ -336,7 +348,7 @@ impl Session {
                 ("db".into(), self.state.db.to_string()),
                 ("name".into(), text(&self.state.name)),
                 ("lib".into(), text(&self.state.lib)),
-                ("user".into(), "default".into()),
+                ("user".into(), self.user_name().into()),
                 ("protocol".into(), self.state.protocol.to_string()),
             ],
         );
@@ -359,12 +371,21 @@ impl Session {
         // between requests too, holds none.
         let mut input = BytesMut::new();
         let mut out = BytesMut::new();
+        let control = self.entry.control.clone();
+        if let (Ok(peer), Ok(local)) = (client.peer_addr(), client.local_addr()) {
+            let _ = control.addrs.set((peer, local));
+        }
+        control.last_ms.store(now_ms(), Ordering::Relaxed);
         loop {
+            if control.killed.load(Ordering::Relaxed) {
+                return Ok(());
+            }
             if input.is_empty() {
                 drop(std::mem::take(&mut input));
                 let fresh = tokio::select! {
                     fresh = read_fresh(&client) => fresh?,
                     _ = closing.wait_for(|c| *c) => return Ok(()),
+                    _ = control.kill.notified() => return Ok(()),
                 };
                 match fresh {
                     Some(bytes) => input = bytes,
@@ -380,6 +401,7 @@ impl Session {
                 let read = tokio::select! {
                     read = client.read_buf(&mut input) => read?,
                     _ = closing.wait_for(|c| *c) => return Ok(()),
+                    _ = control.kill.notified() => return Ok(()),
                 };
                 if read == 0 {
                     return Ok(());
@@ -392,6 +414,7 @@ impl Session {
                 self.state.protocol,
                 self.multi.is_some(),
                 self.watched,
+                self.user.as_ref().map(|u| Arc::as_ptr(u) as usize),
             );
             let mut fatal = None;
             loop {
@@ -408,6 +431,10 @@ impl Session {
             self.entry
                 .ops
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            self.entry
+                .control
+                .last_ms
+                .store(now_ms(), Ordering::Relaxed);
             let subscribe_at = batch.iter().position(super::pubsub::enters);
             let rest = subscribe_at.map(|i| batch.split_off(i));
             // Boxed: the future of a batch in flight is large, and an idle session should
@@ -465,6 +492,7 @@ impl Session {
                 self.state.protocol,
                 self.multi.is_some(),
                 self.watched,
+                self.user.as_ref().map(|u| Arc::as_ptr(u) as usize),
             );
             if before != after {
                 self.publish();

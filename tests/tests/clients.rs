@@ -1,0 +1,74 @@
+//! `CLIENT LIST`, `CLIENT INFO` and `CLIENT KILL` show and end the proxy's own client
+//! connections, in Redis's format. The oracle for a client's address is its own socket.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use shardcast_tests::servers::{Proxy, RedisServer};
+
+#[test]
+fn client_list_shows_the_proxys_clients_and_client_kill_ends_one() {
+    let server = RedisServer::start();
+    let p = Proxy::start(&[&server], "");
+    let mut raw = TcpStream::connect(("127.0.0.1", p.port)).expect("connect");
+    raw.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let addr = raw.local_addr().expect("local address").to_string();
+    raw.write_all(b"CLIENT SETNAME alpha\r\n").expect("write");
+    let mut ok = [0u8; 5];
+    raw.read_exact(&mut ok).expect("+OK");
+    assert_eq!(&ok, b"+OK\r\n");
+
+    let mut c = p.client_within(Duration::from_secs(10));
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query(&mut c)
+        .expect("LIST");
+    let alpha = list
+        .lines()
+        .find(|l| l.contains(&format!("addr={addr} ")))
+        .unwrap_or_else(|| panic!("no line for {addr} in\n{list}"));
+    assert!(alpha.contains(" name=alpha "), "{alpha}");
+    assert!(
+        alpha.contains(&format!("laddr=127.0.0.1:{} ", p.port)),
+        "{alpha}"
+    );
+    assert!(
+        alpha.contains(" db=0 ") && alpha.contains(" resp=2 "),
+        "{alpha}"
+    );
+    assert_eq!(list.lines().count(), 2, "two clients: {list}");
+    let info: String = redis::cmd("CLIENT")
+        .arg("INFO")
+        .query(&mut c)
+        .expect("INFO");
+    let me: i64 = redis::cmd("CLIENT").arg("ID").query(&mut c).expect("ID");
+    assert!(info.starts_with(&format!("id={me} ")), "{info}");
+
+    let none: redis::RedisResult<()> = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("127.0.0.1:1")
+        .query(&mut c);
+    let e = none.expect_err("no such client").to_string();
+    assert!(e.contains("No such client"), "{e}");
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("ADDR")
+        .arg(&addr)
+        .query(&mut c)
+        .expect("KILL ADDR");
+    assert_eq!(killed, 1);
+    let mut buf = [0u8; 16];
+    let n = raw.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "the killed client's connection is closed");
+    // SKIPME (default yes) spares the caller.
+    let spared: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("ID")
+        .arg(me)
+        .query(&mut c)
+        .expect("KILL ID self");
+    assert_eq!(spared, 0);
+    let _: String = redis::cmd("PING").query(&mut c).expect("still connected");
+}
