@@ -67,3 +67,19 @@ fn readme_proxy_configuration_is_valid() {
     assert_eq!(config.instances().len(), 3);
     assert!(config.policy.is_some());
 }
+
+/// The README's `[auth]` and `[instance_auth]` examples parse as part of a configuration.
+#[test]
+fn readme_login_configurations_are_valid() {
+    let readme = include_str!("../../README.md");
+    let base = "listen = \"127.0.0.1:7380\"\n[[instances]]\nname = \"redis-0\"\naddress = \"127.0.0.1:6379\"\n";
+    for marker in ["```toml\n[auth]\n", "```toml\n[instance_auth]"] {
+        let start = readme.find(marker).expect("README has the example") + "```toml\n".len();
+        let end = start + readme[start..].find("```").expect("closing fence");
+        let config = shardcast::config::Config::parse(&format!("{base}{}", &readme[start..end]))
+            .unwrap_or_else(|e| panic!("the README's {marker:?} example: {e}"));
+        assert!(
+            config.auth.requirepass_file.is_some() || config.instance_auth.password_file.is_some()
+        );
+    }
+}
