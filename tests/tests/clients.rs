@@ -72,3 +72,48 @@ fn client_list_shows_the_proxys_clients_and_client_kill_ends_one() {
     assert_eq!(spared, 0);
     let _: String = redis::cmd("PING").query(&mut c).expect("still connected");
 }
+
+#[test]
+fn client_pause_holds_every_client_until_it_ends() {
+    let server = RedisServer::start();
+    let p = Proxy::start(&[&server], "");
+    let mut c = p.client_within(Duration::from_secs(10));
+    let mut other = p.client_within(Duration::from_secs(10));
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(60_000)
+        .arg("WRITE")
+        .query(&mut c)
+        .expect("PAUSE WRITE");
+    let got: Option<String> = redis::cmd("GET")
+        .arg("k")
+        .query(&mut other)
+        .expect("reads go on");
+    assert_eq!(got, None);
+    let port = p.port;
+    let writer = std::thread::spawn(move || {
+        let mut w = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+            .expect("url")
+            .get_connection()
+            .expect("connect");
+        let _: () = redis::cmd("SET")
+            .arg("k")
+            .arg("v")
+            .query(&mut w)
+            .expect("SET");
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!writer.is_finished(), "the write is held while paused");
+    let direct: Option<String> = redis::cmd("GET")
+        .arg("k")
+        .query(&mut server.client())
+        .expect("GET directly");
+    assert_eq!(direct, None, "the held write has not reached the instance");
+    let _: () = redis::cmd("CLIENT")
+        .arg("UNPAUSE")
+        .query(&mut c)
+        .expect("UNPAUSE");
+    writer.join().expect("the write goes through once unpaused");
+    let got: String = redis::cmd("GET").arg("k").query(&mut other).expect("GET");
+    assert_eq!(got, "v");
+}

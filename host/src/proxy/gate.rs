@@ -53,6 +53,8 @@ pub struct Gate {
     changed: watch::Sender<u64>,
     cutover_holds: HoldClock,
     instance_holds: HoldClock,
+    /// `CLIENT PAUSE`, across every loop.
+    pub pause: super::pause::ClientPause,
 }
 
 /// Counts of requests held and how long.
@@ -100,6 +102,7 @@ impl Default for Gate {
             changed: watch::channel(0).0,
             cutover_holds: HoldClock::default(),
             instance_holds: HoldClock::default(),
+            pause: Default::default(),
         }
     }
 }

@@ -14,6 +14,7 @@
 //! - [`client`]: writing to a client within a deadline;
 //! - [`auth`]: client users, password digests and command rules;
 //! - [`gate`]: holding and dirty-key tracking for slots that are moving;
+//! - [`pause`]: `CLIENT PAUSE` across every loop;
 //! - [`mux`]: shared connections multiplexing many sessions' requests;
 //! - [`session`]: one client connection: routing, pipelining, merging, transactions;
 //! - [`pubsub`]: subscribed mode;
@@ -32,6 +33,7 @@ pub mod gate;
 pub mod keyspec;
 pub mod loops;
 pub mod mux;
+pub mod pause;
 pub mod pubsub;
 pub mod request;
 pub mod resp;

@@ -221,6 +221,27 @@ impl Session {
             Some("INFO") => self.client_info(),
             Some("LIST") => self.client_list(req),
             Some("KILL") if req.args.len() >= 3 => self.client_kill(req),
+            Some("PAUSE") if (3..=4).contains(&req.args.len()) => {
+                let ms = std::str::from_utf8(&req.args[2])
+                    .ok()
+                    .and_then(|t| t.parse::<u64>().ok());
+                let writes_only = match req.arg_upper(3).as_deref() {
+                    None | Some("ALL") => false,
+                    Some("WRITE") => true,
+                    Some(_) => return err("ERR syntax error"),
+                };
+                match ms {
+                    Some(ms) => {
+                        self.shared.gate.pause.pause(ms, writes_only);
+                        Frame::ok()
+                    }
+                    None => err("ERR timeout is not an integer or out of range"),
+                }
+            }
+            Some("UNPAUSE") => {
+                self.shared.gate.pause.unpause();
+                Frame::ok()
+            }
             Some("NO-EVICT") if req.args.len() == 3 => match req.arg_upper(2).as_deref() {
                 Some("ON" | "OFF") => Frame::ok(),
                 _ => err("ERR syntax error"),

@@ -579,6 +579,12 @@ impl Session {
             return Pending::Local(refusal);
         }
         let class = classify(&req);
+        if self.shared.gate.pause.active() && !req.args[0].eq_ignore_ascii_case(b"CLIENT") {
+            let write = may_write(&req);
+            while let Some(wait) = self.shared.gate.pause.wait_for(write) {
+                tokio::time::sleep(wait).await;
+            }
+        }
         if self.multi.is_some()
             && !matches!(req.name().as_str(), "EXEC" | "DISCARD" | "MULTI" | "WATCH")
         {
