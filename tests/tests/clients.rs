@@ -117,3 +117,40 @@ fn client_pause_holds_every_client_until_it_ends() {
     let got: String = redis::cmd("GET").arg("k").query(&mut other).expect("GET");
     assert_eq!(got, "v");
 }
+
+#[test]
+fn client_kill_ends_a_subscribed_client_too() {
+    let server = RedisServer::start();
+    let p = Proxy::start(&[&server], "");
+    let mut raw = TcpStream::connect(("127.0.0.1", p.port)).expect("connect");
+    raw.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let addr = raw.local_addr().expect("local address").to_string();
+    raw.write_all(b"SUBSCRIBE news\r\n").expect("write");
+    let mut confirmation = [0u8; 33];
+    raw.read_exact(&mut confirmation).expect("the confirmation");
+    assert!(confirmation.starts_with(b"*3\r\n$9\r\nsubscribe"));
+    let mut c = p.client_within(Duration::from_secs(10));
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query(&mut c)
+        .expect("LIST");
+    assert!(
+        list.lines()
+            .any(|l| l.contains(&format!("addr={addr} ")) && l.contains(" flags=P ")),
+        "{list}"
+    );
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("ADDR")
+        .arg(&addr)
+        .query(&mut c)
+        .expect("KILL ADDR");
+    assert_eq!(killed, 1);
+    let mut buf = [0u8; 16];
+    assert_eq!(
+        raw.read(&mut buf).unwrap_or(0),
+        0,
+        "the subscriber is closed"
+    );
+}

@@ -416,7 +416,8 @@ pub async fn serve(
     setup: Vec<Bytes>,
     topology: &Topology,
     bounds: Bounds,
-    publish: &(dyn Fn(Vec<(String, String)>) + Sync),
+    publish: &(dyn Fn(Vec<(String, String)>, u32) + Sync),
+    kill: &tokio::sync::Notify,
 ) -> io::Result<()> {
     let mut subs = Subscriptions::new(bounds.io);
     let mut queue: std::collections::VecDeque<Request> = first.into();
@@ -502,7 +503,7 @@ pub async fn serve(
                     // the client's reply is the one computed at its request.
                     asked.confirmed(from);
                     let _ = subs.confirm(from, frame);
-                    publish(subs.partition());
+                    publish(subs.partition(), subs.total() as u32);
                 } else if frame.is_error() {
                     asked.confirmed(from);
                     asked.answer(frame);
@@ -512,6 +513,9 @@ pub async fn serve(
                 }
             }
             Ok(()) = changes.changed() => subs.follow(topology, &setup).await?,
+            _ = kill.notified() => {
+                return Err(io::Error::new(io::ErrorKind::ConnectionAborted, "killed by CLIENT KILL"));
+            }
             read = client.read_buf(input) => {
                 if read? == 0 {
                     return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "client left"));

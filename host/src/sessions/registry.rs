@@ -13,8 +13,9 @@ use super::repository::{Partition, SessionRepository};
 pub struct Entry {
     /// What the view shows.
     pub session: Session,
-    /// Commands served since the last collection.
-    pub ops: AtomicU64,
+    /// Commands served since the last collection, shared by every update of the record,
+    /// so a session counting on an older copy still counts.
+    pub ops: Arc<AtomicU64>,
     /// Its connection's addresses, last command and kill switch, kept across updates.
     pub control: Arc<Control>,
 }
@@ -93,15 +94,26 @@ impl Registry {
         let (ops, control) = self
             .sessions
             .get(&id)
-            .map(|e| (e.ops.load(Ordering::Relaxed), e.control.clone()))
+            .map(|e| (e.ops.clone(), e.control.clone()))
             .unwrap_or_default();
         let entry = Arc::new(Entry {
             session,
-            ops: AtomicU64::new(ops),
+            ops,
             control,
         });
         self.sessions.insert(id, entry.clone());
         entry
+    }
+
+    /// A session's subscription count changed (its record in the view, `CLIENT LIST`).
+    pub fn set_subscriptions(&self, session: u64, count: u32) {
+        let Some(current) = self.sessions.get(&session).map(|e| e.session.clone()) else {
+            return;
+        };
+        self.upsert(Session {
+            subscriptions: count,
+            ..current
+        });
     }
 
     /// Store one of a session's partitions.

@@ -459,8 +459,10 @@ impl Session {
                 };
                 let registry = self.shared.sessions.clone();
                 let id = self.id;
-                let publish =
-                    move |fields: Vec<(String, String)>| registry.put(id, "subscriptions", fields);
+                let publish = move |fields: Vec<(String, String)>, count: u32| {
+                    registry.put(id, "subscriptions", fields);
+                    registry.set_subscriptions(id, count);
+                };
                 let served = Box::pin(super::pubsub::serve(
                     &mut client,
                     &mut input,
@@ -470,6 +472,7 @@ impl Session {
                     &topology,
                     bounds,
                     &publish,
+                    &control.kill,
                 ))
                 .await;
                 if let Err(e) = served {
