@@ -39,6 +39,7 @@ trap cleanup EXIT
 start_redis() {
   local port=$1
   redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
+    --dir "$WORK" --dbfilename "dump-$port.rdb" \
     >/dev/null 2>&1 &
   PIDS+=($!)
   for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && return; sleep 0.1; done

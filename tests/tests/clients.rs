@@ -7,14 +7,21 @@ use std::time::Duration;
 
 use shardcast_tests::servers::{Proxy, RedisServer};
 
+/// A plain socket to the proxy, and its address as the proxy sees it (from the socket
+/// itself, not from the proxy).
+fn raw_client(p: &Proxy) -> (TcpStream, String) {
+    let raw = TcpStream::connect(("127.0.0.1", p.port)).expect("connect");
+    raw.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let addr = raw.local_addr().expect("local address").to_string();
+    (raw, addr)
+}
+
 #[test]
 fn client_list_shows_the_proxys_clients_and_client_kill_ends_one() {
     let server = RedisServer::start();
     let p = Proxy::start(&[&server], "");
-    let mut raw = TcpStream::connect(("127.0.0.1", p.port)).expect("connect");
-    raw.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    let addr = raw.local_addr().expect("local address").to_string();
+    let (mut raw, addr) = raw_client(&p);
     raw.write_all(b"CLIENT SETNAME alpha\r\n").expect("write");
     let mut ok = [0u8; 5];
     raw.read_exact(&mut ok).expect("+OK");
@@ -122,10 +129,7 @@ fn client_pause_holds_every_client_until_it_ends() {
 fn client_kill_ends_a_subscribed_client_too() {
     let server = RedisServer::start();
     let p = Proxy::start(&[&server], "");
-    let mut raw = TcpStream::connect(("127.0.0.1", p.port)).expect("connect");
-    raw.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    let addr = raw.local_addr().expect("local address").to_string();
+    let (mut raw, addr) = raw_client(&p);
     raw.write_all(b"SUBSCRIBE news\r\n").expect("write");
     let mut confirmation = [0u8; 33];
     raw.read_exact(&mut confirmation).expect("the confirmation");

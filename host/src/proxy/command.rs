@@ -300,12 +300,12 @@ pub fn classify(req: &Request) -> Class {
 /// not flagged `readonly` by the servers counts, unknown commands included, so a missing
 /// flag costs a copy, never a lost write.
 pub fn may_write(req: &Request) -> bool {
-    with_table(|t| t.find(&req.args).is_none_or(|c| !c.readonly))
+    with_table(|t| t.find(&req.args, false).is_none_or(|c| !c.readonly))
 }
 
 /// True when `req` is flagged `write` (for telemetry).
 pub fn is_write(req: &Request) -> bool {
-    with_table(|t| t.find(&req.args).is_some_and(|c| c.write))
+    with_table(|t| t.find(&req.args, false).is_some_and(|c| c.write))
 }
 
 /// The name (`container|sub` for a subcommand) and specification of `args`' command, and
@@ -314,20 +314,13 @@ pub fn access<R>(
     args: &[impl AsRef<[u8]>],
     check: impl FnOnce(&str, &Spec) -> R,
 ) -> Option<(String, R)> {
-    let table = CURRENT.load();
-    let mut buf = [0u8; 48];
-    let command = table
-        .commands
-        .get(lower(args.first()?.as_ref(), &mut buf)?)?;
-    let command = args
-        .get(1)
-        .and_then(|s| lower(s.as_ref(), &mut buf))
-        .and_then(|s| command.subcommands.get(s))
-        .unwrap_or(command);
-    Some((
-        command.spec.name.clone(),
-        check(&command.spec.name, &command.spec),
-    ))
+    with_table(|t| {
+        let command = t.find(args, true)?;
+        Some((
+            command.spec.name.clone(),
+            check(&command.spec.name, &command.spec),
+        ))
+    })
 }
 
 /// `name` in lower case, in a stack buffer (command names are short).
@@ -410,13 +403,17 @@ impl Table {
         self.commands.is_empty()
     }
 
-    /// The record for `args` (name first), a routed container's subcommand resolved.
-    fn find(&self, args: &[impl AsRef<[u8]>]) -> Option<&Command> {
+    /// The record for `args` (name first), the subcommand's when the container is routed
+    /// by the table (`XINFO STREAM`) or `every_container` (users' command rules judge
+    /// `CLIENT KILL`, not `CLIENT`).
+    fn find(&self, args: &[impl AsRef<[u8]>], every_container: bool) -> Option<&Command> {
         let mut buf = [0u8; 48];
         let command = self
             .commands
             .get(lower(args.first()?.as_ref(), &mut buf)?)?;
-        if command.treatment != Treatment::Keys || command.subcommands.is_empty() {
+        if command.subcommands.is_empty()
+            || (!every_container && command.treatment != Treatment::Keys)
+        {
             return Some(command);
         }
         let sub = args
@@ -431,7 +428,7 @@ impl Table {
         let Some(first) = args.first() else {
             return Class::Arity;
         };
-        let Some(command) = self.find(args) else {
+        let Some(command) = self.find(args, false) else {
             return Class::Refused(unknown(args));
         };
         if !command.subcommands.is_empty() && command.treatment == Treatment::Keys {

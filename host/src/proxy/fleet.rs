@@ -41,17 +41,17 @@ pub fn merge(kind: FanOut, frames: Vec<Frame>, section: impl FnOnce() -> String)
                 frames
                     .into_iter()
                     .flat_map(items)
-                    .filter(|f| seen.insert(format!("{f:?}")))
+                    .filter(|f| seen.insert(f.to_bytes()))
                     .collect(),
             ))
         }
         FanOut::SumPairs => {
             let mut order: Vec<Frame> = Vec::new();
-            let mut counts: HashMap<String, i64> = HashMap::new();
+            let mut counts: HashMap<Bytes, i64> = HashMap::new();
             for f in frames {
                 for pair in items(f).chunks(2) {
                     if let [name, count] = pair {
-                        let k = format!("{name:?}");
+                        let k = name.to_bytes();
                         if !counts.contains_key(&k) {
                             order.push(name.clone());
                         }
@@ -63,7 +63,7 @@ pub fn merge(kind: FanOut, frames: Vec<Frame>, section: impl FnOnce() -> String)
                 order
                     .into_iter()
                     .flat_map(|name| {
-                        let n = counts[&format!("{name:?}")];
+                        let n = counts[&name.to_bytes()];
                         [name, Frame::Integer(n)]
                     })
                     .collect(),

@@ -311,52 +311,35 @@ impl Subscriptions {
         Ok(())
     }
 
-    /// Track a confirmation and rewrite its count to the session's total; none when it
-    /// repeats one already forwarded (a pattern confirmed by several instances).
-    fn confirm(&mut self, from: InstanceId, frame: Frame) -> Option<Frame> {
-        let (items, push) = match frame {
-            Frame::Array(Some(items)) => (items, false),
-            Frame::Push(items) => (items, true),
-            other => return Some(other),
+    /// Track an instance's confirmation: the confirmed sets and where each channel lives
+    /// (the client's reply is computed by [`Confirmations`]). True when a set changed (a
+    /// pattern confirmed by a second instance changes nothing).
+    fn confirm(&mut self, from: InstanceId, frame: &Frame) -> bool {
+        let (Frame::Array(Some(items)) | Frame::Push(items)) = frame else {
+            return false;
         };
-        let kind = match items.first() {
-            Some(Frame::Bulk(Some(k))) => String::from_utf8_lossy(k).to_ascii_lowercase(),
-            _ => String::new(),
+        let (Some(Frame::Bulk(Some(kind))), Some(Frame::Bulk(Some(name)))) =
+            (items.first(), items.get(1))
+        else {
+            return false;
         };
-        let name = match items.get(1) {
-            Some(Frame::Bulk(Some(n))) => Some(n.clone()),
-            _ => None,
-        };
+        let kind = String::from_utf8_lossy(kind).to_ascii_lowercase();
+        let shard = kind == "ssubscribe" || kind == "sunsubscribe";
         let set = match kind.as_str() {
-            "subscribe" | "unsubscribe" => Some(&mut self.channels),
-            "psubscribe" | "punsubscribe" => Some(&mut self.patterns),
-            "ssubscribe" | "sunsubscribe" => Some(&mut self.shard_channels),
-            _ => None,
+            "subscribe" | "unsubscribe" => &mut self.channels,
+            "psubscribe" | "punsubscribe" => &mut self.patterns,
+            "ssubscribe" | "sunsubscribe" => &mut self.shard_channels,
+            _ => return false,
         };
-        let mut items = items;
-        if let (Some(set), Some(name)) = (set, name) {
-            let shard = kind == "ssubscribe" || kind == "sunsubscribe";
-            let changed = if kind.contains("unsub") {
-                self.homes.remove(&(shard, name.clone()));
-                set.remove(&name)
-            } else {
-                if !kind.starts_with('p') {
-                    self.homes.insert((shard, name.clone()), from);
-                }
-                set.insert(name)
-            };
-            if !changed && kind.starts_with('p') {
-                return None;
-            }
-            if items.len() == 3 {
-                items[2] = Frame::Integer(self.total() as i64);
-            }
-        }
-        Some(if push {
-            Frame::Push(items)
+        if kind.contains("unsub") {
+            self.homes.remove(&(shard, name.clone()));
+            set.remove(name)
         } else {
-            Frame::Array(Some(items))
-        })
+            if !kind.starts_with('p') {
+                self.homes.insert((shard, name.clone()), from);
+            }
+            set.insert(name.clone())
+        }
     }
 }
 
@@ -502,8 +485,9 @@ pub async fn serve(
                     // The confirmed state (where each channel lives) follows the instances;
                     // the client's reply is the one computed at its request.
                     asked.confirmed(from);
-                    let _ = subs.confirm(from, frame);
-                    publish(subs.partition(), subs.total() as u32);
+                    if subs.confirm(from, &frame) {
+                        publish(subs.partition(), subs.total() as u32);
+                    }
                 } else if frame.is_error() {
                     asked.confirmed(from);
                     asked.answer(frame);

@@ -28,16 +28,14 @@ pub struct Control {
     pub addrs: std::sync::OnceLock<(std::net::SocketAddr, std::net::SocketAddr)>,
     /// When it last sent a command, in ms since the Unix epoch.
     pub last_ms: AtomicU64,
-    /// Set by `CLIENT KILL`: the session ends at its next wait.
-    pub killed: std::sync::atomic::AtomicBool,
-    /// Wakes the session's wait when it is killed.
+    /// Set by `CLIENT KILL`: the session's next wait ends at once (a kill while it is
+    /// busy is kept as the notifier's permit).
     pub kill: tokio::sync::Notify,
 }
 
 impl Control {
     /// End the session: it closes its connection at its next wait.
     pub fn kill(&self) {
-        self.killed.store(true, Ordering::Relaxed);
         self.kill.notify_one();
     }
 }

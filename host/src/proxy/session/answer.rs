@@ -80,14 +80,22 @@ impl Session {
                     ran |= matches!(&part, Ok(f) if !f.is_error());
                     match part {
                         Ok(f) if f.is_error() => {
-                            refused.push(format!("{}: {}", self.instance_name(id), error_text(&f)));
+                            if kind == FanOut::AllOkNamed {
+                                refused.push(format!(
+                                    "{}: {}",
+                                    self.instance_name(id),
+                                    error_text(&f)
+                                ));
+                            }
                             failure = failure.or(Some(f));
                         }
                         Ok(Frame::Array(Some(keys))) if matches!(kind, FanOut::Keys) => {
                             frames.push(Frame::Array(Some(self.owned(id, keys))))
                         }
                         Ok(f) => {
-                            applied.push(self.instance_name(id));
+                            if kind == FanOut::AllOkNamed {
+                                applied.push(self.instance_name(id));
+                            }
                             frames.push(f)
                         }
                         Err(e) => failure = failure.or(Some(e)),

@@ -60,11 +60,7 @@ impl Session {
             "RANDOMKEY" => self.fan_out(&req, FanOut::FirstNonNull).await,
             "SCAN" => self.scan(&req).await,
             // ACL WHOAMI: the user this session logged in to the proxy as.
-            "ACL" => Pending::Local(Frame::bulk(
-                self.user
-                    .as_ref()
-                    .map_or_else(|| "default".to_owned(), |u| u.name.clone()),
-            )),
+            "ACL" => Pending::Local(Frame::bulk(self.user_name().to_owned())),
             _ => Pending::Local(err(format!(
                 "ERR unsupported command '{name}' through the shardcast proxy"
             ))),

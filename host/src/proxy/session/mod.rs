@@ -290,10 +290,7 @@ impl Session {
     /// A new session.
     pub fn new(shared: Arc<Shared>, connected: Connected) -> Self {
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let connected_at = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
+        let connected_at = now_ms();
         let state = ConnState {
             protocol: 2,
             ..ConnState::default()
@@ -377,9 +374,6 @@ impl Session {
         }
         control.last_ms.store(now_ms(), Ordering::Relaxed);
         loop {
-            if control.killed.load(Ordering::Relaxed) {
-                return Ok(());
-            }
             if input.is_empty() {
                 drop(std::mem::take(&mut input));
                 let fresh = tokio::select! {
