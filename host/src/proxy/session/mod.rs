@@ -481,8 +481,8 @@ impl Session {
                 write_client(&mut client, &out, write_limit).await?;
                 return Ok(());
             }
-            write_client(&mut client, &out, write_limit).await?;
-            out = BytesMut::new();
+            // The record is current before the client hears OK: a `CLIENT LIST` sent after
+            // a `CLIENT SETNAME` was answered shows the name.
             let after = (
                 self.state.db,
                 self.state.name.clone(),
@@ -494,6 +494,8 @@ impl Session {
             if before != after {
                 self.publish();
             }
+            write_client(&mut client, &out, write_limit).await?;
+            out = BytesMut::new();
             if self.closing {
                 return Ok(());
             }
