@@ -15,7 +15,9 @@ use toml::Spanned;
 use crate::proxy::resp::Limits;
 
 mod auth;
+mod tls;
 pub use auth::{AuthConfig, InstanceLogin, UserConfig};
+pub use tls::{InstanceTlsConfig, TlsConfig};
 
 /// The whole configuration.
 #[derive(Debug, Deserialize)]
@@ -58,6 +60,12 @@ pub struct Config {
     /// How the proxy logs in to instances that give no login of their own.
     #[serde(default)]
     pub instance_auth: InstanceLogin,
+    /// TLS for clients: with it, `listen` serves TLS only.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// TLS to every instance.
+    #[serde(default)]
+    pub instance_tls: Option<InstanceTlsConfig>,
 }
 
 /// Recording of history: each controller tick's instance metrics and the failures seen,
@@ -323,6 +331,11 @@ impl Config {
                 &mut config.instance_auth.password_file,
             ]);
         for file in files.flatten() {
+            if file.is_relative() {
+                *file = dir.join(&*file);
+            }
+        }
+        for file in config.tls_files() {
             if file.is_relative() {
                 *file = dir.join(&*file);
             }

@@ -47,6 +47,9 @@ pub enum Error {
     /// The users could not be set up (a secret's file or variable is missing).
     #[error("{0}")]
     Auth(String),
+    /// TLS could not be set up (a certificate or key file is missing or unusable).
+    #[error("{0}")]
+    Tls(String),
     /// The policy could not be loaded.
     #[error("policy {file}: {message}")]
     Policy {
@@ -398,6 +401,8 @@ pub async fn run_with(
     let address = config.listen_addr();
     let users = Arc::new(config.auth.users().map_err(Error::Auth)?);
     crate::proxy::dial::set_logins(config.instance_logins().map_err(Error::Auth)?);
+    let tls = config.client_tls().map_err(Error::Tls)?;
+    crate::proxy::tls::set_instance_tls(config.instance_tls().map_err(Error::Tls)?);
     let listeners = Loops::bind(address, config.loops()).map_err(|source| Error::Listen {
         address: address.to_string(),
         source,
@@ -421,6 +426,7 @@ pub async fn run_with(
         next_id: Arc::new(AtomicU64::new(crate::sessions::registry::first_session_id())),
         clients: Arc::new(AtomicUsize::new(0)),
         users,
+        tls,
     };
     let loops = Loops::start(listeners, common).map_err(|source| Error::Listen {
         address: address.to_string(),

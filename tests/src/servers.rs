@@ -22,6 +22,28 @@ pub fn wait_for(what: &str, deadline: Duration, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// Subscribe `subscriber` to `channel`, publish `message` there through `publisher`, and
+/// return the payload the subscriber receives.
+pub fn published_and_heard(
+    subscriber: &mut redis::Connection,
+    publisher: &mut redis::Connection,
+    channel: &str,
+    message: &str,
+) -> String {
+    let mut pubsub = subscriber.as_pubsub();
+    pubsub.subscribe(channel).expect("SUBSCRIBE");
+    let _: i64 = redis::cmd("PUBLISH")
+        .arg(channel)
+        .arg(message)
+        .query(publisher)
+        .expect("PUBLISH");
+    pubsub
+        .get_message()
+        .expect("a message")
+        .get_payload()
+        .expect("payload")
+}
+
 fn spawn_redis(port: u16, durable: bool, dir: &std::path::Path) -> Child {
     let persistence: &[&str] = if durable {
         &["--appendonly", "yes", "--appendfsync", "always"]
@@ -184,6 +206,11 @@ impl Proxy {
     /// Start a proxy listening on `port` with the whole configuration `text`.
     pub fn start_config(port: u16, text: &str) -> Self {
         let config = shardcast::config::Config::parse(text).expect("test config is valid");
+        Self::start_loaded(port, config)
+    }
+
+    /// Start a proxy listening on `port` with a configuration already loaded.
+    pub fn start_loaded(port: u16, config: shardcast::config::Config) -> Self {
         let parts = shardcast::run::Parts::new(&config).expect("proxy parts");
         let running = parts.clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -6,7 +6,9 @@
 
 use std::time::Duration;
 
-use shardcast_tests::servers::{RedisServer, ShardcastProcess, free_port, wait_for};
+use shardcast_tests::servers::{
+    RedisServer, ShardcastProcess, free_port, published_and_heard, wait_for,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_shardcast_node");
 const PASSWORD: &str = "s3cret-default-pw";
@@ -227,17 +229,10 @@ fn the_proxy_logs_in_to_password_protected_instances_for_everything_it_does() {
     assert_eq!(popped.1, "x");
     // A subscription opens its own connection to the channel's instance.
     let mut sub = p.client_within(Duration::from_secs(10));
-    let mut pubsub = sub.as_pubsub();
-    pubsub.subscribe("guarded:news").expect("SUBSCRIBE");
-    let _: i64 = redis::cmd("PUBLISH")
-        .arg("guarded:news")
-        .arg("hello")
-        .query(&mut c)
-        .expect("PUBLISH");
-    let message = pubsub.get_message().expect("a message");
-    let payload: String = message.get_payload().expect("payload");
-    assert_eq!(payload, "hello");
-    drop(pubsub);
+    assert_eq!(
+        published_and_heard(&mut sub, &mut c, "guarded:news", "hello"),
+        "hello"
+    );
     // A migration copies between the two protected instances.
     let m = p.move_segment(0, 1, Duration::from_secs(30));
     assert_eq!(m.outcome, MigrationOutcome::Completed, "{}", m.detail);

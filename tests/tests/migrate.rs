@@ -424,7 +424,12 @@ fn publish_until_heard(publisher: &mut redis::Connection, channel: &str, message
 #[test]
 fn subscriptions_follow_their_channel_across_a_move_and_a_restart() {
     let mut servers: Vec<RedisServer> = (0..2).map(|_| RedisServer::start()).collect();
-    let p = Proxy::start(&servers.iter().collect::<Vec<_>>(), "[segments]\ncount = 2");
+    // The proxy waits for a restarting instance as long as the test lets it take to
+    // restart (10 s): past `hold_ms` a subscribed session gives up and is closed.
+    let p = Proxy::start(
+        &servers.iter().collect::<Vec<_>>(),
+        "[segments]\ncount = 2\n[limits]\nhold_ms = 20000",
+    );
     let table = p.topology.table();
     let channel = "news";
     let row = table.segment_row(slot(channel.as_bytes()));
@@ -434,7 +439,7 @@ fn subscriptions_follow_their_channel_across_a_move_and_a_restart() {
     sub.set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
     sub.subscribe(channel).expect("SUBSCRIBE");
-    let mut publisher = p.client();
+    let mut publisher = p.client_within(Duration::from_secs(30));
     let next = |sub: &mut redis::PubSub<'_>| -> String {
         sub.get_message()
             .and_then(|m| m.get_payload::<String>())

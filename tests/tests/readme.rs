@@ -68,18 +68,25 @@ fn readme_proxy_configuration_is_valid() {
     assert!(config.policy.is_some());
 }
 
-/// The README's `[auth]` and `[instance_auth]` examples parse as part of a configuration.
+/// The README's `[auth]`, `[instance_auth]` and `[tls]` examples parse as part of a
+/// configuration.
 #[test]
-fn readme_login_configurations_are_valid() {
+fn readme_login_and_tls_configurations_are_valid() {
     let readme = include_str!("../../README.md");
     let base = "listen = \"127.0.0.1:7380\"\n[[instances]]\nname = \"redis-0\"\naddress = \"127.0.0.1:6379\"\n";
-    for marker in ["```toml\n[auth]\n", "```toml\n[instance_auth]"] {
+    for marker in [
+        "```toml\n[auth]\n",
+        "```toml\n[instance_auth]",
+        "```toml\n[tls]",
+    ] {
         let start = readme.find(marker).expect("README has the example") + "```toml\n".len();
         let end = start + readme[start..].find("```").expect("closing fence");
         let config = shardcast::config::Config::parse(&format!("{base}{}", &readme[start..end]))
             .unwrap_or_else(|e| panic!("the README's {marker:?} example: {e}"));
         assert!(
-            config.auth.requirepass_file.is_some() || config.instance_auth.password_file.is_some()
+            config.auth.requirepass_file.is_some()
+                || config.instance_auth.password_file.is_some()
+                || (config.tls.is_some() && config.instance_tls.is_some())
         );
     }
 }

@@ -13,16 +13,16 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use super::resp::{Frame, FrameScanner, Limits, parse};
+use super::stream::Stream;
 
 /// Serial numbers of connections, process-wide.
 static SERIALS: AtomicU64 = AtomicU64::new(1);
 
 /// A connection to an instance.
 pub struct Backend {
-    stream: TcpStream,
+    stream: Stream,
     write: BytesMut,
     read: BytesMut,
     scanner: FrameScanner,
@@ -65,16 +65,8 @@ impl Backend {
     /// True when the instance has closed the connection (or reset it) while idle: a
     /// request must not be sent on it, and can safely go on a new one instead.
     pub fn is_closed(&mut self) -> bool {
-        let mut probe = [0u8; 1];
-        match self.stream.try_read(&mut probe) {
-            Ok(0) => true,
-            Ok(_) => {
-                // An unsolicited reply: keep it for the next read.
-                self.read.extend_from_slice(&probe);
-                false
-            }
-            Err(e) => e.kind() != io::ErrorKind::WouldBlock,
-        }
+        // An unsolicited reply is kept for the next read.
+        self.stream.closed_while_idle(&mut self.read)
     }
 
     /// Queue raw request bytes.
@@ -90,7 +82,11 @@ impl Backend {
     /// Send what is queued, within the connection's deadline.
     pub async fn flush(&mut self) -> io::Result<()> {
         if !self.write.is_empty() {
-            tokio::time::timeout(self.io_timeout, self.stream.write_all(&self.write))
+            let send = async {
+                self.stream.write_all(&self.write).await?;
+                self.stream.flush().await
+            };
+            tokio::time::timeout(self.io_timeout, send)
                 .await
                 .map_err(|_| timed_out("progress sending to the instance", self.io_timeout))??;
             self.write.clear();

@@ -1,7 +1,8 @@
 //! Dialing an instance: every connection the proxy makes to one (shared multiplexed
 //! connections, sessions' own, subscriptions, the poller, migrations) is opened here:
-//! TCP within a deadline, `TCP_NODELAY`, and the login the configuration gives for that
-//! instance (`AUTH [user] password`), answered before the connection is handed over.
+//! TCP within a deadline, `TCP_NODELAY`, TLS when `[instance_tls]` is configured
+//! ([`super::tls`]), and the login the configuration gives for that instance
+//! (`AUTH [user] password`), answered before the connection is handed over.
 //!
 //! Logins are process-wide, set once at start ([`set_logins`]) from `[instance_auth]` and
 //! each `[[instances]]` entry. A password is never formatted: [`Login`] prints
@@ -18,6 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::request::Request;
+use super::stream::Stream;
 
 /// The credentials for one instance.
 #[derive(Clone)]
@@ -76,13 +78,21 @@ fn timed_out(what: &str) -> impl FnOnce(tokio::time::error::Elapsed) -> io::Erro
 }
 
 /// Connect to `address`, logging in when it requires it, each step within `limit`.
-pub async fn dial(address: &str, limit: Duration) -> io::Result<TcpStream> {
-    let mut stream = tokio::time::timeout(limit, TcpStream::connect(address))
+pub async fn dial(address: &str, limit: Duration) -> io::Result<Stream> {
+    let tcp = tokio::time::timeout(limit, TcpStream::connect(address))
         .await
         .map_err(timed_out("connect"))??;
-    stream.set_nodelay(true)?;
+    tcp.set_nodelay(true)?;
+    let mut stream = match super::tls::instance_tls(address) {
+        Some(tls) => tls.connect(address, tcp, limit).await?,
+        None => Stream::Plain(tcp),
+    };
     if let Some(login) = login_for(address) {
-        tokio::time::timeout(limit, stream.write_all(&login.command()))
+        let send = async {
+            stream.write_all(&login.command()).await?;
+            stream.flush().await
+        };
+        tokio::time::timeout(limit, send)
             .await
             .map_err(timed_out("sending AUTH"))??;
         let line = tokio::time::timeout(limit, read_line(&mut stream))
@@ -108,7 +118,7 @@ pub async fn dial(address: &str, limit: Duration) -> io::Result<TcpStream> {
 
 /// One reply line (AUTH answers with a simple string or an error, nothing else is
 /// pending), without its CRLF; at most 1 KiB.
-async fn read_line(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
+async fn read_line(stream: &mut Stream) -> io::Result<Vec<u8>> {
     let mut line = Vec::new();
     let mut byte = [0u8; 1];
     while !line.ends_with(b"\r\n") {

@@ -53,6 +53,8 @@ pub struct Common {
     pub clients: Arc<AtomicUsize>,
     /// Who may connect.
     pub users: Arc<Users>,
+    /// Clients' TLS, when `[tls]` is configured.
+    pub tls: Option<super::tls::ClientTls>,
 }
 
 /// The running loops.
@@ -138,6 +140,7 @@ impl Loops {
                             gate: common.gate,
                             users: common.users,
                             closing: watch::channel(false).0,
+                            tls: common.tls,
                         });
                         serve(listener, shared, async move {
                             let _ = stopped.wait_for(|s| *s).await;

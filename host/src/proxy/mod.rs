@@ -9,7 +9,9 @@
 //!   and how the proxy treats each;
 //! - [`slot`]: CRC16 hash slots with hash tags;
 //! - [`fleet`]: merging the replies of a command sent to every instance;
-//! - [`dial`]: connecting to an instance, with its login;
+//! - [`stream`]: a connection, plain TCP or TLS;
+//! - [`tls`]: TLS for clients and for instances (rustls);
+//! - [`dial`]: connecting to an instance, with its TLS and login;
 //! - [`backend`]: one connection to one instance, owned by a session;
 //! - [`client`]: writing to a client within a deadline;
 //! - [`auth`]: client users, password digests and command rules;
@@ -40,3 +42,5 @@ pub mod resp;
 pub mod server;
 pub mod session;
 pub mod slot;
+pub mod stream;
+pub mod tls;

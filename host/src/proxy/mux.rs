@@ -19,12 +19,12 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::resp::{FrameScanner, Limits};
+use super::stream::Stream;
 
 /// How the error of a job that was never sent starts: the instance could not be reached,
 /// so the job may be sent again.
@@ -143,7 +143,30 @@ async fn run(address: String, deadlines: Deadlines, mut rx: mpsc::Receiver<Job>)
 /// job still on it.
 async fn serve(
     address: &str,
-    mut stream: TcpStream,
+    stream: Stream,
+    first: Job,
+    rx: &mut mpsc::Receiver<Job>,
+    request: Duration,
+) {
+    match stream {
+        Stream::Plain(mut tcp) => {
+            let (reader, writer) = tcp.split();
+            drive(address, reader, writer, false, first, rx, request).await
+        }
+        tls => {
+            let (reader, writer) = tokio::io::split(tls);
+            drive(address, reader, writer, true, first, rx, request).await
+        }
+    }
+}
+
+/// [`serve`] over a connection's two halves; `buffered` when a write can leave bytes in a
+/// layer above the socket (TLS), which a flush then sends.
+async fn drive<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    address: &str,
+    mut reader: R,
+    mut writer: W,
+    buffered: bool,
     first: Job,
     rx: &mut mpsc::Receiver<Job>,
     request: Duration,
@@ -158,7 +181,7 @@ async fn serve(
     // Bytes queued on the connection so far, and bytes written to the socket.
     let (mut queued, mut written) = (0u64, 0u64);
     let mut next = Some(first);
-    let (mut reader, mut writer) = stream.split();
+    let mut unflushed = false;
     // The oldest request's age is checked a few times per deadline: one timer for the
     // connection's life, not one per pass.
     let mut check = tokio::time::interval((request / 4).max(Duration::from_millis(1)));
@@ -213,11 +236,17 @@ async fn serve(
                     break why;
                 }
             }
-            wrote = writer.write(&out), if want_write => match wrote {
-                Ok(n) => {
+            // Writes first; once nothing is left to write, a flush of what a TLS layer
+            // holds. Both are safe to cancel: a write that completes reports its bytes.
+            wrote = async {
+                if want_write { writer.write(&out).await.map(Some) } else { writer.flush().await.map(|()| None) }
+            }, if want_write || unflushed => match wrote {
+                Ok(Some(n)) => {
                     let _ = out.split_to(n);
                     written += n as u64;
+                    unflushed = buffered;
                 }
+                Ok(None) => unflushed = false,
                 Err(e) => break format!("connection failed: {e}"),
             },
             _ = check.tick(), if want_read => {
@@ -225,7 +254,7 @@ async fn serve(
                     break format!("did not answer within {} ms (limits.request_timeout_ms)", request.as_millis());
                 }
             }
-            job = rx.recv(), if !want_write && inflight.len() < IN_FLIGHT => match job {
+            job = rx.recv(), if !want_write && !unflushed && inflight.len() < IN_FLIGHT => match job {
                 Some(job) => next = Some(job),
                 None if inflight.is_empty() => return,
                 None => {}

@@ -25,9 +25,8 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use shardcast_sdk::types::InstanceId;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, WriteHalf};
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::mpsc;
 
 use super::client::write_client;
@@ -35,6 +34,7 @@ use super::confirmations::Confirmations;
 use super::request::{Request, Requests};
 use super::resp::{Frame, FrameScanner, Limits, parse};
 use super::slot::slot;
+use super::stream::Stream;
 use crate::topology::Topology;
 
 /// What an instance connection reports.
@@ -62,7 +62,7 @@ pub struct Bounds {
 
 /// What one subscribed session holds.
 pub struct Subscriptions {
-    writers: HashMap<InstanceId, OwnedWriteHalf>,
+    writers: HashMap<InstanceId, WriteHalf<Stream>>,
     pushes_tx: mpsc::Sender<Event>,
     pushes: mpsc::Receiver<Event>,
     channels: BTreeSet<Bytes>,
@@ -135,12 +135,12 @@ impl Subscriptions {
         };
         if !self.writers.contains_key(&id) {
             let stream = super::dial::dial(address, io_limit).await?;
-            let (mut reader, mut writer) = stream.into_split();
+            let (mut reader, mut writer) = tokio::io::split(stream);
             let mut hello = BytesMut::new();
             for s in setup {
                 hello.extend_from_slice(s);
             }
-            tokio::time::timeout(io_limit, writer.write_all(&hello))
+            tokio::time::timeout(io_limit, send_all(&mut writer, &hello))
                 .await
                 .map_err(bounded("sending the handshake"))??;
             let tx = self.pushes_tx.clone();
@@ -179,7 +179,7 @@ impl Subscriptions {
             self.writers.insert(id, writer);
         }
         let w = self.writers.get_mut(&id).expect("inserted above");
-        tokio::time::timeout(io_limit, w.write_all(raw))
+        tokio::time::timeout(io_limit, send_all(w, raw))
             .await
             .map_err(bounded("sending a subscription command"))?
     }
@@ -392,7 +392,7 @@ fn address(topology: &Topology, id: InstanceId) -> String {
 /// it) and `rest` (requests pipelined after it). Returns when no subscription is left.
 #[allow(clippy::too_many_arguments)]
 pub async fn serve(
-    client: &mut TcpStream,
+    client: &mut Stream,
     input: &mut BytesMut,
     requests: &mut Requests,
     first: Vec<Request>,
@@ -515,11 +515,7 @@ pub async fn serve(
 }
 
 /// Write the replies and messages now due to the client.
-async fn release(
-    client: &mut TcpStream,
-    asked: &mut Confirmations,
-    bounds: Bounds,
-) -> io::Result<()> {
+async fn release(client: &mut Stream, asked: &mut Confirmations, bounds: Bounds) -> io::Result<()> {
     let due = asked.ready();
     if due.is_empty() {
         return Ok(());
@@ -529,6 +525,12 @@ async fn release(
         f.encode(&mut out);
     }
     write_client(client, &out, bounds.client_write).await
+}
+
+/// Write `bytes` and flush them through any TLS layer.
+async fn send_all(writer: &mut WriteHalf<Stream>, bytes: &[u8]) -> io::Result<()> {
+    writer.write_all(bytes).await?;
+    writer.flush().await
 }
 
 /// Number of channel arguments in a raw subscription command (its array length minus one).

@@ -55,15 +55,21 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Fu
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((mut socket, peer)) => {
+                Ok((socket, peer)) => {
                     backoff = Duration::from_millis(5);
                     while let Some(ended) = sessions.try_join_next() {
                         log_end(ended);
                     }
                     if shared.clients.load(Ordering::Relaxed) >= shared.limits.maxclients {
                         tracing::warn!(%peer, maxclients = shared.limits.maxclients, "refusing a client: limits.maxclients reached");
+                        let tls = shared.tls.clone();
                         tokio::spawn(async move {
-                            let _ = tokio::time::timeout(Duration::from_secs(1), socket.write_all(FULL)).await;
+                            let refuse = async {
+                                let mut client = super::client::accept(socket, tls.as_ref()).await?;
+                                client.write_all(FULL).await?;
+                                client.flush().await
+                            };
+                            let _ = tokio::time::timeout(Duration::from_secs(1), refuse).await;
                         });
                         continue;
                     }

@@ -81,6 +81,8 @@ pub struct Shared {
     pub users: Arc<Users>,
     /// Set once at shutdown: every session ends after the batch it is serving.
     pub closing: tokio::sync::watch::Sender<bool>,
+    /// Clients' TLS, when `[tls]` is configured.
+    pub tls: Option<super::tls::ClientTls>,
 }
 
 /// Connection state a client set, replayed on new backend connections.
@@ -358,8 +360,8 @@ impl Session {
 
     /// Serve the client until it leaves, misbehaves, or the proxy shuts down (after the
     /// batch in flight is answered).
-    pub async fn run(mut self, mut client: TcpStream) -> io::Result<()> {
-        client.set_nodelay(true)?;
+    pub async fn run(mut self, socket: TcpStream) -> io::Result<()> {
+        let mut client = super::client::accept(socket, self.shared.tls.as_ref()).await?;
         let limits = self.shared.limits;
         let write_limit = Duration::from_millis(limits.client_write_timeout_ms);
         let mut requests = Requests::new(limits.resp());
@@ -369,7 +371,7 @@ impl Session {
         let mut input = BytesMut::new();
         let mut out = BytesMut::new();
         let control = self.entry.control.clone();
-        if let (Ok(peer), Ok(local)) = (client.peer_addr(), client.local_addr()) {
+        if let (Ok(peer), Ok(local)) = (client.tcp().peer_addr(), client.tcp().local_addr()) {
             let _ = control.addrs.set((peer, local));
         }
         control.last_ms.store(now_ms(), Ordering::Relaxed);
@@ -377,7 +379,7 @@ impl Session {
             if input.is_empty() {
                 drop(std::mem::take(&mut input));
                 let fresh = tokio::select! {
-                    fresh = read_fresh(&client) => fresh?,
+                    fresh = read_fresh(&mut client) => fresh?,
                     _ = closing.wait_for(|c| *c) => return Ok(()),
                     _ = control.kill.notified() => return Ok(()),
                 };
@@ -470,7 +472,13 @@ impl Session {
                 ))
                 .await;
                 if let Err(e) = served {
-                    tracing::debug!(session = self.id, error = %e, "subscribed session ended");
+                    if e.kind() == io::ErrorKind::UnexpectedEof {
+                        tracing::debug!(session = self.id, error = %e, "subscribed session ended");
+                    } else {
+                        // An instance stayed unreachable past `hold_ms`, the client was too
+                        // slow, or it was killed: the client reconnects and subscribes again.
+                        tracing::warn!(session = self.id, error = %e, "closing a subscribed session");
+                    }
                     return Ok(());
                 }
                 continue;
