@@ -231,3 +231,64 @@ fn fleet_commands_reach_every_instance_and_name_the_ones_that_refuse() {
     let own: String = cmd("INFO shardcast").query(&mut c).expect("INFO shardcast");
     assert!(own.contains("segments:"), "{own}");
 }
+
+/// Send `raw` on a new connection to `port` and read until the reply to a final
+/// `ECHO <end>` has arrived; everything read, that reply included.
+fn raw_exchange(port: u16, raw: &[u8]) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let end = b"$17\r\nend-of-exchange-1\r\n";
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    s.write_all(raw).expect("write");
+    s.write_all(b"*2\r\n$4\r\nECHO\r\n$17\r\nend-of-exchange-1\r\n")
+        .expect("write");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.ends_with(end) {
+        let n = s.read(&mut buf).expect("a reply within 10 s");
+        assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    got
+}
+
+#[test]
+fn client_reply_off_and_skip_silence_replies_as_redis_server_does() {
+    let direct = RedisServer::start();
+    let fleet = [RedisServer::start(), RedisServer::start()];
+    let p = Proxy::start(&[&fleet[0], &fleet[1]], "");
+    let encode = |words: &str| -> Vec<u8> {
+        let parts: Vec<&str> = words.split(' ').collect();
+        let mut out = format!("*{}\r\n", parts.len()).into_bytes();
+        for w in parts {
+            out.extend_from_slice(format!("${}\r\n{w}\r\n", w.len()).as_bytes());
+        }
+        out
+    };
+    let script = [
+        "SET reply:a 1",
+        "CLIENT REPLY OFF",
+        "SET reply:a 2",
+        "GET reply:a",
+        "CLIENT REPLY SKIP",
+        "MGET reply:a reply:b",
+        "CLIENT REPLY ON",
+        "GET reply:a",
+        "CLIENT REPLY SKIP",
+        "INCR reply:n",
+        "INCR reply:n",
+        "CLIENT REPLY sideways",
+        "GET reply:n",
+    ];
+    let raw: Vec<u8> = script.iter().flat_map(|w| encode(w)).collect();
+    let want = raw_exchange(direct.port, &raw);
+    let got = raw_exchange(p.port, &raw);
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        String::from_utf8_lossy(&want),
+        "through shardcast vs direct"
+    );
+    // The silenced requests ran.
+    assert!(String::from_utf8_lossy(&want).contains("$1\r\n2\r\n"));
+}

@@ -181,6 +181,8 @@ const HANDLED: &[(&str, Treatment)] = &[
     ("keys", Treatment::Local),
     ("randomkey", Treatment::Local),
     ("lastsave", Treatment::Local),
+    ("wait", Treatment::Local),
+    ("waitaof", Treatment::Local),
 ];
 
 /// Redis 7.0's command metadata, as `COMMAND` reports it (see [`Table::to_json`]).

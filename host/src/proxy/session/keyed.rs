@@ -76,6 +76,9 @@ impl Session {
                     bytes_in: req.raw.len() as u64,
                 };
                 self.shared.counters.hit(first, id, hit);
+                if hit.write {
+                    self.wrote_to(id);
+                }
                 if let Some(w) = self.watched
                     && w != id
                 {
@@ -116,6 +119,9 @@ impl Session {
             let key_slot = slot(&req.args[k]);
             let id = table.owner(key_slot);
             self.shared.counters.hit(key_slot, id, hit);
+            if hit.write {
+                self.wrote_to(id);
+            }
             match groups.iter_mut().find(|(g, _)| *g == id) {
                 Some((_, v)) => v.push(pos),
                 None => groups.push((id, vec![pos])),
@@ -145,6 +151,9 @@ impl Session {
         let effect = Effect::of(req);
         let mut parts = Vec::new();
         for id in self.shared.topology.serving() {
+            if effect == Effect::Write {
+                self.wrote_to(id);
+            }
             match self.send(id, &req.raw).await {
                 Ok(t) => parts.push((id, t)),
                 Err(e) => return Pending::FanOut(kind, parts, Some(e), effect),

@@ -58,6 +58,7 @@ impl Session {
             "FLUSHDB" | "FLUSHALL" => self.fan_out(&req, FanOut::AllOk).await,
             "KEYS" => self.fan_out(&req, FanOut::Keys).await,
             "RANDOMKEY" => self.fan_out(&req, FanOut::FirstNonNull).await,
+            "WAIT" | "WAITAOF" => Pending::Local(self.wait(&req).await),
             "SCAN" => self.scan(&req).await,
             // ACL WHOAMI: the user this session logged in to the proxy as.
             "ACL" => Pending::Local(Frame::bulk(self.user_name().to_owned())),
@@ -65,6 +66,77 @@ impl Session {
                 "ERR unsupported command '{name}' through the shardcast proxy"
             ))),
         }
+    }
+
+    /// `WAIT numreplicas timeout` (and `WAITAOF`): on every instance this session wrote
+    /// to, the least of their answers. The session's writes may have gone on shared
+    /// connections, and an instance counts a `WAIT` against its own connection's last
+    /// write; so a `PUBLISH` to a channel nobody hears goes first on the session's own
+    /// connection: it is propagated to replicas (and the AOF) after every write the
+    /// session made (those were answered before: `WAIT` is a barrier), and the `WAIT`
+    /// after it waits for all of them. A session that wrote nothing asks any instance,
+    /// which answers at once, as Redis does.
+    async fn wait(&mut self, req: &Request) -> Frame {
+        let mark = Request::from_args(vec![
+            Bytes::from_static(b"PUBLISH"),
+            Bytes::from_static(b"__shardcast:wait__"),
+            Bytes::from_static(b"1"),
+        ])
+        .raw;
+        let targets = if self.wrote.is_empty() {
+            match self.shared.topology.serving().first() {
+                Some(&id) => vec![id],
+                None => return err("ERR no instance is serving"),
+            }
+        } else {
+            self.wrote.clone()
+        };
+        let within = blocking_timeout(req)
+            .flatten()
+            .map(|t| t + Duration::from_millis(self.shared.limits.request_timeout_ms));
+        let marked = !self.wrote.is_empty();
+        for &id in &targets {
+            let b = match self.backend(id).await {
+                Ok(b) => b,
+                Err(e) => return e,
+            };
+            if marked {
+                b.queue(&mark);
+            }
+            b.queue(&req.raw);
+            if let Err(e) = b.flush().await {
+                self.backends.remove(&id);
+                return err(format!("TRYAGAIN {}: {e}", self.instance_name(id)));
+            }
+        }
+        let mut least: Option<Frame> = None;
+        for id in targets {
+            let Some(b) = self.backends.get_mut(&id) else {
+                continue;
+            };
+            let read = async {
+                if marked {
+                    b.read_frame().await?;
+                }
+                let raw = b.read_raw_within(within).await?;
+                super::super::resp::parse(&raw, &super::super::resp::Limits::unbounded())
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?
+                    .map(|(f, _)| f)
+                    .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "a partial reply"))
+            };
+            let frame = match read.await {
+                Ok(f) => f,
+                Err(e) => {
+                    self.backends.remove(&id);
+                    return err(format!("TRYAGAIN {}: {e}", self.instance_name(id)));
+                }
+            };
+            least = Some(match least {
+                None => frame,
+                Some(l) => fewer(l, frame),
+            });
+        }
+        least.unwrap_or_else(|| Frame::Integer(0))
     }
 
     /// `SELECT db`: checked by an instance before the session takes it (a database the
@@ -238,6 +310,11 @@ impl Session {
                 self.shared.gate.pause.unpause();
                 Frame::ok()
             }
+            // The mode itself is set as the request is read (`Session::silenced`).
+            Some("REPLY") if req.args.len() == 3 => match req.arg_upper(2).as_deref() {
+                Some("ON" | "OFF" | "SKIP") => Frame::ok(),
+                _ => err("ERR syntax error"),
+            },
             Some("NO-EVICT") if req.args.len() == 3 => match req.arg_upper(2).as_deref() {
                 Some("ON" | "OFF") => Frame::ok(),
                 _ => err("ERR syntax error"),
@@ -293,5 +370,18 @@ impl Session {
             restarts.requests,
             self.shared.sessions.len(),
         )
+    }
+}
+
+/// The lesser of two `WAIT` (integer) or `WAITAOF` (two integers) answers; an error wins.
+fn fewer(a: Frame, b: Frame) -> Frame {
+    match (a, b) {
+        (e, _) if e.is_error() => e,
+        (_, e) if e.is_error() => e,
+        (Frame::Integer(x), Frame::Integer(y)) => Frame::Integer(x.min(y)),
+        (Frame::Array(Some(x)), Frame::Array(Some(y))) if x.len() == y.len() => Frame::Array(Some(
+            x.into_iter().zip(y).map(|(p, q)| fewer(p, q)).collect(),
+        )),
+        (a, _) => a,
     }
 }

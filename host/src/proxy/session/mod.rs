@@ -189,6 +189,14 @@ fn blocking_timeout(req: &Request) -> Option<Option<Duration>> {
     }
 }
 
+/// `CLIENT REPLY`'s mode: every reply, none, or none for the next command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Replies {
+    On,
+    Off,
+    SkipNext,
+}
+
 /// Where a reply will come from: the shared multiplexer (with the request, to send again if
 /// the instance could not be reached), or the session's own connection (`None`).
 type Ticket = Option<(oneshot::Receiver<Result<Vec<Bytes>, String>>, Bytes)>;
@@ -210,6 +218,10 @@ pub struct Session {
     /// Keep a cutover off the WATCHed keys' slot until the transaction ends.
     watch_guards: Vec<WriteGuard>,
     closing: bool,
+    /// `CLIENT REPLY`: whether the client hears its replies.
+    replies: Replies,
+    /// The instances this session sent a write to, for `WAIT`.
+    wrote: Vec<InstanceId>,
     /// The user this client logged in as; `None` until then when a password is required.
     user: Option<Arc<User>>,
     entry: Arc<Entry>,
@@ -264,10 +276,11 @@ impl Drop for Session {
 
 /// True for the commands that change or read the session's own connections while they are
 /// routed (`HELLO`, `SELECT`, `RESET` replace them; `UNWATCH`, `DISCARD`, `EXEC` read from
-/// them): requests routed before them are completed first.
+/// them), and for `WAIT`, which waits for the writes before it: requests routed before them
+/// are completed first.
 fn is_barrier(req: &Request) -> bool {
-    const BARRIERS: [&[u8]; 6] = [
-        b"HELLO", b"SELECT", b"RESET", b"UNWATCH", b"DISCARD", b"EXEC",
+    const BARRIERS: [&[u8]; 8] = [
+        b"HELLO", b"SELECT", b"RESET", b"UNWATCH", b"DISCARD", b"EXEC", b"WAIT", b"WAITAOF",
     ];
     req.args
         .first()
@@ -316,6 +329,8 @@ impl Session {
             watch_serial: None,
             watch_guards: Vec::new(),
             closing: false,
+            replies: Replies::On,
+            wrote: Vec::new(),
             user: None,
             entry,
             connected_at,
@@ -527,6 +542,46 @@ impl Session {
         true
     }
 
+    /// True when the client is not to hear `req`'s reply (`CLIENT REPLY OFF`, or `SKIP`
+    /// before it); a `CLIENT REPLY` itself sets the mode for the requests after it.
+    fn silenced(&mut self, req: &Request) -> bool {
+        let is_reply = req.args.len() == 3
+            && req.args[0].eq_ignore_ascii_case(b"CLIENT")
+            && req.args[1].eq_ignore_ascii_case(b"REPLY");
+        if is_reply {
+            let mode = &req.args[2];
+            if mode.eq_ignore_ascii_case(b"ON") {
+                self.replies = Replies::On;
+                return false;
+            }
+            if mode.eq_ignore_ascii_case(b"OFF") {
+                self.replies = Replies::Off;
+                return true;
+            }
+            if mode.eq_ignore_ascii_case(b"SKIP") {
+                if self.replies == Replies::On {
+                    self.replies = Replies::SkipNext;
+                }
+                return true;
+            }
+        }
+        match self.replies {
+            Replies::On => false,
+            Replies::Off => true,
+            Replies::SkipNext => {
+                self.replies = Replies::On;
+                true
+            }
+        }
+    }
+
+    /// Note that a write went to instance `id`, for a later `WAIT`.
+    fn wrote_to(&mut self, id: InstanceId) {
+        if self.wrote.last() != Some(&id) && !self.wrote.contains(&id) {
+            self.wrote.push(id);
+        }
+    }
+
     /// Route, forward and answer one batch of requests, appending replies to `out`.
     async fn serve(&mut self, batch: Vec<Request>, out: &mut BytesMut) {
         let mut pending = Vec::with_capacity(batch.len());
@@ -540,8 +595,9 @@ impl Session {
             if self.closing {
                 break;
             }
+            let silent = self.silenced(&req);
             let p = self.route(req).await;
-            pending.push(p);
+            pending.push((p, silent));
             if self.closing {
                 break;
             }
@@ -552,7 +608,7 @@ impl Session {
     }
 
     /// Send what is queued on the session's connections and append every reply in order.
-    async fn complete(&mut self, pending: Vec<Pending>, out: &mut BytesMut) {
+    async fn complete(&mut self, pending: Vec<(Pending, bool)>, out: &mut BytesMut) {
         let mut broken: HashMap<InstanceId, String> = HashMap::new();
         for (id, b) in self.backends.iter_mut() {
             if b.has_queued()
@@ -561,9 +617,10 @@ impl Session {
                 broken.insert(*id, e.to_string());
             }
         }
-        for p in pending {
+        for (p, silent) in pending {
             let frame_or_raw = self.answer(p, &mut broken).await;
             match frame_or_raw {
+                _ if silent => {}
                 Ok(raw) => out.extend_from_slice(&raw),
                 Err(frame) => frame.encode(out),
             }

@@ -189,6 +189,9 @@ impl Session {
                     b.queue(&req.raw);
                 }
                 b.queue(b"*1\r\n$4\r\nEXEC\r\n");
+                if writes {
+                    self.wrote_to(id);
+                }
                 Pending::Exec(id, queued.len() + 1, guards)
             }
             Err(e) => Pending::Local(e),
