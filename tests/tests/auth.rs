@@ -270,3 +270,183 @@ fn a_refused_instance_login_is_an_error_naming_the_instance_and_no_secret() {
         "{e}"
     );
 }
+
+/// A reply as a comparable word: the value, or an error's code (`NOPERM`, `WRONGPASS`).
+fn outcome(c: &mut redis::Connection, words: &[&str]) -> String {
+    let mut cmd = redis::cmd(words[0]);
+    for w in &words[1..] {
+        cmd.arg(*w);
+    }
+    match cmd.query::<redis::Value>(c) {
+        Ok(v) => format!("{v:?}"),
+        Err(e) => {
+            let text = e.to_string().to_uppercase();
+            ["NOPERM", "NOAUTH", "WRONGPASS"]
+                .into_iter()
+                .find(|code| text.contains(code))
+                .map_or(format!("other error: {text}"), str::to_owned)
+        }
+    }
+}
+
+#[test]
+fn acl_setuser_makes_users_whose_key_and_channel_rules_hold_as_on_redis_server() {
+    let direct = RedisServer::start();
+    let fleet = [RedisServer::start(), RedisServer::start()];
+    let p = shardcast_tests::servers::Proxy::start(&[&fleet[0], &fleet[1]], "");
+    let setup: &[&[&str]] = &[
+        &[
+            "ACL",
+            "SETUSER",
+            "app",
+            "on",
+            ">app-pw",
+            "~app:*",
+            "&app.*",
+            "+@all",
+            "-@dangerous",
+        ],
+        &[
+            "ACL", "SETUSER", "gone", "on", "nopass", "allkeys", "+@read",
+        ],
+    ];
+    // As the user: each step's outcome through shardcast equals redis-server's.
+    let steps: &[&[&str]] = &[
+        &["SET", "app:1", "v"],
+        &["GET", "app:1"],
+        &["SET", "other:1", "v"],
+        &["MSET", "app:2", "x", "app:3", "y"],
+        &["MSET", "app:4", "x", "other:4", "y"],
+        &["MGET", "app:1", "other:1"],
+        &["PUBLISH", "app.news", "hi"],
+        &["PUBLISH", "gossip", "hi"],
+        &["FLUSHALL"],
+        &["KEYS", "*"],
+    ];
+    let mut results = Vec::new();
+    for port in [direct.port, p.port] {
+        let mut admin = connect(&format!("redis://127.0.0.1:{port}/"));
+        for s in setup {
+            assert_eq!(outcome(&mut admin, s), "ok", "{s:?} on {port}");
+        }
+        let users = outcome(&mut admin, &["ACL", "USERS"]);
+        assert!(
+            users.contains("app") && users.contains("default"),
+            "{users}"
+        );
+        let mut user = connect(&format!("redis://app:app-pw@127.0.0.1:{port}/"));
+        let mut seen: Vec<String> = steps.iter().map(|s| outcome(&mut user, s)).collect();
+        seen.push(outcome(
+            &mut admin,
+            &["ACL", "DRYRUN", "app", "SET", "app:9", "v"],
+        ));
+        let dry = outcome(&mut admin, &["ACL", "DRYRUN", "app", "FLUSHALL"]);
+        seen.push(dry.contains("no permissions").to_string());
+        let wrong = outcome(
+            &mut connect(&format!("redis://127.0.0.1:{port}/")),
+            &["AUTH", "app", "not-the-pw"],
+        );
+        seen.push(wrong);
+        // DELUSER disconnects the user's clients.
+        let mut doomed = connect(&format!("redis://gone:any@127.0.0.1:{port}/"));
+        seen.push(outcome(&mut doomed, &["GET", "app:1"]));
+        assert_eq!(outcome(&mut admin, &["ACL", "DELUSER", "gone"]), "int(1)");
+        seen.push(
+            redis::cmd("PING")
+                .query::<String>(&mut doomed)
+                .is_err()
+                .to_string(),
+        );
+        results.push(seen);
+    }
+    assert_eq!(results[1], results[0], "through shardcast vs redis-server");
+    assert!(results[0].iter().any(|r| r == "NOPERM"), "{:?}", results[0]);
+    // A subscription to a channel outside the rules is refused as redis-server refuses it,
+    // on the path into subscribed mode too; the client is then not subscribed.
+    let script = b"*3\r\n$4\r\nAUTH\r\n$3\r\napp\r\n$6\r\napp-pw\r\n\
+        *2\r\n$9\r\nSUBSCRIBE\r\n$6\r\ngossip\r\n*2\r\n$4\r\nECHO\r\n$4\r\ndone\r\n";
+    let exchange = |port: u16| -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        s.write_all(script).expect("write");
+        let mut got = Vec::new();
+        let mut buf = [0u8; 512];
+        while !got.ends_with(b"$4\r\ndone\r\n") {
+            let n = s.read(&mut buf).expect("replies");
+            assert!(n > 0, "closed: {:?}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&got).into_owned()
+    };
+    let (want, got) = (exchange(direct.port), exchange(p.port));
+    assert!(want.contains("-NOPERM"), "{want}");
+    assert_eq!(
+        got.lines()
+            .map(|l| l.split(' ').next().unwrap_or(""))
+            .collect::<Vec<_>>(),
+        want.lines()
+            .map(|l| l.split(' ').next().unwrap_or(""))
+            .collect::<Vec<_>>(),
+        "{got} vs {want}"
+    );
+    // ACL LIST shows the digest of the password (sha256sum's, not the code's), never it.
+    let mut admin = connect(&format!("redis://127.0.0.1:{}/", p.port));
+    let list: Vec<String> = redis::cmd("ACL")
+        .arg("LIST")
+        .query(&mut admin)
+        .expect("LIST");
+    let line = list
+        .iter()
+        .find(|l| l.starts_with("user app "))
+        .expect("app listed");
+    let out = std::process::Command::new("sh")
+        .args(["-c", "printf %s app-pw | sha256sum"])
+        .output()
+        .expect("sha256sum");
+    let hex = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .expect("a digest")
+        .to_owned();
+    assert!(
+        line.contains(&format!("#{hex}")) && !line.contains("app-pw"),
+        "{line}"
+    );
+    assert!(line.contains("~app:*") && line.contains("&app.*"), "{line}");
+}
+
+#[test]
+fn an_unauthenticated_client_cannot_subscribe() {
+    use std::io::{Read, Write};
+    let server = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("pw");
+    std::fs::write(&file, PASSWORD).expect("secret");
+    let port = free_port();
+    let text = format!(
+        "listen = \"127.0.0.1:{port}\"\n[auth]\nrequirepass_file = {:?}\n\
+         [[instances]]\nname = \"redis-0\"\naddress = \"{}\"\n",
+        file.display().to_string(),
+        server.address()
+    );
+    let _p = shardcast_tests::servers::Proxy::start_config(port, &text);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    s.write_all(b"*2\r\n$9\r\nSUBSCRIBE\r\n$4\r\nnews\r\n*1\r\n$4\r\nPING\r\n")
+        .expect("write");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 512];
+    while got.iter().filter(|&&b| b == b'\n').count() < 2 {
+        let n = s.read(&mut buf).expect("replies");
+        assert!(n > 0, "closed: {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        text.starts_with("-NOAUTH") && text.matches("-NOAUTH").count() == 2,
+        "{text}"
+    );
+}

@@ -400,6 +400,7 @@ pub async fn serve(
     topology: &Topology,
     bounds: Bounds,
     publish: &(dyn Fn(Vec<(String, String)>, u32) + Sync),
+    refuse: &(dyn Fn(&Request) -> Option<Frame> + Sync),
     kill: &tokio::sync::Notify,
 ) -> io::Result<()> {
     let mut subs = Subscriptions::new(bounds.io);
@@ -410,6 +411,11 @@ pub async fn serve(
     let mut changes = topology.changes();
     loop {
         while let Some(req) = queue.pop_front() {
+            // The user's rules hold here too (`NOAUTH`, `NOPERM` for a command or channel).
+            if let Some(refusal) = refuse(&req) {
+                asked.answer(refusal);
+                continue;
+            }
             let kind = req.name();
             match kind.as_str() {
                 "SUBSCRIBE" | "PSUBSCRIBE" | "SSUBSCRIBE" | "UNSUBSCRIBE" | "PUNSUBSCRIBE"

@@ -60,8 +60,7 @@ impl Session {
             "RANDOMKEY" => self.fan_out(&req, FanOut::FirstNonNull).await,
             "WAIT" | "WAITAOF" => Pending::Local(self.wait(&req).await),
             "SCAN" => self.scan(&req).await,
-            // ACL WHOAMI: the user this session logged in to the proxy as.
-            "ACL" => Pending::Local(Frame::bulk(self.user_name().to_owned())),
+            "ACL" => Pending::Local(self.acl(&req)),
             _ => Pending::Local(err(format!(
                 "ERR unsupported command '{name}' through the shardcast proxy"
             ))),
@@ -231,11 +230,6 @@ impl Session {
                     i += 2;
                 }
                 Some("AUTH") if i + 2 < req.args.len() => {
-                    if !self.shared.users.required() {
-                        return Pending::Local(err(
-                            "WRONGPASS invalid username-password pair or user is disabled.",
-                        ));
-                    }
                     if let Err(e) = self.login(&req.args[i + 1], &req.args[i + 2]) {
                         return Pending::Local(e);
                     }

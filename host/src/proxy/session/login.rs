@@ -8,26 +8,65 @@ use super::*;
 /// Redis's answer to a wrong password or an unknown user.
 const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
 
+/// Why `user` (`None`: not logged in) may not run `req` now: `NOAUTH` before login,
+/// `NOPERM` for a command, key or channel outside the user's rules. `keys` are the
+/// positions of the request's keys, when known.
+pub(super) fn refusal(user: Option<&User>, req: &Request, keys: Option<&[usize]>) -> Option<Frame> {
+    let (name, allowed) = command::access(&req.args, |name, spec| {
+        spec.has_flag("no_auth") || user.is_some_and(|u| u.may_run(name, &spec.acl))
+    })?;
+    let Some(user) = user else {
+        return (!allowed).then(|| err("NOAUTH Authentication required."));
+    };
+    if !allowed {
+        return Some(err(format!(
+            "NOPERM this user has no permissions to run the '{name}' command"
+        )));
+    }
+    if let Some(keys) = keys
+        && keys
+            .iter()
+            .any(|&k| req.args.get(k).is_some_and(|key| !user.may_touch_key(key)))
+    {
+        return Some(err("NOPERM No permissions to access a key"));
+    }
+    let channels = match name.as_str() {
+        "publish" | "spublish" => req.args.get(1..2),
+        "subscribe" | "ssubscribe" | "psubscribe" => req.args.get(1..),
+        _ => None,
+    };
+    let pattern = name == "psubscribe";
+    if channels.is_some_and(|c| c.iter().any(|c| !user.may_use_channel(c, pattern))) {
+        return Some(err("NOPERM No permissions to access a channel"));
+    }
+    None
+}
+
+/// True for the commands whose first argument is a channel that is routed as a key.
+pub(super) fn names_a_channel(req: &Request) -> bool {
+    ["PUBLISH", "SPUBLISH"]
+        .iter()
+        .any(|n| req.args[0].eq_ignore_ascii_case(n.as_bytes()))
+}
+
 impl Session {
-    /// Why `req` may not run now, when a password is required.
-    pub(super) fn refusal(&self, req: &Request) -> Option<Frame> {
-        let (name, allowed) = command::access(&req.args, |name, spec| {
-            if spec.has_flag("no_auth") {
-                return true;
+    /// Why `req` may not run now (see [`refusal`]); a session whose user was deleted
+    /// since is closed, as Redis closes it.
+    pub(super) fn refused(&mut self, req: &Request, keys: Option<&[usize]>) -> Option<Frame> {
+        let users = &self.shared.users;
+        if self.users_version != users.version() {
+            self.users_version = users.version();
+            if let Some(u) = &self.user {
+                match users.get(&u.name) {
+                    Some(now) => self.user = Some(now),
+                    None => {
+                        self.closing = true;
+                        return Some(err("ERR the user this client logged in as was deleted"));
+                    }
+                }
             }
-            self.user
-                .as_ref()
-                .is_some_and(|u| u.may_run(name, &spec.acl))
-        })?;
-        if allowed {
-            None
-        } else if self.user.is_none() {
-            Some(err("NOAUTH Authentication required."))
-        } else {
-            Some(err(format!(
-                "NOPERM this user has no permissions to run the '{name}' command"
-            )))
         }
+        refusal(self.user.as_deref(), req, keys)
     }
 
     /// `AUTH [user] password`.
@@ -37,14 +76,10 @@ impl Session {
             [user, password] => (user.clone(), password),
             _ => return err("ERR syntax error"),
         };
-        if !self.shared.users.required() {
-            return if req.args.len() == 2 {
-                err(
-                    "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
-                )
-            } else {
-                err(WRONGPASS)
-            };
+        if req.args.len() == 2 && !self.shared.users.required() {
+            return err(
+                "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+            );
         }
         match self.login(&user, password) {
             Ok(()) => Frame::ok(),

@@ -15,6 +15,7 @@
 //! - `connections`: the multiplexer, the session's own connections, holding;
 //! - `answer`: turning replies into the answer of each request.
 
+mod acl;
 mod answer;
 mod clients;
 mod connections;
@@ -224,6 +225,8 @@ pub struct Session {
     wrote: Vec<InstanceId>,
     /// The user this client logged in as; `None` until then when a password is required.
     user: Option<Arc<User>>,
+    /// The users' version `user` was read at: a change to the users refreshes it.
+    users_version: u64,
     entry: Arc<Entry>,
     connected_at: u64,
     /// This client in the count across loops, until the session ends.
@@ -306,6 +309,11 @@ impl Session {
     pub fn new(shared: Arc<Shared>, connected: Connected) -> Self {
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
         let connected_at = now_ms();
+        let users_version = shared.users.version();
+        // Without a password to give, a client is `default` from the start.
+        let user = (!shared.users.required())
+            .then(|| shared.users.get("default"))
+            .flatten();
         let state = ConnState {
             protocol: 2,
             ..ConnState::default()
@@ -331,7 +339,8 @@ impl Session {
             closing: false,
             replies: Replies::On,
             wrote: Vec::new(),
-            user: None,
+            users_version,
+            user,
             entry,
             connected_at,
             _connected: connected,
@@ -446,11 +455,9 @@ impl Session {
                 .control
                 .last_ms
                 .store(now_ms(), Ordering::Relaxed);
-            let subscribe_at = batch.iter().position(super::pubsub::enters);
-            let rest = subscribe_at.map(|i| batch.split_off(i));
             // Boxed: the future of a batch in flight is large, and an idle session should
             // not carry its space.
-            Box::pin(self.serve(batch, &mut out)).await;
+            let rest = Box::pin(self.serve_until_subscribed(batch, &mut out)).await;
             if self.overflowed(&out) {
                 return Ok(());
             }
@@ -474,6 +481,13 @@ impl Session {
                     registry.put(id, "subscriptions", fields);
                     registry.set_subscriptions(id, count);
                 };
+                let (user, users) = (self.user.clone(), self.shared.users.clone());
+                let refuse = move |req: &Request| -> Option<Frame> {
+                    if users.open() {
+                        return None;
+                    }
+                    login::refusal(user.as_deref(), req, None)
+                };
                 let served = Box::pin(super::pubsub::serve(
                     &mut client,
                     &mut input,
@@ -483,6 +497,7 @@ impl Session {
                     &topology,
                     bounds,
                     &publish,
+                    &refuse,
                     &control.kill,
                 ))
                 .await;
@@ -582,6 +597,32 @@ impl Session {
         }
     }
 
+    /// Serve `batch` up to the first request that enters subscribed mode; that request
+    /// and the rest are returned for [`super::pubsub::serve`]. A subscription the user may
+    /// not make (judged once the requests before it, an `AUTH` say, have run) is answered
+    /// here, as Redis answers it, and the client stays out of subscribed mode.
+    async fn serve_until_subscribed(
+        &mut self,
+        mut batch: Vec<Request>,
+        out: &mut BytesMut,
+    ) -> Option<Vec<Request>> {
+        loop {
+            let rest = batch
+                .iter()
+                .position(super::pubsub::enters)
+                .map(|i| batch.split_off(i));
+            self.serve(batch, out).await;
+            let mut rest = rest?;
+            let refused = !self.shared.users.open()
+                && login::refusal(self.user.as_deref(), &rest[0], None).is_some();
+            if !refused || self.closing {
+                return Some(rest);
+            }
+            batch = rest.split_off(1);
+            self.serve(rest, out).await;
+        }
+    }
+
     /// Route, forward and answer one batch of requests, appending replies to `out`.
     async fn serve(&mut self, batch: Vec<Request>, out: &mut BytesMut) {
         let mut pending = Vec::with_capacity(batch.len());
@@ -637,12 +678,22 @@ impl Session {
     }
 
     async fn route(&mut self, req: Request) -> Pending {
-        if self.shared.users.required()
-            && let Some(refusal) = self.refusal(&req)
-        {
-            return Pending::Local(refusal);
-        }
         let class = classify(&req);
+        if !self.shared.users.open() {
+            let keys = match &class {
+                // A sharded channel is routed as a key, and judged as a channel.
+                _ if login::names_a_channel(&req) => None,
+                Class::Keyed(k) | Class::Blocking(k) | Class::Split(_, k) => Some(k.as_slice()),
+                _ => None,
+            };
+            if let Some(refusal) = self.refused(&req, keys) {
+                if self.multi.is_some() {
+                    // As a queued command's error does, this aborts the EXEC.
+                    self.multi_dirty = true;
+                }
+                return Pending::Local(refusal);
+            }
+        }
         if self.shared.gate.pause.active() && !req.args[0].eq_ignore_ascii_case(b"CLIENT") {
             let write = may_write(&req);
             while let Some(wait) = self.shared.gate.pause.wait_for(write) {
