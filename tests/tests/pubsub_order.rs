@@ -88,3 +88,64 @@ fn pipelined_subscription_commands_are_answered_in_order_across_instances() {
     write!(w, "PING\r\n").expect("write");
     assert_eq!(reply(&mut r), "PONG");
 }
+
+/// A client that subscribed and left takes its subscriptions, and the proxy's connections
+/// that carried them, with it: no connection on the instances is left whose last command
+/// was a (un)subscription (read directly with `CLIENT LIST`), whether the client closed its
+/// socket while subscribed, or unsubscribed first and then went on with other commands.
+#[test]
+fn a_subscriber_that_leaves_leaves_no_subscription_on_the_instances() {
+    use shardcast_tests::servers::wait_for;
+    let servers = [RedisServer::start(), RedisServer::start()];
+    let p = Proxy::start(&[&servers[0], &servers[1]], "");
+    let carrying = || -> usize {
+        servers
+            .iter()
+            .map(|s| {
+                let list: String = redis::cmd("CLIENT")
+                    .arg("LIST")
+                    .query(&mut s.client())
+                    .expect("CLIENT LIST");
+                list.lines()
+                    .filter(|l| l.contains("subscribe user="))
+                    .count()
+            })
+            .sum()
+    };
+    for unsubscribe_first in [false, true] {
+        let stream = TcpStream::connect(("127.0.0.1", p.port)).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let mut r = BufReader::new(stream.try_clone().expect("clone"));
+        let mut w = stream;
+        w.write_all(
+            b"*2\r\n$9\r\nSUBSCRIBE\r\n$7\r\nleaving\r\n*2\r\n$10\r\nPSUBSCRIBE\r\n$5\r\nleav*\r\n",
+        )
+        .expect("write");
+        let mut seen = Vec::new();
+        words(&mut r, &mut seen);
+        words(&mut r, &mut seen);
+        assert!(carrying() >= 2, "{seen:?}");
+        if unsubscribe_first {
+            w.write_all(b"*1\r\n$11\r\nUNSUBSCRIBE\r\n*1\r\n$12\r\nPUNSUBSCRIBE\r\n")
+                .expect("write");
+            words(&mut r, &mut seen);
+            words(&mut r, &mut seen);
+            w.write_all(b"*1\r\n$4\r\nPING\r\n").expect("write");
+            assert_eq!(reply(&mut r), "PONG", "{seen:?}");
+            wait_for(
+                "the carrying connections to close",
+                Duration::from_secs(10),
+                || carrying() == 0,
+            );
+        }
+        drop(r);
+        drop(w);
+        wait_for(
+            "the subscriptions to go with the client",
+            Duration::from_secs(10),
+            || carrying() == 0,
+        );
+    }
+}

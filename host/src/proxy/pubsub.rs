@@ -63,6 +63,9 @@ pub struct Bounds {
 /// What one subscribed session holds.
 pub struct Subscriptions {
     writers: HashMap<InstanceId, WriteHalf<Stream>>,
+    /// The task reading each instance connection: it holds the connection's other half,
+    /// so the connection closes only once it is stopped too.
+    readers: HashMap<InstanceId, tokio::task::AbortHandle>,
     pushes_tx: mpsc::Sender<Event>,
     pushes: mpsc::Receiver<Event>,
     channels: BTreeSet<Bytes>,
@@ -78,6 +81,14 @@ pub struct Subscriptions {
     pattern_on: BTreeSet<InstanceId>,
 }
 
+impl Drop for Subscriptions {
+    fn drop(&mut self) {
+        for id in self.readers.keys().copied().collect::<Vec<_>>() {
+            self.close(id);
+        }
+    }
+}
+
 /// True for the commands that enter subscribed mode.
 pub fn enters(req: &Request) -> bool {
     matches!(
@@ -91,6 +102,7 @@ impl Subscriptions {
         let (pushes_tx, pushes) = mpsc::channel(PUSH_QUEUE);
         Subscriptions {
             writers: HashMap::new(),
+            readers: HashMap::new(),
             pushes_tx,
             pushes,
             channels: BTreeSet::new(),
@@ -145,7 +157,7 @@ impl Subscriptions {
                 .map_err(bounded("sending the handshake"))??;
             let tx = self.pushes_tx.clone();
             let skip = setup.len();
-            tokio::spawn(async move {
+            let reader = tokio::spawn(async move {
                 let closed = tx.clone();
                 let _ = async {
                     let mut buf = BytesMut::with_capacity(16 << 10);
@@ -177,11 +189,20 @@ impl Subscriptions {
                 let _ = closed.send(Event::Closed(id)).await;
             });
             self.writers.insert(id, writer);
+            self.readers.insert(id, reader.abort_handle());
         }
         let w = self.writers.get_mut(&id).expect("inserted above");
         tokio::time::timeout(io_limit, send_all(w, raw))
             .await
             .map_err(bounded("sending a subscription command"))?
+    }
+
+    /// Close the connection to instance `id`: its writer, and the task reading it.
+    fn close(&mut self, id: InstanceId) {
+        self.writers.remove(&id);
+        if let Some(reader) = self.readers.remove(&id) {
+            reader.abort();
+        }
     }
 
     /// True (and counted) when `frame` confirms one of the session's own moves.
@@ -278,7 +299,7 @@ impl Subscriptions {
         setup: &[Bytes],
         bound: std::time::Duration,
     ) -> io::Result<()> {
-        self.writers.remove(&id);
+        self.close(id);
         let mine: Vec<(bool, Bytes)> = self
             .homes
             .iter()
