@@ -6,6 +6,7 @@
 //! policies in the SDK's simulator, and the command-line interface built on them.
 
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod engine;
 pub mod history;

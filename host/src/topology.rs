@@ -211,11 +211,10 @@ impl SegmentTable {
     /// Write the table to `path` atomically (a temporary file, fsync, rename), naming each
     /// owner by its name in `instances` (the fleet, in id order).
     pub fn save(&self, path: &Path, instances: &[Instance]) -> std::io::Result<()> {
-        let stored = Stored::named(self.epoch, &self.segments, &self.states, instances)
-            .map_err(|id| std::io::Error::other(format!("no instance with id {id}")))?;
+        let bytes = self.to_bytes(instances)?;
         let tmp = path.with_extension("tmp");
         let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&serde_json::to_vec_pretty(&stored).map_err(std::io::Error::other)?)?;
+        f.write_all(&bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)?;
         if let Some(dir) = path.parent().and_then(|d| std::fs::File::open(d).ok()) {
@@ -234,10 +233,24 @@ impl SegmentTable {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        let stored: Stored = match serde_json::from_slice(&text) {
+        Self::from_bytes(&text, instances).map(Some)
+    }
+
+    /// The table as stored (JSON, owners by name in `instances`, the fleet in id order):
+    /// what [`SegmentTable::save`] writes and the cluster store keeps.
+    pub fn to_bytes(&self, instances: &[Instance]) -> std::io::Result<Vec<u8>> {
+        let stored = Stored::named(self.epoch, &self.segments, &self.states, instances)
+            .map_err(|id| std::io::Error::other(format!("no instance with id {id}")))?;
+        serde_json::to_vec_pretty(&stored).map_err(std::io::Error::other)
+    }
+
+    /// A table from [`SegmentTable::to_bytes`]'s form (or the older positional one), with
+    /// owners resolved by name against `instances`; checked as [`SegmentTable::load`] says.
+    pub fn from_bytes(text: &[u8], instances: &[Instance]) -> Result<Self, LoadError> {
+        let stored: Stored = match serde_json::from_slice(text) {
             Ok(s) => s,
             Err(e) => {
-                let old: Positional = serde_json::from_slice(&text).map_err(|_| {
+                let old: Positional = serde_json::from_slice(text).map_err(|_| {
                     LoadError::Invalid(format!(
                         "not a segment table ({e}); restore it from a backup: starting from the configured layout would route moved segments to where their data no longer is"
                     ))
@@ -300,7 +313,7 @@ impl SegmentTable {
                 .map(|i| stored.states.get(&i.name).copied().unwrap_or(i.state))
                 .collect();
         }
-        Ok(Some(table))
+        Ok(table)
     }
 
     /// The row of the segment holding `slot`.

@@ -6,6 +6,7 @@
 pub mod chaos;
 pub mod decisions;
 pub mod demo;
+pub mod etcd;
 pub mod fixture;
 pub mod hostile;
 pub mod load;

@@ -1,0 +1,313 @@
+//! Cluster mode's coordination: etcd (v3 API, through the `etcd-client` crate), never a
+//! consensus layer of our own. Several proxies share one keyspace through it:
+//!
+//! - membership: each proxy holds a lease and a key under `<prefix>/members/<name>` bound
+//!   to it; the lease is kept alive in the background, and a proxy whose lease lapses (etcd
+//!   unreachable for a TTL, or its keep-alives refused) learns it through
+//!   [`Membership::lapsed`], so it can stop serving until it has registered again
+//!   (self-fencing);
+//! - the segment table: stored as [`SegmentTable::to_bytes`] writes it, under
+//!   `<prefix>/table`, with its epoch beside it under `<prefix>/table-epoch`; a new table is
+//!   written only if the stored epoch is still the one its writer read (compare-and-swap in
+//!   one transaction), so of two writers racing from the same table one wins and the other
+//!   is told;
+//! - the controller: elected with etcd's election API on `<prefix>/controller`, campaigning
+//!   with the membership lease, so a leader that dies (or is cut off) loses the office when
+//!   its lease ends, and the next candidate's campaign returns.
+//!
+//! Every call to etcd has a deadline (`request_timeout_ms`) but a campaign, which waits to
+//! be elected by design (on a connection of its own, kept alive by HTTP/2 pings).
+
+use std::time::Duration;
+
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, LeaderKey, PutOptions, ResignOptions,
+    Txn, TxnOp,
+};
+use serde::Deserialize;
+use shardcast_sdk::types::Instance;
+use tokio::sync::watch;
+
+use crate::topology::SegmentTable;
+
+/// `[cluster]`: cluster mode, on when the section is present.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// etcd's client endpoints, `host:port` or URLs.
+    pub etcd: Vec<String>,
+    /// This proxy's name, unique among the proxies.
+    pub name: String,
+    /// Where shardcast's keys live in etcd.
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+    /// Seconds a proxy's lease lives without a keep-alive.
+    #[serde(default = "default_ttl")]
+    pub lease_ttl_s: u64,
+    /// Milliseconds each call to etcd may take.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_ms: u64,
+}
+
+fn default_prefix() -> String {
+    "/shardcast".into()
+}
+
+fn default_ttl() -> u64 {
+    5
+}
+
+fn default_request_timeout() -> u64 {
+    2_000
+}
+
+/// A failed call to etcd: what was being done, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("etcd ({doing}): {why}")]
+pub struct StoreError {
+    doing: &'static str,
+    why: String,
+}
+
+fn failed(doing: &'static str) -> impl FnOnce(etcd_client::Error) -> StoreError {
+    move |e| StoreError {
+        doing,
+        why: e.to_string(),
+    }
+}
+
+/// One proxy's handle on the cluster's store.
+#[derive(Clone)]
+pub struct Store {
+    client: Client,
+    /// A connection without a per-request deadline, for campaigns, which wait by design.
+    elections: Client,
+    config: ClusterConfig,
+}
+
+/// This proxy's membership: its lease, kept alive until this is dropped.
+pub struct Membership {
+    /// The lease id.
+    pub lease: i64,
+    lapsed: watch::Receiver<bool>,
+    keeper: tokio::task::JoinHandle<()>,
+}
+
+impl Membership {
+    /// True once the lease has lapsed: etcd refused a keep-alive or could not be reached
+    /// for the lease's TTL. Keys bound to it are gone, and so is any office held with it.
+    pub fn lapsed(&self) -> bool {
+        *self.lapsed.borrow()
+    }
+
+    /// Wait until the lease lapses.
+    pub async fn until_lapsed(&mut self) {
+        let _ = self.lapsed.wait_for(|l| *l).await;
+    }
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        self.keeper.abort();
+    }
+}
+
+/// The office of controller, held until resigned or until the lease ends.
+pub struct Leadership {
+    key: LeaderKey,
+}
+
+impl Store {
+    /// Connect to etcd.
+    pub async fn connect(config: &ClusterConfig) -> Result<Store, StoreError> {
+        let limit = Duration::from_millis(config.request_timeout_ms);
+        // HTTP/2 pings no more often than etcd accepts them (`--grpc-keepalive-min-time`,
+        // 5 s by default; more often, and it closes the connection).
+        let options = ConnectOptions::new()
+            .with_connect_timeout(limit)
+            .with_keep_alive(Duration::from_secs(10), limit);
+        let client = Client::connect(&config.etcd, Some(options.clone().with_timeout(limit)))
+            .await
+            .map_err(failed("connecting"))?;
+        let elections = Client::connect(&config.etcd, Some(options))
+            .await
+            .map_err(failed("connecting"))?;
+        Ok(Store {
+            client,
+            elections,
+            config: config.clone(),
+        })
+    }
+
+    fn key(&self, rest: &str) -> String {
+        format!("{}/{rest}", self.config.prefix.trim_end_matches('/'))
+    }
+
+    /// Take a lease, register under `members/<name>` with it, and keep it alive in the
+    /// background.
+    pub async fn register(&self) -> Result<Membership, StoreError> {
+        let mut client = self.client.clone();
+        let ttl = self.config.lease_ttl_s.max(1) as i64;
+        let lease = client
+            .lease_grant(ttl, None)
+            .await
+            .map_err(failed("granting a lease"))?
+            .id();
+        client
+            .put(
+                self.key(&format!("members/{}", self.config.name)),
+                self.config.name.clone(),
+                Some(PutOptions::new().with_lease(lease)),
+            )
+            .await
+            .map_err(failed("registering"))?;
+        let (tx, lapsed) = watch::channel(false);
+        let keeper = tokio::spawn(async move {
+            keep_alive(client, lease, ttl).await;
+            tx.send_replace(true);
+        });
+        Ok(Membership {
+            lease,
+            lapsed,
+            keeper,
+        })
+    }
+
+    /// The names of the proxies whose leases are alive.
+    pub async fn members(&self) -> Result<Vec<String>, StoreError> {
+        let mut client = self.client.clone();
+        let got = client
+            .get(self.key("members/"), Some(GetOptions::new().with_prefix()))
+            .await
+            .map_err(failed("listing members"))?;
+        Ok(got
+            .kvs()
+            .iter()
+            .map(|kv| String::from_utf8_lossy(kv.value()).into_owned())
+            .collect())
+    }
+
+    /// The stored segment table, with owners resolved against `instances`; `None` before
+    /// any was written.
+    pub async fn table(&self, instances: &[Instance]) -> Result<Option<SegmentTable>, StoreError> {
+        let mut client = self.client.clone();
+        let got = client
+            .get(self.key("table"), None)
+            .await
+            .map_err(failed("reading the segment table"))?;
+        got.kvs()
+            .first()
+            .map(|kv| {
+                SegmentTable::from_bytes(kv.value(), instances).map_err(|e| StoreError {
+                    doing: "reading the segment table",
+                    why: e.to_string(),
+                })
+            })
+            .transpose()
+    }
+
+    /// Write `table` if the stored table's epoch is still `read` (`None`: no table stored
+    /// yet). False when another writer got there first: read the table again.
+    pub async fn swap_table(
+        &self,
+        read: Option<u64>,
+        table: &SegmentTable,
+        instances: &[Instance],
+    ) -> Result<bool, StoreError> {
+        let bytes = table.to_bytes(instances).map_err(|e| StoreError {
+            doing: "writing the segment table",
+            why: e.to_string(),
+        })?;
+        let epoch_key = self.key("table-epoch");
+        let unchanged = match read {
+            Some(epoch) => Compare::value(epoch_key.clone(), CompareOp::Equal, epoch.to_string()),
+            None => Compare::create_revision(epoch_key.clone(), CompareOp::Equal, 0),
+        };
+        let txn = Txn::new().when(vec![unchanged]).and_then(vec![
+            TxnOp::put(self.key("table"), bytes, None),
+            TxnOp::put(epoch_key, table.epoch.to_string(), None),
+        ]);
+        let mut client = self.client.clone();
+        let done = client
+            .txn(txn)
+            .await
+            .map_err(failed("writing the segment table"))?;
+        Ok(done.succeeded())
+    }
+
+    /// Campaign for the controller's office with `membership`'s lease; returns once this
+    /// proxy holds it (which may be never, while another holds it).
+    pub async fn campaign(&self, membership: &Membership) -> Result<Leadership, StoreError> {
+        let mut client = self.elections.clone();
+        let won = client
+            .campaign(
+                self.key("controller"),
+                self.config.name.clone(),
+                membership.lease,
+            )
+            .await
+            .map_err(failed("campaigning"))?;
+        let key = won.leader().cloned().ok_or(StoreError {
+            doing: "campaigning",
+            why: "etcd elected no leader key".into(),
+        })?;
+        Ok(Leadership { key })
+    }
+
+    /// The name of the proxy holding the controller's office, if any.
+    pub async fn leader(&self) -> Result<Option<String>, StoreError> {
+        let mut client = self.client.clone();
+        match client.leader(self.key("controller")).await {
+            Ok(r) => Ok(r
+                .kv()
+                .map(|kv| String::from_utf8_lossy(kv.value()).into_owned())),
+            // etcd answers "election: no leader" as an error.
+            Err(e) if e.to_string().contains("no leader") => Ok(None),
+            Err(e) => Err(failed("reading the leader")(e)),
+        }
+    }
+
+    /// Give the office up.
+    pub async fn resign(&self, leadership: Leadership) -> Result<(), StoreError> {
+        let mut client = self.client.clone();
+        client
+            .resign(Some(ResignOptions::new().with_leader(leadership.key)))
+            .await
+            .map_err(failed("resigning"))?;
+        Ok(())
+    }
+}
+
+/// Keep `lease` alive, a keep-alive every third of its TTL; returns when it has lapsed: etcd
+/// says it expired, or no keep-alive was answered for a whole TTL.
+async fn keep_alive(mut client: Client, lease: i64, ttl: i64) {
+    let ttl = Duration::from_secs(ttl as u64);
+    let step = ttl / 3;
+    let mut answered_at = tokio::time::Instant::now();
+    loop {
+        if let Ok(Ok((mut keeper, mut answers))) =
+            tokio::time::timeout(step, client.lease_keep_alive(lease)).await
+        {
+            loop {
+                let answer = tokio::time::timeout(step, async {
+                    keeper.keep_alive().await.ok()?;
+                    answers.message().await.ok()?
+                })
+                .await;
+                match answer {
+                    Ok(Some(a)) if a.ttl() <= 0 => return,
+                    Ok(Some(_)) => {
+                        answered_at = tokio::time::Instant::now();
+                        tokio::time::sleep(step).await;
+                    }
+                    // The stream failed or stalled: open another.
+                    _ => break,
+                }
+            }
+        }
+        if answered_at.elapsed() >= ttl {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

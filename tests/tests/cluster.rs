@@ -1,0 +1,144 @@
+//! Cluster mode's coordination store against a real etcd: membership by lease (and a
+//! lapsed lease noticed when etcd goes away), the segment table written by
+//! compare-and-swap on its epoch, and the controller's election with a take-over when the
+//! leader's lease ends.
+
+use std::time::Duration;
+
+use shardcast::cluster::{ClusterConfig, Store};
+use shardcast::topology::SegmentTable;
+use shardcast_sdk::types::{Instance, InstanceState};
+use shardcast_tests::etcd::EtcdServer;
+
+fn config(etcd: &EtcdServer, name: &str, ttl: u64) -> ClusterConfig {
+    ClusterConfig {
+        etcd: vec![etcd.endpoint()],
+        name: name.into(),
+        prefix: "/shardcast-test".into(),
+        lease_ttl_s: ttl,
+        request_timeout_ms: 2_000,
+    }
+}
+
+fn fleet() -> Vec<Instance> {
+    (0..3)
+        .map(|i| Instance {
+            id: i,
+            name: format!("redis-{i}"),
+            address: format!("127.0.0.1:{}", 7000 + i),
+            zone: String::new(),
+            state: InstanceState::Active,
+            capacity: 1.0,
+        })
+        .collect()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+#[test]
+fn the_segment_table_is_written_by_compare_and_swap_on_its_epoch() {
+    let etcd = EtcdServer::start();
+    runtime().block_on(async {
+        let a = Store::connect(&config(&etcd, "a", 5))
+            .await
+            .expect("a connects");
+        let b = Store::connect(&config(&etcd, "b", 5))
+            .await
+            .expect("b connects");
+        let instances = fleet();
+        assert!(a.table(&instances).await.expect("read").is_none());
+        let first = SegmentTable::uniform(8, &[0, 1, 2]);
+        assert!(a.swap_table(None, &first, &instances).await.expect("write"));
+        // B read nothing too, and is told it lost.
+        assert!(!b.swap_table(None, &first, &instances).await.expect("write"));
+        let seen = b.table(&instances).await.expect("read").expect("a table");
+        assert_eq!(seen.epoch, first.epoch);
+        assert_eq!(seen.segments, first.segments);
+        // B moves a segment from the table it read; A, still on the first, is refused.
+        let moved = seen.with_owner(0, 2);
+        assert!(
+            b.swap_table(Some(seen.epoch), &moved, &instances)
+                .await
+                .expect("write")
+        );
+        let stale = first.with_owner(1, 0);
+        assert!(
+            !a.swap_table(Some(first.epoch), &stale, &instances)
+                .await
+                .expect("write")
+        );
+        let now = a.table(&instances).await.expect("read").expect("a table");
+        assert_eq!(now.epoch, moved.epoch);
+        assert_eq!(now.segments[0].owner, 2);
+    });
+}
+
+#[test]
+fn one_controller_is_elected_and_another_takes_over_when_its_lease_ends() {
+    let etcd = EtcdServer::start();
+    runtime().block_on(async {
+        let a = Store::connect(&config(&etcd, "a", 2))
+            .await
+            .expect("a connects");
+        let b = Store::connect(&config(&etcd, "b", 2))
+            .await
+            .expect("b connects");
+        let a_member = a.register().await.expect("a registers");
+        let b_member = b.register().await.expect("b registers");
+        let mut members = b.members().await.expect("members");
+        members.sort();
+        assert_eq!(members, ["a", "b"]);
+        let _office = a.campaign(&a_member).await.expect("a is elected");
+        assert_eq!(b.leader().await.expect("leader").as_deref(), Some("a"));
+        let waiting = {
+            let b = b.clone();
+            tokio::spawn(async move {
+                let office = b.campaign(&b_member).await.expect("b is elected");
+                (office, b_member)
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(
+            !waiting.is_finished(),
+            "b was elected while a held the office"
+        );
+        // A dies: its keep-alives stop, and its lease ends within the TTL.
+        drop(a_member);
+        let (_b_office, _b_member) = tokio::time::timeout(Duration::from_secs(10), waiting)
+            .await
+            .expect("b takes over within the lease's TTL and a margin")
+            .expect("the campaign");
+        assert_eq!(a.leader().await.expect("leader").as_deref(), Some("b"));
+        assert_eq!(a.members().await.expect("members"), ["b"]);
+    });
+}
+
+#[test]
+fn a_proxy_learns_its_lease_lapsed_when_etcd_is_gone() {
+    let mut etcd = EtcdServer::start();
+    runtime().block_on(async {
+        let a = Store::connect(&config(&etcd, "a", 2))
+            .await
+            .expect("a connects");
+        let mut member = a.register().await.expect("a registers");
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(!member.lapsed(), "the lease is kept alive past its TTL");
+        etcd.kill();
+        tokio::time::timeout(Duration::from_secs(10), member.until_lapsed())
+            .await
+            .expect("the lapse is noticed within the TTL and a margin");
+        etcd.restart();
+        let again = a
+            .register()
+            .await
+            .expect("a registers again once etcd is back");
+        assert!(!again.lapsed());
+        assert_eq!(a.members().await.expect("members"), ["a"]);
+    });
+}
