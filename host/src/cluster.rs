@@ -10,19 +10,24 @@
 //!   `<prefix>/table`, with its epoch beside it under `<prefix>/table-epoch`; a new table is
 //!   written only if the stored epoch is still the one its writer read (compare-and-swap in
 //!   one transaction), so of two writers racing from the same table one wins and the other
-//!   is told;
+//!   is told; the controller's writes are also conditional on its office, so a controller
+//!   deposed while it was deciding cannot write; every proxy follows the stored table
+//!   ([`Store::next_table`], a watch from the revision it read);
 //! - the controller: elected with etcd's election API on `<prefix>/controller`, campaigning
 //!   with the membership lease, so a leader that dies (or is cut off) loses the office when
 //!   its lease ends, and the next candidate's campaign returns.
 //!
-//! Every call to etcd has a deadline (`request_timeout_ms`) but a campaign, which waits to
-//! be elected by design (on a connection of its own, kept alive by HTTP/2 pings).
+//! Every call to etcd has a deadline (`request_timeout_ms`) but a campaign and a watch,
+//! which wait by design (on a connection of their own, kept alive by HTTP/2 pings).
+//!
+//! Not wired into the proxy yet: `[cluster]` is not a configuration section until the
+//! cutover across proxies (hold, drain acknowledgements, flip) is built on this.
 
 use std::time::Duration;
 
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, GetOptions, LeaderKey, PutOptions, ResignOptions,
-    Txn, TxnOp,
+    Txn, TxnOp, WatchOptions,
 };
 use serde::Deserialize;
 use shardcast_sdk::types::Instance;
@@ -207,10 +212,13 @@ impl Store {
     }
 
     /// Write `table` if the stored table's epoch is still `read` (`None`: no table stored
-    /// yet). False when another writer got there first: read the table again.
+    /// yet) and, when `office` is given, this proxy still holds the controller's office (its
+    /// election key is the one it won: a deposed controller cannot write). False when
+    /// either no longer holds: read the table again.
     pub async fn swap_table(
         &self,
         read: Option<u64>,
+        office: Option<&Leadership>,
         table: &SegmentTable,
         instances: &[Instance],
     ) -> Result<bool, StoreError> {
@@ -223,7 +231,15 @@ impl Store {
             Some(epoch) => Compare::value(epoch_key.clone(), CompareOp::Equal, epoch.to_string()),
             None => Compare::create_revision(epoch_key.clone(), CompareOp::Equal, 0),
         };
-        let txn = Txn::new().when(vec![unchanged]).and_then(vec![
+        let mut conditions = vec![unchanged];
+        if let Some(o) = office {
+            conditions.push(Compare::create_revision(
+                o.key.key().to_vec(),
+                CompareOp::Equal,
+                o.key.rev(),
+            ));
+        }
+        let txn = Txn::new().when(conditions).and_then(vec![
             TxnOp::put(self.key("table"), bytes, None),
             TxnOp::put(epoch_key, table.epoch.to_string(), None),
         ]);
@@ -233,6 +249,65 @@ impl Store {
             .await
             .map_err(failed("writing the segment table"))?;
         Ok(done.succeeded())
+    }
+
+    /// The stored table once its epoch is past `after` (at once if it already is): every
+    /// proxy follows the table the controller writes.
+    pub async fn next_table(
+        &self,
+        after: u64,
+        instances: &[Instance],
+    ) -> Result<SegmentTable, StoreError> {
+        let mut client = self.client.clone();
+        let epoch_key = self.key("table-epoch");
+        let got = client
+            .get(epoch_key.clone(), None)
+            .await
+            .map_err(failed("reading the table's epoch"))?;
+        let stored = |v: &[u8]| std::str::from_utf8(v).ok()?.parse::<u64>().ok();
+        let newer = got
+            .kvs()
+            .first()
+            .and_then(|kv| stored(kv.value()))
+            .is_some_and(|e| e > after);
+        if !newer {
+            // Watch from just after what was read, so no change in between is missed.
+            let from = got.header().map_or(0, |h| h.revision()) + 1;
+            let mut watch = self
+                .elections
+                .clone()
+                .watch(
+                    epoch_key,
+                    Some(WatchOptions::new().with_start_revision(from)),
+                )
+                .await
+                .map_err(failed("watching the table"))?;
+            'wait: loop {
+                let Some(answer) = watch
+                    .message()
+                    .await
+                    .map_err(failed("watching the table"))?
+                else {
+                    return Err(StoreError {
+                        doing: "watching the table",
+                        why: "the watch ended".into(),
+                    });
+                };
+                for event in answer.events() {
+                    if event
+                        .kv()
+                        .and_then(|kv| stored(kv.value()))
+                        .is_some_and(|e| e > after)
+                    {
+                        break 'wait;
+                    }
+                }
+            }
+        }
+        self.table(instances).await?.ok_or(StoreError {
+            doing: "reading the segment table",
+            why: "its epoch is stored but the table is not".into(),
+        })
     }
 
     /// Campaign for the controller's office with `membership`'s lease; returns once this

@@ -54,22 +54,30 @@ fn the_segment_table_is_written_by_compare_and_swap_on_its_epoch() {
         let instances = fleet();
         assert!(a.table(&instances).await.expect("read").is_none());
         let first = SegmentTable::uniform(8, &[0, 1, 2]);
-        assert!(a.swap_table(None, &first, &instances).await.expect("write"));
+        assert!(
+            a.swap_table(None, None, &first, &instances)
+                .await
+                .expect("write")
+        );
         // B read nothing too, and is told it lost.
-        assert!(!b.swap_table(None, &first, &instances).await.expect("write"));
+        assert!(
+            !b.swap_table(None, None, &first, &instances)
+                .await
+                .expect("write")
+        );
         let seen = b.table(&instances).await.expect("read").expect("a table");
         assert_eq!(seen.epoch, first.epoch);
         assert_eq!(seen.segments, first.segments);
         // B moves a segment from the table it read; A, still on the first, is refused.
         let moved = seen.with_owner(0, 2);
         assert!(
-            b.swap_table(Some(seen.epoch), &moved, &instances)
+            b.swap_table(Some(seen.epoch), None, &moved, &instances)
                 .await
                 .expect("write")
         );
         let stale = first.with_owner(1, 0);
         assert!(
-            !a.swap_table(Some(first.epoch), &stale, &instances)
+            !a.swap_table(Some(first.epoch), None, &stale, &instances)
                 .await
                 .expect("write")
         );
@@ -140,5 +148,70 @@ fn a_proxy_learns_its_lease_lapsed_when_etcd_is_gone() {
             .expect("a registers again once etcd is back");
         assert!(!again.lapsed());
         assert_eq!(a.members().await.expect("members"), ["a"]);
+    });
+}
+
+#[test]
+fn a_deposed_controller_cannot_write_the_table_and_every_proxy_follows_the_new_one() {
+    let etcd = EtcdServer::start();
+    runtime().block_on(async {
+        let a = Store::connect(&config(&etcd, "a", 2))
+            .await
+            .expect("a connects");
+        let b = Store::connect(&config(&etcd, "b", 2))
+            .await
+            .expect("b connects");
+        let instances = fleet();
+        let first = SegmentTable::uniform(6, &[0, 1, 2]);
+        assert!(
+            a.swap_table(None, None, &first, &instances)
+                .await
+                .expect("write")
+        );
+        // B follows the table: it waits for an epoch past the one it has.
+        let following = {
+            let b = b.clone();
+            let instances = instances.clone();
+            tokio::spawn(async move { b.next_table(first.epoch, &instances).await })
+        };
+        let a_member = a.register().await.expect("a registers");
+        let a_office = a.campaign(&a_member).await.expect("a is elected");
+        let moved = first.with_owner(0, 1);
+        assert!(
+            a.swap_table(Some(first.epoch), Some(&a_office), &moved, &instances)
+                .await
+                .expect("write")
+        );
+        let seen = tokio::time::timeout(Duration::from_secs(10), following)
+            .await
+            .expect("b sees the new table")
+            .expect("the task")
+            .expect("the watch");
+        assert_eq!(seen.epoch, moved.epoch);
+        assert_eq!(seen.segments[0].owner, 1);
+        // A loses its office (its lease ends); B is elected. A, still believing it leads,
+        // is refused; B writes.
+        drop(a_member);
+        let b_member = b.register().await.expect("b registers");
+        let b_office = tokio::time::timeout(Duration::from_secs(10), b.campaign(&b_member))
+            .await
+            .expect("b is elected once a's lease ends")
+            .expect("campaign");
+        let stale = moved.with_owner(1, 0);
+        assert!(
+            !a.swap_table(Some(moved.epoch), Some(&a_office), &stale, &instances)
+                .await
+                .expect("write"),
+            "a deposed controller wrote the table"
+        );
+        let next = moved.with_owner(2, 0);
+        assert!(
+            b.swap_table(Some(moved.epoch), Some(&b_office), &next, &instances)
+                .await
+                .expect("write")
+        );
+        // Already past: returns at once.
+        let now = a.next_table(moved.epoch, &instances).await.expect("read");
+        assert_eq!(now.epoch, next.epoch);
     });
 }
