@@ -353,36 +353,46 @@ impl Store {
     }
 }
 
-/// Keep `lease` alive, a keep-alive every third of its TTL; returns when it has lapsed: etcd
-/// says it expired, or no keep-alive was answered for a whole TTL.
+/// Keep `lease` alive, a keep-alive every third of its TTL; returns when the lease may have
+/// lapsed: etcd says it expired, or the lease is within a sixth of its TTL of its end with no
+/// renewal answered. The end is reckoned from when each renewal was *sent* (plus the TTL
+/// etcd granted), so the lapse is reported before etcd can hand the office to another
+/// proxy, never after.
 async fn keep_alive(mut client: Client, lease: i64, ttl: i64) {
-    let ttl = Duration::from_secs(ttl as u64);
-    let step = ttl / 3;
-    let mut answered_at = tokio::time::Instant::now();
+    use tokio::time::Instant;
+    let step = Duration::from_secs(ttl as u64) / 3;
+    let margin = step / 2;
+    // Granted just before this started: alive for a TTL from now at least.
+    let mut expires = Instant::now() + Duration::from_secs(ttl as u64);
+    let mut stream = None;
     loop {
-        if let Ok(Ok((mut keeper, mut answers))) =
-            tokio::time::timeout(step, client.lease_keep_alive(lease)).await
-        {
-            loop {
-                let answer = tokio::time::timeout(step, async {
-                    keeper.keep_alive().await.ok()?;
-                    answers.message().await.ok()?
-                })
-                .await;
-                match answer {
-                    Ok(Some(a)) if a.ttl() <= 0 => return,
-                    Ok(Some(_)) => {
-                        answered_at = tokio::time::Instant::now();
-                        tokio::time::sleep(step).await;
-                    }
-                    // The stream failed or stalled: open another.
-                    _ => break,
-                }
-            }
-        }
-        if answered_at.elapsed() >= ttl {
+        let left = expires
+            .saturating_duration_since(Instant::now())
+            .saturating_sub(margin);
+        if left.is_zero() {
             return;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let sent = Instant::now();
+        let answer = tokio::time::timeout(left.min(step), async {
+            if stream.is_none() {
+                stream = Some(client.lease_keep_alive(lease).await.ok()?);
+            }
+            let (keeper, answers) = stream.as_mut()?;
+            keeper.keep_alive().await.ok()?;
+            answers.message().await.ok()?
+        })
+        .await;
+        match answer {
+            Ok(Some(a)) if a.ttl() <= 0 => return,
+            Ok(Some(a)) => {
+                expires = sent + Duration::from_secs(a.ttl() as u64);
+                tokio::time::sleep(step).await;
+            }
+            // The stream failed or stalled: open another.
+            _ => {
+                stream = None;
+                tokio::time::sleep(Duration::from_millis(100).min(left)).await;
+            }
+        }
     }
 }

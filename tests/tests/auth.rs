@@ -322,6 +322,11 @@ fn acl_setuser_makes_users_whose_key_and_channel_rules_hold_as_on_redis_server()
         &["PUBLISH", "gossip", "hi"],
         &["FLUSHALL"],
         &["KEYS", "*"],
+        &["WATCH", "other:1"],
+        &["WATCH", "app:1"],
+        &["UNWATCH"],
+        &["RESET"],
+        &["ACL", "WHOAMI"],
     ];
     let mut results = Vec::new();
     for port in [direct.port, p.port] {
@@ -391,6 +396,67 @@ fn acl_setuser_makes_users_whose_key_and_channel_rules_hold_as_on_redis_server()
             .collect::<Vec<_>>(),
         "{got} vs {want}"
     );
+    // Scripts run unchecked on the instances: through shardcast only a user allowed
+    // everything may run one.
+    let mut user = connect(&format!("redis://app:app-pw@127.0.0.1:{}/", p.port));
+    assert_eq!(outcome(&mut user, &["EVAL", "return 1", "0"]), "NOPERM");
+    // EXEC judges the queued commands by the rules as they are at EXEC.
+    let mut admin = connect(&format!("redis://127.0.0.1:{}/", p.port));
+    assert_eq!(outcome(&mut user, &["MULTI"]), "ok");
+    assert_eq!(
+        outcome(&mut user, &["SET", "app:late", "v"]),
+        "simple-string(\"QUEUED\")"
+    );
+    assert_eq!(
+        outcome(
+            &mut admin,
+            &["ACL", "SETUSER", "app", "resetkeys", "~other:*"]
+        ),
+        "ok"
+    );
+    assert_eq!(outcome(&mut user, &["EXEC"]), "NOPERM");
+    assert_eq!(outcome(&mut admin, &["EXISTS", "app:late"]), "int(0)");
+    // A subscriber logged in within the same batch is found and disconnected by DELUSER.
+    assert_eq!(
+        outcome(
+            &mut admin,
+            &[
+                "ACL",
+                "SETUSER",
+                "listener",
+                "on",
+                "nopass",
+                "allchannels",
+                "+@all"
+            ]
+        ),
+        "ok"
+    );
+    {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", p.port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        s.write_all(b"*3\r\n$4\r\nAUTH\r\n$8\r\nlistener\r\n$1\r\nx\r\n*2\r\n$9\r\nSUBSCRIBE\r\n$4\r\nnews\r\n")
+            .expect("write");
+        let mut got = Vec::new();
+        let mut buf = [0u8; 256];
+        while !got.ends_with(b":1\r\n") {
+            let n = s.read(&mut buf).expect("replies");
+            assert!(n > 0, "closed early: {:?}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(
+            outcome(&mut admin, &["ACL", "DELUSER", "listener"]),
+            "int(1)"
+        );
+        let closed = s.read(&mut buf);
+        assert!(
+            matches!(closed, Ok(0))
+                || closed.is_err_and(|e| e.kind() != std::io::ErrorKind::WouldBlock),
+            "the deleted user's subscriber was not disconnected"
+        );
+    }
     // ACL LIST shows the digest of the password (sha256sum's, not the code's), never it.
     let mut admin = connect(&format!("redis://127.0.0.1:{}/", p.port));
     let list: Vec<String> = redis::cmd("ACL")
@@ -414,7 +480,10 @@ fn acl_setuser_makes_users_whose_key_and_channel_rules_hold_as_on_redis_server()
         line.contains(&format!("#{hex}")) && !line.contains("app-pw"),
         "{line}"
     );
-    assert!(line.contains("~app:*") && line.contains("&app.*"), "{line}");
+    assert!(
+        line.contains("~other:*") && line.contains("&app.*"),
+        "{line}"
+    );
 }
 
 #[test]

@@ -280,6 +280,10 @@ fn client_reply_off_and_skip_silence_replies_as_redis_server_does() {
         "INCR reply:n",
         "CLIENT REPLY sideways",
         "GET reply:n",
+        "CLIENT REPLY OFF",
+        "GET reply:n",
+        "RESET",
+        "GET reply:n",
     ];
     let raw: Vec<u8> = script.iter().flat_map(|w| encode(w)).collect();
     let want = raw_exchange(direct.port, &raw);

@@ -289,17 +289,20 @@ impl User {
         })
     }
 
-    /// True for the user that may do anything without a password: nothing to check.
-    fn is_open(&self) -> bool {
-        self.enabled
-            && self.nopass
-            && self.keys.iter().any(|k| k.as_slice() == b"*")
+    /// True for a user whose rules allow every command, key and channel.
+    pub fn unrestricted(&self) -> bool {
+        self.keys.iter().any(|k| k.as_slice() == b"*")
             && self.channels.iter().any(|c| c.as_slice() == b"*")
             && self.rules.last()
                 == Some(&Rule::Category {
                     allow: true,
                     name: "all".into(),
                 })
+    }
+
+    /// True for the user that may do anything without a password: nothing to check.
+    fn is_open(&self) -> bool {
+        self.enabled && self.nopass && self.unrestricted()
     }
 
     /// Whether `password` logs this user in: it is on, and has no password or this one
@@ -428,12 +431,13 @@ impl Users {
             open: AtomicBool::new(false),
             required: AtomicBool::new(true),
         };
-        users.settle();
+        users.settle(&read(&users.users));
         users
     }
 
-    fn settle(&self) {
-        let all = read(&self.users);
+    /// Derive the flags from `all`, the users as they are now (called with the write lock
+    /// held, so no request sees new users with old flags).
+    fn settle(&self, all: &[Arc<User>]) {
         let default = all.iter().find(|u| u.name == "default");
         self.required.store(
             !default.is_some_and(|d| d.enabled && d.nopass),
@@ -494,8 +498,8 @@ impl Users {
                 Some(u) => *u = Arc::new(user),
                 None => all.push(Arc::new(user)),
             }
+            self.settle(&all);
         }
-        self.settle();
         Ok(())
     }
 
@@ -504,14 +508,11 @@ impl Users {
         if names.iter().any(|n| n.as_ref() == b"default") {
             return Err("ERR The 'default' user cannot be removed".into());
         }
-        let gone = {
-            let mut all = write(&self.users);
-            let before = all.len();
-            all.retain(|u| !names.iter().any(|n| n.as_ref() == u.name.as_bytes()));
-            before - all.len()
-        };
-        self.settle();
-        Ok(gone)
+        let mut all = write(&self.users);
+        let before = all.len();
+        all.retain(|u| !names.iter().any(|n| n.as_ref() == u.name.as_bytes()));
+        self.settle(&all);
+        Ok(before - all.len())
     }
 }
 

@@ -128,6 +128,14 @@ impl Frame {
         matches!(self, Frame::Error(_) | Frame::BlobError(_))
     }
 
+    /// An error's text, without its `-`.
+    pub fn error_text(&self) -> Option<String> {
+        match self {
+            Frame::Error(s) | Frame::BlobError(s) => Some(String::from_utf8_lossy(s).into_owned()),
+            _ => None,
+        }
+    }
+
     /// Append the wire form to `out`.
     pub fn encode(&self, out: &mut BytesMut) {
         match self {

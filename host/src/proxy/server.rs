@@ -62,15 +62,14 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Fu
                     }
                     if shared.clients.load(Ordering::Relaxed) >= shared.limits.maxclients {
                         tracing::warn!(%peer, maxclients = shared.limits.maxclients, "refusing a client: limits.maxclients reached");
-                        let tls = shared.tls.clone();
-                        tokio::spawn(async move {
-                            let refuse = async {
-                                let mut client = super::client::accept(socket, tls.as_ref()).await?;
-                                client.write_all(FULL).await?;
-                                client.flush().await
-                            };
-                            let _ = tokio::time::timeout(Duration::from_secs(1), refuse).await;
-                        });
+                        // Over TLS the refusal would cost a handshake each: a full proxy
+                        // just closes the connection.
+                        if shared.tls.is_none() {
+                            tokio::spawn(async move {
+                                let mut socket = socket;
+                                let _ = tokio::time::timeout(Duration::from_secs(1), socket.write_all(FULL)).await;
+                            });
+                        }
                         continue;
                     }
                     let session = Session::new(shared.clone(), Connected::new(&shared.clients));

@@ -76,9 +76,6 @@ impl Session {
                     bytes_in: req.raw.len() as u64,
                 };
                 self.shared.counters.hit(first, id, hit);
-                if hit.write {
-                    self.wrote_to(id);
-                }
                 if let Some(w) = self.watched
                     && w != id
                 {
@@ -92,6 +89,10 @@ impl Session {
                     _write: write,
                 };
                 let reply = self.reply_to(req);
+                // Anything not flagged readonly (scripts too) counts for a later WAIT.
+                if reply.effect == Effect::Write {
+                    self.wrote_to(id);
+                }
                 if blocking {
                     self.forward_pinned(id, &req.raw, Some(timing), reply).await
                 } else {
@@ -119,7 +120,7 @@ impl Session {
             let key_slot = slot(&req.args[k]);
             let id = table.owner(key_slot);
             self.shared.counters.hit(key_slot, id, hit);
-            if hit.write {
+            if effect == Effect::Write {
                 self.wrote_to(id);
             }
             match groups.iter_mut().find(|(g, _)| *g == id) {

@@ -28,6 +28,12 @@ impl Session {
                     ..ConnState::default()
                 };
                 self.backends.clear();
+                self.wrote.clear();
+                // Logged out, as Redis's RESET does (`default` when no password is needed);
+                // replies are turned on by the caller.
+                let users = &self.shared.users;
+                self.users_version = users.version();
+                self.user = (!users.required()).then(|| users.get("default")).flatten();
                 Pending::Local(Frame::Simple(Bytes::from_static(b"RESET")))
             }
             "AUTH" => Pending::Local(self.auth(&req)),
@@ -94,22 +100,27 @@ impl Session {
             .flatten()
             .map(|t| t + Duration::from_millis(self.shared.limits.request_timeout_ms));
         let marked = !self.wrote.is_empty();
+        // On any failure every target's connection is dropped: replies sent for on one of
+        // them would otherwise be read as the answers of later requests.
         for &id in &targets {
             let b = match self.backend(id).await {
                 Ok(b) => b,
-                Err(e) => return e,
+                Err(e) => {
+                    self.drop_backends(&targets);
+                    return e;
+                }
             };
             if marked {
                 b.queue(&mark);
             }
             b.queue(&req.raw);
             if let Err(e) = b.flush().await {
-                self.backends.remove(&id);
+                self.drop_backends(&targets);
                 return err(format!("TRYAGAIN {}: {e}", self.instance_name(id)));
             }
         }
         let mut least: Option<Frame> = None;
-        for id in targets {
+        for &id in &targets {
             let Some(b) = self.backends.get_mut(&id) else {
                 continue;
             };
@@ -126,7 +137,7 @@ impl Session {
             let frame = match read.await {
                 Ok(f) => f,
                 Err(e) => {
-                    self.backends.remove(&id);
+                    self.drop_backends(&targets);
                     return err(format!("TRYAGAIN {}: {e}", self.instance_name(id)));
                 }
             };
@@ -136,6 +147,13 @@ impl Session {
             });
         }
         least.unwrap_or_else(|| Frame::Integer(0))
+    }
+
+    /// Drop the session's own connections to `ids` (they reopen on next use).
+    fn drop_backends(&mut self, ids: &[InstanceId]) {
+        for id in ids {
+            self.backends.remove(id);
+        }
     }
 
     /// `SELECT db`: checked by an instance before the session takes it (a database the

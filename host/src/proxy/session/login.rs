@@ -23,6 +23,13 @@ pub(super) fn refusal(user: Option<&User>, req: &Request, keys: Option<&[usize]>
             "NOPERM this user has no permissions to run the '{name}' command"
         )));
     }
+    // A script runs on the instance as the proxy's own login, where nobody checks the
+    // commands it calls: only a user allowed everything may run one.
+    if SCRIPTS.contains(&name.as_str()) && !user.unrestricted() {
+        return Some(err(format!(
+            "NOPERM this user has no permissions to run the '{name}' command: scripts and functions run unchecked on the instances, so through shardcast only a user allowed every command, key and channel may run them"
+        )));
+    }
     if let Some(keys) = keys
         && keys
             .iter()
@@ -41,6 +48,16 @@ pub(super) fn refusal(user: Option<&User>, req: &Request, keys: Option<&[usize]>
     }
     None
 }
+
+/// Commands that run code on an instance.
+const SCRIPTS: [&str; 6] = [
+    "eval",
+    "evalsha",
+    "eval_ro",
+    "evalsha_ro",
+    "fcall",
+    "fcall_ro",
+];
 
 /// True for the commands whose first argument is a channel that is routed as a key.
 pub(super) fn names_a_channel(req: &Request) -> bool {

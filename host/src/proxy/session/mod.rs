@@ -198,6 +198,29 @@ enum Replies {
     SkipNext,
 }
 
+/// The reply mode `req` asks for: `CLIENT REPLY ON|OFF|SKIP`, or `RESET` (replies on).
+fn reply_mode(req: &Request) -> Option<Replies> {
+    let first = &req.args[0];
+    if first.eq_ignore_ascii_case(b"RESET") {
+        return Some(Replies::On);
+    }
+    if req.args.len() != 3
+        || !first.eq_ignore_ascii_case(b"CLIENT")
+        || !req.args[1].eq_ignore_ascii_case(b"REPLY")
+    {
+        return None;
+    }
+    let mode = &req.args[2];
+    [
+        (&b"ON"[..], Replies::On),
+        (b"OFF", Replies::Off),
+        (b"SKIP", Replies::SkipNext),
+    ]
+    .into_iter()
+    .find(|(word, _)| mode.eq_ignore_ascii_case(word))
+    .map(|(_, m)| m)
+}
+
 /// Where a reply will come from: the shared multiplexer (with the request, to send again if
 /// the instance could not be reached), or the session's own connection (`None`).
 type Ticket = Option<(oneshot::Receiver<Result<Vec<Bytes>, String>>, Bytes)>;
@@ -347,6 +370,27 @@ impl Session {
         }
     }
 
+    /// What the session's published record is made of, to tell whether it changed.
+    fn published(
+        &self,
+    ) -> (
+        u32,
+        Option<Bytes>,
+        u8,
+        bool,
+        Option<InstanceId>,
+        Option<usize>,
+    ) {
+        (
+            self.state.db,
+            self.state.name.clone(),
+            self.state.protocol,
+            self.multi.is_some(),
+            self.watched,
+            self.user.as_ref().map(|u| Arc::as_ptr(u) as usize),
+        )
+    }
+
     /// Publish the session's record and its state partitions.
     fn publish(&mut self) {
         let text = |b: &Option<Bytes>| {
@@ -428,14 +472,7 @@ impl Session {
                 }
             }
             let mut batch: Vec<Request> = Vec::new();
-            let before = (
-                self.state.db,
-                self.state.name.clone(),
-                self.state.protocol,
-                self.multi.is_some(),
-                self.watched,
-                self.user.as_ref().map(|u| Arc::as_ptr(u) as usize),
-            );
+            let before = self.published();
             let mut fatal = None;
             loop {
                 match requests.next(&mut input) {
@@ -461,6 +498,12 @@ impl Session {
             if self.overflowed(&out) {
                 return Ok(());
             }
+            // The record is current before the client hears OK (a `CLIENT LIST` sent after
+            // a `CLIENT SETNAME` was answered shows the name), and before subscribed mode
+            // (`ACL DELUSER` finds the user a subscriber logged in as).
+            if before != self.published() {
+                self.publish();
+            }
             if let Some(rest) = rest {
                 write_client(&mut client, &out, write_limit).await?;
                 out.clear();
@@ -481,12 +524,28 @@ impl Session {
                     registry.put(id, "subscriptions", fields);
                     registry.set_subscriptions(id, count);
                 };
-                let (user, users) = (self.user.clone(), self.shared.users.clone());
+                let users = self.shared.users.clone();
+                let known = std::sync::Mutex::new((self.users_version, self.user.clone()));
                 let refuse = move |req: &Request| -> Option<Frame> {
                     if users.open() {
                         return None;
                     }
-                    login::refusal(user.as_deref(), req, None)
+                    let mut known = known.lock().unwrap_or_else(|e| e.into_inner());
+                    if known.0 != users.version() {
+                        // The users changed: the session's user as it is now.
+                        known.0 = users.version();
+                        if let Some(u) = &known.1 {
+                            match users.get(&u.name) {
+                                Some(now) => known.1 = Some(now),
+                                None => {
+                                    return Some(err(
+                                        "ERR the user this client logged in as was deleted",
+                                    ));
+                                }
+                            }
+                        }
+                    }
+                    login::refusal(known.1.as_deref(), req, None)
                 };
                 let served = Box::pin(super::pubsub::serve(
                     &mut client,
@@ -519,19 +578,6 @@ impl Session {
                 write_client(&mut client, &out, write_limit).await?;
                 return Ok(());
             }
-            // The record is current before the client hears OK: a `CLIENT LIST` sent after
-            // a `CLIENT SETNAME` was answered shows the name.
-            let after = (
-                self.state.db,
-                self.state.name.clone(),
-                self.state.protocol,
-                self.multi.is_some(),
-                self.watched,
-                self.user.as_ref().map(|u| Arc::as_ptr(u) as usize),
-            );
-            if before != after {
-                self.publish();
-            }
             write_client(&mut client, &out, write_limit).await?;
             out = BytesMut::new();
             if self.closing {
@@ -557,34 +603,35 @@ impl Session {
         true
     }
 
-    /// True when the client is not to hear `req`'s reply (`CLIENT REPLY OFF`, or `SKIP`
-    /// before it); a `CLIENT REPLY` itself sets the mode for the requests after it.
-    fn silenced(&mut self, req: &Request) -> bool {
-        let is_reply = req.args.len() == 3
-            && req.args[0].eq_ignore_ascii_case(b"CLIENT")
-            && req.args[1].eq_ignore_ascii_case(b"REPLY");
-        if is_reply {
-            let mode = &req.args[2];
-            if mode.eq_ignore_ascii_case(b"ON") {
-                self.replies = Replies::On;
-                return false;
-            }
-            if mode.eq_ignore_ascii_case(b"OFF") {
-                self.replies = Replies::Off;
-                return true;
-            }
-            if mode.eq_ignore_ascii_case(b"SKIP") {
-                if self.replies == Replies::On {
-                    self.replies = Replies::SkipNext;
-                }
-                return true;
-            }
-        }
+    /// True when the client is not to hear the next reply: `CLIENT REPLY OFF`, or `SKIP`
+    /// before it (which this consumes).
+    fn silenced(&mut self) -> bool {
         match self.replies {
             Replies::On => false,
             Replies::Off => true,
             Replies::SkipNext => {
                 self.replies = Replies::On;
+                true
+            }
+        }
+    }
+
+    /// Apply the reply mode a served `CLIENT REPLY` (or `RESET`, which turns replies on)
+    /// set; true when its own reply is silent.
+    fn set_replies(&mut self, mode: Replies) -> bool {
+        match mode {
+            Replies::On => {
+                self.replies = Replies::On;
+                false
+            }
+            Replies::Off => {
+                self.replies = Replies::Off;
+                true
+            }
+            Replies::SkipNext => {
+                if self.replies == Replies::On {
+                    self.replies = Replies::SkipNext;
+                }
                 true
             }
         }
@@ -613,8 +660,7 @@ impl Session {
                 .map(|i| batch.split_off(i));
             self.serve(batch, out).await;
             let mut rest = rest?;
-            let refused = !self.shared.users.open()
-                && login::refusal(self.user.as_deref(), &rest[0], None).is_some();
+            let refused = !self.shared.users.open() && self.refused(&rest[0], None).is_some();
             if !refused || self.closing {
                 return Some(rest);
             }
@@ -636,8 +682,19 @@ impl Session {
             if self.closing {
                 break;
             }
-            let silent = self.silenced(&req);
+            let silent = self.silenced();
+            let mode = if self.multi.is_none() {
+                reply_mode(&req)
+            } else {
+                None
+            };
             let p = self.route(req).await;
+            // A mode change takes effect once the command is served (not refused, not
+            // queued in a transaction).
+            let silent = match mode {
+                Some(m) if matches!(&p, Pending::Local(f) if !f.is_error()) => self.set_replies(m),
+                _ => silent,
+            };
             pending.push((p, silent));
             if self.closing {
                 break;
@@ -680,10 +737,15 @@ impl Session {
     async fn route(&mut self, req: Request) -> Pending {
         let class = classify(&req);
         if !self.shared.users.open() {
+            let watched: Vec<usize>;
             let keys = match &class {
                 // A sharded channel is routed as a key, and judged as a channel.
                 _ if login::names_a_channel(&req) => None,
                 Class::Keyed(k) | Class::Blocking(k) | Class::Split(_, k) => Some(k.as_slice()),
+                Class::Transaction if req.args[0].eq_ignore_ascii_case(b"WATCH") => {
+                    watched = (1..req.args.len()).collect();
+                    Some(watched.as_slice())
+                }
                 _ => None,
             };
             if let Some(refusal) = self.refused(&req, keys) {

@@ -131,6 +131,24 @@ impl Session {
                 "EXECABORT Transaction discarded because of previous errors.",
             ));
         }
+        // The user's rules as they are now: they may have changed since a command was
+        // queued.
+        if !self.shared.users.open() {
+            for req in &queued {
+                let keys = match classify(req) {
+                    _ if super::login::names_a_channel(req) => None,
+                    Class::Keyed(k) | Class::Blocking(k) | Class::Split(_, k) => Some(k),
+                    _ => None,
+                };
+                if let Some(why) = self.refused(req, keys.as_deref()) {
+                    self.unwatch().await;
+                    return Pending::Local(err(format!(
+                        "NOPERM ACLs rules changed between the moment the transaction was accumulated and the EXEC call; the transaction was discarded: {}",
+                        why.error_text().unwrap_or_default()
+                    )));
+                }
+            }
+        }
         // Pass the gate for all the transaction's keys at once (the slot may be cut over
         // meanwhile), then route by the table as it is now.
         let mut guards = Vec::new();
