@@ -8,7 +8,10 @@
 //! from that pass); it is skipped, with a note, when strace is missing or cannot attach.
 //! Further cells, one run each at `-P 1`: 1,000 clients, 1 KiB values, and MGET of 10 keys
 //! that fall on different instances (direct gets the same MGET on its one instance); then
-//! each proxy's resident memory with 10,000 idle client connections.
+//! each proxy's resident memory with 10,000 idle client connections. Last, a TLS cell:
+//! redis-benchmark `--tls` against a TLS-only redis-server and against a second shardcast
+//! with `[tls]` in front of the same plain fleet (twemproxy has no TLS), with a
+//! certificate made at run time.
 //! shardcast runs as its own process (this binary, called with `--node`), as twemproxy
 //! does, so that its CPU and system calls are its own and not the benchmark client's.
 //!
@@ -60,6 +63,79 @@ fn clock_ticks() -> f64 {
             .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
             .unwrap_or(100.0)
     })
+}
+
+/// The TLS cell: a self-signed certificate for 127.0.0.1, a TLS-only redis-server (no
+/// client certificates), and a second shardcast with `[tls]` over `fleet`; SET and GET
+/// with redis-benchmark `--tls --insecure` against each.
+fn tls_cells(
+    program: &[String; 2],
+    fleet: &[&RedisServer],
+    dir: &std::path::Path,
+    requests: u32,
+) -> Result<Vec<Row>, String> {
+    let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
+        .map_err(|e| format!("certificate: {e}"))?;
+    let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+    std::fs::write(&cert, made.cert.pem()).map_err(|e| e.to_string())?;
+    std::fs::write(&key, made.signing_key.serialize_pem()).map_err(|e| e.to_string())?;
+    let direct_port = free_port();
+    let mut direct = Command::new("redis-server")
+        .args(["--port", "0", "--tls-port", &direct_port.to_string()])
+        .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args(["--tls-auth-clients", "no", "--tls-cert-file"])
+        .arg(&cert)
+        .arg("--tls-key-file")
+        .arg(&key)
+        .arg("--tls-ca-cert-file")
+        .arg(&cert)
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("redis-server: {e}"))?;
+    let up = (0..250).any(|_| {
+        std::thread::sleep(Duration::from_millis(20));
+        std::net::TcpStream::connect(("127.0.0.1", direct_port)).is_ok()
+    });
+    if !up || direct.try_wait().ok().flatten().is_some() {
+        let _ = direct.kill();
+        return Err("the installed redis-server does not serve TLS".into());
+    }
+    let port = free_port();
+    let mut config = format!(
+        "listen = \"127.0.0.1:{port}\"\nthreads = {}\n[tls]\ncert_file = {:?}\nkey_file = {:?}\n",
+        std::env::var("SHARDCAST_THREADS").unwrap_or_else(|_| "0".into()),
+        cert.display().to_string(),
+        key.display().to_string()
+    );
+    for (i, r) in fleet.iter().enumerate() {
+        config.push_str(&format!(
+            "[[instances]]\nname = \"redis-{i}\"\naddress = \"{}\"\n",
+            r.address()
+        ));
+    }
+    let file = dir.join("shardcast-tls.toml");
+    std::fs::write(&file, config).map_err(|e| e.to_string())?;
+    let shard = ShardcastProcess::start(&[&program[0], &program[1]], &file, port, &[]);
+    let args = ["-c", "50", "-t", "set,get", "--tls", "--insecure"];
+    let mut rows = Vec::new();
+    for (target, pid, port) in [
+        ("direct TLS", direct.id(), direct_port),
+        ("shardcast TLS", shard.pid().unwrap_or(0), port),
+    ] {
+        let before = cpu_s(pid);
+        let got = run_with(target, port, requests, 1, &args);
+        let cpu = cpu_s(pid) - before;
+        for mut r in got {
+            r.cpu_per_m = cpu / (2.0 * f64::from(requests)) * 1e6;
+            rows.push(r);
+        }
+    }
+    let _ = direct.kill();
+    let _ = direct.wait();
+    Ok(rows)
 }
 
 /// Run redis-benchmark against `port`, and the CPU process `pid` spent meanwhile.
@@ -353,6 +429,7 @@ fn main() -> std::process::ExitCode {
             }
         }
     }
+    let tls = tls_cells(&program, &refs, dir.path(), requests / 2);
     let idle = [
         ("twemproxy", twem_pid, twem.port),
         ("shardcast", me, shard.port),
@@ -415,6 +492,43 @@ fn main() -> std::process::ExitCode {
         println!(
             "| {label} | {} | {} | {:.0} | {:.3} | {:.3} | {:.2} | {ratio} |",
             r.test, r.target, r.rps, r.p50_ms, r.p99_ms, r.cpu_per_m
+        );
+    }
+    match &tls {
+        Ok(tls_rows) => {
+            println!(
+                "\nTLS, -n {} -P 1 -c 50, one run (a TLS-only redis-server; shardcast with [tls] over the plain fleet):\n\n| test | target | requests/s | p50 ms | p99 ms | CPU s per M requests | shardcast / direct throughput | shardcast TLS / plain throughput (-P 1 median above) |\n|---|---|---|---|---|---|---|---|",
+                requests / 2
+            );
+            for r in tls_rows {
+                let direct = tls_rows
+                    .iter()
+                    .find(|x| x.test == r.test && x.target == "direct TLS")
+                    .map(|x| x.rps);
+                let plain = rows
+                    .iter()
+                    .find(|x| x.target == "shardcast" && x.pipeline == 1 && x.test == r.test)
+                    .map(|x| x.rps);
+                let (vs_direct, vs_plain) = match (r.target, direct, plain) {
+                    ("shardcast TLS", Some(d), Some(p)) => {
+                        (format!("{:.2}x", r.rps / d), format!("{:.2}x", r.rps / p))
+                    }
+                    _ => (String::new(), String::new()),
+                };
+                println!(
+                    "| {} | {} | {:.0} | {:.3} | {:.3} | {:.2} | {vs_direct} | {vs_plain} |",
+                    r.test, r.target, r.rps, r.p50_ms, r.p99_ms, r.cpu_per_m
+                );
+            }
+        }
+        Err(e) => println!("\nTLS cell not measured: {e}"),
+    }
+    if let Ok(tls_rows) = &tls
+        && tls_rows.len() < 4
+    {
+        println!(
+            "({} of the 4 TLS results missing: redis-benchmark printed none for them)",
+            4 - tls_rows.len()
         );
     }
     println!(
