@@ -13,6 +13,9 @@
 //!   is told; the controller's writes are also conditional on its office, so a controller
 //!   deposed while it was deciding cannot write; every proxy follows the stored table
 //!   ([`Store::next_table`], a watch from the revision it read);
+//! - counters: each proxy publishes its per-segment and per-instance counters every tick
+//!   under `<prefix>/counters/<name>`, bound to its lease, and the controller merges them
+//!   ([`merge`]) into one view of the whole fleet's traffic;
 //! - the controller: elected with etcd's election API on `<prefix>/controller`, campaigning
 //!   with the membership lease, so a leader that dies (or is cut off) loses the office when
 //!   its lease ends, and the next candidate's campaign returns.
@@ -23,6 +26,7 @@
 //! Not wired into the proxy yet: `[cluster]` is not a configuration section until the
 //! cutover across proxies (hold, drain acknowledgements, flip) is built on this.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use etcd_client::{
@@ -33,6 +37,7 @@ use serde::Deserialize;
 use shardcast_sdk::types::Instance;
 use tokio::sync::watch;
 
+use crate::telemetry::counters::Taken;
 use crate::topology::SegmentTable;
 
 /// `[cluster]`: cluster mode, on when the section is present.
@@ -117,6 +122,45 @@ impl Drop for Membership {
     }
 }
 
+/// One proxy's counters for one tick, published for the controller to merge: per segment
+/// (by id) and per instance (by name, as ids are positions in each proxy's configuration).
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct Report {
+    /// The tick the counters were taken at.
+    pub tick: u64,
+    /// Per segment id.
+    pub segments: Vec<(u32, Taken)>,
+    /// Per instance name.
+    pub instances: Vec<(String, Taken)>,
+}
+
+/// Every live proxy's counters for one tick, summed: per segment id and per instance name.
+#[derive(Debug, Default, PartialEq)]
+pub struct Merged {
+    /// The proxies whose reports were merged.
+    pub proxies: Vec<String>,
+    /// Per segment id.
+    pub segments: BTreeMap<u32, Taken>,
+    /// Per instance name.
+    pub instances: BTreeMap<String, Taken>,
+}
+
+/// Sum the reports made at `tick` (older ones, from a proxy that has not reported this
+/// tick yet, are left out and named by omission in [`Merged::proxies`]).
+pub fn merge(reports: &[(String, Report)], tick: u64) -> Merged {
+    let mut merged = Merged::default();
+    for (proxy, r) in reports.iter().filter(|(_, r)| r.tick == tick) {
+        merged.proxies.push(proxy.clone());
+        for (id, t) in &r.segments {
+            merged.segments.entry(*id).or_default().merge(t);
+        }
+        for (name, t) in &r.instances {
+            merged.instances.entry(name.clone()).or_default().merge(t);
+        }
+    }
+    merged
+}
+
 /// The office of controller, held until resigned or until the lease ends.
 pub struct Leadership {
     key: LeaderKey,
@@ -189,6 +233,47 @@ impl Store {
             .kvs()
             .iter()
             .map(|kv| String::from_utf8_lossy(kv.value()).into_owned())
+            .collect())
+    }
+
+    /// Publish this proxy's counters under `counters/<name>`, bound to `membership`'s
+    /// lease (a proxy that dies stops counting).
+    pub async fn publish_report(
+        &self,
+        membership: &Membership,
+        report: &Report,
+    ) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(report).map_err(|e| StoreError {
+            doing: "publishing counters",
+            why: e.to_string(),
+        })?;
+        let mut client = self.client.clone();
+        client
+            .put(
+                self.key(&format!("counters/{}", self.config.name)),
+                bytes,
+                Some(PutOptions::new().with_lease(membership.lease)),
+            )
+            .await
+            .map_err(failed("publishing counters"))?;
+        Ok(())
+    }
+
+    /// Every live proxy's latest counters, by proxy name (unreadable ones are skipped).
+    pub async fn reports(&self) -> Result<Vec<(String, Report)>, StoreError> {
+        let mut client = self.client.clone();
+        let prefix = self.key("counters/");
+        let got = client
+            .get(prefix.clone(), Some(GetOptions::new().with_prefix()))
+            .await
+            .map_err(failed("reading counters"))?;
+        Ok(got
+            .kvs()
+            .iter()
+            .filter_map(|kv| {
+                let name = String::from_utf8_lossy(kv.key().strip_prefix(prefix.as_bytes())?);
+                Some((name.into_owned(), serde_json::from_slice(kv.value()).ok()?))
+            })
             .collect())
     }
 

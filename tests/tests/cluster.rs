@@ -33,6 +33,15 @@ fn fleet() -> Vec<Instance> {
         .collect()
 }
 
+/// A proxy's store, registered with a 2 s lease.
+async fn member(etcd: &EtcdServer, name: &str) -> (Store, shardcast::cluster::Membership) {
+    let store = Store::connect(&config(etcd, name, 2))
+        .await
+        .expect("connects");
+    let membership = store.register().await.expect("registers");
+    (store, membership)
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -91,14 +100,7 @@ fn the_segment_table_is_written_by_compare_and_swap_on_its_epoch() {
 fn one_controller_is_elected_and_another_takes_over_when_its_lease_ends() {
     let etcd = EtcdServer::start();
     runtime().block_on(async {
-        let a = Store::connect(&config(&etcd, "a", 2))
-            .await
-            .expect("a connects");
-        let b = Store::connect(&config(&etcd, "b", 2))
-            .await
-            .expect("b connects");
-        let a_member = a.register().await.expect("a registers");
-        let b_member = b.register().await.expect("b registers");
+        let ((a, a_member), (b, b_member)) = (member(&etcd, "a").await, member(&etcd, "b").await);
         let mut members = b.members().await.expect("members");
         members.sort();
         assert_eq!(members, ["a", "b"]);
@@ -213,5 +215,67 @@ fn a_deposed_controller_cannot_write_the_table_and_every_proxy_follows_the_new_o
         // Already past: returns at once.
         let now = a.next_table(moved.epoch, &instances).await.expect("read");
         assert_eq!(now.epoch, next.epoch);
+    });
+}
+
+/// Counters with `reads` reads, `writes` writes and `slow` requests in latency bucket 10.
+fn taken(reads: u64, writes: u64, slow: u64) -> shardcast::telemetry::counters::Taken {
+    let mut t = shardcast::telemetry::counters::Taken {
+        reads,
+        writes,
+        bytes_in: 100 * (reads + writes),
+        ..Default::default()
+    };
+    t.latency[10] = slow;
+    t
+}
+
+#[test]
+fn the_controller_merges_every_live_proxys_counters_for_a_tick() {
+    use shardcast::cluster::{Report, merge};
+    let etcd = EtcdServer::start();
+    runtime().block_on(async {
+        let ((a, a_member), (b, b_member)) = (member(&etcd, "a").await, member(&etcd, "b").await);
+        let report = |tick, seg: (u64, u64, u64), inst: (u64, u64, u64)| Report {
+            tick,
+            segments: vec![(3, taken(seg.0, seg.1, seg.2))],
+            instances: vec![("redis-1".into(), taken(inst.0, inst.1, inst.2))],
+        };
+        a.publish_report(&a_member, &report(7, (10, 2, 1), (30, 5, 2)))
+            .await
+            .expect("a publishes");
+        b.publish_report(&b_member, &report(7, (4, 6, 3), (8, 1, 0)))
+            .await
+            .expect("b publishes");
+        let reports = a.reports().await.expect("reports");
+        let merged = merge(&reports, 7);
+        assert_eq!(merged.proxies.len(), 2);
+        // Sums worked out by hand: 10+4 reads, 2+6 writes, 1+3 slow requests.
+        assert_eq!(merged.segments[&3], taken(14, 8, 4));
+        assert_eq!(merged.instances["redis-1"], taken(38, 6, 2));
+        // A report from an older tick is left out.
+        b.publish_report(&b_member, &report(6, (1, 1, 1), (1, 1, 1)))
+            .await
+            .expect("b publishes late");
+        let merged = merge(&a.reports().await.expect("reports"), 7);
+        assert_eq!(merged.proxies, ["a"]);
+        assert_eq!(merged.segments[&3], taken(10, 2, 1));
+        // A proxy that dies stops counting: its report goes with its lease.
+        drop(b_member);
+        let mut names = Vec::new();
+        for _ in 0..100 {
+            names = a
+                .reports()
+                .await
+                .expect("reports")
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect();
+            if names == ["a"] {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(names, ["a"], "the dead proxy's counters stay");
     });
 }

@@ -33,7 +33,7 @@ pub struct Cell {
 }
 
 /// One interval's worth of one or more cells, taken by [`Cell::take_into`].
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Taken {
     /// Read commands.
     pub reads: u64,
@@ -50,6 +50,18 @@ pub struct Taken {
 }
 
 impl Taken {
+    /// Add `other`'s counts to these (another loop's, or another proxy's).
+    pub fn merge(&mut self, other: &Taken) {
+        self.reads += other.reads;
+        self.writes += other.writes;
+        self.bytes_in += other.bytes_in;
+        self.bytes_out += other.bytes_out;
+        self.errors += other.errors;
+        for (a, b) in self.latency.iter_mut().zip(&other.latency) {
+            *a += b;
+        }
+    }
+
     /// The `q` latency quantile in microseconds.
     pub fn latency_us(&self, q: f64) -> f64 {
         quantile(&self.latency, q)
