@@ -44,6 +44,18 @@ pub fn published_and_heard(
         .expect("payload")
 }
 
+/// `RPUSH key x`, then `BLPOP key 1` (a blocking command, on a session's own connection
+/// to the instance); the value popped.
+pub fn pushed_and_popped(c: &mut redis::Connection, key: &str) -> String {
+    let _: () = redis::cmd("RPUSH")
+        .arg(key)
+        .arg("x")
+        .query(c)
+        .expect("RPUSH");
+    let popped: (String, String) = redis::cmd("BLPOP").arg(key).arg(1).query(c).expect("BLPOP");
+    popped.1
+}
+
 fn spawn_redis(port: u16, durable: bool, dir: &std::path::Path) -> Child {
     let persistence: &[&str] = if durable {
         &["--appendonly", "yes", "--appendfsync", "always"]

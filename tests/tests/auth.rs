@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use shardcast_tests::servers::{
-    RedisServer, ShardcastProcess, free_port, published_and_heard, wait_for,
+    RedisServer, ShardcastProcess, free_port, published_and_heard, pushed_and_popped, wait_for,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_shardcast_node");
@@ -216,17 +216,7 @@ fn the_proxy_logs_in_to_password_protected_instances_for_everything_it_does() {
     let on1 = held(&mut direct(&servers[1], "proxy:proxy-pw"));
     assert!(on0 > 0 && on1 > 0 && on0 + on1 == 300, "{on0} + {on1}");
     // A session's own connection (another database) and a blocking command.
-    let _: () = redis::cmd("RPUSH")
-        .arg("guarded:list")
-        .arg("x")
-        .query(&mut c)
-        .expect("RPUSH");
-    let popped: (String, String) = redis::cmd("BLPOP")
-        .arg("guarded:list")
-        .arg(1)
-        .query(&mut c)
-        .expect("BLPOP on a pinned connection");
-    assert_eq!(popped.1, "x");
+    assert_eq!(pushed_and_popped(&mut c, "guarded:list"), "x");
     // A subscription opens its own connection to the channel's instance.
     let mut sub = p.client_within(Duration::from_secs(10));
     assert_eq!(

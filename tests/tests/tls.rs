@@ -19,7 +19,9 @@ use rcgen::{
     KeyPair, KeyUsagePurpose,
 };
 use redis::{ClientTlsConfig, TlsCertificates};
-use shardcast_tests::servers::{Proxy, RedisServer, free_port, published_and_heard, wait_for};
+use shardcast_tests::servers::{
+    Proxy, RedisServer, free_port, published_and_heard, pushed_and_popped, wait_for,
+};
 
 /// A certificate authority, and certificate/key files it signed, in one directory.
 struct Pki {
@@ -342,17 +344,7 @@ fn the_proxy_speaks_tls_to_tls_only_instances_for_everything_it_does() {
     let (on0, on1) = (size(&first), size(&second));
     assert!(on0 > 0 && on1 > 0 && on0 + on1 == 300, "{on0} + {on1}");
     // A session's own connection (a blocking command) and a subscription.
-    let _: () = redis::cmd("RPUSH")
-        .arg("sealed:list")
-        .arg("x")
-        .query(&mut c)
-        .expect("RPUSH");
-    let popped: (String, String) = redis::cmd("BLPOP")
-        .arg("sealed:list")
-        .arg(1)
-        .query(&mut c)
-        .expect("BLPOP");
-    assert_eq!(popped.1, "x");
+    assert_eq!(pushed_and_popped(&mut c, "sealed:list"), "x");
     let mut sub = p.client_within(Duration::from_secs(10));
     assert_eq!(
         published_and_heard(&mut sub, &mut c, "sealed:news", "hello"),

@@ -72,10 +72,16 @@ fn wait_counts_the_replicas_that_have_the_sessions_writes() {
         .query(&mut c)
         .expect("SET");
     assert_eq!(wait(&mut c, 1, 200), 0);
-    // Pipelined: the write before the WAIT is answered first.
+    // Pipelined on a new session: the WAIT waits for the write sent just before it.
+    let mut fresh = p.client_within(Duration::from_secs(20));
     let mut pipe = redis::pipe();
     pipe.cmd("SET").arg(&on_primary).arg("three").ignore();
-    pipe.cmd("WAIT").arg(0).arg(0);
-    let (n,): (i64,) = pipe.query(&mut c).expect("pipelined SET and WAIT");
-    assert!(n >= 0);
+    pipe.cmd("WAIT").arg(1).arg(10_000);
+    let (n,): (i64,) = pipe.query(&mut fresh).expect("pipelined SET and WAIT");
+    assert_eq!(n, 1);
+    let there: Option<String> = redis::cmd("GET")
+        .arg(&on_primary)
+        .query(&mut direct_replica)
+        .expect("GET on the replica");
+    assert_eq!(there.as_deref(), Some("three"));
 }

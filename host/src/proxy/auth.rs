@@ -323,31 +323,21 @@ impl User {
 
     /// The user as `ACL LIST` describes it: `user app on #<digest> ~cache:* &* +@read`.
     pub fn describe(&self) -> String {
-        let mut words = vec![
-            format!("user {}", self.name),
-            if self.enabled { "on" } else { "off" }.to_owned(),
-        ];
-        if self.nopass {
-            words.push("nopass".into());
-        }
-        words.extend(self.digests.iter().map(|d| format!("#{}", hex::encode(d))));
-        words.extend(
-            self.keys
-                .iter()
-                .map(|k| format!("~{}", String::from_utf8_lossy(k))),
-        );
-        if self.keys.is_empty() {
-            words.push("resetkeys".into());
-        }
-        words.extend(
-            self.channels
-                .iter()
-                .map(|c| format!("&{}", String::from_utf8_lossy(c))),
-        );
-        if self.channels.is_empty() {
-            words.push("resetchannels".into());
-        }
-        words.push(self.commands());
+        let (flags, digests, commands, keys, channels) = self.fields();
+        let mut words = vec![format!("user {}", self.name)];
+        words.extend(flags.iter().map(|f| f.to_string()));
+        words.extend(digests.iter().map(|d| format!("#{d}")));
+        words.push(if keys.is_empty() {
+            "resetkeys".into()
+        } else {
+            keys
+        });
+        words.push(if channels.is_empty() {
+            "resetchannels".into()
+        } else {
+            channels
+        });
+        words.push(commands);
         words.join(" ")
     }
 

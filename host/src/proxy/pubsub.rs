@@ -89,6 +89,18 @@ impl Drop for Subscriptions {
     }
 }
 
+/// The kind and channel (or pattern) of a subscription confirmation or message:
+/// `["subscribe", "news", 1]`.
+fn kind_and_name(frame: &Frame) -> Option<(&Bytes, &Bytes)> {
+    let (Frame::Array(Some(items)) | Frame::Push(items)) = frame else {
+        return None;
+    };
+    match (items.first(), items.get(1)) {
+        (Some(Frame::Bulk(Some(kind))), Some(Frame::Bulk(Some(name)))) => Some((kind, name)),
+        _ => None,
+    }
+}
+
 /// True for the commands that enter subscribed mode.
 pub fn enters(req: &Request) -> bool {
     matches!(
@@ -207,12 +219,7 @@ impl Subscriptions {
 
     /// True (and counted) when `frame` confirms one of the session's own moves.
     fn swallowed(&mut self, frame: &Frame) -> bool {
-        let (Frame::Array(Some(items)) | Frame::Push(items)) = frame else {
-            return false;
-        };
-        let (Some(Frame::Bulk(Some(kind))), Some(Frame::Bulk(Some(name)))) =
-            (items.first(), items.get(1))
-        else {
+        let Some((kind, name)) = kind_and_name(frame) else {
             return false;
         };
         let key = (
@@ -336,12 +343,7 @@ impl Subscriptions {
     /// (the client's reply is computed by [`Confirmations`]). True when a set changed (a
     /// pattern confirmed by a second instance changes nothing).
     fn confirm(&mut self, from: InstanceId, frame: &Frame) -> bool {
-        let (Frame::Array(Some(items)) | Frame::Push(items)) = frame else {
-            return false;
-        };
-        let (Some(Frame::Bulk(Some(kind))), Some(Frame::Bulk(Some(name)))) =
-            (items.first(), items.get(1))
-        else {
+        let Some((kind, name)) = kind_and_name(frame) else {
             return false;
         };
         let kind = String::from_utf8_lossy(kind).to_ascii_lowercase();
