@@ -66,6 +66,9 @@ pub struct Config {
     /// TLS to every instance.
     #[serde(default)]
     pub instance_tls: Option<InstanceTlsConfig>,
+    /// Cluster mode: several proxies sharing one keyspace through etcd.
+    #[serde(default)]
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 /// Recording of history: each controller tick's instance metrics and the failures seen,
@@ -377,6 +380,26 @@ impl Config {
             })
         };
         addr("listen", &self.listen)?;
+        if let Some(c) = &self.cluster {
+            if c.etcd.is_empty() {
+                return Err(
+                    "`cluster.etcd`: name at least one etcd endpoint, e.g. [\"127.0.0.1:2379\"]"
+                        .into(),
+                );
+            }
+            if c.name.is_empty() || c.name.contains('/') {
+                return Err(format!(
+                    "`cluster.name`: `{}` is not a proxy name (non-empty, no `/`)",
+                    c.name
+                ));
+            }
+            if c.lease_ttl_s < 2 {
+                return Err(format!(
+                    "`cluster.lease_ttl_s` must be 2 or more (etcd's shortest lease), got {}",
+                    c.lease_ttl_s
+                ));
+            }
+        }
         if self.instances.is_empty() {
             return Err("`instances`: configure at least one instance".into());
         }

@@ -11,6 +11,9 @@ use std::time::Duration;
 
 use shardcast_sdk::view::ViewSnapshot;
 
+use crate::cluster::Store;
+use crate::cluster::link::Link;
+use crate::cluster::node::Node;
 use crate::config::Config;
 use crate::engine::tick_loop::TickLoop;
 use crate::engine::watch::{Binding, PolicyWatcher};
@@ -50,6 +53,9 @@ pub enum Error {
     /// TLS could not be set up (a certificate or key file is missing or unusable).
     #[error("{0}")]
     Tls(String),
+    /// etcd could not be reached at start.
+    #[error("cluster: {0}")]
+    Cluster(String),
     /// The policy could not be loaded.
     #[error("policy {file}: {message}")]
     Policy {
@@ -72,7 +78,12 @@ pub fn topology(config: &Config) -> Result<Arc<Topology>, Error> {
         .map(|i| i.id)
         .collect();
     let configured = || SegmentTable::uniform(config.segments.count as usize, &active);
-    let table = match StatePaths::of(&config.migration).map_err(Error::Migration)? {
+    let saved = match &config.cluster {
+        // Cluster mode: the table is etcd's; the configured one only seeds it.
+        Some(_) => None,
+        None => StatePaths::of(&config.migration).map_err(Error::Migration)?,
+    };
+    let table = match saved {
         Some(paths) => {
             let fail = |message: String| {
                 Error::Migration(crate::migrate::Error::State {
@@ -227,10 +238,13 @@ fn controller(config: &Config, parts: &Parts) -> Result<Option<Controller>, Erro
         },
         move |report| {
             executor.log_tick(&report);
-            let policy = report.planner.clone().unwrap_or_default();
-            for action in &report.accepted {
-                tracing::info!(tick = report.tick, action = %action.describe(), "executing");
-                executor.submit(*action, &policy);
+            // Cluster mode, not the controller: the policy runs warm, nothing is done.
+            if executor.acting() {
+                let policy = report.planner.clone().unwrap_or_default();
+                for action in &report.accepted {
+                    tracing::info!(tick = report.tick, action = %action.describe(), "executing");
+                    executor.submit(*action, &policy);
+                }
             }
             for fault in &report.faults {
                 tracing::warn!(tick = report.tick, "{fault}");
@@ -307,7 +321,13 @@ pub fn telemetry(config: &Config) -> Arc<Telemetry> {
 /// Poll the instances and fold the counters into the store, every interval, until the
 /// process ends. The instances are polled at once, each within its own deadline, so one
 /// hung instance neither delays nor skews the others.
-async fn collect(topology: Arc<Topology>, telemetry: Arc<Telemetry>, registry: Arc<Registry>) {
+async fn collect(
+    topology: Arc<Topology>,
+    telemetry: Arc<Telemetry>,
+    registry: Arc<Registry>,
+    node: Option<Arc<Node>>,
+) {
+    let mut seen = HashMap::new();
     let interval = telemetry.interval();
     let fresh = |id: usize| Poller::new(topology.instances[id].address.clone());
     let mut pollers: Vec<Option<Poller>> = (0..topology.instances.len())
@@ -344,7 +364,11 @@ async fn collect(topology: Arc<Topology>, telemetry: Arc<Telemetry>, registry: A
             .iter()
             .map(|p| p.as_ref().map(|p| p.health.clone()).unwrap_or_default())
             .collect();
-        telemetry.collect(&topology, health, failures);
+        let mut interval = telemetry.take(&topology);
+        if let Some(node) = &node {
+            node.exchange(&mut interval, &mut seen).await;
+        }
+        telemetry.fold(&topology, interval, health, failures);
         telemetry.collect_sessions(registry.take());
     }
 }
@@ -408,14 +432,41 @@ pub async fn run_with(
         source,
     })?;
     parts.executor.attach(tokio::runtime::Handle::current());
-    for sentence in parts.executor.recover().await {
-        tracing::warn!("recovery: {sentence}");
-    }
+    let node = match &config.cluster {
+        Some(cluster) => {
+            let store = Store::connect(cluster)
+                .await
+                .map_err(|e| Error::Cluster(e.to_string()))?;
+            let link = Link::new(
+                store,
+                parts.gate.fence.clone(),
+                parts.topology.instances.clone(),
+            );
+            parts.executor.attach_cluster(link.clone());
+            let node = Node::new(
+                link,
+                parts.topology.clone(),
+                parts.gate.clone(),
+                Duration::from_millis(config.migration.cutover_timeout_ms),
+                config.policy.is_some(),
+            );
+            // Recovery waits for the office; requests wait for the fence to open.
+            tokio::spawn(node.clone().run(parts.executor.clone()));
+            Some(node)
+        }
+        None => {
+            for sentence in parts.executor.recover().await {
+                tracing::warn!("recovery: {sentence}");
+            }
+            None
+        }
+    };
     let ticker = controller(&config, &parts)?;
     let collector = tokio::spawn(collect(
         parts.topology.clone(),
         parts.telemetry.clone(),
         parts.registry.clone(),
+        node,
     ));
     let common = Common {
         topology: parts.topology.clone(),

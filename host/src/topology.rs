@@ -365,17 +365,35 @@ impl Topology {
 
     /// Publish a new table.
     pub fn publish(&self, table: SegmentTable) {
+        self.publish_when(table, |_| true);
+    }
+
+    /// Publish `table` if its epoch is past the current table's (checked and published
+    /// under one lock, so two publishers never take the table back); true if it was.
+    pub fn publish_newer(&self, table: SegmentTable) -> bool {
+        self.publish_when(table, |t| t.epoch > self.table().epoch)
+    }
+
+    fn publish_when(
+        &self,
+        table: SegmentTable,
+        wanted: impl FnOnce(&SegmentTable) -> bool,
+    ) -> bool {
         let epoch = table.epoch;
         let table = Arc::new(table);
         {
             let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+            if !wanted(&table) {
+                return false;
+            }
             if history.len() >= HISTORY {
                 history.pop_front();
             }
             history.push_back(table.clone());
+            self.table.store(table);
         }
-        self.table.store(table);
         self.published.send_replace(epoch);
+        true
     }
 
     /// The newest recent table whose epoch ends in the low 16 bits `epoch16`, if it is

@@ -4,6 +4,7 @@
 //! this crate's build script. The helpers load them into a real engine.
 
 pub mod chaos;
+pub mod cluster;
 pub mod decisions;
 pub mod demo;
 pub mod etcd;

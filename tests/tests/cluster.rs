@@ -38,7 +38,10 @@ async fn member(etcd: &EtcdServer, name: &str) -> (Store, shardcast::cluster::Me
     let store = Store::connect(&config(etcd, name, 2))
         .await
         .expect("connects");
-    let membership = store.register().await.expect("registers");
+    let membership = store
+        .register(&Default::default())
+        .await
+        .expect("registers");
     (store, membership)
 }
 
@@ -104,12 +107,12 @@ fn one_controller_is_elected_and_another_takes_over_when_its_lease_ends() {
         let mut members = b.members().await.expect("members");
         members.sort();
         assert_eq!(members, ["a", "b"]);
-        let _office = a.campaign(&a_member).await.expect("a is elected");
+        let _office = a.campaign(a_member.lease).await.expect("a is elected");
         assert_eq!(b.leader().await.expect("leader").as_deref(), Some("a"));
         let waiting = {
             let b = b.clone();
             tokio::spawn(async move {
-                let office = b.campaign(&b_member).await.expect("b is elected");
+                let office = b.campaign(b_member.lease).await.expect("b is elected");
                 (office, b_member)
             })
         };
@@ -136,7 +139,7 @@ fn a_proxy_learns_its_lease_lapsed_when_etcd_is_gone() {
         let a = Store::connect(&config(&etcd, "a", 2))
             .await
             .expect("a connects");
-        let mut member = a.register().await.expect("a registers");
+        let mut member = a.register(&Default::default()).await.expect("a registers");
         tokio::time::sleep(Duration::from_secs(3)).await;
         assert!(!member.lapsed(), "the lease is kept alive past its TTL");
         etcd.kill();
@@ -145,7 +148,7 @@ fn a_proxy_learns_its_lease_lapsed_when_etcd_is_gone() {
             .expect("the lapse is noticed within the TTL and a margin");
         etcd.restart();
         let again = a
-            .register()
+            .register(&Default::default())
             .await
             .expect("a registers again once etcd is back");
         assert!(!again.lapsed());
@@ -176,8 +179,8 @@ fn a_deposed_controller_cannot_write_the_table_and_every_proxy_follows_the_new_o
             let instances = instances.clone();
             tokio::spawn(async move { b.next_table(first.epoch, &instances).await })
         };
-        let a_member = a.register().await.expect("a registers");
-        let a_office = a.campaign(&a_member).await.expect("a is elected");
+        let a_member = a.register(&Default::default()).await.expect("a registers");
+        let a_office = a.campaign(a_member.lease).await.expect("a is elected");
         let moved = first.with_owner(0, 1);
         assert!(
             a.swap_table(Some(first.epoch), Some(&a_office), &moved, &instances)
@@ -194,8 +197,8 @@ fn a_deposed_controller_cannot_write_the_table_and_every_proxy_follows_the_new_o
         // A loses its office (its lease ends); B is elected. A, still believing it leads,
         // is refused; B writes.
         drop(a_member);
-        let b_member = b.register().await.expect("b registers");
-        let b_office = tokio::time::timeout(Duration::from_secs(10), b.campaign(&b_member))
+        let b_member = b.register(&Default::default()).await.expect("b registers");
+        let b_office = tokio::time::timeout(Duration::from_secs(10), b.campaign(b_member.lease))
             .await
             .expect("b is elected once a's lease ends")
             .expect("campaign");
@@ -241,10 +244,10 @@ fn the_controller_merges_every_live_proxys_counters_for_a_tick() {
             segments: vec![(3, taken(seg.0, seg.1, seg.2))],
             instances: vec![("redis-1".into(), taken(inst.0, inst.1, inst.2))],
         };
-        a.publish_report(&a_member, &report(7, (10, 2, 1), (30, 5, 2)))
+        a.publish_report(a_member.lease, &report(7, (10, 2, 1), (30, 5, 2)))
             .await
             .expect("a publishes");
-        b.publish_report(&b_member, &report(7, (4, 6, 3), (8, 1, 0)))
+        b.publish_report(b_member.lease, &report(7, (4, 6, 3), (8, 1, 0)))
             .await
             .expect("b publishes");
         let reports = a.reports().await.expect("reports");
@@ -254,7 +257,7 @@ fn the_controller_merges_every_live_proxys_counters_for_a_tick() {
         assert_eq!(merged.segments[&3], taken(14, 8, 4));
         assert_eq!(merged.instances["redis-1"], taken(38, 6, 2));
         // A report from an older tick is left out.
-        b.publish_report(&b_member, &report(6, (1, 1, 1), (1, 1, 1)))
+        b.publish_report(b_member.lease, &report(6, (1, 1, 1), (1, 1, 1)))
             .await
             .expect("b publishes late");
         let merged = merge(&a.reports().await.expect("reports"), 7);

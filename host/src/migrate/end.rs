@@ -80,10 +80,16 @@ impl Batch {
     }
 }
 
+/// A check made before every command an end sends (cluster mode: the controller that
+/// started the work still holds its office, under a live lease).
+pub type Guard = std::sync::Arc<dyn Fn() -> bool + Send + Sync>;
+
 /// One end of a copy: a connection and the address it names in errors.
 pub struct End {
     /// The connection.
     pub conn: Backend,
+    /// Checked before every command sent: false stops the copy.
+    guard: Option<Guard>,
     /// The database selected on the connection.
     db: u32,
     /// The instance's address.
@@ -102,9 +108,16 @@ impl End {
             })?;
         Ok(End {
             conn,
+            guard: None,
             db: 0,
             address: address.to_owned(),
         })
+    }
+
+    /// This end, sending nothing once `guard` answers false.
+    pub fn guarded(mut self, guard: Option<Guard>) -> Self {
+        self.guard = guard;
+        self
     }
 
     pub(super) fn fail(&self, doing: &'static str, message: impl ToString) -> CopyError {
@@ -135,6 +148,14 @@ impl End {
         doing: &'static str,
         batch: &Batch,
     ) -> Result<Vec<Frame>, CopyError> {
+        if let Some(guard) = &self.guard
+            && !guard()
+        {
+            return Err(self.fail(
+                doing,
+                "this proxy no longer holds the controller's office; its successor takes the migration over",
+            ));
+        }
         self.conn.queue(&batch.raw);
         self.conn.flush().await.map_err(|e| self.fail(doing, e))?;
         let mut replies = Vec::with_capacity(batch.count);

@@ -9,7 +9,11 @@
 //! - recovery (`recover`): after a crash, every unfinished migration is resumed (past the
 //!   flip) or rolled back (before it);
 //! - stray copies (`stray`): keys an unreachable instance kept, deleted once it answers;
-//! - [`tick_record`]: a tick's line in the decision log, bounded in size.
+//! - [`tick_record`]: a tick's line in the decision log, bounded in size;
+//! - the keyspace tap (`tap`): cluster mode's dirty-key tracking, from the source itself.
+//!
+//! In cluster mode (a link attached), the journal and the table live in etcd, the cutover
+//! holds the segment on every proxy, and nothing is done outside the controller's office.
 //!
 //! The executor owns the segment table's changes: a migration's flip and the table-only
 //! split and merge go through one lock, are saved (when a state directory is configured),
@@ -25,6 +29,7 @@ mod moves;
 mod recover;
 pub mod segment;
 mod stray;
+mod tap;
 pub mod tick_record;
 
 use std::fs::File;
@@ -155,6 +160,8 @@ pub struct Executor {
     refusals: Mutex<(Vec<Rejection>, usize)>,
     /// Segments whose moves back off: until when, and after how many failures.
     backoff: Mutex<std::collections::HashMap<SegmentId, (Instant, u32)>>,
+    /// Cluster mode: the link to etcd.
+    cluster: std::sync::OnceLock<Arc<crate::cluster::link::Link>>,
 }
 
 /// One line of the decision log.
@@ -277,6 +284,7 @@ impl Executor {
             sweeping: Mutex::new(Vec::new()),
             refusals: Mutex::new((Vec::new(), 0)),
             backoff: Mutex::new(std::collections::HashMap::new()),
+            cluster: std::sync::OnceLock::new(),
         }))
     }
 
@@ -285,6 +293,29 @@ impl Executor {
         if self.runtime.set(runtime.clone()).is_ok() {
             self.start_sweeper(&runtime);
         }
+    }
+
+    /// Work in cluster mode through `link` from now on: the journal and the table in
+    /// etcd, cutovers held on every proxy, and actions only while holding the office.
+    pub fn attach_cluster(&self, link: Arc<crate::cluster::link::Link>) {
+        let _ = self.cluster.set(link);
+    }
+
+    /// The cluster link, in cluster mode.
+    pub(crate) fn link(&self) -> Option<&Arc<crate::cluster::link::Link>> {
+        self.cluster.get()
+    }
+
+    /// The check for the instance work of controller `term` (none outside cluster mode).
+    fn guard(&self, term: Option<i64>) -> Option<end::Guard> {
+        let (term, link) = (term?, self.link()?.clone());
+        Some(Arc::new(move || link.serving(term)))
+    }
+
+    /// True when this executor carries out actions: always in single-process mode; in
+    /// cluster mode while this proxy holds the controller's office and etcd answers.
+    pub fn acting(&self) -> bool {
+        self.link().is_none_or(|l| l.deciding())
     }
 
     /// Migrations in flight and recently finished, for the view.
@@ -422,6 +453,14 @@ impl Executor {
 
     /// Carry out `action`, which `policy` (name@version) asked for.
     pub fn submit(self: &Arc<Self>, action: Action, policy: &str) {
+        if self.link().is_some() && !matches!(action, Action::MoveSegment(_)) {
+            return self.refuse(
+                policy,
+                &action,
+                RejectionReason::Invalid,
+                "cluster mode carries out segment moves only (splits, merges and instance actions are not carried out across proxies yet)",
+            );
+        }
         match &action {
             Action::MoveSegment(m) => self.start_move(m.segment, m.target, policy, &action),
             Action::SplitSegment(s) => {
@@ -510,6 +549,9 @@ impl Executor {
     /// thread), then publish. The table is changed from the version current at publishing:
     /// recovery applies a journaled flip by ownership, not by epoch.
     async fn flip(&self, plan: &Plan) -> Result<(), String> {
+        if let (Some(link), Some(term)) = (self.link(), plan.term) {
+            return self.commit_in_cluster(link, term, plan).await;
+        }
         let epoch = {
             let _table = lock(&self.table_lock);
             let table = self.topology.table();
@@ -545,6 +587,44 @@ impl Executor {
         Ok(())
     }
 
+    /// Cluster mode's flip: the commit record and the new table in one conditional
+    /// transaction, then published here. An unknown outcome stops the process, as a
+    /// journal failure does: the next controller decides from what etcd holds.
+    async fn commit_in_cluster(
+        &self,
+        link: &crate::cluster::link::Link,
+        term: i64,
+        plan: &Plan,
+    ) -> Result<(), String> {
+        let (read, next) = {
+            let _table = lock(&self.table_lock);
+            let table = self.topology.table();
+            let Some(row) = table.segments.iter().position(|s| s.id == plan.segment) else {
+                return Err("the segment is no longer in the table".into());
+            };
+            if (table.segments[row].slot_start..=table.segments[row].slot_end) != plan.range {
+                return Err("the segment was split or merged meanwhile".into());
+            }
+            (table.epoch, table.with_owner(row, plan.target))
+        };
+        let record = self.record(plan, Step::Committed { epoch: next.epoch });
+        match link.commit(term, &record, read, &next).await {
+            Ok(true) => {
+                crash_point("committed");
+                self.topology.publish_newer(next);
+                Ok(())
+            }
+            Ok(false) => Err(
+                "the table changed in etcd or the controller's office was lost; nothing was committed"
+                    .into(),
+            ),
+            Err(e) => {
+                tracing::error!(migration = plan.id, error = %e, "cannot tell whether a commit reached etcd; stopping so that the next controller decides");
+                std::process::abort();
+            }
+        }
+    }
+
     /// Save the current table; a failure is logged and returned.
     async fn save_current(&self) -> Result<(), String> {
         let saved = durable::settled(self.save((*self.topology.table()).clone())).await;
@@ -555,7 +635,19 @@ impl Executor {
     }
 
     async fn journal(&self, plan: &Plan, step: Step) -> Result<(), String> {
-        let record = Record {
+        let record = self.record(plan, step);
+        if let (Some(link), Some(term)) = (self.link(), plan.term) {
+            return link.journal(term, &record).await;
+        }
+        if self.link().is_some() {
+            return Err("this proxy does not hold the controller's office".into());
+        }
+        durable::settled(self.durable.append(record.line())).await
+    }
+
+    /// The journal record of `plan` at `step`, now.
+    fn record(&self, plan: &Plan, step: Step) -> Record {
+        Record {
             id: plan.id,
             segment: plan.segment,
             slot_start: *plan.range.start(),
@@ -566,8 +658,7 @@ impl Executor {
             target_name: self.name(plan.target),
             at_ms: now_ms(),
             step,
-        };
-        durable::settled(self.durable.append(record.line())).await
+        }
     }
 
     fn phase(&self, id: u64, phase: MigrationPhase) {

@@ -110,7 +110,23 @@ impl Executor {
                 "per-instance migration limit reached",
             );
         }
-        let id = lock(&self.journal).next_id();
+        let term = match self.link() {
+            Some(link) => match link.term() {
+                Some(t) => Some(t),
+                None => {
+                    return no(
+                        RejectionReason::Busy,
+                        "this proxy does not hold the controller's office",
+                    );
+                }
+            },
+            None => None,
+        };
+        let id = match term {
+            // Unique across controllers: a successor is elected a lease later at least.
+            Some(_) => (now_ms() << 10) | (lock(&self.journal).next_id() & 0x3ff),
+            None => lock(&self.journal).next_id(),
+        };
         migrations.push(Migration {
             id,
             segment,
@@ -124,6 +140,7 @@ impl Executor {
             detail: String::new(),
         });
         Ok(Plan {
+            term,
             id,
             segment,
             range: seg.slot_start..=seg.slot_end,

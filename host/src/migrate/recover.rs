@@ -23,10 +23,12 @@ use super::stray::Stray;
 impl Executor {
     /// Finish or roll back every unfinished migration; one sentence per migration.
     pub async fn recover(&self) -> Vec<String> {
-        let Some(paths) = &self.paths else {
-            return Vec::new();
+        let read = match (self.link(), &self.paths) {
+            (Some(link), _) => link.unfinished().await,
+            (None, Some(paths)) => Journal::read(&paths.journal).map_err(|e| e.to_string()),
+            (None, None) => return Vec::new(),
         };
-        let records = match Journal::read(&paths.journal) {
+        let records = match read {
             Ok(r) => r,
             Err(e) => return vec![format!("cannot read the journal: {e}")],
         };
@@ -107,6 +109,7 @@ impl Executor {
             resolve(&r.target_name, r.target),
         ) {
             (Ok(source), Ok(target)) => Ok(Plan {
+                term: self.link().and_then(|l| l.term()),
                 id: r.id,
                 segment: r.segment,
                 range: r.slot_start..=r.slot_end,
@@ -123,7 +126,7 @@ impl Executor {
     /// Delete `plan`'s slots on `on` (those it does not own) and journal `then`, or leave
     /// them as a stray copy when `on` cannot be reached; says which.
     async fn clear_or_leave(&self, plan: &Plan, on: u32, then: Vec<Step>) -> String {
-        match self.clear(on, &plan.range).await {
+        match self.clear(on, &plan.range, plan.term).await {
             Ok(()) => {
                 for step in then {
                     let _ = self.journal(plan, step).await;

@@ -14,11 +14,16 @@ use super::Executor;
 use super::copy::{Budget, Copied, CopyError, End, copy_databases, copy_dirty};
 use super::journal::Step;
 use super::stray::Stray;
+use super::tap::Tap;
+use crate::cluster::link::Hold;
 use crate::proxy::gate::SlotState;
 
 /// What to move.
 #[derive(Clone, Debug)]
 pub struct Plan {
+    /// Cluster mode: the lease of the controller's office the migration runs in; its work
+    /// stops when that office ends.
+    pub term: Option<i64>,
     /// Migration id.
     pub id: u64,
     /// The segment.
@@ -29,6 +34,17 @@ pub struct Plan {
     pub source: InstanceId,
     /// Where it goes.
     pub target: InstanceId,
+}
+
+impl Plan {
+    /// The hold of this migration's cutover, as every proxy reads it (cluster mode).
+    pub fn hold(&self) -> Hold {
+        Hold {
+            migration: self.id,
+            slot_start: *self.range.start(),
+            slot_end: *self.range.end(),
+        }
+    }
 }
 
 /// How a migration ended.
@@ -68,9 +84,19 @@ impl Executor {
         match self.forward(plan).await {
             Ok(done) => done,
             Err(reason) => {
-                self.gate.set(plan.range.clone(), SlotState::Open);
                 let _ = self.gate.take_dirty(plan.range.clone());
-                let (reason, step) = match self.clear(plan.target, &plan.range).await {
+                match (self.link(), plan.term) {
+                    (Some(link), Some(term)) => {
+                        link.release(plan.segment, &plan.hold()).await;
+                        if !link.serving(term) {
+                            return Ended::RolledBack(format!(
+                                "{reason}; left to the next controller, which resumes or rolls it back from the journal"
+                            ));
+                        }
+                    }
+                    _ => self.gate.set(plan.range.clone(), SlotState::Open),
+                }
+                let (reason, step) = match self.clear(plan.target, &plan.range, plan.term).await {
                     Ok(()) => (reason.clone(), Step::RolledBack { reason }),
                     Err(e) => {
                         let reason = format!(
@@ -107,19 +133,34 @@ impl Executor {
         };
         let e = |e: CopyError| e.to_string();
 
+        let cluster = self.link().zip(plan.term);
         self.journal(plan, Step::Start).await?;
         crash_point("start");
         self.phase(plan.id, MigrationPhase::Start);
-        self.gate.set(range.clone(), SlotState::Tracking);
+        if cluster.is_none() {
+            self.gate.set(range.clone(), SlotState::Tracking);
+        }
         let io = self.io_timeout();
+        let guard = self.guard(plan.term);
         let mut source = End::connect(&self.address(plan.source), io)
             .await
-            .map_err(e)?;
+            .map_err(e)?
+            .guarded(guard.clone());
         let mut target = End::connect(&self.address(plan.target), io)
             .await
-            .map_err(e)?;
+            .map_err(e)?
+            .guarded(guard);
         // Keys a crashed or rolled-back earlier attempt left behind must not come back.
         target.clear(&range).await.map_err(e)?;
+        // Cluster mode: every proxy's writes are seen at the source, from before the copy.
+        let tap = match cluster {
+            Some(_) => Some(
+                Tap::start(&mut source, range.clone(), self.gate.clone(), io)
+                    .await
+                    .map_err(e)?,
+            ),
+            None => None,
+        };
 
         self.journal(plan, Step::Copy).await?;
         crash_point("copy");
@@ -163,12 +204,19 @@ impl Executor {
             ));
         }
         let held_at = Instant::now();
-        self.gate.set(range.clone(), SlotState::Held);
+        if cluster.is_none() {
+            self.gate.set(range.clone(), SlotState::Held);
+        }
         // The whole hold is bounded: a hung instance or a slow last copy rolls back (and
         // releases the held requests to the source) instead of holding the segment.
         let bound = Duration::from_millis(self.config.cutover_timeout_ms);
         let last = tokio::time::timeout(bound, async {
-            if !self.gate.drain(range.clone(), wait).await {
+            if let (Some((link, term)), Some(tap)) = (cluster, &tap) {
+                // Every live proxy holds the segment and has drained its writes there;
+                // then every key event the source queued for them has arrived.
+                link.hold(term, plan.segment, &plan.hold(), bound).await?;
+                tap.barrier(bound).await?;
+            } else if !self.gate.drain(range.clone(), wait).await {
                 self.strike(plan.segment);
                 return Err(format!(
                     "writes were still in flight on the segment after {} ms (an open WATCH/MULTI or a blocking command); the transaction was left alone",
@@ -201,13 +249,21 @@ impl Executor {
         self.flip(plan)
             .await
             .map_err(|e| format!("cannot commit the flip: {e}"))?;
-        self.gate.set(range.clone(), SlotState::Open);
+        match cluster {
+            Some((link, _)) => link.release(plan.segment, &plan.hold()).await,
+            None => self.gate.set(range.clone(), SlotState::Open),
+        }
+        drop(tap);
         let hold = held_at.elapsed();
         let elapsed = started.elapsed();
         // The journal's commit record is what recovery trusts; the saved table catches up
         // here, outside the hold, and must be on disk before the source's copy goes (a
-        // finished migration is not replayed at recovery).
-        let saved = self.save_current().await;
+        // finished migration is not replayed at recovery). In cluster mode the commit
+        // wrote the table.
+        let saved = match cluster {
+            Some(_) => Ok(()),
+            None => self.save_current().await,
+        };
 
         self.phase(plan.id, MigrationPhase::Cleanup);
         let cleaned = match saved {

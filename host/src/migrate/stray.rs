@@ -34,14 +34,18 @@ pub struct Stray {
 }
 
 impl Executor {
-    /// Delete the keys of `range` on `instance` whose slots it does not own now.
+    /// Delete the keys of `range` on `instance` whose slots it does not own now, for work
+    /// of controller `term` (cluster mode).
     pub(super) async fn clear(
         &self,
         instance: InstanceId,
         range: &RangeInclusive<u16>,
+        term: Option<i64>,
     ) -> Result<(), CopyError> {
         let table = self.topology.table();
-        let mut end = End::connect(&self.address(instance), self.io_timeout()).await?;
+        let mut end = End::connect(&self.address(instance), self.io_timeout())
+            .await?
+            .guarded(self.guard(term));
         end.clear_where(&|s| range.contains(&s) && table.owner(s) != instance)
             .await
     }
@@ -89,7 +93,7 @@ impl Executor {
                 }
                 lock(&self.sweeping).push(range.clone());
             }
-            let cleared = self.clear(stray.on, &range).await;
+            let cleared = self.clear(stray.on, &range, stray.plan.term).await;
             lock(&self.sweeping).retain(|r| *r != range);
             match cleared {
                 Ok(()) => {

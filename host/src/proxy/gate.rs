@@ -55,6 +55,8 @@ pub struct Gate {
     instance_holds: HoldClock,
     /// `CLIENT PAUSE`, across every loop.
     pub pause: super::pause::ClientPause,
+    /// Cluster mode's fence: no request is served while this proxy's lease is not alive.
+    pub fence: Arc<super::fence::Fence>,
 }
 
 /// Counts of requests held and how long.
@@ -103,6 +105,7 @@ impl Default for Gate {
             cutover_holds: HoldClock::default(),
             instance_holds: HoldClock::default(),
             pause: Default::default(),
+            fence: Default::default(),
         }
     }
 }
@@ -333,6 +336,12 @@ impl Gate {
             }
         }
         false
+    }
+
+    /// Record `key` (in database `db`) as written while its slot moves: what a migration
+    /// learns of writes other proxies sent (cluster mode's keyspace tap).
+    pub fn mark_dirty(&self, db: u32, key: Bytes) {
+        self.dirty.insert((db, key));
     }
 
     /// Take the dirty keys whose slots fall in `range`.

@@ -30,6 +30,7 @@ pub mod client;
 pub mod command;
 pub mod confirmations;
 pub mod dial;
+pub mod fence;
 pub mod fleet;
 pub mod gate;
 pub mod keyspec;

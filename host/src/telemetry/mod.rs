@@ -42,6 +42,17 @@ fn push_cells(table: &mut store::Series, taken: &[counters::Taken], secs: f64, r
     table.push(Metric::LatencyP99Us, p(0.99), r);
 }
 
+/// One interval's counters, taken: per segment of `table` (in its order) and per instance
+/// (by id).
+pub struct Interval {
+    /// The table the segment counters follow.
+    pub table: Arc<crate::topology::SegmentTable>,
+    /// Per segment.
+    pub segments: Vec<counters::Taken>,
+    /// Per instance.
+    pub instances: Vec<counters::Taken>,
+}
+
 /// Everything telemetry keeps, shared by the proxy, the collector and the controller.
 pub struct Telemetry {
     /// Data-path counters, a set per event loop.
@@ -156,12 +167,39 @@ impl Telemetry {
 
     /// Fold one interval of counters and health into the store.
     pub fn collect(&self, topology: &Topology, health: Vec<Health>, failures: Vec<Failure>) {
-        let secs = self.measured(&self.last_collect);
+        let interval = self.take(topology);
+        self.fold(topology, interval, health, failures);
+    }
+
+    /// Take the interval's counters (reset), per segment of the current table and per
+    /// instance: what [`Telemetry::fold`] stores, and what cluster mode adds other
+    /// proxies' counters to first.
+    pub fn take(&self, topology: &Topology) -> Interval {
         let table = topology.table();
-        let taken = self
+        let segments = self
             .counters
             .take_ranges(table.segments.iter().map(|s| s.slot_start..=s.slot_end));
-        let inst = self.counters.take_instances();
+        Interval {
+            table,
+            segments,
+            instances: self.counters.take_instances(),
+        }
+    }
+
+    /// Fold one interval of counters and health into the store.
+    pub fn fold(
+        &self,
+        topology: &Topology,
+        interval: Interval,
+        health: Vec<Health>,
+        failures: Vec<Failure>,
+    ) {
+        let secs = self.measured(&self.last_collect);
+        let Interval {
+            table,
+            segments: taken,
+            instances: inst,
+        } = interval;
         let keys = {
             let fresh = estimate_sizes(&table, &health);
             let mut sizes = lock(&self.sizes);

@@ -762,6 +762,15 @@ impl Session {
                 tokio::time::sleep(wait).await;
             }
         }
+        if !self.shared.gate.fence.passes() {
+            let bound = Duration::from_millis(self.shared.limits.hold_ms);
+            if !self.shared.gate.fence.wait(bound).await {
+                return Pending::Local(err(format!(
+                    "TRYAGAIN this proxy lost its cluster lease and is rejoining; nothing ran (held {} ms); retry, here or at another proxy",
+                    bound.as_millis()
+                )));
+            }
+        }
         if self.multi.is_some()
             && !matches!(req.name().as_str(), "EXEC" | "DISCARD" | "MULTI" | "WATCH")
         {

@@ -1,75 +1,20 @@
-//! Cluster mode's coordination: etcd (v3 API, through the `etcd-client` crate), never a
-//! consensus layer of our own. Several proxies share one keyspace through it:
-//!
-//! - membership: each proxy holds a lease and a key under `<prefix>/members/<name>` bound
-//!   to it; the lease is kept alive in the background, and a proxy whose lease lapses (etcd
-//!   unreachable for a TTL, or its keep-alives refused) learns it through
-//!   [`Membership::lapsed`], so it can stop serving until it has registered again
-//!   (self-fencing);
-//! - the segment table: stored as [`SegmentTable::to_bytes`] writes it, under
-//!   `<prefix>/table`, with its epoch beside it under `<prefix>/table-epoch`; a new table is
-//!   written only if the stored epoch is still the one its writer read (compare-and-swap in
-//!   one transaction), so of two writers racing from the same table one wins and the other
-//!   is told; the controller's writes are also conditional on its office, so a controller
-//!   deposed while it was deciding cannot write; every proxy follows the stored table
-//!   ([`Store::next_table`], a watch from the revision it read);
-//! - counters: each proxy publishes its per-segment and per-instance counters every tick
-//!   under `<prefix>/counters/<name>`, bound to its lease, and the controller merges them
-//!   ([`merge`]) into one view of the whole fleet's traffic;
-//! - the controller: elected with etcd's election API on `<prefix>/controller`, campaigning
-//!   with the membership lease, so a leader that dies (or is cut off) loses the office when
-//!   its lease ends, and the next candidate's campaign returns.
-//!
-//! Every call to etcd has a deadline (`request_timeout_ms`) but a campaign and a watch,
-//! which wait by design (on a connection of their own, kept alive by HTTP/2 pings).
-//!
-//! Not wired into the proxy yet: `[cluster]` is not a configuration section until the
-//! cutover across proxies (hold, drain acknowledgements, flip) is built on this.
+//! The store: every call shardcast makes to etcd, each with its deadline.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, GetOptions, LeaderKey, PutOptions, ResignOptions,
     Txn, TxnOp, WatchOptions,
 };
-use serde::Deserialize;
 use shardcast_sdk::types::Instance;
 use tokio::sync::watch;
 
+use super::ClusterConfig;
+use crate::proxy::fence::Fence;
 use crate::telemetry::counters::Taken;
 use crate::topology::SegmentTable;
-
-/// `[cluster]`: cluster mode, on when the section is present.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClusterConfig {
-    /// etcd's client endpoints, `host:port` or URLs.
-    pub etcd: Vec<String>,
-    /// This proxy's name, unique among the proxies.
-    pub name: String,
-    /// Where shardcast's keys live in etcd.
-    #[serde(default = "default_prefix")]
-    pub prefix: String,
-    /// Seconds a proxy's lease lives without a keep-alive.
-    #[serde(default = "default_ttl")]
-    pub lease_ttl_s: u64,
-    /// Milliseconds each call to etcd may take.
-    #[serde(default = "default_request_timeout")]
-    pub request_timeout_ms: u64,
-}
-
-fn default_prefix() -> String {
-    "/shardcast".into()
-}
-
-fn default_ttl() -> u64 {
-    5
-}
-
-fn default_request_timeout() -> u64 {
-    2_000
-}
 
 /// A failed call to etcd: what was being done, and why.
 #[derive(Debug, thiserror::Error)]
@@ -79,7 +24,16 @@ pub struct StoreError {
     why: String,
 }
 
-fn failed(doing: &'static str) -> impl FnOnce(etcd_client::Error) -> StoreError {
+impl StoreError {
+    pub(super) fn new(doing: &'static str, why: impl ToString) -> Self {
+        StoreError {
+            doing,
+            why: why.to_string(),
+        }
+    }
+}
+
+pub(super) fn failed(doing: &'static str) -> impl FnOnce(etcd_client::Error) -> StoreError {
     move |e| StoreError {
         doing,
         why: e.to_string(),
@@ -89,16 +43,18 @@ fn failed(doing: &'static str) -> impl FnOnce(etcd_client::Error) -> StoreError 
 /// One proxy's handle on the cluster's store.
 #[derive(Clone)]
 pub struct Store {
-    client: Client,
-    /// A connection without a per-request deadline, for campaigns, which wait by design.
-    elections: Client,
-    config: ClusterConfig,
+    pub(super) client: Client,
+    /// A connection without a per-request deadline, for campaigns and watches, which wait
+    /// by design.
+    pub(super) elections: Client,
+    pub(super) config: ClusterConfig,
 }
 
 /// This proxy's membership: its lease, kept alive until this is dropped.
 pub struct Membership {
     /// The lease id.
     pub lease: i64,
+    alive: watch::Receiver<tokio::time::Instant>,
     lapsed: watch::Receiver<bool>,
     keeper: tokio::task::JoinHandle<()>,
 }
@@ -108,6 +64,11 @@ impl Membership {
     /// for the lease's TTL. Keys bound to it are gone, and so is any office held with it.
     pub fn lapsed(&self) -> bool {
         *self.lapsed.borrow()
+    }
+
+    /// Until when the lease is alive at least, as reckoned from its latest renewal.
+    pub fn alive_until(&self) -> std::time::Instant {
+        self.alive.borrow().into_std()
     }
 
     /// Wait until the lease lapses.
@@ -126,7 +87,7 @@ impl Drop for Membership {
 /// (by id) and per instance (by name, as ids are positions in each proxy's configuration).
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Report {
-    /// The tick the counters were taken at.
+    /// When the counters were taken (ms since the Unix epoch; any number that grows).
     pub tick: u64,
     /// Per segment id.
     pub segments: Vec<(u32, Taken)>,
@@ -166,6 +127,13 @@ pub struct Leadership {
     key: LeaderKey,
 }
 
+impl Leadership {
+    /// The condition that this office is still held: its election key is the one won.
+    pub(super) fn guard(&self) -> Compare {
+        Compare::create_revision(self.key.key().to_vec(), CompareOp::Equal, self.key.rev())
+    }
+}
+
 impl Store {
     /// Connect to etcd.
     pub async fn connect(config: &ClusterConfig) -> Result<Store, StoreError> {
@@ -188,13 +156,15 @@ impl Store {
         })
     }
 
-    fn key(&self, rest: &str) -> String {
+    pub(super) fn key(&self, rest: &str) -> String {
         format!("{}/{rest}", self.config.prefix.trim_end_matches('/'))
     }
 
     /// Take a lease, register under `members/<name>` with it, and keep it alive in the
-    /// background.
-    pub async fn register(&self) -> Result<Membership, StoreError> {
+    /// background, extending `fence`'s deadline with every renewal (the fence is not
+    /// opened here: the caller opens it once it has caught up with the cluster).
+    pub async fn register(&self, fence: &Arc<Fence>) -> Result<Membership, StoreError> {
+        let granted = tokio::time::Instant::now();
         let mut client = self.client.clone();
         let ttl = self.config.lease_ttl_s.max(1) as i64;
         let lease = client
@@ -211,12 +181,18 @@ impl Store {
             .await
             .map_err(failed("registering"))?;
         let (tx, lapsed) = watch::channel(false);
+        let (renewed, alive) = watch::channel(granted + trusted(ttl));
+        let fence = fence.clone();
         let keeper = tokio::spawn(async move {
-            keep_alive(client, lease, ttl).await;
+            keep_alive(client, lease, ttl, &renewed, &fence).await;
+            if fence.holds(lease) {
+                fence.close();
+            }
             tx.send_replace(true);
         });
         Ok(Membership {
             lease,
+            alive,
             lapsed,
             keeper,
         })
@@ -236,13 +212,9 @@ impl Store {
             .collect())
     }
 
-    /// Publish this proxy's counters under `counters/<name>`, bound to `membership`'s
-    /// lease (a proxy that dies stops counting).
-    pub async fn publish_report(
-        &self,
-        membership: &Membership,
-        report: &Report,
-    ) -> Result<(), StoreError> {
+    /// Publish this proxy's counters under `counters/<name>`, bound to its membership's
+    /// `lease` (a proxy that dies stops counting).
+    pub async fn publish_report(&self, lease: i64, report: &Report) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(report).map_err(|e| StoreError {
             doing: "publishing counters",
             why: e.to_string(),
@@ -252,7 +224,7 @@ impl Store {
             .put(
                 self.key(&format!("counters/{}", self.config.name)),
                 bytes,
-                Some(PutOptions::new().with_lease(membership.lease)),
+                Some(PutOptions::new().with_lease(lease)),
             )
             .await
             .map_err(failed("publishing counters"))?;
@@ -318,11 +290,7 @@ impl Store {
         };
         let mut conditions = vec![unchanged];
         if let Some(o) = office {
-            conditions.push(Compare::create_revision(
-                o.key.key().to_vec(),
-                CompareOp::Equal,
-                o.key.rev(),
-            ));
+            conditions.push(o.guard());
         }
         let txn = Txn::new().when(conditions).and_then(vec![
             TxnOp::put(self.key("table"), bytes, None),
@@ -395,16 +363,12 @@ impl Store {
         })
     }
 
-    /// Campaign for the controller's office with `membership`'s lease; returns once this
+    /// Campaign for the controller's office with a membership's `lease`; returns once this
     /// proxy holds it (which may be never, while another holds it).
-    pub async fn campaign(&self, membership: &Membership) -> Result<Leadership, StoreError> {
+    pub async fn campaign(&self, lease: i64) -> Result<Leadership, StoreError> {
         let mut client = self.elections.clone();
         let won = client
-            .campaign(
-                self.key("controller"),
-                self.config.name.clone(),
-                membership.lease,
-            )
+            .campaign(self.key("controller"), self.config.name.clone(), lease)
             .await
             .map_err(failed("campaigning"))?;
         let key = won.leader().cloned().ok_or(StoreError {
@@ -438,22 +402,31 @@ impl Store {
     }
 }
 
-/// Keep `lease` alive, a keep-alive every third of its TTL; returns when the lease may have
-/// lapsed: etcd says it expired, or the lease is within a sixth of its TTL of its end with no
-/// renewal answered. The end is reckoned from when each renewal was *sent* (plus the TTL
-/// etcd granted), so the lapse is reported before etcd can hand the office to another
-/// proxy, never after.
-async fn keep_alive(mut client: Client, lease: i64, ttl: i64) {
+/// How long after a renewal was sent its holder counts on the lease: the TTL less a sixth
+/// (half the keep-alive interval), so it stops before etcd's end of the lease.
+fn trusted(ttl: i64) -> Duration {
+    let ttl = Duration::from_secs(ttl as u64);
+    ttl - ttl / 6
+}
+
+/// Keep `lease` alive (from the end `renewed` holds), a keep-alive every third of its TTL; returns
+/// when the lease may have lapsed: etcd says it expired, or the lease is within a sixth of
+/// its TTL of its end with no renewal answered. The end is reckoned from when each renewal
+/// was *sent* (plus the TTL etcd granted), so the lapse is reported before etcd can hand
+/// the office to another proxy, never after; each renewal is sent to `renewed` and extends `fence`.
+async fn keep_alive(
+    mut client: Client,
+    lease: i64,
+    ttl: i64,
+    renewed: &watch::Sender<tokio::time::Instant>,
+    fence: &Fence,
+) {
     use tokio::time::Instant;
     let step = Duration::from_secs(ttl as u64) / 3;
-    let margin = step / 2;
-    // Granted just before this started: alive for a TTL from now at least.
-    let mut expires = Instant::now() + Duration::from_secs(ttl as u64);
+    let mut alive = *renewed.borrow();
     let mut stream = None;
     loop {
-        let left = expires
-            .saturating_duration_since(Instant::now())
-            .saturating_sub(margin);
+        let left = alive.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return;
         }
@@ -470,7 +443,9 @@ async fn keep_alive(mut client: Client, lease: i64, ttl: i64) {
         match answer {
             Ok(Some(a)) if a.ttl() <= 0 => return,
             Ok(Some(a)) => {
-                expires = sent + Duration::from_secs(a.ttl() as u64);
+                alive = sent + trusted(a.ttl());
+                renewed.send_replace(alive);
+                fence.extend(lease, alive.into_std());
                 tokio::time::sleep(step).await;
             }
             // The stream failed or stalled: open another.

@@ -1,0 +1,150 @@
+//! A cluster-mode fixture: one etcd, durable redis-servers and several `shardcast run`
+//! processes sharing them through `[cluster]`, each with its own port, state directory and
+//! log, all running the `ping-pong` policy (segments 0 and 2 move back and forth), so that
+//! whichever proxy is elected moves segments.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::artifacts;
+use crate::etcd::EtcdServer;
+use crate::servers::{RedisServer, ShardcastProcess, free_port, wait_for};
+
+/// The fixture.
+pub struct ClusterRig {
+    /// etcd.
+    pub etcd: EtcdServer,
+    /// The instances.
+    pub servers: Vec<RedisServer>,
+    /// The proxies (`None`: stopped).
+    pub proxies: Vec<Option<ShardcastProcess>>,
+    /// Their client ports.
+    pub ports: Vec<u16>,
+    program: String,
+    ttl_s: u64,
+    dir: tempfile::TempDir,
+}
+
+impl ClusterRig {
+    /// etcd, `instances` durable redis-servers and `proxies` configured proxies (none
+    /// started yet), with leases of `ttl_s` seconds; `program` is the `shardcast_node`
+    /// binary.
+    pub fn new(program: &str, instances: usize, proxies: usize, ttl_s: u64) -> Self {
+        let rig = ClusterRig {
+            etcd: EtcdServer::start(),
+            servers: (0..instances)
+                .map(|_| RedisServer::start_durable())
+                .collect(),
+            proxies: (0..proxies).map(|_| None).collect(),
+            ports: (0..proxies).map(|_| free_port()).collect(),
+            program: program.to_owned(),
+            ttl_s,
+            dir: tempfile::tempdir().expect("tempdir"),
+        };
+        std::fs::write(rig.dir.path().join("ping-pong.toml"), "segments = [0, 2]\n")
+            .expect("settings");
+        rig
+    }
+
+    /// Proxy `i`'s name.
+    pub fn name(i: usize) -> String {
+        format!("proxy-{i}")
+    }
+
+    /// Proxy `i`'s state directory (its decision log).
+    pub fn state(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("state-{i}"))
+    }
+
+    /// Proxy `i`'s log file.
+    pub fn log_path(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("proxy-{i}.log"))
+    }
+
+    /// Proxy `i`'s log so far.
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.log_path(i)).unwrap_or_default()
+    }
+
+    /// Proxy `i`'s configuration: 4 segments, 100 ms ticks, the `ping-pong` policy.
+    pub fn config(&self, i: usize) -> String {
+        let mut text = format!(
+            "listen = \"127.0.0.1:{}\"\ntick_ms = 100\nthreads = 1\n[segments]\ncount = 4\n[limits]\nrequest_timeout_ms = 2000\n[churn]\nmoves_per_window = 100000\nwindow_ticks = 10\nmax_concurrent_migrations = 2\n[migration]\nstate_dir = \"{}\"\nper_instance = 2\nio_timeout_ms = 1500\ncutover_timeout_ms = 1500\n[policy]\nfile = \"{}\"\nsettings = \"{}\"\n[cluster]\netcd = [\"{}\"]\nname = \"{}\"\nlease_ttl_s = {}\n",
+            self.ports[i],
+            self.state(i).display(),
+            artifacts::PING_PONG,
+            self.dir.path().join("ping-pong.toml").display(),
+            self.etcd.endpoint(),
+            Self::name(i),
+            self.ttl_s,
+        );
+        for (n, s) in self.servers.iter().enumerate() {
+            text.push_str(&format!(
+                "[[instances]]\nname = \"redis-{n}\"\naddress = \"{}\"\n",
+                s.address()
+            ));
+        }
+        text
+    }
+
+    /// Start proxy `i` with `env`, logging to its log file.
+    pub fn start(&mut self, i: usize, env: &[(&str, &str)]) {
+        let file = self.dir.path().join(format!("proxy-{i}.toml"));
+        std::fs::write(&file, self.config(i)).expect("config");
+        let mut env = env.to_vec();
+        env.push(("SHARDCAST_LOG", "warn,shardcast::cluster=info"));
+        let p = ShardcastProcess::start_logged(
+            &[&self.program],
+            &file,
+            self.ports[i],
+            &env,
+            Some(&self.log_path(i)),
+        );
+        self.proxies[i] = Some(p);
+    }
+
+    /// Start proxy 0 (with `env`) and wait until it is the controller, then the others.
+    pub fn start_all(&mut self, env: &[(&str, &str)]) {
+        self.start(0, env);
+        self.wait_for_log(0, "elected controller", Duration::from_secs(30));
+        for i in 1..self.proxies.len() {
+            self.start(i, &[]);
+        }
+        for i in 0..self.proxies.len() {
+            self.wait_for_log(i, "joined: serving", Duration::from_secs(30));
+        }
+    }
+
+    /// Wait until proxy `i`'s log contains `needle`.
+    pub fn wait_for_log(&self, i: usize, needle: &str, deadline: Duration) {
+        wait_for(&format!("proxy {i} to log `{needle}`"), deadline, || {
+            self.log(i).contains(needle)
+        });
+    }
+
+    /// Migrations completed, over every proxy's decision log.
+    pub fn completed_moves(&self) -> usize {
+        (0..self.proxies.len())
+            .map(|i| crate::decisions::completed_moves(&self.state(i).join("decisions.jsonl")))
+            .sum()
+    }
+
+    /// Wait until `n` more migrations than `from` have completed.
+    pub fn wait_for_moves(&self, from: usize, n: usize, deadline: Duration) {
+        wait_for(&format!("{n} more completed migrations"), deadline, || {
+            self.completed_moves() >= from + n
+        });
+    }
+
+    /// The proxy that holds the controller's office now, by its log's last word on it.
+    pub fn leader(&self) -> Option<usize> {
+        (0..self.proxies.len()).find(|&i| {
+            self.proxies[i].is_some() && {
+                let log = self.log(i);
+                let elected = log.rfind("elected controller");
+                let lost = log.rfind("no longer the controller");
+                elected.is_some() && elected > lost
+            }
+        })
+    }
+}

@@ -1,0 +1,204 @@
+//! Cluster mode with real processes: one etcd, three redis-servers and three shardcast
+//! proxies sharing one keyspace, writers on every proxy, and segments moving back and
+//! forth (the `ping-pong` policy, carried out by whichever proxy is elected). Faults: the
+//! controller stopped mid-migration, a proxy frozen across cutovers, etcd restarted. After
+//! each, the chaos checker reads every acknowledged write back through the proxies.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use shardcast_tests::chaos::{Ledger, check, write_until};
+use shardcast_tests::cluster::ClusterRig;
+
+const BIN: &str = env!("CARGO_BIN_EXE_shardcast_node");
+
+/// A writer on every proxy's port.
+struct Writers {
+    stop: Arc<AtomicBool>,
+    threads: Vec<(u16, JoinHandle<Ledger>)>,
+}
+
+impl Writers {
+    fn start(ports: &[u16]) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = ports
+            .iter()
+            .enumerate()
+            .map(|(i, &port)| {
+                let stop = stop.clone();
+                let tag: &'static str = ["w0", "w1", "w2", "w3"][i];
+                (
+                    port,
+                    std::thread::spawn(move || write_until(port, stop, tag)),
+                )
+            })
+            .collect();
+        Writers { stop, threads }
+    }
+
+    fn stop(self) -> Vec<(u16, Ledger)> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.threads
+            .into_iter()
+            .map(|(port, t)| (port, t.join().expect("writer")))
+            .collect()
+    }
+}
+
+/// Every writer's acknowledged writes read back through `via` (a live proxy).
+fn verify(ledgers: &[(u16, Ledger)], via: u16) {
+    let mut bad = Vec::new();
+    let mut acknowledged = 0;
+    for (port, ledger) in ledgers {
+        acknowledged += ledger.acknowledged();
+        bad.extend(
+            check(via, ledger)
+                .into_iter()
+                .map(|b| format!("writer on {port}: {b}")),
+        );
+    }
+    assert!(
+        acknowledged > 100,
+        "the writers got through: {acknowledged} acknowledged"
+    );
+    for (port, ledger) in ledgers {
+        assert!(
+            ledger.acknowledged() > 10,
+            "the writer on {port} got through: {ledger:?}"
+        );
+    }
+    assert!(
+        bad.is_empty(),
+        "{} violations, first: {:?}",
+        bad.len(),
+        &bad[..bad.len().min(5)]
+    );
+}
+
+#[test]
+fn a_migration_under_writes_from_every_proxy_loses_nothing() {
+    let mut rig = ClusterRig::new(BIN, 3, 3, 2);
+    rig.start_all(&[]);
+    let writers = Writers::start(&rig.ports);
+    let from = rig.completed_moves();
+    std::thread::sleep(Duration::from_secs(4));
+    rig.wait_for_moves(from, 6, Duration::from_secs(90));
+    let ledgers = writers.stop();
+    for &port in &rig.ports {
+        verify(&ledgers, port);
+    }
+    let failed: u64 = ledgers.iter().map(|(_, l)| l.failed).sum();
+    assert_eq!(failed, 0, "no write failed while segments moved");
+}
+
+#[test]
+fn the_controller_stopped_after_its_commit_is_replaced_and_nothing_is_lost() {
+    let mut rig = ClusterRig::new(BIN, 3, 3, 2);
+    // The first controller stops the process (abort, as a SIGKILL would) right after a
+    // flip is committed in etcd, before the source's copy is deleted.
+    rig.start_all(&[("SHARDCAST_CRASH_AT", "committed")]);
+    let writers = Writers::start(&rig.ports[1..]);
+    shardcast_tests::servers::wait_for("the controller to stop", Duration::from_secs(60), || {
+        rig.proxies[0].as_mut().is_some_and(|p| p.exited())
+    });
+    rig.proxies[0] = None;
+    shardcast_tests::servers::wait_for("another controller", Duration::from_secs(30), || {
+        rig.leader().is_some()
+    });
+    let leader = rig.leader().expect("a leader");
+    rig.wait_for_log(leader, "recovery: migration", Duration::from_secs(30));
+    assert!(
+        rig.log(leader).contains("committed before the stop"),
+        "the new controller finished the committed migration: {}",
+        rig.log(leader)
+    );
+    // Then the new controller is SIGKILLed at whatever step it is in, and the last one
+    // takes over.
+    let from = rig.completed_moves();
+    rig.wait_for_moves(from, 2, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_millis(300));
+    rig.proxies[leader].as_mut().expect("running").kill();
+    rig.proxies[leader] = None;
+    let last = 3 - leader;
+    rig.wait_for_log(last, "elected controller", Duration::from_secs(30));
+    let from = rig.completed_moves();
+    rig.wait_for_moves(from, 2, Duration::from_secs(60));
+    let ledgers = writers.stop();
+    verify(&ledgers, rig.ports[last]);
+}
+
+#[test]
+fn a_proxy_frozen_across_cutovers_never_writes_to_the_old_owner() {
+    let mut rig = ClusterRig::new(BIN, 3, 3, 2);
+    rig.start_all(&[]);
+    let writers = Writers::start(&rig.ports);
+    let from = rig.completed_moves();
+    std::thread::sleep(Duration::from_secs(2));
+    rig.wait_for_moves(from, 1, Duration::from_secs(60));
+    // Freeze a proxy that is not the controller, with its writer's request in its socket.
+    let frozen = (1..3)
+        .find(|&i| rig.leader() != Some(i))
+        .expect("a follower");
+    let pid = rig.proxies[frozen]
+        .as_ref()
+        .and_then(|p| p.pid())
+        .expect("pid");
+    let signal = |s: &str| {
+        std::process::Command::new("kill")
+            .args([s, &pid.to_string()])
+            .status()
+            .expect("kill");
+    };
+    signal("-STOP");
+    // Its lease (2 s) ends; the others move segments on without it.
+    std::thread::sleep(Duration::from_secs(4));
+    let from = rig.completed_moves();
+    rig.wait_for_moves(from, 2, Duration::from_secs(60));
+    signal("-CONT");
+    rig.wait_for_log(frozen, "lease lapsed", Duration::from_secs(20));
+    shardcast_tests::servers::wait_for(
+        "the frozen proxy to rejoin",
+        Duration::from_secs(30),
+        || {
+            let log = rig.log(frozen);
+            log.rfind("joined: serving") > log.rfind("lease lapsed")
+        },
+    );
+    let from = rig.completed_moves();
+    std::thread::sleep(Duration::from_secs(2));
+    rig.wait_for_moves(from, 2, Duration::from_secs(60));
+    let ledgers = writers.stop();
+    for &port in &rig.ports {
+        verify(&ledgers, port);
+    }
+}
+
+#[test]
+fn proxies_keep_serving_while_etcd_restarts_and_moves_resume_after() {
+    // Leases of 5 s ride out an etcd restart of about a second.
+    let mut rig = ClusterRig::new(BIN, 3, 3, 5);
+    rig.start_all(&[]);
+    let writers = Writers::start(&rig.ports);
+    let from = rig.completed_moves();
+    rig.wait_for_moves(from, 1, Duration::from_secs(60));
+    rig.etcd.kill();
+    std::thread::sleep(Duration::from_millis(1500));
+    rig.etcd.restart();
+    let from = rig.completed_moves();
+    rig.wait_for_moves(from, 2, Duration::from_secs(60));
+    let ledgers = writers.stop();
+    let refused: u64 = ledgers.iter().map(|(_, l)| l.refused + l.failed).sum();
+    assert_eq!(refused, 0, "no proxy stopped serving while etcd restarted");
+    for &port in &rig.ports {
+        verify(&ledgers, port);
+    }
+    for i in 0..3 {
+        assert!(
+            !rig.log(i).contains("lease lapsed"),
+            "proxy {i} kept its lease: {}",
+            rig.log(i)
+        );
+    }
+}
