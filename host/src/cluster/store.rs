@@ -402,14 +402,15 @@ impl Store {
     }
 }
 
-/// How long after a renewal was sent its holder counts on the lease: the TTL less a sixth
-/// (half the keep-alive interval), so it stops before etcd's end of the lease.
+/// How long after a renewal was sent its holder counts on the lease: the TTL less a sixth,
+/// a margin for the two clocks' rates, so it stops before etcd's end of the lease.
 fn trusted(ttl: i64) -> Duration {
     let ttl = Duration::from_secs(ttl as u64);
     ttl - ttl / 6
 }
 
-/// Keep `lease` alive (from the end `renewed` holds), a keep-alive every third of its TTL; returns
+/// Keep `lease` alive (from the end `renewed` holds), a keep-alive every sixth of its TTL, so
+/// an etcd outage that starts just before a renewal still leaves two thirds of the TTL; returns
 /// when the lease may have lapsed: etcd says it expired, or the lease is within a sixth of
 /// its TTL of its end with no renewal answered. The end is reckoned from when each renewal
 /// was *sent* (plus the TTL etcd granted), so the lapse is reported before etcd can hand
@@ -422,7 +423,7 @@ async fn keep_alive(
     fence: &Fence,
 ) {
     use tokio::time::Instant;
-    let step = Duration::from_secs(ttl as u64) / 3;
+    let step = Duration::from_secs(ttl as u64) / 6;
     let mut alive = *renewed.borrow();
     let mut stream = None;
     loop {
