@@ -14,6 +14,7 @@ use shardcast_sdk::view::ViewSnapshot;
 use crate::cluster::Store;
 use crate::cluster::link::Link;
 use crate::cluster::node::Node;
+use crate::cluster::policy::PolicySync;
 use crate::config::Config;
 use crate::engine::tick_loop::TickLoop;
 use crate::engine::watch::{Binding, PolicyWatcher};
@@ -222,6 +223,7 @@ fn controller(config: &Config, parts: &Parts) -> Result<Option<Controller>, Erro
         ),
         None => None,
     };
+    let handle = engine.planner_handle();
     let ticks = TickLoop::spawn(
         engine,
         interval,
@@ -253,6 +255,7 @@ fn controller(config: &Config, parts: &Parts) -> Result<Option<Controller>, Erro
     );
     Ok(Some(Controller {
         ticks,
+        handle,
         _watcher: watcher,
     }))
 }
@@ -298,9 +301,11 @@ async fn operator_signals(
     }
 }
 
-/// The running controller: its tick loop and, when configured, the policy file watcher.
+/// The running controller: its tick loop, its policy's swap handle and, when configured,
+/// the policy file watcher.
 struct Controller {
     ticks: TickLoop,
+    handle: crate::engine::SwapHandle,
     _watcher: Option<PolicyWatcher>,
 }
 
@@ -432,6 +437,7 @@ pub async fn run_with(
         source,
     })?;
     parts.executor.attach(tokio::runtime::Handle::current());
+    let mut sync = None;
     let node = match &config.cluster {
         Some(cluster) => {
             let store = Store::connect(cluster)
@@ -444,7 +450,7 @@ pub async fn run_with(
             );
             parts.executor.attach_cluster(link.clone());
             let node = Node::new(
-                link,
+                link.clone(),
                 parts.topology.clone(),
                 parts.gate.clone(),
                 Duration::from_millis(config.migration.cutover_timeout_ms),
@@ -452,6 +458,7 @@ pub async fn run_with(
             );
             // Recovery waits for the office; requests wait for the fence to open.
             tokio::spawn(node.clone().run(parts.executor.clone()));
+            sync = Some((link, cluster.checkpoint_ticks));
             Some(node)
         }
         None => {
@@ -462,6 +469,15 @@ pub async fn run_with(
         }
     };
     let ticker = controller(&config, &parts)?;
+    if let (Some((link, every)), Some(ticker)) = (sync, &ticker) {
+        let policy = PolicySync::new(
+            link,
+            ticker.handle.clone(),
+            every,
+            Duration::from_millis(config.tick_ms),
+        );
+        tokio::spawn(policy.run());
+    }
     let collector = tokio::spawn(collect(
         parts.topology.clone(),
         parts.telemetry.clone(),

@@ -1,7 +1,8 @@
 //! A cluster-mode fixture: one etcd, durable redis-servers and several `shardcast run`
 //! processes sharing them through `[cluster]`, each with its own port, state directory and
-//! log, all running the `ping-pong` policy (segments 0 and 2 move back and forth), so that
-//! whichever proxy is elected moves segments.
+//! log, all running the `ping-pong` policy (segments 0 and 2 move back and forth; each
+//! proxy from a policy file of its own), so that whichever proxy is elected moves segments;
+//! the controller checkpoints its policy's state every 10 ticks.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -20,16 +21,16 @@ pub struct ClusterRig {
     pub proxies: Vec<Option<ShardcastProcess>>,
     /// Their client ports.
     pub ports: Vec<u16>,
-    program: String,
+    program: Vec<String>,
     ttl_s: u64,
     dir: tempfile::TempDir,
 }
 
 impl ClusterRig {
     /// etcd, `instances` durable redis-servers and `proxies` configured proxies (none
-    /// started yet), with leases of `ttl_s` seconds; `program` is the `shardcast_node`
-    /// binary.
-    pub fn new(program: &str, instances: usize, proxies: usize, ttl_s: u64) -> Self {
+    /// started yet), with leases of `ttl_s` seconds; `program` runs shardcast (the
+    /// `shardcast_node` binary, or a binary and `--node`).
+    pub fn new(program: &[&str], instances: usize, proxies: usize, ttl_s: u64) -> Self {
         let rig = ClusterRig {
             etcd: EtcdServer::start(),
             servers: (0..instances)
@@ -37,13 +38,23 @@ impl ClusterRig {
                 .collect(),
             proxies: (0..proxies).map(|_| None).collect(),
             ports: (0..proxies).map(|_| free_port()).collect(),
-            program: program.to_owned(),
+            program: program.iter().map(|p| (*p).to_owned()).collect(),
             ttl_s,
             dir: tempfile::tempdir().expect("tempdir"),
         };
-        std::fs::write(rig.dir.path().join("ping-pong.toml"), "segments = [0, 2]\n")
-            .expect("settings");
+        rig.moving(&[0, 2]);
         rig
+    }
+
+    /// The segments the `ping-pong` policy keeps moving, for proxies started from now on
+    /// (none: a quiet cluster).
+    pub fn moving(&self, segments: &[u32]) {
+        self.settings(&format!("segments = {segments:?}\n"));
+    }
+
+    /// Replace the settings file every proxy's policy reads.
+    pub fn settings(&self, text: &str) {
+        std::fs::write(self.dir.path().join("ping-pong.toml"), text).expect("settings");
     }
 
     /// Proxy `i`'s name.
@@ -54,6 +65,13 @@ impl ClusterRig {
     /// Proxy `i`'s state directory (its decision log).
     pub fn state(&self, i: usize) -> PathBuf {
         self.dir.path().join(format!("state-{i}"))
+    }
+
+    /// Proxy `i`'s policy file: a copy of the `ping-pong` component of its own, made when
+    /// it first starts, so that a swap on one proxy reaches the others only through the
+    /// cluster.
+    pub fn policy_file(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("policy-{i}.wasm"))
     }
 
     /// Proxy `i`'s log file.
@@ -69,10 +87,10 @@ impl ClusterRig {
     /// Proxy `i`'s configuration: 4 segments, 100 ms ticks, the `ping-pong` policy.
     pub fn config(&self, i: usize) -> String {
         let mut text = format!(
-            "listen = \"127.0.0.1:{}\"\ntick_ms = 100\nthreads = 1\n[segments]\ncount = 4\n[limits]\nrequest_timeout_ms = 2000\n[churn]\nmoves_per_window = 100000\nwindow_ticks = 10\nmax_concurrent_migrations = 2\n[migration]\nstate_dir = \"{}\"\nper_instance = 2\nio_timeout_ms = 1500\ncutover_timeout_ms = 1500\n[policy]\nfile = \"{}\"\nsettings = \"{}\"\n[cluster]\netcd = [\"{}\"]\nname = \"{}\"\nlease_ttl_s = {}\n",
+            "listen = \"127.0.0.1:{}\"\ntick_ms = 100\nthreads = 1\n[segments]\ncount = 4\n[limits]\nrequest_timeout_ms = 2000\n[churn]\nmoves_per_window = 100000\nwindow_ticks = 10\nmax_concurrent_migrations = 2\n[migration]\nstate_dir = \"{}\"\nper_instance = 2\nio_timeout_ms = 1500\ncutover_timeout_ms = 1500\n[policy]\nfile = \"{}\"\nsettings = \"{}\"\nwatch = true\n[cluster]\netcd = [\"{}\"]\nname = \"{}\"\nlease_ttl_s = {}\ncheckpoint_ticks = 10\n",
             self.ports[i],
             self.state(i).display(),
-            artifacts::PING_PONG,
+            self.policy_file(i).display(),
             self.dir.path().join("ping-pong.toml").display(),
             self.etcd.endpoint(),
             Self::name(i),
@@ -89,12 +107,19 @@ impl ClusterRig {
 
     /// Start proxy `i` with `env`, logging to its log file.
     pub fn start(&mut self, i: usize, env: &[(&str, &str)]) {
+        if !self.policy_file(i).exists() {
+            std::fs::copy(artifacts::PING_PONG, self.policy_file(i)).expect("copy the policy");
+        }
         let file = self.dir.path().join(format!("proxy-{i}.toml"));
         std::fs::write(&file, self.config(i)).expect("config");
         let mut env = env.to_vec();
-        env.push(("SHARDCAST_LOG", "warn,shardcast::cluster=info"));
+        env.push((
+            "SHARDCAST_LOG",
+            "warn,shardcast::cluster=info,shardcast::engine::slot=info,shardcast::engine::watch=info",
+        ));
+        let program: Vec<&str> = self.program.iter().map(String::as_str).collect();
         let p = ShardcastProcess::start_logged(
-            &[&self.program],
+            &program,
             &file,
             self.ports[i],
             &env,

@@ -2,6 +2,8 @@
 //! with its data in a temporary directory; stopped when dropped, and restartable on the
 //! same ports and data.
 
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -55,6 +57,38 @@ impl EtcdServer {
     /// `127.0.0.1:port`, as `[cluster] etcd` takes it.
     pub fn endpoint(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The gRPC requests etcd has received since it started, by method (`Range`, `Put`,
+    /// `Txn`, `LeaseKeepAlive`, ...), from its own Prometheus counters
+    /// (`grpc_server_msg_received_total` on `/metrics`): a stream's every message counts.
+    pub fn requests(&self) -> BTreeMap<String, f64> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("etcd's metrics");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        stream
+            .write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            .expect("ask etcd for its metrics");
+        let mut text = String::new();
+        stream
+            .read_to_string(&mut text)
+            .expect("read etcd's metrics");
+        let mut by_method = BTreeMap::new();
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix("grpc_server_msg_received_total{") else {
+                continue;
+            };
+            let method = rest
+                .split("grpc_method=\"")
+                .nth(1)
+                .and_then(|m| m.split('"').next());
+            let value = rest.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok());
+            if let (Some(m), Some(v)) = (method, value) {
+                *by_method.entry(m.to_owned()).or_insert(0.0) += v;
+            }
+        }
+        by_method
     }
 
     /// Stop it with SIGKILL.

@@ -17,6 +17,7 @@ fn config(etcd: &EtcdServer, name: &str, ttl: u64) -> ClusterConfig {
         prefix: "/shardcast-test".into(),
         lease_ttl_s: ttl,
         request_timeout_ms: 2_000,
+        checkpoint_ticks: 50,
     }
 }
 

@@ -79,7 +79,7 @@ fn verify(ledgers: &[(u16, Ledger)], via: u16) {
 
 #[test]
 fn a_migration_under_writes_from_every_proxy_loses_nothing() {
-    let mut rig = ClusterRig::new(BIN, 3, 3, 2);
+    let mut rig = ClusterRig::new(&[BIN], 3, 3, 2);
     rig.start_all(&[]);
     let writers = Writers::start(&rig.ports);
     let from = rig.completed_moves();
@@ -95,7 +95,7 @@ fn a_migration_under_writes_from_every_proxy_loses_nothing() {
 
 #[test]
 fn the_controller_stopped_after_its_commit_is_replaced_and_nothing_is_lost() {
-    let mut rig = ClusterRig::new(BIN, 3, 3, 2);
+    let mut rig = ClusterRig::new(&[BIN], 3, 3, 2);
     // The first controller stops the process (abort, as a SIGKILL would) right after a
     // flip is committed in etcd, before the source's copy is deleted.
     rig.start_all(&[("SHARDCAST_CRASH_AT", "committed")]);
@@ -131,7 +131,7 @@ fn the_controller_stopped_after_its_commit_is_replaced_and_nothing_is_lost() {
 
 #[test]
 fn a_proxy_frozen_across_cutovers_never_writes_to_the_old_owner() {
-    let mut rig = ClusterRig::new(BIN, 3, 3, 2);
+    let mut rig = ClusterRig::new(&[BIN], 3, 3, 2);
     rig.start_all(&[]);
     let writers = Writers::start(&rig.ports);
     let from = rig.completed_moves();
@@ -180,7 +180,7 @@ fn proxies_keep_serving_while_etcd_restarts_and_moves_resume_after() {
     // Leases of 10 s ride out an etcd that is down 1.5 s and then needs a second or two to
     // elect itself leader again: a proxy trusts its lease for at least two thirds of the
     // TTL after etcd last answered.
-    let mut rig = ClusterRig::new(BIN, 3, 3, 10);
+    let mut rig = ClusterRig::new(&[BIN], 3, 3, 10);
     rig.start_all(&[]);
     let writers = Writers::start(&rig.ports);
     let from = rig.completed_moves();
@@ -213,7 +213,7 @@ fn the_chaos_checker_finds_every_acknowledged_write_once_under_mixed_faults() {
     // instance SIGKILLed and restarted, an instance hung past the request deadline, etcd
     // restarted, and the controller SIGKILLed once more. Segments keep moving between
     // faults; then every writer's ledger is checked through every proxy.
-    let mut rig = ClusterRig::new(BIN, 3, 3, 3);
+    let mut rig = ClusterRig::new(&[BIN], 3, 3, 3);
     rig.start_all(&[]);
     let writers = Writers::start(&rig.ports);
     let progress = |rig: &ClusterRig| {
@@ -276,5 +276,93 @@ fn the_chaos_checker_finds_every_acknowledged_write_once_under_mixed_faults() {
         sum(|l| l.failed),
         sum(|l| l.refused),
         rig.completed_moves()
+    );
+}
+
+/// The load forecasts' `expected` values of the `counter` policy's ticks in a decision
+/// log (its tick count), in order.
+fn counts(log: &std::path::Path) -> Vec<f64> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["kind"] == "tick")
+        .filter(|v| {
+            v["planner"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("counter@"))
+        })
+        .filter_map(|v| v["predictions"]["load"][0]["expected"].as_f64())
+        .collect()
+}
+
+#[test]
+fn a_policy_swap_reaches_every_proxy_and_its_state_survives_a_leader_change() {
+    let mut rig = ClusterRig::new(&[BIN], 3, 3, 2);
+    rig.moving(&[]);
+    rig.start_all(&[]);
+    let planner = |rig: &ClusterRig, i: usize| {
+        shardcast_tests::decisions::last_planner(&rig.state(i).join("decisions.jsonl"))
+            .unwrap_or_default()
+    };
+    // Every proxy runs its policy (and so watches its file).
+    shardcast_tests::servers::wait_for("every policy to run", Duration::from_secs(30), || {
+        (0..3).all(|i| planner(&rig, i).starts_with("ping-pong@"))
+    });
+    let leader = rig.leader().expect("a controller");
+    // The operator swaps the controller's policy file only: `counter` (it counts the ticks
+    // it predicted and hands the count over; it takes no settings).
+    rig.settings("");
+    let staged = rig.policy_file(leader).with_extension("new");
+    std::fs::copy(shardcast_tests::artifacts::COUNTER, &staged).expect("stage");
+    std::fs::rename(&staged, rig.policy_file(leader)).expect("swap the file");
+    let swapped = (0..300).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        (0..3).all(|i| planner(&rig, i).starts_with("counter@"))
+    });
+    assert!(
+        swapped,
+        "every proxy runs the swapped-in policy: {:?}",
+        (0..3).map(|i| rig.log(i)).collect::<Vec<_>>()
+    );
+    // A follower restarted later starts from its own file (ping-pong) and follows the
+    // controller's version, with a count of its own that starts at zero: 6 s (60 ticks)
+    // behind the controller's.
+    std::thread::sleep(Duration::from_secs(6));
+    let late = (0..3).find(|&i| i != leader).expect("a follower");
+    let other = 3 - leader - late;
+    rig.proxies[late].as_mut().expect("running").kill();
+    let log = rig.state(late).join("decisions.jsonl");
+    let before = counts(&log).len();
+    rig.start(late, &[]);
+    shardcast_tests::servers::wait_for(
+        "the restarted proxy to follow the policy",
+        Duration::from_secs(30),
+        || {
+            let log = rig.log(late);
+            log.rfind("joined: serving").is_some()
+                && counts(&rig.state(late).join("decisions.jsonl")).len() > before
+        },
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    // The other two stop; the restarted proxy is elected and resumes the last checkpoint.
+    rig.proxies[other].as_mut().expect("running").kill();
+    rig.proxies[leader].as_mut().expect("running").kill();
+    let elected_at = rig.log(late).matches("elected controller").count();
+    shardcast_tests::servers::wait_for(
+        "the restarted proxy to be elected",
+        Duration::from_secs(30),
+        || rig.log(late).matches("elected controller").count() > elected_at,
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let seen = counts(&log).split_off(before);
+    // Without a hand-over, the count never exceeds the ticks this proxy logged with the
+    // policy; with the checkpoint restored it is ahead by about the 60 ticks it started
+    // behind (less up to 10 since the last checkpoint).
+    let last = *seen.last().expect("counter ticks");
+    assert!(
+        last >= seen.len() as f64 + 30.0,
+        "the count ({last}) is ahead of this proxy's own {} ticks: the previous controller's state was restored; log: {}",
+        seen.len(),
+        rig.log(late)
     );
 }

@@ -142,6 +142,61 @@ fn learned_state_is_handed_to_the_successor() {
 }
 
 #[test]
+fn a_checkpoint_resumes_the_same_version_on_another_engine_and_nothing_else() {
+    let counted = |r: &TickReport| r.predictions.load.first().map(|f| f.expected);
+    let mut first = engine_with(artifacts::COUNTER, "");
+    for t in 0..5 {
+        first.tick(view(t));
+    }
+    first.planner_handle().ask_checkpoint();
+    // Taken between ticks 5 and 6, before the sixth predict.
+    first.tick(view(5));
+    let checkpoint = first
+        .planner_handle()
+        .take_checkpoint()
+        .expect("a checkpoint was taken");
+    assert_eq!(
+        checkpoint.state,
+        5u64.to_le_bytes(),
+        "the count after five ticks"
+    );
+    assert!(
+        first.planner_handle().take_checkpoint().is_none(),
+        "taken once"
+    );
+
+    let mut second = engine_with(artifacts::COUNTER, "");
+    second.tick(view(0));
+    second.planner_handle().resume((*checkpoint).clone());
+    let report = second.tick(view(1));
+    assert_eq!(
+        counted(&report),
+        Some(6.0),
+        "the count goes on from the checkpoint"
+    );
+
+    // Another version's checkpoint is not offered to it.
+    let mut other = engine_with(artifacts::COUNTER, "");
+    other.tick(view(0));
+    let mut foreign = (*checkpoint).clone();
+    foreign.sha256 = "0".repeat(64);
+    other.planner_handle().resume(foreign);
+    assert_eq!(
+        counted(&other.tick(view(1))),
+        Some(2.0),
+        "it keeps its own count"
+    );
+
+    // A state the version refuses leaves it running with fresh state.
+    let mut refused = (*checkpoint).clone();
+    refused.state = vec![1, 2, 3];
+    other.planner_handle().resume(refused);
+    let report = other.tick(view(2));
+    assert!(report.faults.is_empty(), "{:?}", report.faults);
+    assert_eq!(counted(&report), Some(1.0), "it starts over");
+}
+
+#[test]
 fn a_faulting_version_falls_back_to_the_last_good_one_in_the_same_tick() {
     let mut engine = engine_with(artifacts::THRESHOLD, "");
     let handle = engine.planner_handle();

@@ -144,10 +144,26 @@ impl Link {
             .map_err(|e| failed(doing)(e).to_string())
     }
 
+    /// Apply `ops` in `term`, on the condition that the office is still held.
+    pub async fn guarded(
+        &self,
+        term: i64,
+        ops: Vec<TxnOp>,
+        doing: &'static str,
+    ) -> Result<(), String> {
+        let office = self.office_in(term)?;
+        let txn = Txn::new()
+            .when(vec![office.leadership.guard()])
+            .and_then(ops);
+        match self.txn(txn, doing).await? {
+            true => Ok(()),
+            false => Err("the controller's office was lost".into()),
+        }
+    }
+
     /// Journal `record` in `term`: its migration's latest step, or, for a final step, the
     /// end of its entry.
     pub async fn journal(&self, term: i64, record: &Record) -> Result<(), String> {
-        let office = self.office_in(term)?;
         let key = self.journal_key(record.id);
         let op = if record.is_final() {
             TxnOp::delete(key, None)
@@ -155,13 +171,8 @@ impl Link {
             let bytes = serde_json::to_vec(record).map_err(|e| e.to_string())?;
             TxnOp::put(key, bytes, None)
         };
-        let txn = Txn::new()
-            .when(vec![office.leadership.guard()])
-            .and_then(vec![op]);
-        match self.txn(txn, "journaling a migration step").await? {
-            true => Ok(()),
-            false => Err("the controller's office was lost".into()),
-        }
+        self.guarded(term, vec![op], "journaling a migration step")
+            .await
     }
 
     /// Commit a flip in `term`: `record` (the commit) and `table` together, if the stored

@@ -18,7 +18,10 @@
 //!   ([`merge`]) into one view of the whole fleet's traffic;
 //! - the controller: elected with etcd's election API on `<prefix>/controller`, campaigning
 //!   with the membership lease, so a leader that dies (or is cut off) loses the office when
-//!   its lease ends, and the next candidate's campaign returns.
+//!   its lease ends, and the next candidate's campaign returns;
+//! - the policy: the controller's running version, its settings and checkpoints of its
+//!   state ([`policy`]), so a swap reaches every proxy and a new controller starts from its
+//!   predecessor's state.
 //!
 //! Every call to etcd has a deadline (`request_timeout_ms`) but a campaign and a watch,
 //! which wait by design (on a connection of their own, kept alive by HTTP/2 pings).
@@ -26,6 +29,7 @@
 
 pub mod link;
 pub mod node;
+pub mod policy;
 pub mod store;
 
 use serde::Deserialize;
@@ -49,6 +53,9 @@ pub struct ClusterConfig {
     /// Milliseconds each call to etcd may take.
     #[serde(default = "default_request_timeout")]
     pub request_timeout_ms: u64,
+    /// Ticks between two checkpoints of the controller's policy state in etcd.
+    #[serde(default = "default_checkpoint_ticks")]
+    pub checkpoint_ticks: u64,
 }
 
 fn default_prefix() -> String {
@@ -57,6 +64,10 @@ fn default_prefix() -> String {
 
 fn default_ttl() -> u64 {
     5
+}
+
+fn default_checkpoint_ticks() -> u64 {
+    50
 }
 
 fn default_request_timeout() -> u64 {

@@ -37,8 +37,8 @@ pub use error::{Error, Fault, FaultKind};
 pub use limits::{DEFAULT_DEADLINE_MS, DEFAULT_MEMORY_MIB, Limits, split_settings};
 pub use runtime::{Determinism, Runtime, RuntimeOptions};
 pub use shardcast_sdk::validate::{ChurnLimits, Facts, MoveHistory, Verdict, validate};
-pub use slot::{MAX_CONSECUTIVE_FAULTS, Slot, SlotStatus, SwapHandle};
-pub use version::{LiveInstance, PolicyVersion, Role, World, world_of};
+pub use slot::{Checkpoint, MAX_CONSECUTIVE_FAULTS, Slot, SlotStatus, SwapHandle};
+pub use version::{LiveInstance, PolicyVersion, Role, Source, World, world_of};
 
 /// Rejections written to the log one by one per tick; the rest are counted.
 const LOGGED_REJECTIONS: usize = 16;

@@ -12,6 +12,7 @@
 //! row and is disabled.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -55,6 +56,18 @@ pub struct SlotStatus {
     pub last_handover_error: Option<String>,
 }
 
+/// A running version's state, taken between two ticks ([`SwapHandle::ask_checkpoint`]),
+/// to be handed to the same version on another host ([`SwapHandle::resume`]).
+#[derive(Clone, Debug)]
+pub struct Checkpoint {
+    /// sha256 of the component that gave it.
+    pub sha256: String,
+    /// Its `name@version`.
+    pub label: String,
+    /// What `snapshot` returned.
+    pub state: Vec<u8>,
+}
+
 /// A configured instance waiting to be swapped in.
 pub struct Candidate {
     live: LiveInstance,
@@ -71,6 +84,10 @@ pub struct SwapHandle {
     rollback: Arc<Mutex<bool>>,
     status: Arc<ArcSwap<SlotStatus>>,
     refused: Arc<ArcSwapOption<String>>,
+    running: Arc<ArcSwapOption<PolicyVersion>>,
+    checkpoint_asked: Arc<AtomicBool>,
+    checkpoint: Arc<ArcSwapOption<Checkpoint>>,
+    resume: Arc<Mutex<Option<Checkpoint>>>,
 }
 
 impl SwapHandle {
@@ -123,6 +140,28 @@ impl SwapHandle {
     pub fn status(&self) -> Arc<SlotStatus> {
         self.status.load_full()
     }
+
+    /// The version running now.
+    pub fn running(&self) -> Option<Arc<PolicyVersion>> {
+        self.running.load_full()
+    }
+
+    /// Ask for the running version's state between the next two ticks; it is then
+    /// available from [`SwapHandle::take_checkpoint`].
+    pub fn ask_checkpoint(&self) {
+        self.checkpoint_asked.store(true, Ordering::Relaxed);
+    }
+
+    /// The state taken since the last call, if any.
+    pub fn take_checkpoint(&self) -> Option<Arc<Checkpoint>> {
+        self.checkpoint.swap(None)
+    }
+
+    /// Give `checkpoint` to the running version at the start of the next tick, when it is
+    /// the version that took it (same sha256); otherwise it is dropped with a warning.
+    pub fn resume(&self, checkpoint: Checkpoint) {
+        *lock(&self.resume) = Some(checkpoint);
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -171,6 +210,10 @@ impl Slot {
                 rollback: Arc::new(Mutex::new(false)),
                 status: Arc::new(ArcSwap::from_pointee(status.clone())),
                 refused: Arc::new(ArcSwapOption::empty()),
+                running: Arc::new(ArcSwapOption::empty()),
+                checkpoint_asked: Arc::new(AtomicBool::new(false)),
+                checkpoint: Arc::new(ArcSwapOption::empty()),
+                resume: Arc::new(Mutex::new(None)),
             },
             status,
         }
@@ -207,7 +250,8 @@ impl Slot {
     }
 
     /// Start a tick: a clean previous tick clears the fault streak, then any pending swap
-    /// or rollback takes effect.
+    /// or rollback takes effect, then a state to resume from is restored and a checkpoint
+    /// asked for is taken.
     pub fn begin_tick(&mut self) {
         if let Some(live) = &self.live {
             live.settle_log();
@@ -216,6 +260,57 @@ impl Slot {
             self.consecutive_faults = 0;
         }
         self.adopt_pending();
+        let resume = lock(&self.handle.resume).take();
+        if let Some(checkpoint) = resume {
+            self.resume_from(&checkpoint);
+        }
+        if self.handle.checkpoint_asked.swap(false, Ordering::Relaxed) {
+            self.take_checkpoint();
+        }
+    }
+
+    /// Restore `checkpoint` into the running version when it took it. A refusal or a
+    /// fault leaves the version running with fresh state: a state that another host's
+    /// version gave can never keep this one from running.
+    fn resume_from(&mut self, checkpoint: &Checkpoint) {
+        let role = self.role.name();
+        let mine = self.active.as_ref().map(|v| v.sha256.as_str());
+        if mine != Some(checkpoint.sha256.as_str()) {
+            tracing::warn!(role, checkpoint = %checkpoint.label, "a checkpoint of another version is not restored; the running version keeps its state");
+            return;
+        }
+        let Some(live) = self.live_instance() else {
+            return;
+        };
+        match live.restore(&checkpoint.state) {
+            Ok(Ok(())) => {
+                tracing::info!(role, policy = %checkpoint.label, bytes = checkpoint.state.len(), "policy state restored from a checkpoint");
+                return;
+            }
+            Ok(Err(refusal)) => {
+                tracing::warn!(role, policy = %checkpoint.label, refusal = %refusal, "the checkpoint was refused; the policy starts with fresh state");
+            }
+            Err(fault) => {
+                tracing::warn!(role, policy = %checkpoint.label, error = %fault, "restoring the checkpoint faulted; the policy starts with fresh state");
+            }
+        }
+        // A refused or faulted restore may have left half a state behind.
+        self.live = None;
+        self.status.fresh_starts += 1;
+        self.publish();
+    }
+
+    /// Take the running version's state, containing a fault as any call's.
+    fn take_checkpoint(&mut self) {
+        let (state, _faults) = self.run(None, |live| live.snapshot().map(Some));
+        let (Some(state), Some(version)) = (state, self.active.as_ref()) else {
+            return;
+        };
+        self.handle.checkpoint.store(Some(Arc::new(Checkpoint {
+            sha256: version.sha256.clone(),
+            label: version.label(),
+            state,
+        })));
     }
 
     /// Swap in a pending candidate or honour a rollback request. Called between ticks.
@@ -427,6 +522,7 @@ impl Slot {
         self.status.sha256 = self.active.as_ref().map(|v| v.sha256.clone());
         self.status.fallback = self.fallback.as_ref().map(|v| v.label());
         self.handle.status.store(Arc::new(self.status.clone()));
+        self.handle.running.store(self.active.clone());
     }
 }
 

@@ -96,7 +96,19 @@ pub struct PolicyVersion {
     pub limits: Limits,
     /// The settings handed to `configure` (the `[limits]` table removed).
     pub settings: String,
+    /// The component's bytes and the settings as given (with `[limits]`): what another
+    /// host needs to load the same version.
+    pub source: Arc<Source>,
     linked: Linked,
+}
+
+/// What a version was loaded from.
+#[derive(Debug)]
+pub struct Source {
+    /// The component.
+    pub component: Vec<u8>,
+    /// The settings, with their `[limits]` table.
+    pub settings: String,
 }
 
 /// The compiled component, linked and indexed; cheap to clone.
@@ -158,6 +170,10 @@ impl PolicyVersion {
             sha256,
             limits,
             settings: policy_settings,
+            source: Arc::new(Source {
+                component: bytes.to_vec(),
+                settings: settings.to_owned(),
+            }),
             linked,
         });
         parts.store.data().voice.rename(version.label().into());

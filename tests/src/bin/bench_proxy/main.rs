@@ -16,6 +16,11 @@
 //! does, so that its CPU and system calls are its own and not the benchmark client's.
 //!
 //! `cargo run --release -p shardcast-tests --bin bench_proxy [-- <requests> [<runs>]]`
+//!
+//! With `--proxies N` first, it runs the cluster-mode scaling cells instead (see `scale`):
+//! `cargo run --release -p shardcast-tests --bin bench_proxy -- --proxies 2 [<requests> [<runs>]]`
+
+mod scale;
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -357,15 +362,29 @@ fn main() -> std::process::ExitCode {
         Ok(program) => program,
         Err(code) => return code,
     };
-    let requests: u32 = std::env::args()
-        .nth(1)
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let proxies = match args.first().map(String::as_str) {
+        Some("--proxies") => {
+            let n = args.get(1).and_then(|a| a.parse::<usize>().ok());
+            let Some(n) = n.filter(|&n| n >= 2) else {
+                eprintln!("--proxies takes a number of proxies, at least 2");
+                return std::process::ExitCode::from(2);
+            };
+            args.drain(..2);
+            Some(n)
+        }
+        _ => None,
+    };
+    let requests: u32 = args.first().and_then(|a| a.parse().ok()).unwrap_or(200_000);
+    let runs: usize = args
+        .get(1)
         .and_then(|a| a.parse().ok())
-        .unwrap_or(200_000);
-    let runs: usize = std::env::args()
-        .nth(2)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(5)
+        .unwrap_or(if proxies.is_some() { 3 } else { 5 })
         .max(1);
+    if let Some(n) = proxies {
+        scale::run(&program, n, requests, runs);
+        return std::process::ExitCode::SUCCESS;
+    }
     let direct = RedisServer::start();
     let fleet: Vec<RedisServer> = (0..3).map(|_| RedisServer::start()).collect();
     let refs: Vec<&RedisServer> = fleet.iter().collect();
