@@ -142,19 +142,19 @@ impl Default for MigrationConfig {
 }
 
 /// The session state repository.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SessionsConfig {
-    /// `memory` (the default), or a Redis URL such as `redis://127.0.0.1:6379/` for
-    /// deployments that share sessions between proxies.
-    pub repository: String,
+    /// `memory`, or a Redis URL such as `redis://127.0.0.1:6379/` that proxies share
+    /// sessions through. Unset: `memory` for one proxy; cluster mode needs it named (a
+    /// Redis outside `[[instances]]`, or `memory` to keep each proxy's sessions to itself).
+    pub repository: Option<String>,
 }
 
-impl Default for SessionsConfig {
-    fn default() -> Self {
-        SessionsConfig {
-            repository: "memory".into(),
-        }
+impl SessionsConfig {
+    /// The repository in use: `memory` or a Redis URL.
+    pub fn repository(&self) -> &str {
+        self.repository.as_deref().unwrap_or("memory")
     }
 }
 
@@ -399,6 +399,36 @@ impl Config {
                     c.lease_ttl_s
                 ));
             }
+            if self.sessions.repository.is_none() {
+                return Err("`sessions.repository`: cluster mode keeps sessions in Redis so that a client reconnecting to another proxy finds them: name a Redis outside `[[instances]]` (e.g. \"redis://10.0.0.9:6379/\"), or \"memory\" to keep each proxy's sessions to itself".into());
+            }
+        }
+        if let Some(url) = self
+            .sessions
+            .repository
+            .as_deref()
+            .filter(|r| *r != "memory")
+        {
+            let (host, port) = redis::Client::open(url)
+                .map(|c| match c.get_connection_info().addr() {
+                    redis::ConnectionAddr::Tcp(h, p)
+                    | redis::ConnectionAddr::TcpTls {
+                        host: h, port: p, ..
+                    } => (h.clone(), *p),
+                    _ => (String::new(), 0),
+                })
+                .map_err(|e| format!("`sessions.repository`: `{url}` is not a Redis URL: {e}"))?;
+            let target = format!("{host}:{port}");
+            if let Some(i) = self
+                .instances
+                .iter()
+                .find(|i| *i.address.get_ref() == target)
+            {
+                return Err(format!(
+                    "`sessions.repository`: `{url}` is instance `{}`: its keys would be served to clients and moved with the segments; use a Redis outside `[[instances]]`",
+                    i.name.get_ref()
+                ));
+            }
         }
         if self.instances.is_empty() {
             return Err("`instances`: configure at least one instance".into());
@@ -538,6 +568,28 @@ state = "standby"
         std::fs::write(&path, text).expect("write");
         let c = Config::load(&path).expect("valid");
         assert_eq!(c.migration.state_dir, Some(PathBuf::from("/elsewhere")));
+    }
+
+    #[test]
+    fn cluster_mode_names_its_session_repository_and_it_is_no_instance() {
+        let cluster = "\n[cluster]\netcd = [\"127.0.0.1:2379\"]\nname = \"p1\"\n";
+        let err = Config::parse(&format!("{GOOD}{cluster}")).expect_err("no repository");
+        assert!(
+            err.contains("sessions.repository") && err.contains("memory"),
+            "{err}"
+        );
+        let shared = "[sessions]\nrepository = \"redis://127.0.0.1:7009/\"\n";
+        let c = Config::parse(&format!("{GOOD}{cluster}{shared}")).expect("valid");
+        assert_eq!(c.sessions.repository(), "redis://127.0.0.1:7009/");
+        let alone = "[sessions]\nrepository = \"memory\"\n";
+        assert!(Config::parse(&format!("{GOOD}{cluster}{alone}")).is_ok());
+        let instance = "[sessions]\nrepository = \"redis://127.0.0.1:7002/\"\n";
+        let err = Config::parse(&format!("{GOOD}{instance}")).expect_err("an instance");
+        assert!(err.contains("instance `b`"), "{err}");
+        assert_eq!(
+            Config::parse(GOOD).expect("valid").sessions.repository(),
+            "memory"
+        );
     }
 
     #[test]

@@ -389,7 +389,7 @@ pub async fn run(
 
 /// The session registry a configuration calls for.
 pub fn sessions(config: &Config) -> Result<Arc<Registry>, Error> {
-    let repository: Arc<dyn SessionRepository> = match config.sessions.repository.as_str() {
+    let repository: Arc<dyn SessionRepository> = match config.sessions.repository() {
         "memory" => Arc::new(InProcess::default()),
         url => Arc::new(InRedis::connect(url).map_err(Error::Sessions)?),
     };

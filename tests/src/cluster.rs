@@ -17,6 +17,8 @@ pub struct ClusterRig {
     pub etcd: EtcdServer,
     /// The instances.
     pub servers: Vec<RedisServer>,
+    /// The Redis the proxies share sessions through (`[sessions] repository`).
+    pub sessions: RedisServer,
     /// The proxies (`None`: stopped).
     pub proxies: Vec<Option<ShardcastProcess>>,
     /// Their client ports.
@@ -36,6 +38,7 @@ impl ClusterRig {
             servers: (0..instances)
                 .map(|_| RedisServer::start_durable())
                 .collect(),
+            sessions: RedisServer::start(),
             proxies: (0..proxies).map(|_| None).collect(),
             ports: (0..proxies).map(|_| free_port()).collect(),
             program: program.iter().map(|p| (*p).to_owned()).collect(),
@@ -87,7 +90,7 @@ impl ClusterRig {
     /// Proxy `i`'s configuration: 4 segments, 100 ms ticks, the `ping-pong` policy.
     pub fn config(&self, i: usize) -> String {
         let mut text = format!(
-            "listen = \"127.0.0.1:{}\"\ntick_ms = 100\nthreads = 1\n[segments]\ncount = 4\n[limits]\nrequest_timeout_ms = 2000\n[churn]\nmoves_per_window = 100000\nwindow_ticks = 10\nmax_concurrent_migrations = 2\n[migration]\nstate_dir = \"{}\"\nper_instance = 2\nio_timeout_ms = 1500\ncutover_timeout_ms = 1500\n[policy]\nfile = \"{}\"\nsettings = \"{}\"\nwatch = true\n[cluster]\netcd = [\"{}\"]\nname = \"{}\"\nlease_ttl_s = {}\ncheckpoint_ticks = 10\n",
+            "listen = \"127.0.0.1:{}\"\ntick_ms = 100\nthreads = 1\n[segments]\ncount = 4\n[limits]\nrequest_timeout_ms = 2000\n[churn]\nmoves_per_window = 100000\nwindow_ticks = 10\nmax_concurrent_migrations = 2\n[migration]\nstate_dir = \"{}\"\nper_instance = 2\nio_timeout_ms = 1500\ncutover_timeout_ms = 1500\n[policy]\nfile = \"{}\"\nsettings = \"{}\"\nwatch = true\n[cluster]\netcd = [\"{}\"]\nname = \"{}\"\nlease_ttl_s = {}\ncheckpoint_ticks = 10\n[sessions]\nrepository = \"redis://{}/\"\n",
             self.ports[i],
             self.state(i).display(),
             self.policy_file(i).display(),
@@ -95,6 +98,7 @@ impl ClusterRig {
             self.etcd.endpoint(),
             Self::name(i),
             self.ttl_s,
+            self.sessions.address(),
         );
         for (n, s) in self.servers.iter().enumerate() {
             text.push_str(&format!(

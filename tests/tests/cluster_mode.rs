@@ -366,3 +366,71 @@ fn a_policy_swap_reaches_every_proxy_and_its_state_survives_a_leader_change() {
         rig.log(late)
     );
 }
+
+#[test]
+fn a_client_reconnecting_to_another_proxy_by_name_finds_its_database() {
+    let mut rig = ClusterRig::new(&[BIN], 3, 3, 2);
+    rig.moving(&[]);
+    rig.start_all(&[]);
+    let connect = |port: u16| {
+        redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+            .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2)))
+            .expect("a connection to a proxy")
+    };
+    let run = |c: &mut redis::Connection, args: &[&str]| -> redis::RedisResult<redis::Value> {
+        let mut cmd = redis::cmd(args[0]);
+        for a in &args[1..] {
+            cmd.arg(*a);
+        }
+        cmd.query(c)
+    };
+    let get = |c: &mut redis::Connection, key: &str| -> Option<String> {
+        redis::cmd("GET").arg(key).query(c).expect("GET")
+    };
+    // On proxy 0: a named client in database 3, a key there, and a transaction open.
+    let mut first = connect(rig.ports[0]);
+    run(&mut first, &["CLIENT", "SETNAME", "app-1"]).expect("SETNAME");
+    run(&mut first, &["SELECT", "3"]).expect("SELECT");
+    run(&mut first, &["SET", "resume:k", "in-3"]).expect("SET");
+    run(&mut first, &["MULTI"]).expect("MULTI");
+    run(&mut first, &["SET", "resume:queued", "1"]).expect("queued");
+    // The proxy dies; the client reconnects to another one with its name and finds its
+    // database (the repository is written behind the request path: allow it a moment).
+    std::thread::sleep(Duration::from_millis(500));
+    rig.proxies[0].as_mut().expect("running").kill();
+    let mut again = connect(rig.ports[1]);
+    run(&mut again, &["CLIENT", "SETNAME", "app-1"]).expect("SETNAME");
+    assert_eq!(
+        get(&mut again, "resume:k").as_deref(),
+        Some("in-3"),
+        "database 3 resumed"
+    );
+    let info: String = redis::cmd("CLIENT")
+        .arg("INFO")
+        .query(&mut again)
+        .expect("CLIENT INFO");
+    assert!(
+        info.contains("name=app-1") && info.contains(" db=3 "),
+        "{info}"
+    );
+    // The open transaction did not carry over.
+    let exec = run(&mut again, &["EXEC"]).expect_err("EXEC without MULTI");
+    assert!(exec.to_string().contains("EXEC without MULTI"), "{exec}");
+    assert_eq!(get(&mut again, "resume:queued"), None, "nothing queued ran");
+    // `HELLO 3 SETNAME` resumes the same way, in the protocol it asked for.
+    let mut hello = connect(rig.ports[2]);
+    run(&mut hello, &["HELLO", "3", "SETNAME", "app-1"]).expect("HELLO");
+    assert_eq!(get(&mut hello, "resume:k").as_deref(), Some("in-3"));
+    // Another name, and a client that selected its database itself, start where they say.
+    let mut other = connect(rig.ports[2]);
+    run(&mut other, &["CLIENT", "SETNAME", "app-2"]).expect("SETNAME");
+    assert_eq!(get(&mut other, "resume:k"), None, "app-2 is in database 0");
+    let mut chosen = connect(rig.ports[1]);
+    run(&mut chosen, &["SELECT", "5"]).expect("SELECT");
+    run(&mut chosen, &["CLIENT", "SETNAME", "app-1"]).expect("SETNAME");
+    assert_eq!(
+        get(&mut chosen, "resume:k"),
+        None,
+        "its own SELECT 5 stands"
+    );
+}

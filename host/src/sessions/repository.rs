@@ -5,6 +5,11 @@
 //! policies and the controller read them. Writes must never slow the request path, so the
 //! Redis-backed repository writes behind a queue.
 //!
+//! The Redis-backed repository is shared by the proxies of a cluster. Besides each
+//! session's partitions it keeps, under `shardcast:named:<client name>`, the newest
+//! `connection` partition of every named client for [`NAMED_TTL`]: a client that reconnects
+//! to another proxy with the same name finds its database there.
+//!
 //! The queue is bounded by construction: it holds the newest version of each partition
 //! not yet written (a newer write replaces an older one, a session's removal replaces its
 //! writes), so it never holds more than the live sessions' state plus the sessions that
@@ -36,7 +41,22 @@ pub trait SessionRepository: Send + Sync {
         let _ = deadline;
         true
     }
+    /// True when other proxies share this repository: a client reconnecting with its
+    /// name may then find its `connection` partition ([`SessionRepository::named`]).
+    fn shared(&self) -> bool {
+        false
+    }
+    /// The newest `connection` partition of a session that had the client name `name`,
+    /// kept for [`NAMED_TTL`] after it was written (by any proxy sharing the repository).
+    fn named(&self, name: &str) -> Option<Partition> {
+        let _ = name;
+        None
+    }
 }
+
+/// How long a named session's `connection` partition outlives its last change, for a
+/// client that reconnects with the same name.
+pub const NAMED_TTL: Duration = Duration::from_secs(3600);
 
 /// The default: partitions in this process's memory.
 #[derive(Debug, Default)]
@@ -133,6 +153,14 @@ fn write(writer: &mut redis::Connection, id: u64, pending: Pending) -> redis::Re
                     pipe.hset_multiple(&key, &fields).ignore();
                 }
                 pipe.sadd(&index, &name).ignore();
+                // A named client's connection, found again by name from any proxy.
+                let client = fields.iter().find(|(f, _)| f == "name").map(|(_, v)| v);
+                if let Some(client) = client.filter(|c| name == "connection" && !c.is_empty()) {
+                    let named = format!("shardcast:named:{client}");
+                    pipe.del(&named).ignore();
+                    pipe.hset_multiple(&named, &fields).ignore();
+                    pipe.expire(&named, NAMED_TTL.as_secs() as i64).ignore();
+                }
             }
             pipe.query::<()>(writer)
         }
@@ -302,6 +330,17 @@ impl SessionRepository for InRedis {
                 .0;
         }
         true
+    }
+    fn shared(&self) -> bool {
+        true
+    }
+    fn named(&self, name: &str) -> Option<Partition> {
+        let fields: Vec<(String, String)> = self.read(|c| {
+            redis::cmd("HGETALL")
+                .arg(format!("shardcast:named:{name}"))
+                .query(c)
+        })?;
+        (!fields.is_empty()).then_some(fields)
     }
     fn partitions(&self, session: u64) -> Vec<String> {
         let mut names: Vec<String> = self

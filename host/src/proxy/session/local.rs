@@ -46,7 +46,13 @@ impl Session {
                 Pending::Local(self.select(db, &req).await)
             }
             "HELLO" => self.hello(&req).await,
-            "CLIENT" => Pending::Local(self.client(&req)),
+            "CLIENT" => {
+                let answer = self.client(&req);
+                if req.arg_upper(1).as_deref() == Some("SETNAME") && !answer.is_error() {
+                    self.resume_named().await;
+                }
+                Pending::Local(answer)
+            }
             "COMMAND" | "TIME" | "LASTSAVE" => {
                 let table = self.shared.topology.table();
                 let reply = self.reply_to(&req);
@@ -221,6 +227,50 @@ impl Session {
         }
     }
 
+    /// A client that names itself while in database 0 takes the database its name last
+    /// had, from a repository other proxies share: a client reconnecting to another proxy
+    /// (or to this one, after its connection was lost) finds its `connection` partition.
+    /// Only a session of the same user is resumed; the protocol is the one this
+    /// connection's `HELLO` asked for, since a client parses replies by what it asked.
+    async fn resume_named(&mut self) {
+        let repository = self.shared.sessions.repository().clone();
+        let Some(name) = self.state.name.clone() else {
+            return;
+        };
+        if self.state.db != 0 || !repository.shared() {
+            return;
+        }
+        let name = String::from_utf8_lossy(&name).into_owned();
+        let found = tokio::task::spawn_blocking(move || repository.named(&name)).await;
+        let Ok(Some(fields)) = found else {
+            return;
+        };
+        let field = |k: &str| fields.iter().find(|(f, _)| f == k).map(|(_, v)| v.as_str());
+        if field("user") != Some(self.user_name()) {
+            return;
+        }
+        let Some(db) = field("db")
+            .and_then(|d| d.parse::<u32>().ok())
+            .filter(|&d| d != 0)
+        else {
+            return;
+        };
+        let select = Request::from_args(vec![
+            Bytes::from_static(b"SELECT"),
+            Bytes::from(db.to_string()),
+        ]);
+        let answer = self.select(db, &select).await;
+        if answer.is_error() {
+            tracing::debug!(
+                session = self.id,
+                db,
+                "the named client's database could not be resumed: {answer:?}"
+            );
+        } else {
+            tracing::debug!(session = self.id, db, "resumed the named client's database");
+        }
+    }
+
     pub(super) async fn hello(&mut self, req: &Request) -> Pending {
         let protocol = match req.args.get(1).map(|a| {
             std::str::from_utf8(a)
@@ -260,6 +310,9 @@ impl Session {
             self.state.protocol = protocol;
             // Existing backend connections speak the old protocol: reopen them lazily.
             self.backends.clear();
+        }
+        if req.args.iter().any(|a| a.eq_ignore_ascii_case(b"setname")) {
+            self.resume_named().await;
         }
         let fields: Vec<(Frame, Frame)> = vec![
             (Frame::bulk("server"), Frame::bulk("redis")),

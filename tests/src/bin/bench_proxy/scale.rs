@@ -31,7 +31,7 @@ fn start_proxies(
             let port = free_port();
             let state = dir.join(format!("{tag}-state-{i}"));
             let mut config = format!(
-                "listen = \"127.0.0.1:{port}\"\nthreads = {threads}\n[migration]\nstate_dir = \"{}\"\n[cluster]\netcd = [\"{}\"]\nname = \"{tag}-{i}\"\nprefix = \"/bench/{tag}\"\n",
+                "listen = \"127.0.0.1:{port}\"\nthreads = {threads}\n[migration]\nstate_dir = \"{}\"\n[cluster]\netcd = [\"{}\"]\nname = \"{tag}-{i}\"\nprefix = \"/bench/{tag}\"\n[sessions]\nrepository = \"memory\"\n",
                 state.display(),
                 etcd.endpoint()
             );
