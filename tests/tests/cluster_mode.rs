@@ -434,3 +434,111 @@ fn a_client_reconnecting_to_another_proxy_by_name_finds_its_database() {
         "its own SELECT 5 stands"
     );
 }
+
+/// haproxy with the README's configuration, on `front`, in front of `ports`; stopped
+/// when dropped.
+struct Haproxy {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Haproxy {
+    fn start(front: u16, ports: &[u16]) -> Self {
+        let readme = include_str!("../../README.md");
+        let marker = "```\n# haproxy.cfg\n";
+        let start = readme.find(marker).expect("README has haproxy.cfg") + marker.len();
+        let end = start + readme[start..].find("```").expect("closing fence");
+        let mut text = readme[start..end].replace("127.0.0.1:7380", &format!("127.0.0.1:{front}"));
+        for (i, port) in ports.iter().enumerate() {
+            text = text.replace(
+                &format!("127.0.0.1:{}", 7381 + i),
+                &format!("127.0.0.1:{port}"),
+            );
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("haproxy.cfg");
+        std::fs::write(&file, text).expect("write haproxy.cfg");
+        // Debian installs it in /usr/sbin, which a user's PATH may lack.
+        let program = if std::path::Path::new("/usr/sbin/haproxy").exists() {
+            "/usr/sbin/haproxy"
+        } else {
+            "haproxy"
+        };
+        let child = std::process::Command::new(program)
+            .arg("-db")
+            .arg("-f")
+            .arg(&file)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start haproxy ({e}): install Debian's package with `apt-get install haproxy`")
+            });
+        shardcast_tests::servers::wait_for("haproxy to listen", Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", front)).is_ok()
+        });
+        Haproxy { child, _dir: dir }
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn clients_through_haproxy_with_the_readme_configuration_reach_every_proxy_and_avoid_a_dead_one() {
+    let mut rig = ClusterRig::new(&[BIN], 3, 3, 2);
+    rig.moving(&[]);
+    rig.start_all(&[]);
+    let front = shardcast_tests::servers::free_port();
+    let _haproxy = Haproxy::start(front, &rig.ports);
+    // Let the health checks pass (rise 2, every second).
+    std::thread::sleep(Duration::from_secs(3));
+    let through = |i: usize| -> redis::RedisResult<redis::Connection> {
+        let mut c = redis::Client::open(format!("redis://127.0.0.1:{front}/"))?
+            .get_connection_with_timeout(Duration::from_secs(2))?;
+        redis::cmd("CLIENT")
+            .arg("SETNAME")
+            .arg(format!("via-haproxy-{i}"))
+            .query::<()>(&mut c)?;
+        redis::cmd("SET")
+            .arg(format!("haproxy:{i}"))
+            .arg(i)
+            .query::<()>(&mut c)?;
+        Ok(c)
+    };
+    let held: Vec<redis::Connection> = (0..6)
+        .map(|i| through(i).expect("a connection through haproxy"))
+        .collect();
+    // leastconn spreads them over every proxy.
+    for (p, &port) in rig.ports.iter().enumerate() {
+        let mut direct = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+            .and_then(|c| c.get_connection())
+            .expect("direct");
+        let list: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query(&mut direct)
+            .expect("LIST");
+        assert!(
+            list.contains("name=via-haproxy-"),
+            "proxy {p} serves some of haproxy's connections: {list}"
+        );
+    }
+    drop(held);
+    // A proxy dies: the health check takes it out, and every new connection works.
+    rig.proxies[0].as_mut().expect("running").kill();
+    std::thread::sleep(Duration::from_secs(3));
+    for i in 6..18 {
+        let mut c = through(i).expect("a connection through haproxy after a proxy died");
+        for k in 0..6 {
+            let v: Option<u32> = redis::cmd("GET")
+                .arg(format!("haproxy:{k}"))
+                .query(&mut c)
+                .expect("GET");
+            assert_eq!(v, Some(k), "one keyspace behind every proxy");
+        }
+    }
+}

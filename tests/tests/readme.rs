@@ -90,3 +90,19 @@ fn readme_login_and_tls_configurations_are_valid() {
         );
     }
 }
+
+#[test]
+fn readme_cluster_configuration_is_valid() {
+    let readme = include_str!("../../README.md");
+    let marker = "```toml\n# proxy-1.toml";
+    let start = readme
+        .find(marker)
+        .expect("README has the cluster configuration")
+        + "```toml\n".len();
+    let end = start + readme[start..].find("```").expect("closing fence");
+    let config = shardcast::config::Config::parse(&readme[start..end])
+        .expect("the README's cluster configuration parses");
+    let cluster = config.cluster.expect("a [cluster] section");
+    assert_eq!(cluster.name, "proxy-1");
+    assert_eq!(config.sessions.repository(), "redis://127.0.0.1:6390/");
+}
