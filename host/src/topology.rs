@@ -414,7 +414,12 @@ impl Topology {
 
     /// The state of instance `id` now: as an action last set it, else as configured.
     pub fn state(&self, id: InstanceId) -> InstanceState {
-        let table = self.table.load();
+        self.state_in(&self.table.load(), id)
+    }
+
+    /// The state of instance `id` in `table`: the one an action set there, or the
+    /// configured one.
+    pub fn state_in(&self, table: &SegmentTable, id: InstanceId) -> InstanceState {
         table.states.get(id as usize).copied().unwrap_or_else(|| {
             self.instances
                 .get(id as usize)
@@ -425,8 +430,13 @@ impl Topology {
 
     /// The state of every instance now, by id.
     pub fn states(&self) -> Vec<InstanceState> {
+        self.states_in(&self.table.load())
+    }
+
+    /// The state of every instance in `table`, by id.
+    pub fn states_in(&self, table: &SegmentTable) -> Vec<InstanceState> {
         (0..self.instances.len() as InstanceId)
-            .map(|i| self.state(i))
+            .map(|i| self.state_in(table, i))
             .collect()
     }
 

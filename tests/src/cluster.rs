@@ -25,6 +25,8 @@ pub struct ClusterRig {
     pub ports: Vec<u16>,
     program: Vec<String>,
     ttl_s: u64,
+    /// Instances configured as standby.
+    standby: Vec<usize>,
     dir: tempfile::TempDir,
 }
 
@@ -43,6 +45,7 @@ impl ClusterRig {
             ports: (0..proxies).map(|_| free_port()).collect(),
             program: program.iter().map(|p| (*p).to_owned()).collect(),
             ttl_s,
+            standby: Vec::new(),
             dir: tempfile::tempdir().expect("tempdir"),
         };
         rig.moving(&[0, 2]);
@@ -53,6 +56,11 @@ impl ClusterRig {
     /// (none: a quiet cluster).
     pub fn moving(&self, segments: &[u32]) {
         self.settings(&format!("segments = {segments:?}\n"));
+    }
+
+    /// Configure instances `ids` as standby, for proxies started from now on.
+    pub fn standby(&mut self, ids: &[usize]) {
+        self.standby = ids.to_vec();
     }
 
     /// Replace the settings file every proxy's policy reads.
@@ -101,8 +109,13 @@ impl ClusterRig {
             self.sessions.address(),
         );
         for (n, s) in self.servers.iter().enumerate() {
+            let state = if self.standby.contains(&n) {
+                "standby"
+            } else {
+                "active"
+            };
             text.push_str(&format!(
-                "[[instances]]\nname = \"redis-{n}\"\naddress = \"{}\"\n",
+                "[[instances]]\nname = \"redis-{n}\"\naddress = \"{}\"\nstate = \"{state}\"\n",
                 s.address()
             ));
         }

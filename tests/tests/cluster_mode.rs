@@ -542,3 +542,67 @@ fn clients_through_haproxy_with_the_readme_configuration_reach_every_proxy_and_a
         }
     }
 }
+
+/// A field of proxy `port`'s `INFO shardcast`.
+fn info_field(port: u16, field: &str) -> String {
+    let mut c = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+        .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2)))
+        .expect("a connection to a proxy");
+    let info: String = redis::cmd("INFO")
+        .arg("shardcast")
+        .query(&mut c)
+        .expect("INFO");
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn splits_activations_and_drains_reach_every_proxy_and_lose_nothing() {
+    let mut rig = ClusterRig::new(&[BIN], 3, 3, 2);
+    rig.standby(&[2]);
+    // The controller's policy activates the standby, drains instance 0 and splits segment 1
+    // once, under writers on every proxy.
+    rig.settings("segments = []\nactivate = [2]\ndrain = [0]\nsplit = [1]\nsplit_above = 3000\n");
+    rig.start_all(&[]);
+    let writers = Writers::start(&rig.ports);
+    std::thread::sleep(Duration::from_secs(1));
+    let done = (0..600).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        rig.ports.iter().all(|&port| {
+            let states = info_field(port, "instance_states");
+            states.contains("redis-0=standby")
+                && states.contains("redis-2=active")
+                && info_field(port, "segments") == "5"
+        })
+    });
+    assert!(
+        done,
+        "every proxy sees redis-0 standby, redis-2 active and five segments: {:?}; the controller's decisions: {}",
+        rig.ports
+            .iter()
+            .map(|&p| (info_field(p, "instance_states"), info_field(p, "segments")))
+            .collect::<Vec<_>>(),
+        rig.leader()
+            .map(
+                |l| std::fs::read_to_string(rig.state(l).join("decisions.jsonl"))
+                    .unwrap_or_default()
+            )
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.contains("\"kind\":\"tick\"") || l.contains("reject"))
+            .take(20)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let ledgers = writers.stop();
+    for &port in &rig.ports {
+        verify(&ledgers, port);
+    }
+    let mut drained = rig.servers[0].client();
+    let left: u64 = redis::cmd("DBSIZE").query(&mut drained).expect("DBSIZE");
+    assert_eq!(left, 0, "nothing is left on the drained instance");
+}

@@ -161,6 +161,30 @@ impl Link {
         }
     }
 
+    /// Write `table` in `term`, if the stored table's epoch is still `read` and the office
+    /// is held. `Ok(false)`: not written. An error: whether it was is unknown.
+    pub async fn swap_table(
+        &self,
+        term: i64,
+        read: u64,
+        table: &SegmentTable,
+    ) -> Result<bool, String> {
+        let office = self.office_in(term)?;
+        self.store
+            .swap_table(Some(read), Some(&office.leadership), table, &self.instances)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// The table stored now.
+    pub async fn stored_table(&self) -> Result<SegmentTable, String> {
+        self.store
+            .table(&self.instances)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| "etcd holds no segment table".into())
+    }
+
     /// Journal `record` in `term`: its migration's latest step, or, for a final step, the
     /// end of its entry.
     pub async fn journal(&self, term: i64, record: &Record) -> Result<(), String> {

@@ -76,7 +76,14 @@ impl Executor {
         });
     }
 
-    pub(super) fn activate(&self, id: InstanceId, policy: &str, action: &Action) {
+    pub(super) fn activate(self: &Arc<Self>, id: InstanceId, policy: &str, action: &Action) {
+        if self.link().is_some() {
+            let me = self.clone();
+            return self.in_cluster(policy, action, async move {
+                me.set_state_in_cluster(id, InstanceState::Standby, InstanceState::Active)
+                    .await
+            });
+        }
         if self.topology.state(id) != InstanceState::Standby {
             return self.refuse(
                 policy,
@@ -112,24 +119,47 @@ impl Executor {
                 "no other active instance to drain to",
             );
         }
-        let Some(runtime) = self.runtime.get() else {
-            return self.refuse(
-                policy,
-                action,
-                RejectionReason::Busy,
-                "the executor is not attached to a runtime",
-            );
+        let Some(runtime) = self.runtime_for(policy, action) else {
+            return;
         };
+        let me = self.clone();
+        let (policy, action) = (policy.to_owned(), *action);
+        if self.link().is_some() {
+            runtime.spawn(async move {
+                let draining = me
+                    .set_state_in_cluster(id, InstanceState::Active, InstanceState::Draining)
+                    .await;
+                match draining {
+                    Ok(epoch) => me.applied(&policy, &action, epoch),
+                    Err(e) => return me.refuse(&policy, &action, RejectionReason::Busy, &e),
+                }
+                me.drain_off(id, &policy, &action).await
+            });
+            return;
+        }
         match self.set_state(id, InstanceState::Draining) {
             Ok((epoch, saved)) => {
                 self.saved_later(saved, "a drain");
-                self.applied(policy, action, epoch)
+                self.applied(&policy, &action, epoch)
             }
-            Err(e) => return self.refuse(policy, action, RejectionReason::Busy, &e),
+            Err(e) => return self.refuse(&policy, &action, RejectionReason::Busy, &e),
         }
-        let me = self.clone();
-        let (policy, action) = (policy.to_owned(), *action);
         runtime.spawn(async move { me.drain_off(id, &policy, &action).await });
+    }
+
+    /// Make the drained instance `id` standby: in the cluster's table in cluster mode, else
+    /// here, saved; the new epoch.
+    async fn standby(&self, id: InstanceId) -> Result<u64, String> {
+        if self.link().is_some() {
+            return self
+                .set_state_in_cluster(id, InstanceState::Draining, InstanceState::Standby)
+                .await;
+        }
+        let (epoch, saved) = self.set_state(id, InstanceState::Standby)?;
+        if let Err(e) = durable::settled(saved).await {
+            tracing::error!(error = %e, "the drained state is live but not saved");
+        }
+        Ok(epoch)
     }
 
     /// Move every segment off `id`, each to the active instance owning the fewest, then
@@ -168,11 +198,8 @@ impl Executor {
                     }
                     continue;
                 }
-                match self.set_state(id, InstanceState::Standby) {
-                    Ok((epoch, saved)) => {
-                        if let Err(e) = durable::settled(saved).await {
-                            tracing::error!(error = %e, "the drained state is live but not saved");
-                        }
+                match self.standby(id).await {
+                    Ok(epoch) => {
                         tracing::info!(instance = id, "drained; now standby");
                         self.log(&Decision::Drained {
                             at_ms: now_ms(),

@@ -13,7 +13,8 @@
 //! - the keyspace tap (`tap`): cluster mode's dirty-key tracking, from the source itself.
 //!
 //! In cluster mode (a link attached), the journal and the table live in etcd, the cutover
-//! holds the segment on every proxy, and nothing is done outside the controller's office.
+//! holds the segment on every proxy, table-only changes are written to etcd before they
+//! are published (`table_change`), and nothing is done outside the controller's office.
 //!
 //! The executor owns the segment table's changes: a migration's flip and the table-only
 //! split and merge go through one lock, are saved (when a state directory is configured),
@@ -29,6 +30,7 @@ mod moves;
 mod recover;
 pub mod segment;
 mod stray;
+mod table_change;
 mod tap;
 pub mod tick_record;
 
@@ -424,6 +426,20 @@ impl Executor {
 
     /// Refuse `action`: logged, in the decision log, and shown to the policy on its next
     /// tick as a rejection of `kind`.
+    /// The runtime background work runs on; without one, `action` is refused as busy.
+    fn runtime_for(&self, policy: &str, action: &Action) -> Option<&tokio::runtime::Handle> {
+        let runtime = self.runtime.get();
+        if runtime.is_none() {
+            self.refuse(
+                policy,
+                action,
+                RejectionReason::Busy,
+                "the executor is not attached to a runtime",
+            );
+        }
+        runtime
+    }
+
     fn refuse(&self, policy: &str, action: &Action, kind: RejectionReason, reason: &str) {
         let count = {
             let mut refusals = lock(&self.refusals);
@@ -453,23 +469,15 @@ impl Executor {
 
     /// Carry out `action`, which `policy` (name@version) asked for.
     pub fn submit(self: &Arc<Self>, action: Action, policy: &str) {
-        if self.link().is_some() && !matches!(action, Action::MoveSegment(_)) {
-            return self.refuse(
-                policy,
-                &action,
-                RejectionReason::Invalid,
-                "cluster mode carries out segment moves only (splits, merges and instance actions are not carried out across proxies yet)",
-            );
-        }
         match &action {
             Action::MoveSegment(m) => self.start_move(m.segment, m.target, policy, &action),
             Action::SplitSegment(s) => {
                 let (segment, at) = (s.segment, s.at_slot);
-                self.reshape(policy, &action, &[segment], |t| t.split(segment, at));
+                self.reshape(policy, &action, &[segment], move |t| t.split(segment, at));
             }
             Action::MergeSegments(m) => {
                 let (low, high) = (m.low, m.high);
-                self.reshape(policy, &action, &[low, high], |t| t.merge(low, high));
+                self.reshape(policy, &action, &[low, high], move |t| t.merge(low, high));
             }
             Action::ActivateStandby(i) => self.activate(*i, policy, &action),
             Action::DrainInstance(i) => self.drain(*i, policy, &action),
@@ -485,12 +493,15 @@ impl Executor {
     }
 
     fn reshape(
-        &self,
+        self: &Arc<Self>,
         policy: &str,
         action: &Action,
         segments: &[SegmentId],
-        change: impl FnOnce(&SegmentTable) -> Result<SegmentTable, String>,
+        change: impl Fn(&SegmentTable) -> Result<SegmentTable, String> + Send + Sync + 'static,
     ) {
+        if self.link().is_some() {
+            return self.reshape_in_cluster(policy, action, segments.to_vec(), change);
+        }
         let next = {
             let _table = lock(&self.table_lock);
             // Checked under the table lock, which a flip takes to check its segment's range.
@@ -596,33 +607,55 @@ impl Executor {
         term: i64,
         plan: &Plan,
     ) -> Result<(), String> {
-        let (read, next) = {
-            let _table = lock(&self.table_lock);
-            let table = self.topology.table();
-            let Some(row) = table.segments.iter().position(|s| s.id == plan.segment) else {
-                return Err("the segment is no longer in the table".into());
-            };
-            if (table.segments[row].slot_start..=table.segments[row].slot_end) != plan.range {
-                return Err("the segment was split or merged meanwhile".into());
-            }
-            (table.epoch, table.with_owner(row, plan.target))
-        };
-        let record = self.record(plan, Step::Committed { epoch: next.epoch });
-        match link.commit(term, &record, read, &next).await {
-            Ok(true) => {
-                crash_point("committed");
-                self.topology.publish_newer(next);
-                Ok(())
-            }
-            Ok(false) => Err(
-                "the table changed in etcd or the controller's office was lost; nothing was committed"
-                    .into(),
-            ),
-            Err(e) => {
-                tracing::error!(migration = plan.id, error = %e, "cannot tell whether a commit reached etcd; stopping so that the next controller decides");
-                std::process::abort();
+        let mut table = (*self.topology.table()).clone();
+        // A split, merge or instance change elsewhere in the table may get in first: the
+        // flip is then worked out again from the stored table.
+        for _ in 0..3 {
+            let next = self.flipped(&table, plan)?;
+            let record = self.record(plan, Step::Committed { epoch: next.epoch });
+            match link.commit(term, &record, table.epoch, &next).await {
+                Ok(true) => {
+                    crash_point("committed");
+                    self.topology.publish_newer(next);
+                    return Ok(());
+                }
+                Ok(false) if link.serving(term) => {
+                    table = link.stored_table().await?;
+                }
+                Ok(false) => break,
+                Err(e) => {
+                    tracing::error!(migration = plan.id, error = %e, "cannot tell whether a commit reached etcd; stopping so that the next controller decides");
+                    std::process::abort();
+                }
             }
         }
+        Err(
+            "the table kept changing in etcd or the controller's office was lost; nothing was committed"
+                .into(),
+        )
+    }
+
+    /// `table` with `plan`'s segment flipped to its target, if the segment is still the one
+    /// planned, still on its source, and the target still active.
+    fn flipped(&self, table: &SegmentTable, plan: &Plan) -> Result<SegmentTable, String> {
+        let target = self.topology.state_in(table, plan.target);
+        if target != shardcast_sdk::types::InstanceState::Active {
+            return Err(format!(
+                "the target is {} now, no longer active",
+                target.name()
+            ));
+        }
+        let Some(row) = table.segments.iter().position(|s| s.id == plan.segment) else {
+            return Err("the segment is no longer in the table".into());
+        };
+        let s = &table.segments[row];
+        if (s.slot_start..=s.slot_end) != plan.range {
+            return Err("the segment was split or merged meanwhile".into());
+        }
+        if s.owner != plan.source {
+            return Err("the segment's owner changed meanwhile".into());
+        }
+        Ok(table.with_owner(row, plan.target))
     }
 
     /// Save the current table; a failure is logged and returned.

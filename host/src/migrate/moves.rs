@@ -21,13 +21,8 @@ impl Executor {
         policy: &str,
         action: &Action,
     ) {
-        let Some(runtime) = self.runtime.get() else {
-            return self.refuse(
-                policy,
-                action,
-                RejectionReason::Busy,
-                "the executor is not attached to a runtime",
-            );
+        let Some(runtime) = self.runtime_for(policy, action) else {
+            return;
         };
         match self.begin_move(segment, target) {
             Ok(plan) => {

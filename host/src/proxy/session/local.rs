@@ -416,7 +416,7 @@ impl Session {
             .instances
             .iter()
             .zip(topology.states())
-            .map(|(i, s)| format!("{}={s:?}", i.name).to_lowercase())
+            .map(|(i, s)| format!("{}={}", i.name, s.name()))
             .collect();
         format!(
             "# Shardcast\r\nshardcast_version:{}\r\ninstances:{}\r\ninstances_serving:{}\r\n\
