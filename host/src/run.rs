@@ -370,11 +370,13 @@ async fn collect(
             .map(|p| p.as_ref().map(|p| p.health.clone()).unwrap_or_default())
             .collect();
         let mut interval = telemetry.take(&topology);
+        let mut live = registry.take();
         if let Some(node) = &node {
-            node.exchange(&mut interval, &mut seen).await;
+            node.exchange(&mut interval, &mut live, &mut seen).await;
+            live.sort_by_key(|(s, _)| s.id);
         }
         telemetry.fold(&topology, interval, health, failures);
-        telemetry.collect_sessions(registry.take());
+        telemetry.collect_sessions(live);
     }
 }
 

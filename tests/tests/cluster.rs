@@ -244,6 +244,7 @@ fn the_controller_merges_every_live_proxys_counters_for_a_tick() {
             tick,
             segments: vec![(3, taken(seg.0, seg.1, seg.2))],
             instances: vec![("redis-1".into(), taken(inst.0, inst.1, inst.2))],
+            sessions: Vec::new(),
         };
         a.publish_report(a_member.lease, &report(7, (10, 2, 1), (30, 5, 2)))
             .await

@@ -606,3 +606,49 @@ fn splits_activations_and_drains_reach_every_proxy_and_lose_nothing() {
     let left: u64 = redis::cmd("DBSIZE").query(&mut drained).expect("DBSIZE");
     assert_eq!(left, 0, "nothing is left on the drained instance");
 }
+
+#[test]
+fn the_controllers_policy_sees_the_clients_of_every_proxy() {
+    let mut rig = ClusterRig::new(&[BIN], 3, 3, 2);
+    // Every proxy runs the shipped `forecast` policy, which scores every client session in
+    // its view.
+    for i in 0..3 {
+        std::fs::copy(shardcast_tests::artifacts::FORECAST, rig.policy_file(i)).expect("copy");
+    }
+    rig.settings("");
+    rig.start_all(&[]);
+    let leader = rig.leader().expect("a controller");
+    let follower = (0..3).find(|&i| i != leader).expect("a follower");
+    let mut client = redis::Client::open(format!("redis://127.0.0.1:{}/", rig.ports[follower]))
+        .and_then(|c| c.get_connection())
+        .expect("a client of a follower");
+    let id: u64 = redis::cmd("CLIENT")
+        .arg("ID")
+        .query(&mut client)
+        .expect("CLIENT ID");
+    let scored = |rig: &ClusterRig| {
+        std::fs::read_to_string(rig.state(leader).join("decisions.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["kind"] == "tick")
+            .any(|v| {
+                v["predictions"]["sessions"]
+                    .as_array()
+                    .is_some_and(|s| s.iter().any(|h| h["session"].as_u64() == Some(id)))
+            })
+    };
+    let seen = (0..300).any(|i| {
+        let _: () = redis::cmd("SET")
+            .arg(format!("seen:{i}"))
+            .arg(i)
+            .query(&mut client)
+            .expect("SET");
+        std::thread::sleep(Duration::from_millis(100));
+        scored(&rig)
+    });
+    assert!(
+        seen,
+        "the controller's policy scored session {id} of proxy {follower}"
+    );
+}

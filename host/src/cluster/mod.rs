@@ -30,11 +30,15 @@
 pub mod link;
 pub mod node;
 pub mod policy;
+pub mod sessions;
 pub mod store;
 
 use serde::Deserialize;
 
-pub use store::{Leadership, Membership, Merged, Report, Store, StoreError, merge};
+pub use store::{
+    Leadership, Membership, Merged, Report, SESSIONS_REPORTED, SessionReport, Store, StoreError,
+    merge,
+};
 
 /// `[cluster]`: cluster mode, on when the section is present.
 #[derive(Clone, Debug, Deserialize)]

@@ -27,6 +27,8 @@ use etcd_client::{EventType, GetOptions, PutOptions, WatchOptions};
 use super::link::{Hold, Link};
 use super::store::failed;
 use super::{Report, Store, StoreError};
+use shardcast_sdk::types::Session;
+
 use crate::migrate::Executor;
 use crate::proxy::gate::{Gate, SlotState};
 use crate::telemetry::Interval;
@@ -170,12 +172,18 @@ impl Node {
         }
     }
 
-    /// Publish this proxy's counters for `interval` and, as the controller, add every
-    /// other proxy's counters it has not added yet (`seen`: the latest tick added per
-    /// proxy), so the policy sees the traffic of every proxy. Counters of a proxy that has
-    /// not published since are left for the next tick; a failure to reach etcd leaves the
-    /// interval as this proxy counted it.
-    pub async fn exchange(&self, interval: &mut Interval, seen: &mut HashMap<String, u64>) {
+    /// Publish this proxy's counters for `interval` and its busiest sessions of `live`
+    /// and, as the controller, add every other proxy's counters it has not added yet
+    /// (`seen`: the latest tick added per proxy) and every other live proxy's sessions, so
+    /// the policy sees the traffic and the clients of every proxy. Counters of a proxy that
+    /// has not published since are left for the next tick; a failure to reach etcd leaves
+    /// the interval and the sessions as this proxy counted them.
+    pub async fn exchange(
+        &self,
+        interval: &mut Interval,
+        live: &mut Vec<(Session, u64)>,
+        seen: &mut HashMap<String, u64>,
+    ) {
         let Some(lease) = self.lease() else { return };
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -197,6 +205,7 @@ impl Node {
                 .map(|i| i.name.clone())
                 .zip(interval.instances.iter().cloned())
                 .collect(),
+            sessions: super::sessions::report(live, &self.topology.instances),
         };
         if let Err(e) = self.store.publish_report(lease, &report).await {
             tracing::debug!("cannot publish counters: {e}");
@@ -213,7 +222,16 @@ impl Node {
         };
         let me = &self.store.config.name;
         for (name, r) in reports {
-            if &name == me || seen.get(&name).is_some_and(|t| *t >= r.tick) {
+            if &name == me {
+                continue;
+            }
+            let fresh = seen.get(&name).is_none_or(|t| *t < r.tick);
+            live.extend(super::sessions::adopt(
+                &r.sessions,
+                fresh,
+                &self.topology.instances,
+            ));
+            if !fresh {
                 continue;
             }
             seen.insert(name, r.tick);

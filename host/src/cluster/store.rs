@@ -93,6 +93,25 @@ pub struct Report {
     pub segments: Vec<(u32, Taken)>,
     /// Per instance name.
     pub instances: Vec<(String, Taken)>,
+    /// Its most active client sessions (at most [`SESSIONS_REPORTED`]), with the commands
+    /// each ran this tick.
+    #[serde(default)]
+    pub sessions: Vec<SessionReport>,
+}
+
+/// Sessions a proxy reports per tick at most: its most active ones.
+pub const SESSIONS_REPORTED: usize = 256;
+
+/// One client session as a proxy reports it: the instance it is pinned to by name, as
+/// instance ids are positions in each proxy's configuration.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct SessionReport {
+    /// The session (its `pinned` is carried by name instead).
+    pub session: shardcast_sdk::types::Session,
+    /// The instance it is pinned to, by name.
+    pub pinned: Option<String>,
+    /// Commands it ran in the tick.
+    pub ops: u64,
 }
 
 /// Every live proxy's counters for one tick, summed: per segment id and per instance name.
