@@ -11,6 +11,9 @@ use crate::artifacts;
 use crate::etcd::EtcdServer;
 use crate::servers::{RedisServer, ShardcastProcess, free_port, wait_for};
 
+/// The line the rig writes into a proxy's log before each start.
+const STARTED: &str = "== the test rig starts this proxy ==";
+
 /// The fixture.
 pub struct ClusterRig {
     /// etcd.
@@ -28,13 +31,19 @@ pub struct ClusterRig {
     /// Instances configured as standby.
     standby: Vec<usize>,
     dir: tempfile::TempDir,
+    /// One rig at a time in a test process (dropped last, after every process stopped):
+    /// each runs seven servers and three proxies, too many to share two cores.
+    _serial: std::sync::MutexGuard<'static, ()>,
 }
+
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl ClusterRig {
     /// etcd, `instances` durable redis-servers and `proxies` configured proxies (none
     /// started yet), with leases of `ttl_s` seconds; `program` runs shardcast (the
     /// `shardcast_node` binary, or a binary and `--node`).
     pub fn new(program: &[&str], instances: usize, proxies: usize, ttl_s: u64) -> Self {
+        let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         let rig = ClusterRig {
             etcd: EtcdServer::start(),
             servers: (0..instances)
@@ -47,6 +56,7 @@ impl ClusterRig {
             ttl_s,
             standby: Vec::new(),
             dir: tempfile::tempdir().expect("tempdir"),
+            _serial: serial,
         };
         rig.moving(&[0, 2]);
         rig
@@ -134,6 +144,16 @@ impl ClusterRig {
             "SHARDCAST_LOG",
             "warn,shardcast::cluster=info,shardcast::engine::slot=info,shardcast::engine::watch=info",
         ));
+        // A line of the rig's own marks each start in the log, which outlives processes.
+        {
+            use std::io::Write;
+            let mut log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.log_path(i))
+                .expect("open the log");
+            writeln!(log, "{STARTED}").expect("mark the start");
+        }
         let program: Vec<&str> = self.program.iter().map(String::as_str).collect();
         let p = ShardcastProcess::start_logged(
             &program,
@@ -178,13 +198,16 @@ impl ClusterRig {
         });
     }
 
-    /// The proxy that holds the controller's office now, by its log's last word on it.
+    /// The proxy that holds the controller's office now, by its log's last word on it
+    /// since it last started.
     pub fn leader(&self) -> Option<usize> {
         (0..self.proxies.len()).find(|&i| {
             self.proxies[i].is_some() && {
                 let log = self.log(i);
                 let elected = log.rfind("elected controller");
-                let lost = log.rfind("no longer the controller");
+                let lost = log
+                    .rfind("no longer the controller")
+                    .max(log.rfind(STARTED));
                 elected.is_some() && elected > lost
             }
         })

@@ -652,3 +652,60 @@ fn the_controllers_policy_sees_the_clients_of_every_proxy() {
         "the controller's policy scored session {id} of proxy {follower}"
     );
 }
+
+#[test]
+fn the_controller_stopped_at_every_journal_step_is_replaced_and_nothing_is_lost() {
+    // For each step a migration journals, the controller is made to stop the process right
+    // after journaling it (abort, as a SIGKILL would; the fault-injection point
+    // SHARDCAST_CRASH_AT), another proxy takes the office and resumes or rolls back from
+    // the etcd journal, and moves go on.
+    let mut rig = ClusterRig::new(&[BIN], 3, 3, 2);
+    rig.start_all(&[]);
+    let writers = Writers::start(&rig.ports);
+    for step in shardcast_tests::chaos::STEPS {
+        shardcast_tests::servers::wait_for("a controller", Duration::from_secs(30), || {
+            rig.leader().is_some()
+        });
+        let leader = rig.leader().expect("a controller");
+        // Only the controller runs while it restarts with the crash point, so it is elected
+        // again; the others rejoin once it is.
+        for i in (0..3).filter(|&i| i != leader) {
+            rig.proxies[i] = None;
+        }
+        rig.proxies[leader] = None;
+        rig.start(leader, &[("SHARDCAST_CRASH_AT", step)]);
+        shardcast_tests::servers::wait_for(
+            "the controller to be elected again",
+            Duration::from_secs(30),
+            || rig.leader() == Some(leader),
+        );
+        for i in (0..3).filter(|&i| i != leader) {
+            rig.start(i, &[]);
+        }
+        shardcast_tests::servers::wait_for(
+            &format!("the controller to stop at `{step}`"),
+            Duration::from_secs(60),
+            || rig.proxies[leader].as_mut().is_some_and(|p| p.exited()),
+        );
+        let log = rig.log(leader);
+        let stop = log
+            .lines()
+            .rfind(|l| l.contains("SHARDCAST_CRASH_AT"))
+            .unwrap_or_default();
+        assert!(
+            stop.contains(&format!("\"{step}\"")),
+            "it stopped at {step}: {stop}"
+        );
+        rig.proxies[leader] = None;
+        shardcast_tests::servers::wait_for("another controller", Duration::from_secs(30), || {
+            rig.leader().is_some()
+        });
+        rig.start(leader, &[]);
+        let from = rig.completed_moves();
+        rig.wait_for_moves(from, 1, Duration::from_secs(60));
+    }
+    let ledgers = writers.stop();
+    for &port in &rig.ports {
+        verify(&ledgers, port);
+    }
+}
