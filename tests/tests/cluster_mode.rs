@@ -709,3 +709,22 @@ fn the_controller_stopped_at_every_journal_step_is_replaced_and_nothing_is_lost(
         verify(&ledgers, port);
     }
 }
+
+#[test]
+fn a_flush_is_refused_on_every_proxy_while_the_journal_holds_a_migration() {
+    // The controller stops right after journaling a copy: the migration stays unfinished
+    // in etcd until the next controller rolls it back. Meanwhile another proxy, which runs
+    // no migration itself, refuses a flush that could race the copy.
+    let mut rig = ClusterRig::new(&[BIN], 3, 2, 2);
+    rig.start_all(&[("SHARDCAST_CRASH_AT", "copy")]);
+    shardcast_tests::servers::wait_for("the controller to stop", Duration::from_secs(60), || {
+        rig.proxies[0].as_mut().is_some_and(|p| p.exited())
+    });
+    let mut c = redis::Client::open(format!("redis://127.0.0.1:{}/", rig.ports[1]))
+        .and_then(|c| c.get_connection())
+        .expect("a client of the other proxy");
+    let flush: redis::RedisResult<()> = redis::cmd("FLUSHDB").query(&mut c);
+    let e = flush.expect_err("the flush is refused");
+    assert_eq!(e.code(), Some("TRYAGAIN"), "{e}");
+    assert!(e.to_string().contains("moving"), "{e}");
+}

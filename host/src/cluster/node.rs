@@ -9,7 +9,8 @@
 //!   its writes in flight there to drain (within the cutover bound) and acknowledges under
 //!   its lease; the end of a hold makes it read the table (which the controller wrote
 //!   before ending the hold) and then open the slots. It follows the table's epoch and
-//!   publishes every newer table.
+//!   publishes every newer table, and counts the journal's unfinished migrations (a flush
+//!   is refused while there are any).
 //! - **Campaigning.** With a policy configured it campaigns for the controller's office
 //!   with its lease; once elected it recovers the journal's unfinished migrations and its
 //!   executor acts from then on.
@@ -22,7 +23,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use etcd_client::{EventType, GetOptions, PutOptions, WatchOptions};
+use etcd_client::{EventType, GetOptions, PutOptions};
 
 use super::link::{Hold, Link};
 use super::store::failed;
@@ -371,39 +372,61 @@ impl Node {
         tokio::select! {
             e = tables => e,
             e = self.follow_holds(revision, lease) => e,
+            e = self.follow_journal() => e,
+        }
+    }
+
+    /// Count the migrations the journal holds unfinished into the gate (so a flush is
+    /// refused while a segment may be moving), until a watch fails.
+    async fn follow_journal(&self) -> StoreError {
+        let prefix = self.store.key("journal/");
+        let mut client = self.store.client.clone();
+        let got = client
+            .get(
+                prefix.clone(),
+                Some(GetOptions::new().with_prefix().with_keys_only()),
+            )
+            .await;
+        let got = match got {
+            Ok(g) => g,
+            Err(e) => return failed("reading the journal")(e),
+        };
+        let mut unfinished: std::collections::HashSet<Vec<u8>> =
+            got.kvs().iter().map(|kv| kv.key().to_vec()).collect();
+        self.gate.set_journaled(unfinished.len() as u64);
+        let from = got.header().map_or(0, |h| h.revision()) + 1;
+        const DOING: &str = "watching the journal";
+        let mut stream = match self.store.watch_prefix("journal/", from, DOING).await {
+            Ok(w) => w,
+            Err(e) => return e,
+        };
+        loop {
+            let answer = match Store::next_events(&mut stream, DOING).await {
+                Ok(a) => a,
+                Err(e) => return e,
+            };
+            for event in answer.events() {
+                let Some(kv) = event.kv() else { continue };
+                match event.event_type() {
+                    EventType::Put => unfinished.insert(kv.key().to_vec()),
+                    EventType::Delete => unfinished.remove(kv.key()),
+                };
+            }
+            self.gate.set_journaled(unfinished.len() as u64);
         }
     }
 
     async fn follow_holds(&self, revision: i64, lease: i64) -> StoreError {
-        let prefix = self.store.key("holds/");
-        let watched = self
-            .store
-            .elections
-            .clone()
-            .watch(
-                prefix,
-                Some(
-                    WatchOptions::new()
-                        .with_prefix()
-                        .with_start_revision(revision + 1),
-                ),
-            )
-            .await;
-        let mut stream = match watched {
+        const DOING: &str = "watching holds";
+        let mut stream = match self.store.watch_prefix("holds/", revision + 1, DOING).await {
             Ok(w) => w,
-            Err(e) => return failed("watching holds")(e),
+            Err(e) => return e,
         };
         loop {
-            let answer = match stream.message().await {
-                Ok(Some(a)) => a,
-                Ok(None) => {
-                    return StoreError::new("watching holds", "the watch ended");
-                }
-                Err(e) => return failed("watching holds")(e),
+            let answer = match Store::next_events(&mut stream, DOING).await {
+                Ok(a) => a,
+                Err(e) => return e,
             };
-            if answer.canceled() {
-                return StoreError::new("watching holds", "etcd cancelled the watch");
-            }
             for event in answer.events() {
                 let Some(kv) = event.kv() else { continue };
                 let key = String::from_utf8_lossy(kv.key()).into_owned();

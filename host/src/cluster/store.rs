@@ -382,6 +382,36 @@ impl Store {
         })
     }
 
+    /// Watch every key under `<prefix>/<rest>` from revision `from` on.
+    pub(super) async fn watch_prefix(
+        &self,
+        rest: &str,
+        from: i64,
+        doing: &'static str,
+    ) -> Result<etcd_client::WatchStream, StoreError> {
+        self.elections
+            .clone()
+            .watch(
+                self.key(rest),
+                Some(WatchOptions::new().with_prefix().with_start_revision(from)),
+            )
+            .await
+            .map_err(failed(doing))
+    }
+
+    /// The next answer of `stream`; an error once the watch failed, ended or was cancelled.
+    pub(super) async fn next_events(
+        stream: &mut etcd_client::WatchStream,
+        doing: &'static str,
+    ) -> Result<etcd_client::WatchResponse, StoreError> {
+        match stream.message().await {
+            Ok(Some(a)) if a.canceled() => Err(StoreError::new(doing, "etcd cancelled the watch")),
+            Ok(Some(a)) => Ok(a),
+            Ok(None) => Err(StoreError::new(doing, "the watch ended")),
+            Err(e) => Err(failed(doing)(e)),
+        }
+    }
+
     /// Campaign for the controller's office with a membership's `lease`; returns once this
     /// proxy holds it (which may be never, while another holds it).
     pub async fn campaign(&self, lease: i64) -> Result<Leadership, StoreError> {

@@ -57,6 +57,8 @@ pub struct Gate {
     pub pause: super::pause::ClientPause,
     /// Cluster mode's fence: no request is served while this proxy's lease is not alive.
     pub fence: Arc<super::fence::Fence>,
+    /// Cluster mode: migrations the cluster's journal holds unfinished, wherever they run.
+    journaled: AtomicU64,
 }
 
 /// Counts of requests held and how long.
@@ -106,6 +108,7 @@ impl Default for Gate {
             instance_holds: HoldClock::default(),
             pause: Default::default(),
             fence: Default::default(),
+            journaled: AtomicU64::new(0),
         }
     }
 }
@@ -280,7 +283,13 @@ impl Gate {
 
     /// True while any slot is being migrated.
     pub fn any_moving(&self) -> bool {
-        self.moving.load(Ordering::SeqCst) > 0
+        self.moving.load(Ordering::SeqCst) > 0 || self.journaled.load(Ordering::SeqCst) > 0
+    }
+
+    /// Cluster mode: `n` migrations are unfinished in the cluster's journal (a segment
+    /// may be moving, though no slot here is marked).
+    pub fn set_journaled(&self, n: u64) {
+        self.journaled.store(n, Ordering::SeqCst);
     }
 
     /// True while any slot is held.
