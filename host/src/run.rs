@@ -451,6 +451,16 @@ pub async fn run_with(
                 parts.topology.instances.clone(),
             );
             parts.executor.attach_cluster(link.clone());
+            let store = link.store().clone();
+            let ttl = Duration::from_secs(cluster.lease_ttl_s);
+            let tick = Duration::from_millis(config.tick_ms);
+            parts.registry.join_cluster(
+                cluster.name.clone(),
+                Arc::new(move |proxy: String| {
+                    let store = store.clone();
+                    Box::pin(async move { store.alive(&proxy, ttl, tick).await })
+                }),
+            );
             let node = Node::new(
                 link.clone(),
                 parts.topology.clone(),
@@ -467,6 +477,7 @@ pub async fn run_with(
             for sentence in parts.executor.recover().await {
                 tracing::warn!("recovery: {sentence}");
             }
+            parts.executor.resume_drains();
             None
         }
     };

@@ -394,10 +394,12 @@ fn a_client_reconnecting_to_another_proxy_by_name_finds_its_database() {
     run(&mut first, &["SET", "resume:k", "in-3"]).expect("SET");
     run(&mut first, &["MULTI"]).expect("MULTI");
     run(&mut first, &["SET", "resume:queued", "1"]).expect("queued");
-    // The proxy dies; the client reconnects to another one with its name and finds its
-    // database (the repository is written behind the request path: allow it a moment).
+    // The proxy dies; the client reconnects to another one with its name. Its proxy has
+    // stopped publishing (three ticks), so the new proxy waits for its lease to end (2 s
+    // here) and then gives the client its database back.
     std::thread::sleep(Duration::from_millis(500));
     rig.proxies[0].as_mut().expect("running").kill();
+    std::thread::sleep(Duration::from_millis(500));
     let mut again = connect(rig.ports[1]);
     run(&mut again, &["CLIENT", "SETNAME", "app-1"]).expect("SETNAME");
     assert_eq!(
@@ -417,10 +419,30 @@ fn a_client_reconnecting_to_another_proxy_by_name_finds_its_database() {
     let exec = run(&mut again, &["EXEC"]).expect_err("EXEC without MULTI");
     assert!(exec.to_string().contains("EXEC without MULTI"), "{exec}");
     assert_eq!(get(&mut again, "resume:queued"), None, "nothing queued ran");
-    // `HELLO 3 SETNAME` resumes the same way, in the protocol it asked for.
-    let mut hello = connect(rig.ports[2]);
-    run(&mut hello, &["HELLO", "3", "SETNAME", "app-1"]).expect("HELLO");
-    assert_eq!(get(&mut hello, "resume:k").as_deref(), Some("in-3"));
+    // While that session is open on a live proxy, another connection with the same name
+    // is not put in its database.
+    let mut twin = connect(rig.ports[2]);
+    run(&mut twin, &["CLIENT", "SETNAME", "app-1"]).expect("SETNAME");
+    assert_eq!(
+        get(&mut twin, "resume:k"),
+        None,
+        "a live session is not copied"
+    );
+    drop(twin);
+    // Once it ends, `HELLO 3 SETNAME` on another proxy resumes it, in the protocol it
+    // asked for.
+    drop(again);
+    let mut resumed = false;
+    for _ in 0..50 {
+        std::thread::sleep(Duration::from_millis(100));
+        let mut hello = connect(rig.ports[2]);
+        run(&mut hello, &["HELLO", "3", "SETNAME", "app-1"]).expect("HELLO");
+        if get(&mut hello, "resume:k").as_deref() == Some("in-3") {
+            resumed = true;
+            break;
+        }
+    }
+    assert!(resumed, "an ended session's database is resumed by name");
     // Another name, and a client that selected its database itself, start where they say.
     let mut other = connect(rig.ports[2]);
     run(&mut other, &["CLIENT", "SETNAME", "app-2"]).expect("SETNAME");

@@ -35,6 +35,9 @@ pub struct Office {
     leadership: Leadership,
     /// The lease the office was won with.
     pub lease: i64,
+    /// The journal's unfinished migrations have been resumed or rolled back: until then no
+    /// new decision is carried out (a new move could collide with a rollback's cleanup).
+    recovered: std::sync::atomic::AtomicBool,
 }
 
 /// A hold of one segment, as stored under `<prefix>/holds/<segment>`.
@@ -86,7 +89,18 @@ impl Link {
 
     /// This process won the office with `lease`.
     pub fn take_office(&self, leadership: Leadership, lease: i64) {
-        *lock(&self.office) = Some(Arc::new(Office { leadership, lease }));
+        *lock(&self.office) = Some(Arc::new(Office {
+            leadership,
+            lease,
+            recovered: std::sync::atomic::AtomicBool::new(false),
+        }));
+    }
+
+    /// The office won with `lease` has recovered the journal: decisions may be carried out.
+    pub fn recovered(&self, lease: i64) {
+        if let Some(o) = lock(&self.office).as_ref().filter(|o| o.lease == lease) {
+            o.recovered.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
     }
 
     /// This process no longer holds the office.
@@ -101,13 +115,17 @@ impl Link {
         self.fence.holds(lease).then_some(lease)
     }
 
-    /// True while this proxy holds the office and etcd answers its keep-alives: a lease
+    /// True while this proxy holds the office, has recovered the journal, and etcd answers
+    /// its keep-alives: a lease
     /// renewed within the last keep-alive interval or so has more than 40 % of its TTL
     /// left. Decisions pause when it has not (etcd restarting, unreachable), so that
     /// nothing is started that could not be journaled.
     pub fn deciding(&self) -> bool {
         let ttl = Duration::from_secs(self.store.config.lease_ttl_s);
-        self.term().is_some() && self.fence.remaining() > ttl.mul_f64(0.4)
+        let recovered = lock(&self.office)
+            .as_ref()
+            .is_some_and(|o| o.recovered.load(std::sync::atomic::Ordering::SeqCst));
+        recovered && self.term().is_some() && self.fence.remaining() > ttl.mul_f64(0.4)
     }
 
     /// True while `term` is the office held now and its lease is alive.

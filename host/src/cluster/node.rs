@@ -171,6 +171,8 @@ impl Node {
         for sentence in executor.recover().await {
             tracing::warn!("recovery: {sentence}");
         }
+        self.link.recovered(lease);
+        executor.resume_drains();
     }
 
     /// Publish this proxy's counters for `interval` and its busiest sessions of `live`

@@ -105,8 +105,7 @@ impl PolicySync {
     /// version, store checkpoints.
     async fn lead(self: Arc<Self>) {
         let mut term_seen = None;
-        let mut published: Option<String> = None;
-        let mut previous: Option<String> = None;
+        let mut published: Option<Published> = None;
         let mut ticks = 0u64;
         loop {
             tokio::time::sleep(self.interval).await;
@@ -115,37 +114,46 @@ impl PolicySync {
                 continue;
             };
             if term_seen != Some(term) {
-                // Elected: learn what is in force, and start from the last checkpoint.
+                // Elected: learn what is in force, and start from the last checkpoint. A
+                // checkpoint taken in an earlier term and never stored is dropped.
+                let _ = self.handle.take_checkpoint();
                 match self.read_json::<Published>("policy").await {
-                    Ok(p) => {
-                        published = p.as_ref().map(|p| p.sha256.clone());
-                        previous = p.and_then(|p| p.previous);
-                    }
+                    Ok(p) => published = p,
                     Err(e) => {
                         tracing::warn!("cannot read the cluster's policy: {e}; retrying");
                         continue;
                     }
                 }
-                self.resume().await;
+                if let Err(e) = self.resume().await {
+                    tracing::warn!("cannot read the policy's checkpoint: {e}; retrying");
+                    continue;
+                }
                 term_seen = Some(term);
                 ticks = 0;
             }
             let Some(running) = self.handle.running() else {
                 continue;
             };
-            if published.as_deref() != Some(running.sha256.as_str()) {
+            let same = published.as_ref().is_some_and(|p| {
+                p.sha256 == running.sha256 && p.settings == running.source.settings
+            });
+            if !same {
+                let previous = match &published {
+                    Some(p) if p.sha256 != running.sha256 => Some(p.sha256.clone()),
+                    Some(p) => p.previous.clone(),
+                    None => None,
+                };
                 let header = Published {
                     sha256: running.sha256.clone(),
                     label: running.label(),
                     settings: running.source.settings.clone(),
                     bytes: running.source.component.len(),
-                    previous: published.clone().or(previous.clone()),
+                    previous,
                 };
                 match self.publish(term, &header, &running.source.component).await {
                     Ok(()) => {
                         tracing::info!(policy = %header.label, sha256 = %header.sha256, "published the controller's policy to the cluster");
-                        previous = header.previous.clone();
-                        published = Some(header.sha256);
+                        published = Some(header);
                     }
                     Err(e) => tracing::warn!("cannot publish the policy: {e}"),
                 }
@@ -211,20 +219,30 @@ impl PolicySync {
         };
         let header: Published = serde_json::from_slice(kv.value())
             .map_err(|e| format!("an unreadable policy header: {e}"))?;
-        let running = self.handle.running().map(|v| v.sha256.clone());
+        let identity = format!(
+            "{}:{}",
+            header.sha256,
+            sha256_hex(header.settings.as_bytes())
+        );
+        let running = self
+            .handle
+            .running()
+            .map(|v| format!("{}:{}", v.sha256, sha256_hex(v.source.settings.as_bytes())));
         if self.link.term().is_some()
-            || running.as_deref() == Some(header.sha256.as_str())
-            || refused.as_deref() == Some(header.sha256.as_str())
+            || running.as_deref() == Some(identity.as_str())
+            || refused.as_deref() == Some(identity.as_str())
         {
             return Ok(revision);
         }
         let component = self
-            .read_chunks(&format!("components/{}/", header.sha256))
+            .read_chunks(&format!("components/{}/", header.sha256), header.bytes)
             .await?;
         if sha256_hex(&component) != header.sha256 {
-            *refused = Some(header.sha256.clone());
-            tracing::error!(policy = %header.label, "the cluster's policy component does not match its sha256; not loaded");
-            return Ok(revision);
+            // Chunks still being written, or deleted by a newer publication: read again.
+            return Err(format!(
+                "the component of {} does not match its sha256 yet",
+                header.label
+            ));
         }
         let handle = self.handle.clone();
         let settings = header.settings.clone();
@@ -235,7 +253,7 @@ impl PolicySync {
                 tracing::info!(policy = %header.label, sha256 = %header.sha256, "following the controller's policy");
             }
             Ok(Err(e)) => {
-                *refused = Some(header.sha256.clone());
+                *refused = Some(identity);
                 tracing::error!(policy = %header.label, "the controller's policy was refused here: {e}");
             }
             Err(e) => return Err(e.to_string()),
@@ -259,19 +277,22 @@ impl PolicySync {
             .and_then(|kv| serde_json::from_slice(kv.value()).ok()))
     }
 
-    /// Every chunk under `<prefix>/<rest>`, in order, joined.
-    async fn read_chunks(&self, rest: &str) -> Result<Vec<u8>, String> {
+    /// The `bytes` bytes stored in chunks under `<prefix>/<rest>`, read a chunk a request (a
+    /// whole blob in one answer could pass the client's message limit).
+    async fn read_chunks(&self, rest: &str, bytes: usize) -> Result<Vec<u8>, String> {
         let mut client = self.store.client.clone();
-        let got = client
-            .get(self.store.key(rest), Some(GetOptions::new().with_prefix()))
-            .await
-            .map_err(|e| failed("reading a stored blob")(e).to_string())?;
-        let mut kvs: Vec<_> = got.kvs().iter().collect();
-        kvs.sort_by(|a, b| a.key().cmp(b.key()));
-        Ok(kvs
-            .iter()
-            .flat_map(|kv| kv.value().iter().copied())
-            .collect())
+        let mut out = Vec::with_capacity(bytes);
+        for i in 0..bytes.div_ceil(CHUNK) {
+            let got = client
+                .get(self.store.key(&format!("{rest}{i:06}")), None)
+                .await
+                .map_err(|e| failed("reading a stored blob")(e).to_string())?;
+            match got.kvs().first() {
+                Some(kv) => out.extend_from_slice(kv.value()),
+                None => return Err(format!("chunk {i} of {rest} is missing")),
+            }
+        }
+        Ok(out)
     }
 
     /// Write `bytes` in chunks under `<prefix>/<rest>`, each conditional on `term`'s
@@ -294,7 +315,8 @@ impl PolicySync {
     /// nor before.
     async fn publish(&self, term: i64, header: &Published, component: &[u8]) -> Result<(), String> {
         let rest = format!("components/{}/", header.sha256);
-        if self.read_chunks(&rest).await?.len() != component.len() {
+        let stored = self.read_chunks(&rest, component.len()).await;
+        if !stored.is_ok_and(|s| s == component) {
             self.write_chunks(term, &rest, component).await?;
         }
         let line = serde_json::to_vec(header).map_err(|e| e.to_string())?;
@@ -326,11 +348,13 @@ impl PolicySync {
             .collect();
         stale.dedup();
         for sha in stale {
-            let _ = client
-                .delete(
-                    format!("{prefix}{sha}/"),
-                    Some(DeleteOptions::new().with_prefix()),
-                )
+            let op = TxnOp::delete(
+                format!("{prefix}{sha}/"),
+                Some(DeleteOptions::new().with_prefix()),
+            );
+            let _ = self
+                .link
+                .guarded(term, vec![op], "deleting a component")
                 .await;
         }
         Ok(())
@@ -358,43 +382,32 @@ impl PolicySync {
             )
             .await?;
         if let Some(b) = before {
-            let mut client = self.store.client.clone();
-            let _ = client
-                .delete(
-                    self.store
-                        .key(&format!("policy-state/{:020}/", b.generation)),
-                    Some(DeleteOptions::new().with_prefix()),
-                )
+            let op = TxnOp::delete(
+                self.store
+                    .key(&format!("policy-state/{:020}/", b.generation)),
+                Some(DeleteOptions::new().with_prefix()),
+            );
+            let _ = self
+                .link
+                .guarded(term, vec![op], "deleting a checkpoint")
                 .await;
         }
         tracing::debug!(policy = %stored.label, bytes = stored.bytes, "stored the policy's checkpoint");
         Ok(())
     }
 
-    /// Hand the last checkpoint to this proxy's policy, when there is one it can take.
-    async fn resume(&self) {
-        let stored = match self.read_json::<Stored>("policy-state").await {
-            Ok(Some(s)) => s,
-            Ok(None) => return,
-            Err(e) => {
-                tracing::warn!(
-                    "cannot read the policy's checkpoint: {e}; the policy keeps its own state"
-                );
-                return;
-            }
+    /// Hand the last checkpoint to this proxy's policy, when there is a whole one; an error
+    /// when etcd could not be read (the caller tries again).
+    async fn resume(&self) -> Result<(), String> {
+        let Some(stored) = self.read_json::<Stored>("policy-state").await? else {
+            return Ok(());
         };
         let rest = format!("policy-state/{:020}/", stored.generation);
-        let state = match self.read_chunks(&rest).await {
+        let state = match self.read_chunks(&rest, stored.bytes).await {
             Ok(s) if sha256_hex(&s) == stored.digest => s,
-            Ok(_) => {
+            _ => {
                 tracing::warn!(policy = %stored.label, "the policy's checkpoint is incomplete; the policy keeps its own state");
-                return;
-            }
-            Err(e) => {
-                tracing::warn!(
-                    "cannot read the policy's checkpoint: {e}; the policy keeps its own state"
-                );
-                return;
+                return Ok(());
             }
         };
         tracing::info!(policy = %stored.label, bytes = state.len(), "resuming the previous controller's policy state");
@@ -403,5 +416,6 @@ impl PolicySync {
             label: stored.label,
             state,
         });
+        Ok(())
     }
 }

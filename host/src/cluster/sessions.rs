@@ -22,11 +22,25 @@ pub fn report(live: &[(Session, u64)], instances: &[Instance]) -> Vec<SessionRep
                 .map(|i| i.name.clone()),
             session: Session {
                 pinned: None,
+                name: cut(&s.name),
+                lib: cut(&s.lib),
                 ..s.clone()
             },
             ops: *ops,
         })
         .collect()
+}
+
+/// Longest client name or library a report carries, in bytes: a client's own strings
+/// must not push a report past etcd's request limit.
+const MAX_TEXT: usize = 128;
+
+fn cut(text: &str) -> String {
+    let mut end = text.len().min(MAX_TEXT);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
 }
 
 /// Another proxy's reported sessions as this proxy's view takes them: pinned instances by
@@ -99,12 +113,19 @@ mod tests {
         let there = instances(&["c", "a", "b"]);
         let mut live: Vec<(Session, u64)> =
             (0..300u64).map(|i| (session(i, None), i % 7)).collect();
+        live[299].0.name = "é".repeat(1000);
         live.push((session(1000, Some(2)), 500));
         let sent = report(&live, &here);
         assert_eq!(sent.len(), SESSIONS_REPORTED);
         assert_eq!(sent[0].session.id, 1000, "the busiest first");
         assert_eq!(sent[0].pinned.as_deref(), Some("c"));
         assert!(sent.iter().all(|r| r.ops >= 1), "the idlest are left out");
+        let long = sent.iter().find(|r| r.session.id == 299).expect("reported");
+        assert_eq!(
+            long.session.name.len(),
+            128,
+            "a long name is cut on a character"
+        );
         let taken = adopt(&sent, true, &there);
         assert_eq!(taken[0].0.pinned, Some(0), "instance c is id 0 there");
         assert_eq!(taken[0].1, 500);

@@ -231,6 +231,37 @@ impl Store {
             .collect())
     }
 
+    /// Whether proxy `name` is alive: a member that published counters within the last
+    /// three ticks (at least 300 ms) is; one that is no longer a member is not; a member
+    /// that stopped publishing is watched until its lease ends (at most `ttl` and a
+    /// second), then counted alive if it still holds it. Unknown (etcd not answering)
+    /// counts as alive.
+    pub async fn alive(&self, name: &str, ttl: Duration, tick: Duration) -> bool {
+        let until = tokio::time::Instant::now() + ttl + Duration::from_secs(1);
+        let fresh_ms = (tick * 3).max(Duration::from_millis(300)).as_millis() as u64;
+        loop {
+            let Ok(members) = self.members().await else {
+                return true;
+            };
+            if !members.iter().any(|m| m == name) {
+                return false;
+            }
+            let Ok(reports) = self.reports().await else {
+                return true;
+            };
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            let fresh = reports
+                .iter()
+                .any(|(n, r)| n == name && now_ms.saturating_sub(r.tick) < fresh_ms);
+            if fresh || tokio::time::Instant::now() >= until {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Publish this proxy's counters under `counters/<name>`, bound to its membership's
     /// `lease` (a proxy that dies stops counting).
     pub async fn publish_report(&self, lease: i64, report: &Report) -> Result<(), StoreError> {

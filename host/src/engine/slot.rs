@@ -300,17 +300,27 @@ impl Slot {
         self.publish();
     }
 
-    /// Take the running version's state, containing a fault as any call's.
+    /// Take the running version's state. A failure gives no checkpoint and a warning: the
+    /// running instance keeps its state and is not counted as faulting (a snapshot past
+    /// `snapshot_mib` leaves it intact; one that trapped is restarted at its next call).
     fn take_checkpoint(&mut self) {
-        let (state, _faults) = self.run(None, |live| live.snapshot().map(Some));
-        let (Some(state), Some(version)) = (state, self.active.as_ref()) else {
+        let (Some(live), Some(version)) = (self.live.as_mut(), self.active.as_ref()) else {
             return;
         };
-        self.handle.checkpoint.store(Some(Arc::new(Checkpoint {
-            sha256: version.sha256.clone(),
-            label: version.label(),
-            state,
-        })));
+        match live.snapshot() {
+            Ok(state) => self.handle.checkpoint.store(Some(Arc::new(Checkpoint {
+                sha256: version.sha256.clone(),
+                label: version.label(),
+                state,
+            }))),
+            Err(fault) => {
+                tracing::warn!(role = self.role.name(), policy = %version.label(), error = %fault, "no checkpoint of the policy's state this time");
+                if fault.kind != FaultKind::AbsurdOutput {
+                    // A trap may leave the store unusable: the next call starts it again.
+                    self.live = None;
+                }
+            }
+        }
     }
 
     /// Swap in a pending candidate or honour a rollback request. Called between ticks.

@@ -147,6 +147,24 @@ impl Executor {
         runtime.spawn(async move { me.drain_off(id, &policy, &action).await });
     }
 
+    /// Go on with every drain the table shows unfinished (an instance still `draining`):
+    /// after a restart, or in a controller that took over from one that was draining.
+    pub fn resume_drains(self: &Arc<Self>) {
+        let Some(runtime) = self.runtime.get() else {
+            return;
+        };
+        for (id, state) in self.topology.states().into_iter().enumerate() {
+            if state != InstanceState::Draining {
+                continue;
+            }
+            let id = id as InstanceId;
+            tracing::warn!(instance = id, "resuming an unfinished drain");
+            let me = self.clone();
+            let action = Action::DrainInstance(id);
+            runtime.spawn(async move { me.drain_off(id, "recovery", &action).await });
+        }
+    }
+
     /// Make the drained instance `id` standby: in the cluster's table in cluster mode, else
     /// here, saved; the new epoch.
     async fn standby(&self, id: InstanceId) -> Result<u64, String> {

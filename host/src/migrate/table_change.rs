@@ -71,6 +71,14 @@ impl Executor {
     ) -> Result<u64, String> {
         self.change_in_cluster(|t| {
             let mut states = self.topology.states_in(t);
+            let others = states
+                .iter()
+                .enumerate()
+                .filter(|&(i, s)| i != id as usize && *s == InstanceState::Active)
+                .count();
+            if state == InstanceState::Draining && others == 0 {
+                return Err("no other active instance to drain to".into());
+            }
             match states.get_mut(id as usize) {
                 Some(s) if *s == from => *s = state,
                 Some(s) => {

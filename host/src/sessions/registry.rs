@@ -56,10 +56,19 @@ fn session_base(nanos: u64, pid: u32) -> u64 {
     (mixed.max(1) << 32) | 1
 }
 
+/// Whether the proxy named by its argument is alive now (cluster mode), as a future.
+pub type Liveness = Arc<
+    dyn Fn(String) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>
+        + Send
+        + Sync,
+>;
+
 /// Every live session, and the repository holding their partitions.
 pub struct Registry {
     sessions: DashMap<u64, Arc<Entry>>,
     repository: Arc<dyn SessionRepository>,
+    /// Cluster mode: this proxy's name, and how to ask whether another proxy is alive.
+    cluster: std::sync::OnceLock<(String, Liveness)>,
 }
 
 impl Registry {
@@ -68,7 +77,18 @@ impl Registry {
         Registry {
             sessions: DashMap::new(),
             repository,
+            cluster: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Cluster mode: this proxy is `name`, and `alive` tells whether another proxy is.
+    pub fn join_cluster(&self, name: String, alive: Liveness) {
+        let _ = self.cluster.set((name, alive));
+    }
+
+    /// Cluster mode's proxy name and liveness check.
+    pub fn cluster(&self) -> Option<&(String, Liveness)> {
+        self.cluster.get()
     }
 
     /// Live sessions.

@@ -7,8 +7,9 @@
 //!
 //! The Redis-backed repository is shared by the proxies of a cluster. Besides each
 //! session's partitions it keeps, under `shardcast:named:<client name>`, the newest
-//! `connection` partition of every named client for [`NAMED_TTL`]: a client that reconnects
-//! to another proxy with the same name finds its database there.
+//! `connection` partition of every named client for [`NAMED_TTL`], with the session that
+//! wrote it and, once that session ended, `ended`: a client that reconnects to another
+//! proxy with the same name finds its database there.
 //!
 //! The queue is bounded by construction: it holds the newest version of each partition
 //! not yet written (a newer write replaces an older one, a session's removal replaces its
@@ -154,17 +155,40 @@ fn write(writer: &mut redis::Connection, id: u64, pending: Pending) -> redis::Re
                 }
                 pipe.sadd(&index, &name).ignore();
                 // A named client's connection, found again by name from any proxy.
-                let client = fields.iter().find(|(f, _)| f == "name").map(|(_, v)| v);
-                if let Some(client) = client.filter(|c| name == "connection" && !c.is_empty()) {
+                let field = |k: &str| fields.iter().find(|(f, _)| f == k).map(|(_, v)| v);
+                let owns = field("owns-name").is_none_or(|o| o == "1");
+                let client =
+                    field("name").filter(|c| owns && name == "connection" && !c.is_empty());
+                if let Some(client) = client {
                     let named = format!("shardcast:named:{client}");
                     pipe.del(&named).ignore();
                     pipe.hset_multiple(&named, &fields).ignore();
+                    pipe.hset(&named, "session", id).ignore();
                     pipe.expire(&named, NAMED_TTL.as_secs() as i64).ignore();
                 }
             }
             pipe.query::<()>(writer)
         }
         Pending::Removed => {
+            // A named client's record says its session ended, if the record is still its.
+            let client: Option<String> = redis::cmd("HGET")
+                .arg(format!("{index}:connection"))
+                .arg("name")
+                .query(writer)?;
+            if let Some(client) = client.filter(|c| !c.is_empty()) {
+                let named = format!("shardcast:named:{client}");
+                let owner: Option<u64> = redis::cmd("HGET")
+                    .arg(&named)
+                    .arg("session")
+                    .query(writer)?;
+                if owner == Some(id) {
+                    redis::cmd("HSET")
+                        .arg(&named)
+                        .arg("ended")
+                        .arg(1)
+                        .query::<()>(writer)?;
+                }
+            }
             let names: Vec<String> = redis::cmd("SMEMBERS").arg(&index).query(writer)?;
             let mut keys: Vec<String> = names.iter().map(|n| format!("{index}:{n}")).collect();
             keys.push(index);

@@ -227,34 +227,50 @@ impl Session {
         }
     }
 
-    /// A client that names itself while in database 0 takes the database its name last
-    /// had, from a repository other proxies share: a client reconnecting to another proxy
-    /// (or to this one, after its connection was lost) finds its `connection` partition.
-    /// Only a session of the same user is resumed; the protocol is the one this
-    /// connection's `HELLO` asked for, since a client parses replies by what it asked.
+    /// Cluster mode: a client that names itself takes over its name's record in the
+    /// repository the proxies share, once the session that had it is gone (it ended, or
+    /// its proxy died: see `Registry::cluster`), and, while in database 0, the database the
+    /// name last had: a client reconnecting to another proxy after its proxy died finds
+    /// its `connection` partition. A session still open elsewhere under the same name
+    /// keeps the record and its database is not copied. Only a session of the same user
+    /// is resumed; the protocol is the one this connection's `HELLO` asked for, since a
+    /// client parses replies by what it asked.
     async fn resume_named(&mut self) {
         let repository = self.shared.sessions.repository().clone();
+        let Some((me, alive)) = self.shared.sessions.cluster().cloned() else {
+            return;
+        };
         let Some(name) = self.state.name.clone() else {
             return;
         };
-        if self.state.db != 0 || !repository.shared() {
+        if !repository.shared() {
             return;
         }
+        self.state.owns_name = false;
         let name = String::from_utf8_lossy(&name).into_owned();
         let found = tokio::task::spawn_blocking(move || repository.named(&name)).await;
-        let Ok(Some(fields)) = found else {
+        let Ok(found) = found else {
+            return;
+        };
+        let Some(fields) = found else {
+            // Nobody had the name.
+            self.state.owns_name = true;
             return;
         };
         let field = |k: &str| fields.iter().find(|(f, _)| f == k).map(|(_, v)| v.as_str());
-        if field("user") != Some(self.user_name()) {
+        let gone = field("ended") == Some("1")
+            || match field("proxy") {
+                Some(proxy) if !proxy.is_empty() && proxy != me => !alive(proxy.to_owned()).await,
+                _ => false,
+            };
+        if !gone || field("user") != Some(self.user_name()) {
             return;
         }
-        let Some(db) = field("db")
-            .and_then(|d| d.parse::<u32>().ok())
-            .filter(|&d| d != 0)
-        else {
+        self.state.owns_name = true;
+        let db = field("db").and_then(|d| d.parse::<u32>().ok()).unwrap_or(0);
+        if self.state.db != 0 || db == 0 {
             return;
-        };
+        }
         let select = Request::from_args(vec![
             Bytes::from_static(b"SELECT"),
             Bytes::from(db.to_string()),
@@ -288,6 +304,7 @@ impl Session {
             return Pending::Local(err(super::login::HELLO_NOAUTH));
         }
         let mut i = 2;
+        let mut named = false;
         while i < req.args.len() {
             match req.arg_upper(i).as_deref() {
                 Some("SETNAME") if i + 1 < req.args.len() => {
@@ -295,6 +312,7 @@ impl Session {
                         return Pending::Local(e);
                     }
                     self.state.name = Some(req.args[i + 1].clone()).filter(|n| !n.is_empty());
+                    named = true;
                     i += 2;
                 }
                 Some("AUTH") if i + 2 < req.args.len() => {
@@ -311,7 +329,7 @@ impl Session {
             // Existing backend connections speak the old protocol: reopen them lazily.
             self.backends.clear();
         }
-        if req.args.iter().any(|a| a.eq_ignore_ascii_case(b"setname")) {
+        if named {
             self.resume_named().await;
         }
         let fields: Vec<(Frame, Frame)> = vec![

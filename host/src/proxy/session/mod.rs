@@ -93,6 +93,9 @@ struct ConnState {
     name: Option<Bytes>,
     lib: Option<Bytes>,
     protocol: u8,
+    /// Cluster mode: this session holds its name's record in the shared repository (no
+    /// other open session has the name), so its changes are written there.
+    owns_name: bool,
 }
 
 /// How one request will be answered.
@@ -417,6 +420,19 @@ impl Session {
                 ("lib".into(), text(&self.state.lib)),
                 ("user".into(), self.user_name().into()),
                 ("protocol".into(), self.state.protocol.to_string()),
+                (
+                    "proxy".into(),
+                    self.shared
+                        .sessions
+                        .cluster()
+                        .map(|(name, _)| name.clone())
+                        .unwrap_or_default(),
+                ),
+                (
+                    "owns-name".into(),
+                    u8::from(self.state.owns_name || self.shared.sessions.cluster().is_none())
+                        .to_string(),
+                ),
             ],
         );
         let mut tx = vec![("multi".into(), self.multi.is_some().to_string())];
