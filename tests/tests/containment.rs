@@ -55,16 +55,46 @@ fn a_sleep_in_configure_refuses_the_candidate() {
     }
 }
 
+/// Settings of a hostile snapshot `mode`, with time enough to fill 96 MiB for
+/// `snapshot-huge` (so that the size bound is what stops it).
+fn snapshot_settings(mode: &str) -> String {
+    format!(
+        "{}\n[limits]\nmemory_mib = 256\ndeadline_ms = {}\n",
+        hostile(mode),
+        if mode == "snapshot-huge" { 5000 } else { 50 }
+    )
+}
+
+#[test]
+fn a_failed_checkpoint_gives_nothing_and_the_running_version_goes_on() {
+    for mode in ["snapshot-huge", "snapshot-spin"] {
+        let mut engine = engine_with(artifacts::HOSTILE, &snapshot_settings(mode));
+        let handle = engine.planner_handle();
+        assert!(engine.tick(view(0)).faults.is_empty(), "{mode}");
+        handle.ask_checkpoint();
+        let report = engine.tick(view(1));
+        assert!(handle.take_checkpoint().is_none(), "{mode}: no checkpoint");
+        assert!(report.faults.is_empty(), "{mode}: {:?}", report.faults);
+        assert!(
+            report
+                .planner
+                .as_deref()
+                .is_some_and(|p| p.starts_with("hostile@")),
+            "{mode}: the running version answered the tick: {:?}",
+            report.planner
+        );
+        let status = handle.status();
+        assert!(
+            status.faults.is_empty() && !status.disabled && status.rollbacks == 0,
+            "{mode}: not counted as a fault: {status:?}"
+        );
+    }
+}
+
 #[test]
 fn a_failed_hand_over_starts_the_successor_fresh() {
     for mode in ["snapshot-garbage", "snapshot-huge", "snapshot-spin"] {
-        // Time enough to fill 96 MiB, so that the size bound is what stops it.
-        let settings = format!(
-            "{}\n[limits]\nmemory_mib = 256\ndeadline_ms = {}\n",
-            hostile(mode),
-            if mode == "snapshot-huge" { 5000 } else { 50 }
-        );
-        let mut engine = engine_with(artifacts::HOSTILE, &settings);
+        let mut engine = engine_with(artifacts::HOSTILE, &snapshot_settings(mode));
         let handle = engine.planner_handle();
         assert!(engine.tick(view(0)).faults.is_empty(), "{mode}");
         handle

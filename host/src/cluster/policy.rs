@@ -311,6 +311,33 @@ impl PolicySync {
         Ok(())
     }
 
+    /// Write `value` as JSON under `<prefix>/<rest>` in `term`.
+    async fn put_json(
+        &self,
+        term: i64,
+        rest: &str,
+        value: &impl Serialize,
+        doing: &'static str,
+    ) -> Result<(), String> {
+        let line = serde_json::to_vec(value).map_err(|e| e.to_string())?;
+        let op = TxnOp::put(self.store.key(rest), line, None);
+        self.link.guarded(term, vec![op], doing).await
+    }
+
+    /// Delete every key under `<prefix>/<rest>` in `term`.
+    async fn delete_prefix(
+        &self,
+        term: i64,
+        rest: &str,
+        doing: &'static str,
+    ) -> Result<(), String> {
+        let op = TxnOp::delete(
+            self.store.key(rest),
+            Some(DeleteOptions::new().with_prefix()),
+        );
+        self.link.guarded(term, vec![op], doing).await
+    }
+
     /// Store the component, then name it in force; delete components named neither now
     /// nor before.
     async fn publish(&self, term: i64, header: &Published, component: &[u8]) -> Result<(), String> {
@@ -319,13 +346,7 @@ impl PolicySync {
         if !stored.is_ok_and(|s| s == component) {
             self.write_chunks(term, &rest, component).await?;
         }
-        let line = serde_json::to_vec(header).map_err(|e| e.to_string())?;
-        self.link
-            .guarded(
-                term,
-                vec![TxnOp::put(self.store.key("policy"), line, None)],
-                "publishing the policy",
-            )
+        self.put_json(term, "policy", header, "publishing the policy")
             .await?;
         let mut client = self.store.client.clone();
         let prefix = self.store.key("components/");
@@ -348,13 +369,8 @@ impl PolicySync {
             .collect();
         stale.dedup();
         for sha in stale {
-            let op = TxnOp::delete(
-                format!("{prefix}{sha}/"),
-                Some(DeleteOptions::new().with_prefix()),
-            );
             let _ = self
-                .link
-                .guarded(term, vec![op], "deleting a component")
+                .delete_prefix(term, &format!("components/{sha}/"), "deleting a component")
                 .await;
         }
         Ok(())
@@ -373,23 +389,17 @@ impl PolicySync {
             bytes: checkpoint.state.len(),
             generation,
         };
-        let line = serde_json::to_vec(&stored).map_err(|e| e.to_string())?;
-        self.link
-            .guarded(
-                term,
-                vec![TxnOp::put(self.store.key("policy-state"), line, None)],
-                "storing the policy's checkpoint",
-            )
-            .await?;
+        self.put_json(
+            term,
+            "policy-state",
+            &stored,
+            "storing the policy's checkpoint",
+        )
+        .await?;
         if let Some(b) = before {
-            let op = TxnOp::delete(
-                self.store
-                    .key(&format!("policy-state/{:020}/", b.generation)),
-                Some(DeleteOptions::new().with_prefix()),
-            );
+            let rest = format!("policy-state/{:020}/", b.generation);
             let _ = self
-                .link
-                .guarded(term, vec![op], "deleting a checkpoint")
+                .delete_prefix(term, &rest, "deleting a checkpoint")
                 .await;
         }
         tracing::debug!(policy = %stored.label, bytes = stored.bytes, "stored the policy's checkpoint");

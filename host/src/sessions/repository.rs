@@ -130,6 +130,10 @@ pub struct InRedis {
     /// reads give nothing until the instant noted, so one unreachable Redis costs a tick
     /// one deadline, not one per session.
     reads: Mutex<(Option<redis::Connection>, Option<Instant>)>,
+    /// What this process wrote, newest first: its own sessions are read from here (the
+    /// controller reads every session's partitions every tick), only other proxies'
+    /// sessions from Redis.
+    mine: InProcess,
 }
 
 fn connection(client: &redis::Client, url: &str) -> Result<redis::Connection, String> {
@@ -272,6 +276,7 @@ impl InRedis {
             client: reader,
             url,
             reads: Mutex::new((Some(reads), None)),
+            mine: InProcess::default(),
         })
     }
 
@@ -326,6 +331,7 @@ impl Drop for InRedis {
 
 impl SessionRepository for InRedis {
     fn put(&self, session: u64, partition: &str, fields: Partition) {
+        self.mine.put(session, partition, fields.clone());
         self.enqueue(session, |before| {
             let mut partitions = match before {
                 Some(Pending::Put(p)) => p,
@@ -336,6 +342,7 @@ impl SessionRepository for InRedis {
         });
     }
     fn remove(&self, session: u64) {
+        self.mine.remove(session);
         self.enqueue(session, |_| Pending::Removed);
     }
     fn flush(&self, deadline: Duration) -> bool {
@@ -367,6 +374,9 @@ impl SessionRepository for InRedis {
         (!fields.is_empty()).then_some(fields)
     }
     fn partitions(&self, session: u64) -> Vec<String> {
+        if self.mine.sessions.contains_key(&session) {
+            return self.mine.partitions(session);
+        }
         let mut names: Vec<String> = self
             .read(|c| {
                 redis::cmd("SMEMBERS")
@@ -378,6 +388,9 @@ impl SessionRepository for InRedis {
         names
     }
     fn get(&self, session: u64, partition: &str) -> Option<Partition> {
+        if self.mine.sessions.contains_key(&session) {
+            return self.mine.get(session, partition);
+        }
         let (fields, known): (Vec<(String, String)>, bool) = self.read(|c| {
             redis::pipe()
                 .cmd("HGETALL")
