@@ -11,10 +11,12 @@
 mod cache;
 mod ctx;
 mod error;
+pub mod ledger;
 mod limits;
 mod nonblocking;
 pub mod output;
 mod runtime;
+pub mod shadow;
 mod slot;
 mod stdio;
 pub mod text;
@@ -34,11 +36,13 @@ use shardcast_sdk::view::ViewSnapshot;
 pub use cache::{ArtifactCache, sha256_hex};
 pub use ctx::SharedView;
 pub use error::{Error, Fault, FaultKind};
+pub use ledger::{Ledger, VersionStats};
 pub use limits::{DEFAULT_DEADLINE_MS, DEFAULT_MEMORY_MIB, Limits, split_settings};
 pub use runtime::{Determinism, Runtime, RuntimeOptions};
+pub use shadow::{ShadowHandle, ShadowStatus, ShadowTick};
 pub use shardcast_sdk::validate::{ChurnLimits, Facts, MoveHistory, Verdict, validate};
 pub use slot::{Checkpoint, MAX_CONSECUTIVE_FAULTS, Slot, SlotStatus, SwapHandle};
-pub use version::{LiveInstance, PolicyVersion, Role, Source, World, world_of};
+pub use version::{LiveInstance, PolicyVersion, Role, Source, World, version_id, world_of};
 
 /// Rejections written to the log one by one per tick; the rest are counted.
 const LOGGED_REJECTIONS: usize = 16;
@@ -64,6 +68,8 @@ pub struct TickReport {
     pub policy_us: u64,
     /// What the policies logged this tick at `info` or above: their reasons.
     pub notes: Vec<String>,
+    /// What a shadow candidate would have done this tick, if one runs.
+    pub shadow: Option<ShadowTick>,
 }
 
 /// The predictor and planner slots, with the validator's state.
@@ -74,19 +80,34 @@ pub struct PolicyEngine {
     churn: ChurnLimits,
     history: MoveHistory,
     last_rejections: Vec<Rejection>,
+    ledger: Arc<Ledger>,
+    shadow: shadow::Shadow,
 }
 
 impl PolicyEngine {
     /// An engine with an empty planner slot and no predictor slot.
     pub fn new(runtime: Arc<Runtime>, churn: ChurnLimits) -> Self {
+        let ledger = Ledger::new();
         PolicyEngine {
-            planner: Slot::new(runtime.clone(), Role::Both),
+            planner: Slot::in_ledger(runtime.clone(), Role::Both, ledger.clone()),
             predictor: None,
+            shadow: shadow::Shadow::new(runtime.clone(), ledger.clone()),
+            ledger,
             runtime,
             churn,
             history: MoveHistory::default(),
             last_rejections: Vec::new(),
         }
+    }
+
+    /// The statistics of every version this engine has loaded.
+    pub fn ledger(&self) -> &Arc<Ledger> {
+        &self.ledger
+    }
+
+    /// Starts and stops a shadow candidate; reads how it compares.
+    pub fn shadow_handle(&self) -> ShadowHandle {
+        self.shadow.handle()
     }
 
     /// The shared runtime.
@@ -101,7 +122,7 @@ impl PolicyEngine {
         settings: &str,
     ) -> Result<Arc<PolicyVersion>, Error> {
         self.predictor = None;
-        self.planner = Slot::new(self.runtime.clone(), Role::Both);
+        self.planner = Slot::in_ledger(self.runtime.clone(), Role::Both, self.ledger.clone());
         self.planner.load(bytes, settings)
     }
 
@@ -112,7 +133,7 @@ impl PolicyEngine {
         bytes: &[u8],
         settings: &str,
     ) -> Result<Arc<PolicyVersion>, Error> {
-        let mut slot = Slot::new(self.runtime.clone(), Role::Predictor);
+        let mut slot = Slot::in_ledger(self.runtime.clone(), Role::Predictor, self.ledger.clone());
         let version = slot.load(bytes, settings)?;
         self.predictor = Some(slot);
         Ok(version)
@@ -125,7 +146,7 @@ impl PolicyEngine {
         bytes: &[u8],
         settings: &str,
     ) -> Result<Arc<PolicyVersion>, Error> {
-        let mut slot = Slot::new(self.runtime.clone(), Role::Planner);
+        let mut slot = Slot::in_ledger(self.runtime.clone(), Role::Planner, self.ledger.clone());
         let version = slot.load(bytes, settings)?;
         self.planner = slot;
         Ok(version)
@@ -181,7 +202,12 @@ impl PolicyEngine {
             .map(Slot::take_notes)
             .unwrap_or_default();
         notes.extend(self.planner.take_notes());
+        // The shadow's budgets are those the active policy had before this tick's moves.
+        let history_before = self.history.clone();
         let verdict = validate(actions, &*view, &self.churn, &mut self.history);
+        if let Some(v) = self.planner.active() {
+            self.ledger.rejected(v, verdict.rejected.len() as u64);
+        }
         for r in verdict.rejected.iter().take(LOGGED_REJECTIONS) {
             tracing::info!(tick = view.tick, reason = r.reason.name(), "{}", r.message);
         }
@@ -193,6 +219,14 @@ impl PolicyEngine {
             );
         }
         self.last_rejections = verdict.rejected.clone();
+        let planner = self.planner.active().map(|v| v.label());
+        let shadow = self.shadow.tick(
+            &shared,
+            &view,
+            (&planner, &predictions, &verdict.accepted),
+            &self.churn,
+            &history_before,
+        );
         TickReport {
             tick: view.tick,
             predictor: self
@@ -201,13 +235,14 @@ impl PolicyEngine {
                 .unwrap_or(&self.planner)
                 .active()
                 .map(|v| v.label()),
-            planner: self.planner.active().map(|v| v.label()),
+            planner,
             predictions,
             accepted: verdict.accepted,
             rejected: verdict.rejected,
             faults: faults.iter().map(ToString::to_string).collect(),
             policy_us,
             notes,
+            shadow,
         }
     }
 }

@@ -21,6 +21,7 @@ use shardcast_sdk::types::{Action, Predictions};
 
 use super::ctx::SharedView;
 use super::error::{Error, Fault, FaultKind};
+use super::ledger::Ledger;
 use super::runtime::Runtime;
 use super::version::{LiveInstance, PolicyVersion, Role, World};
 
@@ -88,9 +89,47 @@ pub struct SwapHandle {
     checkpoint_asked: Arc<AtomicBool>,
     checkpoint: Arc<ArcSwapOption<Checkpoint>>,
     resume: Arc<Mutex<Option<Checkpoint>>>,
+    ledger: Arc<Ledger>,
 }
 
 impl SwapHandle {
+    /// Compile, type-check and configure `bytes` with `settings` for this slot's role,
+    /// without swapping it in: a version to look at, shadow or propose later.
+    pub fn prepare(&self, bytes: &[u8], settings: &str) -> Result<Arc<PolicyVersion>, Error> {
+        let (version, live) = PolicyVersion::load(&self.runtime, bytes, settings, self.role)?;
+        drop(live);
+        self.ledger.register(&version);
+        Ok(version)
+    }
+
+    /// Leave a loaded `version` to be swapped in at the start of the next tick, with its
+    /// predecessor's state. Fails, leaving the running version, when it cannot start.
+    pub fn propose_loaded(&self, version: &Arc<PolicyVersion>) -> Result<(), Error> {
+        if !version.world.serves(self.role) {
+            return Err(Error::WrongWorld(format!(
+                "the component implements world `{}`, which cannot serve the {} slot",
+                version.world.name(),
+                self.role.name()
+            )));
+        }
+        let live = version.instantiate()?;
+        tracing::info!(role = self.role.name(), policy = %version.label(), sha256 = %version.sha256, "candidate ready; swapping at the next tick");
+        let mut pending = lock(&self.pending);
+        let forced = pending.as_ref().is_some_and(|c| c.forced);
+        *pending = Some(Candidate { live, forced });
+        Ok(())
+    }
+
+    /// The versions this slot's engine has loaded and run, with their statistics.
+    pub fn ledger(&self) -> &Arc<Ledger> {
+        &self.ledger
+    }
+
+    /// The role this handle's slot serves.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
     /// Compile, type-check and configure `bytes` with `settings`, then leave it to be
     /// swapped in at the start of the next tick. On error the running version is untouched.
     pub fn propose(&self, bytes: &[u8], settings: &str) -> Result<Arc<PolicyVersion>, Error> {
@@ -111,6 +150,7 @@ impl SwapHandle {
     ) -> Result<Arc<PolicyVersion>, Error> {
         match PolicyVersion::load(&self.runtime, bytes, settings, self.role) {
             Ok((version, live)) => {
+                self.ledger.register(&version);
                 tracing::info!(role = self.role.name(), policy = %version.label(), sha256 = %version.sha256, forced, "candidate ready; swapping at the next tick");
                 let mut pending = lock(&self.pending);
                 // A forced swap still waiting stays forced when a later candidate replaces it.
@@ -189,6 +229,11 @@ pub struct Slot {
 impl Slot {
     /// An empty slot for `role`: it answers nothing until a version is proposed.
     pub fn new(runtime: Arc<Runtime>, role: Role) -> Self {
+        Slot::in_ledger(runtime, role, Ledger::new())
+    }
+
+    /// An empty slot for `role` that counts its versions' calls and faults in `ledger`.
+    pub fn in_ledger(runtime: Arc<Runtime>, role: Role, ledger: Arc<Ledger>) -> Self {
         let status = SlotStatus {
             role: role.name().into(),
             ..SlotStatus::default()
@@ -214,6 +259,7 @@ impl Slot {
                 checkpoint_asked: Arc::new(AtomicBool::new(false)),
                 checkpoint: Arc::new(ArcSwapOption::empty()),
                 resume: Arc::new(Mutex::new(None)),
+                ledger,
             },
             status,
         }
@@ -448,13 +494,20 @@ impl Slot {
             let Some(live) = self.live_instance() else {
                 break;
             };
-            match call(live) {
+            let version = live.version().clone();
+            let started = std::time::Instant::now();
+            let answer = call(live);
+            match answer {
                 Ok(answer) => {
+                    self.handle
+                        .ledger
+                        .call(&version, started.elapsed().as_micros() as u64);
                     self.proven = true;
                     self.handed = false;
                     return (answer, faults);
                 }
                 Err(fault) => {
+                    self.handle.ledger.fault(&version, fault.kind);
                     self.faulted = true;
                     self.record(&fault);
                     faults.push(fault);

@@ -92,6 +92,11 @@ pub struct PolicyVersion {
     pub world: World,
     /// sha256 of the component bytes.
     pub sha256: String,
+    /// The version's id: the first 16 hex digits of the sha256 of the component and the
+    /// settings as given, so that one component with other settings is another version.
+    pub id: String,
+    /// When it was loaded, in ms since the Unix epoch.
+    pub loaded_at_ms: u64,
     /// Its limits.
     pub limits: Limits,
     /// The settings handed to `configure` (the `[limits]` table removed).
@@ -164,10 +169,13 @@ impl PolicyVersion {
         let unnamed: Arc<str> = format!("component sha256:{}", &sha256[..12]).into();
         let mut parts = Parts::start(&linked, unnamed, limits)?;
         let info = parts.describe().map_err(Error::Fault)?;
+        let id = version_id(&sha256, settings);
         let version = Arc::new(PolicyVersion {
             info,
             world,
             sha256,
+            id,
+            loaded_at_ms: super::ledger::loaded_now(),
             limits,
             settings: policy_settings,
             source: Arc::new(Source {
@@ -192,6 +200,15 @@ impl PolicyVersion {
         live.configure()?;
         Ok(live)
     }
+}
+
+/// The id of the component with sha256 `sha256` loaded with `settings` (as given).
+pub fn version_id(sha256: &str, settings: &str) -> String {
+    let mut text = String::with_capacity(sha256.len() + 1 + settings.len());
+    text.push_str(sha256);
+    text.push('\n');
+    text.push_str(settings);
+    sha256_hex(text.as_bytes())[..16].to_owned()
 }
 
 /// The world of the component `bytes`, from its exports, without running any of it.

@@ -21,6 +21,7 @@
 //! then published to the proxy. It records migrations for the next tick's view and appends
 //! every tick's decisions and every migration's outcome to the decision log.
 
+pub mod control;
 pub mod copy;
 mod durable;
 mod end;
@@ -164,6 +165,10 @@ pub struct Executor {
     backoff: Mutex<std::collections::HashMap<SegmentId, (Instant, u32)>>,
     /// Cluster mode: the link to etcd.
     cluster: std::sync::OnceLock<Arc<crate::cluster::link::Link>>,
+    /// Keys moved, who asked and cancellation, per migration.
+    controls: control::Controls,
+    /// The decision log's latest lines, for the admin API.
+    recent: control::Recent,
 }
 
 /// One line of the decision log.
@@ -287,6 +292,8 @@ impl Executor {
             refusals: Mutex::new((Vec::new(), 0)),
             backoff: Mutex::new(std::collections::HashMap::new()),
             cluster: std::sync::OnceLock::new(),
+            controls: control::Controls::default(),
+            recent: control::Recent::default(),
         }))
     }
 
@@ -395,10 +402,11 @@ impl Executor {
     /// Append to the decision log, rotating it past `migration.decision_log_bytes` (the
     /// previous log is kept as `decisions.jsonl.1`).
     fn log(&self, line: &Decision<'_>) {
-        let (Some(file), Some(paths)) = (&self.decisions, &self.paths) else {
+        let Ok(mut text) = serde_json::to_vec(line) else {
             return;
         };
-        let Ok(mut text) = serde_json::to_vec(line) else {
+        self.recent.push(&text);
+        let (Some(file), Some(paths)) = (&self.decisions, &self.paths) else {
             return;
         };
         text.push(b'\n');
@@ -700,10 +708,11 @@ impl Executor {
         }
     }
 
-    fn progress(&self, id: u64, bytes: u64) {
+    fn progress(&self, id: u64, copied: copy::Copied) {
         if let Some(m) = lock(&self.migrations).iter_mut().find(|m| m.id == id) {
-            m.bytes_moved = bytes;
+            m.bytes_moved = copied.bytes;
         }
+        self.keys_moved(id, copied.keys);
     }
 
     /// The deadline of each read and write of a copy.

@@ -147,6 +147,7 @@ impl Executor {
     /// Run a started move to its end and record the outcome; true if it completed.
     pub(super) async fn run_move(self: &Arc<Self>, plan: &Plan, policy: &str) -> bool {
         let before = self.instance_p99(plan);
+        let _control = self.control(plan.id, policy);
         let ended = self.migrate(plan).await;
         let completed = matches!(ended, Ended::Completed { .. });
         if completed {
@@ -224,9 +225,10 @@ impl Executor {
             {
                 migrations.remove(oldest);
             }
+            self.prune_controls(&migrations);
             record
         };
-        tracing::info!(migration = plan.id, segment = plan.segment, outcome = ?record.outcome, "{}", record.detail);
+        tracing::info!(migration = plan.id, segment = plan.segment, policy, outcome = ?record.outcome, "{}", record.detail);
         self.log(&Decision::Outcome {
             at_ms: now_ms(),
             policy,

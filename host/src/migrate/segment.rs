@@ -67,6 +67,16 @@ pub enum Ended {
     RolledBack(String),
 }
 
+/// Why a migration the operator cancelled rolled back.
+const CANCELLED: &str = "cancelled by the operator before its cutover";
+
+/// Completes when `signal` turns true; never, when its sender is gone.
+async fn cancelled(signal: &mut tokio::sync::watch::Receiver<bool>) {
+    if signal.wait_for(|c| *c).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
 /// Stop the process without unwinding at a named step, when `SHARDCAST_CRASH_AT` names it:
 /// the fault injection the crash tests use to kill shardcast at every step.
 pub fn crash_point(step: &str) {
@@ -165,29 +175,42 @@ impl Executor {
         self.journal(plan, Step::Copy).await?;
         crash_point("copy");
         self.phase(plan.id, MigrationPhase::Copy);
-        let progress = |c: Copied| self.progress(plan.id, c.bytes);
-        let mut copied = copy_databases(&mut source, &mut target, &range, budget, progress)
-            .await
-            .map_err(e)?;
-
-        self.journal(plan, Step::CatchUp).await?;
-        crash_point("catch-up");
-        self.phase(plan.id, MigrationPhase::CatchUp);
-        let mut rounds = 0;
-        while self.gate.dirty_len(range.clone()) > self.config.cutover_dirty_keys {
-            rounds += 1;
-            if rounds > self.config.catch_up_rounds {
-                return Err(format!(
-                    "catch-up did not converge in {} rounds: writes outpace the copy",
-                    self.config.catch_up_rounds
-                ));
-            }
-            let dirty = self.gate.take_dirty(range.clone());
-            copied += copy_dirty(&mut source, &mut target, &dirty, budget.chunk, false)
+        // Until the cutover, an operator's cancellation stops the copy where it is; the
+        // rollback deletes what reached the target.
+        let mut cancel = self.cancel_signal(plan.id);
+        let bulk = async {
+            let progress = |c: Copied| self.progress(plan.id, c);
+            let mut copied = copy_databases(&mut source, &mut target, &range, budget, progress)
                 .await
-                .map_err(e)?
-                .0;
-            self.progress(plan.id, copied.bytes);
+                .map_err(e)?;
+
+            self.journal(plan, Step::CatchUp).await?;
+            crash_point("catch-up");
+            self.phase(plan.id, MigrationPhase::CatchUp);
+            let mut rounds = 0;
+            while self.gate.dirty_len(range.clone()) > self.config.cutover_dirty_keys {
+                rounds += 1;
+                if rounds > self.config.catch_up_rounds {
+                    return Err(format!(
+                        "catch-up did not converge in {} rounds: writes outpace the copy",
+                        self.config.catch_up_rounds
+                    ));
+                }
+                let dirty = self.gate.take_dirty(range.clone());
+                copied += copy_dirty(&mut source, &mut target, &dirty, budget.chunk, false)
+                    .await
+                    .map_err(e)?
+                    .0;
+                self.progress(plan.id, copied);
+            }
+            Ok(copied)
+        };
+        let mut copied = tokio::select! {
+            copied = bulk => copied?,
+            () = cancelled(&mut cancel) => return Err(CANCELLED.into()),
+        };
+        if *cancel.borrow() {
+            return Err(CANCELLED.into());
         }
 
         self.journal(plan, Step::Cutover).await?;

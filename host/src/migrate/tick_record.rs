@@ -57,6 +57,22 @@ pub struct TickRecord<'a> {
     notes: &'a [String],
     #[serde(skip_serializing_if = "Cut::is_empty")]
     cut: Cut,
+    /// What a shadow candidate would have done, beside what the active policy did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shadow: Option<ShadowRecord<'a>>,
+}
+
+/// The shadow candidate's part of a tick line, bounded like the rest.
+#[derive(Serialize)]
+struct ShadowRecord<'a> {
+    policy: &'a str,
+    agrees: bool,
+    predictions: Predictions,
+    accepted: &'a [Action],
+    rejected: &'a [Rejection],
+    faults: &'a [String],
+    #[serde(skip_serializing_if = "Cut::is_empty")]
+    cut: Cut,
 }
 
 fn capped<T>(items: &[T], cut: &mut usize) -> usize {
@@ -68,8 +84,40 @@ impl<'a> TickRecord<'a> {
     /// The bounded record of `report`.
     pub fn of(report: &'a TickReport) -> Self {
         let mut cut = Cut::default();
-        let p = &report.predictions;
-        let predictions = if p.load.len() + p.failures.len() + p.sessions.len() <= MAX_ITEMS {
+        let predictions = bounded(&report.predictions, &mut cut);
+        let shadow = report.shadow.as_ref().map(|s| {
+            let mut cut = Cut::default();
+            ShadowRecord {
+                policy: &s.policy,
+                agrees: s.agrees,
+                predictions: bounded(&s.predictions, &mut cut),
+                accepted: &s.accepted[..capped(&s.accepted, &mut cut.accepted)],
+                rejected: &s.rejected[..capped(&s.rejected, &mut cut.rejected)],
+                faults: &s.faults[..capped(&s.faults, &mut cut.faults)],
+                cut,
+            }
+        });
+        TickRecord {
+            tick: report.tick,
+            predictor: &report.predictor,
+            planner: &report.planner,
+            predictions,
+            accepted: &report.accepted[..capped(&report.accepted, &mut cut.accepted)],
+            rejected: &report.rejected[..capped(&report.rejected, &mut cut.rejected)],
+            faults: &report.faults[..capped(&report.faults, &mut cut.faults)],
+            policy_us: report.policy_us,
+            notes: &report.notes[..capped(&report.notes, &mut cut.notes)],
+            cut,
+            shadow,
+        }
+    }
+}
+
+/// `p` whole when it is small; else its instance forecasts and failure risks up to the
+/// cap, with what was left out counted in `cut`.
+fn bounded(p: &Predictions, cut: &mut Cut) -> Predictions {
+    {
+        if p.load.len() + p.failures.len() + p.sessions.len() <= MAX_ITEMS {
             p.clone()
         } else {
             let mut load: Vec<LoadForecast> = Vec::new();
@@ -88,18 +136,6 @@ impl<'a> TickRecord<'a> {
                 failures,
                 sessions,
             }
-        };
-        TickRecord {
-            tick: report.tick,
-            predictor: &report.predictor,
-            planner: &report.planner,
-            predictions,
-            accepted: &report.accepted[..capped(&report.accepted, &mut cut.accepted)],
-            rejected: &report.rejected[..capped(&report.rejected, &mut cut.rejected)],
-            faults: &report.faults[..capped(&report.faults, &mut cut.faults)],
-            policy_us: report.policy_us,
-            notes: &report.notes[..capped(&report.notes, &mut cut.notes)],
-            cut,
         }
     }
 }

@@ -1,0 +1,251 @@
+//! What an operator sees of and does to migrations beyond the policy's view: keys copied,
+//! which policy asked, cancellation, and the recent decision log kept in memory for paging.
+//!
+//! A migration can be cancelled until its cutover begins; it then rolls back like any
+//! failure before the flip (the target's partial copy is deleted, the segment stays on the
+//! source). Once requests are held, cancelling is refused: the cutover ends, one way or the
+//! other, within `migration.cutover_timeout_ms`.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use shardcast_sdk::types::{Migration, MigrationOutcome, MigrationPhase};
+use tokio::sync::watch;
+
+use super::{Executor, lock};
+
+/// Lines of the decision log kept in memory.
+pub const DECISIONS_KEPT: usize = 4096;
+
+/// A migration with what the operator needs beyond the policy's view.
+#[derive(Clone, Debug, Serialize)]
+pub struct MigrationDetail {
+    /// The migration as policies see it.
+    #[serde(flatten)]
+    pub migration: Migration,
+    /// Keys copied so far (restored on the target).
+    pub keys_moved: u64,
+    /// The policy (`name@version`) that asked for it, or `recovery`.
+    pub policy: String,
+    /// Whether a cancellation was asked for.
+    pub cancelling: bool,
+}
+
+/// Why a migration cannot be cancelled.
+#[derive(Debug, thiserror::Error)]
+pub enum CancelError {
+    /// No migration with that id is known here.
+    #[error(
+        "no migration {0} on this process (list them with GET /v1/migrations; in cluster mode only the controller runs migrations)"
+    )]
+    Unknown(u64),
+    /// It has ended.
+    #[error("migration {0} has already ended ({1})")]
+    Ended(u64, String),
+    /// Its cutover has begun.
+    #[error(
+        "migration {0} is in its {1} step: requests are held and it ends within migration.cutover_timeout_ms; it cannot be cancelled now"
+    )]
+    TooLate(u64, &'static str),
+}
+
+/// Per-migration control state.
+pub(super) struct Control {
+    keys: u64,
+    policy: String,
+    cancel: watch::Sender<bool>,
+}
+
+/// The controls of the migrations in the executor's list.
+#[derive(Default)]
+pub(super) struct Controls {
+    by_id: Mutex<HashMap<u64, Control>>,
+}
+
+/// The recent decision log, numbered.
+pub(super) struct Recent {
+    lines: Mutex<(u64, VecDeque<(u64, Arc<str>)>)>,
+}
+
+impl Default for Recent {
+    fn default() -> Self {
+        Recent {
+            lines: Mutex::new((0, VecDeque::with_capacity(DECISIONS_KEPT))),
+        }
+    }
+}
+
+impl Recent {
+    pub(super) fn push(&self, line: &[u8]) {
+        let Ok(text) = std::str::from_utf8(line) else {
+            return;
+        };
+        let mut lines = lock(&self.lines);
+        let (next, kept) = &mut *lines;
+        *next += 1;
+        if kept.len() >= DECISIONS_KEPT {
+            kept.pop_front();
+        }
+        kept.push_back((*next, Arc::from(text.trim_end())));
+    }
+}
+
+/// A page of the decision log.
+#[derive(Debug, Serialize)]
+pub struct DecisionPage {
+    /// The lines, oldest first, each `{"seq": n, ...the line}`.
+    pub decisions: Vec<serde_json::Value>,
+    /// The newest line's number overall (0 when none was written).
+    pub latest: u64,
+    /// The oldest line still kept.
+    pub oldest: u64,
+    /// Pass as `before` to page back, when older lines are kept.
+    pub before: Option<u64>,
+}
+
+/// Which lines of the decision log to return.
+#[derive(Clone, Debug, Default)]
+pub struct DecisionQuery {
+    /// Only lines numbered above this (tailing).
+    pub after: Option<u64>,
+    /// Only lines numbered below this (paging back).
+    pub before: Option<u64>,
+    /// At most this many (the newest of those matching, unless `after` is given).
+    pub limit: usize,
+    /// Only lines of this kind (`tick`, `outcome`, `refused`, `applied`, `drained`).
+    pub kind: Option<String>,
+    /// Only tick lines where the active or shadow policy acted, and non-tick lines.
+    pub acting: bool,
+}
+
+fn acted(line: &serde_json::Value) -> bool {
+    let nonempty = |v: &serde_json::Value| v.as_array().is_some_and(|a| !a.is_empty());
+    line["kind"] != "tick"
+        || nonempty(&line["accepted"])
+        || nonempty(&line["rejected"])
+        || nonempty(&line["faults"])
+        || nonempty(&line["shadow"]["accepted"])
+}
+
+impl Executor {
+    /// Track a migration's control state from its start.
+    pub(super) fn control(&self, id: u64, policy: &str) -> watch::Receiver<bool> {
+        let (cancel, rx) = watch::channel(false);
+        lock(&self.controls.by_id).insert(
+            id,
+            Control {
+                keys: 0,
+                policy: policy.to_owned(),
+                cancel,
+            },
+        );
+        rx
+    }
+
+    /// The cancellation signal of migration `id` (one that never fires when it has none).
+    pub(super) fn cancel_signal(&self, id: u64) -> watch::Receiver<bool> {
+        match lock(&self.controls.by_id).get(&id) {
+            Some(c) => c.cancel.subscribe(),
+            None => watch::channel(false).1,
+        }
+    }
+
+    /// Keys copied so far by migration `id`.
+    pub(super) fn keys_moved(&self, id: u64, keys: u64) {
+        if let Some(c) = lock(&self.controls.by_id).get_mut(&id) {
+            c.keys = keys;
+        }
+    }
+
+    /// Forget the controls of migrations no longer in the list.
+    pub(super) fn prune_controls(&self, kept: &[Migration]) {
+        lock(&self.controls.by_id).retain(|id, _| kept.iter().any(|m| m.id == *id));
+    }
+
+    /// Migrations in flight and recently finished, with keys moved and who asked.
+    pub fn migration_details(&self) -> Vec<MigrationDetail> {
+        let migrations = self.migrations();
+        let controls = lock(&self.controls.by_id);
+        migrations
+            .into_iter()
+            .map(|m| {
+                let c = controls.get(&m.id);
+                MigrationDetail {
+                    keys_moved: c.map_or(0, |c| c.keys),
+                    policy: c.map_or_else(|| "recovery".to_owned(), |c| c.policy.clone()),
+                    cancelling: c.is_some_and(|c| *c.cancel.borrow()),
+                    migration: m,
+                }
+            })
+            .collect()
+    }
+
+    /// Ask migration `id` to stop and roll back, when its cutover has not begun.
+    pub fn cancel(&self, id: u64) -> Result<(), CancelError> {
+        let migration = self
+            .migrations()
+            .into_iter()
+            .find(|m| m.id == id)
+            .ok_or(CancelError::Unknown(id))?;
+        if migration.outcome != MigrationOutcome::Running {
+            return Err(CancelError::Ended(
+                id,
+                format!("{:?}", migration.outcome).to_lowercase(),
+            ));
+        }
+        let step = match migration.phase {
+            MigrationPhase::Start | MigrationPhase::Copy | MigrationPhase::CatchUp => None,
+            MigrationPhase::Cutover => Some("cutover"),
+            MigrationPhase::Cleanup => Some("cleanup"),
+            MigrationPhase::Watch => Some("watch"),
+        };
+        if let Some(step) = step {
+            return Err(CancelError::TooLate(id, step));
+        }
+        let controls = lock(&self.controls.by_id);
+        let control = controls.get(&id).ok_or(CancelError::Unknown(id))?;
+        control.cancel.send_replace(true);
+        tracing::warn!(
+            migration = id,
+            segment = migration.segment,
+            policy = %control.policy,
+            "the operator cancelled the migration; it rolls back"
+        );
+        Ok(())
+    }
+
+    /// A page of the recent decision log (the last [`DECISIONS_KEPT`] lines).
+    pub fn decisions(&self, q: &DecisionQuery) -> DecisionPage {
+        let lines = lock(&self.recent.lines);
+        let (latest, kept) = &*lines;
+        let oldest = kept.front().map_or(0, |(n, _)| *n);
+        let matching = kept
+            .iter()
+            .filter(|(n, _)| q.after.is_none_or(|a| *n > a) && q.before.is_none_or(|b| *n < b))
+            .filter_map(|(n, text)| {
+                let mut v: serde_json::Value = serde_json::from_str(text).ok()?;
+                if q.kind.as_ref().is_some_and(|k| v["kind"] != k.as_str())
+                    || (q.acting && !acted(&v))
+                {
+                    return None;
+                }
+                v["seq"] = (*n).into();
+                Some(v)
+            });
+        let limit = q.limit.clamp(1, 1000);
+        let decisions: Vec<serde_json::Value> = if q.after.is_some() {
+            matching.take(limit).collect()
+        } else {
+            let all: Vec<_> = matching.collect();
+            all[all.len().saturating_sub(limit)..].to_vec()
+        };
+        let first = decisions.first().and_then(|d| d["seq"].as_u64());
+        DecisionPage {
+            before: first.filter(|f| *f > oldest),
+            decisions,
+            latest: *latest,
+            oldest,
+        }
+    }
+}
