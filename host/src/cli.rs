@@ -1,6 +1,7 @@
 //! Command-line glue: parses arguments, calls into the library and renders the answer as
 //! text. `main.rs` only prints it and maps errors to a non-zero exit.
 
+mod operate;
 mod policy_bench;
 mod policy_check;
 pub mod sim;
@@ -17,6 +18,28 @@ use clap::{Parser, Subcommand};
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines as human-readable text, or as JSON lines for log shippers.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// The admin API of a running shardcast (operator commands); else SHARDCAST_ADMIN,
+    /// else http://127.0.0.1:7470.
+    #[arg(long, global = true)]
+    admin: Option<String>,
+    /// A file holding the admin API's bearer token; else SHARDCAST_TOKEN, if set.
+    #[arg(long, global = true)]
+    token_file: Option<PathBuf>,
+    /// Print the admin API's JSON instead of a table (operator commands).
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per line, with every field.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -65,6 +88,21 @@ enum Command {
         #[arg(long, conflicts_with = "compare")]
         history: Option<PathBuf>,
     },
+    /// A running shardcast's status: instances, table, policy (admin API).
+    Status,
+    /// The segment table: slots, owners, load (admin API).
+    Segments,
+    /// Migrations running and recently ended (admin API).
+    Migrations {
+        /// Follow the running migrations with a progress bar each until none runs.
+        #[arg(long)]
+        watch: bool,
+        /// Cancel this migration (before its cutover).
+        #[arg(long)]
+        cancel: Option<u64>,
+    },
+    /// Client sessions and their state partitions (admin API).
+    Sessions,
     /// Fit the failure model's weights on recorded history; prints precision, recall and
     /// lead time on held-out instance series, and writes the settings.
     Train {
@@ -90,6 +128,40 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum PolicyCommand {
+    /// Upload a version to a running shardcast and activate it (admin API).
+    Push {
+        /// The component.
+        file: PathBuf,
+        /// Settings TOML.
+        #[arg(long)]
+        settings: Option<PathBuf>,
+        /// Start it with fresh state, without asking the running version for its state.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Return to the previous version (admin API).
+    Rollback,
+    /// Run a version in shadow beside the active one, or stop the shadow (admin API).
+    Shadow {
+        /// The candidate's component.
+        #[arg(required_unless_present = "stop")]
+        file: Option<PathBuf>,
+        /// Settings TOML.
+        #[arg(long)]
+        settings: Option<PathBuf>,
+        /// Stop the shadow candidate.
+        #[arg(long, conflicts_with = "file")]
+        stop: bool,
+    },
+    /// Compare two versions: by default the active one and the shadow candidate (admin API).
+    Diff {
+        /// A version id (default: the active version).
+        a: Option<String>,
+        /// Another (default: the shadow candidate, else the previous version).
+        b: Option<String>,
+    },
+    /// The versions a running shardcast knows (admin API).
+    List,
     /// Load, type-check and configure a policy, run it once on a synthetic view, and print
     /// what it is. Exits non-zero naming the problem when anything is wrong.
     Check {
@@ -136,15 +208,22 @@ pub fn main() -> std::process::ExitCode {
 
 /// [`main`] with the given arguments (the first is the program name).
 pub fn main_with(args: impl IntoIterator<Item = String>) -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SHARDCAST_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let args = <Cli as clap::Parser>::parse_from(args);
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SHARDCAST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Json => logs
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
     match run(args) {
         Ok(text) => {
             print!("{text}");
@@ -157,8 +236,60 @@ pub fn main_with(args: impl IntoIterator<Item = String>) -> std::process::ExitCo
     }
 }
 
+/// The admin API client the global options name.
+fn client(cli: &Cli) -> Result<crate::admin::client::Client> {
+    let url = cli
+        .admin
+        .clone()
+        .or_else(|| std::env::var("SHARDCAST_ADMIN").ok())
+        .unwrap_or_else(|| format!("http://{}", crate::config::DEFAULT_ADMIN_LISTEN));
+    let token = match &cli.token_file {
+        Some(f) => Some(
+            std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read the token file {}", f.display()))?
+                .trim()
+                .to_owned(),
+        ),
+        None => std::env::var("SHARDCAST_TOKEN").ok(),
+    };
+    crate::admin::client::Client::new(&url, token)
+}
+
 /// Run a parsed command line; returns what to print.
 pub fn run(cli: Cli) -> Result<String> {
+    let json = cli.json;
+    match &cli.command {
+        Command::Status => return operate::status(&client(&cli)?, json),
+        Command::Segments => return operate::segments(&client(&cli)?, json),
+        Command::Migrations { watch, cancel } => {
+            return operate::migrations(&client(&cli)?, json, *watch, *cancel);
+        }
+        Command::Sessions => return operate::sessions(&client(&cli)?, json),
+        Command::Policy(PolicyCommand::Push {
+            file,
+            settings,
+            force,
+        }) => return operate::push(&client(&cli)?, file, settings.as_ref(), *force, json),
+        Command::Policy(PolicyCommand::Rollback) => return operate::rollback(&client(&cli)?, json),
+        Command::Policy(PolicyCommand::Shadow {
+            file,
+            settings,
+            stop,
+        }) => {
+            return operate::shadow(
+                &client(&cli)?,
+                file.as_ref(),
+                settings.as_ref(),
+                *stop,
+                json,
+            );
+        }
+        Command::Policy(PolicyCommand::Diff { a, b }) => {
+            return operate::diff(&client(&cli)?, a.clone(), b.clone(), json);
+        }
+        Command::Policy(PolicyCommand::List) => return operate::list(&client(&cli)?, json),
+        _ => {}
+    }
     match cli.command {
         Command::Run { config } => {
             let config = crate::config::Config::load(&config)?;
@@ -231,6 +362,7 @@ pub fn run(cli: Cli) -> Result<String> {
                 sessions,
             })
         }
+        _ => unreachable!("operator commands are answered above"),
     }
 }
 

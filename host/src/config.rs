@@ -14,8 +14,10 @@ use toml::Spanned;
 
 use crate::proxy::resp::Limits;
 
+mod admin;
 mod auth;
 mod tls;
+pub use admin::{AdminConfig, DEFAULT_ADMIN_LISTEN};
 pub use auth::{AuthConfig, InstanceLogin, UserConfig};
 pub use tls::{InstanceTlsConfig, TlsConfig};
 
@@ -69,6 +71,9 @@ pub struct Config {
     /// Cluster mode: several proxies sharing one keyspace through etcd.
     #[serde(default)]
     pub cluster: Option<crate::cluster::ClusterConfig>,
+    /// The admin API, `/metrics` and the dashboard; off without an `[admin]` table.
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
 }
 
 /// Recording of history: each controller tick's instance metrics and the failures seen,
@@ -332,7 +337,8 @@ impl Config {
             .chain([
                 &mut config.auth.requirepass_file,
                 &mut config.instance_auth.password_file,
-            ]);
+            ])
+            .chain(config.admin.as_mut().map(|a| &mut a.token_file));
         for file in files.flatten() {
             if file.is_relative() {
                 *file = dir.join(&*file);
@@ -380,6 +386,9 @@ impl Config {
             })
         };
         addr("listen", &self.listen)?;
+        if let Some(admin) = &self.admin {
+            admin.check()?;
+        }
         if let Some(c) = &self.cluster {
             if c.etcd.is_empty() {
                 return Err(

@@ -5,6 +5,7 @@
 //! [`native`] builds of the shipped policies, the [`simulate`] bridge that runs compiled
 //! policies in the SDK's simulator, and the command-line interface built on them.
 
+pub mod admin;
 pub mod cli;
 pub mod cluster;
 pub mod config;

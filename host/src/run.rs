@@ -224,6 +224,9 @@ fn controller(config: &Config, parts: &Parts) -> Result<Option<Controller>, Erro
         None => None,
     };
     let handle = engine.planner_handle();
+    let shadow = engine.shadow_handle();
+    let forecasts = crate::admin::forecasts::Forecasts::new();
+    let latest = forecasts.clone();
     let ticks = TickLoop::spawn(
         engine,
         interval,
@@ -240,11 +243,12 @@ fn controller(config: &Config, parts: &Parts) -> Result<Option<Controller>, Erro
         },
         move |report| {
             executor.log_tick(&report);
+            latest.record(&report);
             // Cluster mode, not the controller: the policy runs warm, nothing is done.
             if executor.acting() {
                 let policy = report.planner.clone().unwrap_or_default();
                 for action in &report.accepted {
-                    tracing::info!(tick = report.tick, action = %action.describe(), "executing");
+                    tracing::info!(tick = report.tick, policy = %policy, segment = ?action.segment(), action = %action.describe(), "executing");
                     executor.submit(*action, &policy);
                 }
             }
@@ -256,6 +260,8 @@ fn controller(config: &Config, parts: &Parts) -> Result<Option<Controller>, Erro
     Ok(Some(Controller {
         ticks,
         handle,
+        shadow,
+        forecasts,
         _watcher: watcher,
     }))
 }
@@ -306,6 +312,8 @@ async fn operator_signals(
 struct Controller {
     ticks: TickLoop,
     handle: crate::engine::SwapHandle,
+    shadow: crate::engine::ShadowHandle,
+    forecasts: Arc<crate::admin::forecasts::Forecasts>,
     _watcher: Option<PolicyWatcher>,
 }
 
@@ -378,6 +386,37 @@ async fn collect(
         telemetry.fold(&topology, interval, health, failures);
         telemetry.collect_sessions(live);
     }
+}
+
+/// Bind the admin listener and serve it in the background.
+async fn start_admin(
+    admin: &crate::config::AdminConfig,
+    config: &Config,
+    parts: &Parts,
+    ticker: Option<&Controller>,
+) -> Result<tokio::task::JoinHandle<()>, Error> {
+    let address = admin.address().map_err(Error::Auth)?;
+    let token = admin.token().map_err(Error::Auth)?;
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|source| Error::Listen {
+            address: format!("{address} ([admin] listen)"),
+            source,
+        })?;
+    let state = crate::admin::Admin {
+        parts: parts.clone(),
+        policy: ticker
+            .map(|t| crate::admin::policies::PolicyDesk::new(t.handle.clone(), t.shadow.clone())),
+        forecasts: ticker.map_or_else(crate::admin::forecasts::Forecasts::new, |t| {
+            t.forecasts.clone()
+        }),
+        token,
+        max_upload: (admin.max_upload_mib << 20) as usize,
+        started: std::time::Instant::now(),
+        listen: config.listen.get_ref().clone(),
+    };
+    tracing::info!(%address, "admin API, /metrics and the dashboard are serving");
+    Ok(tokio::spawn(crate::admin::serve(listener, Arc::new(state))))
 }
 
 /// Serve until `shutdown` completes.
@@ -491,6 +530,10 @@ pub async fn run_with(
         );
         tokio::spawn(policy.run());
     }
+    let admin = match &config.admin {
+        Some(admin) => Some(start_admin(admin, &config, &parts, ticker.as_ref()).await?),
+        None => None,
+    };
     let collector = tokio::spawn(collect(
         parts.topology.clone(),
         parts.telemetry.clone(),
@@ -530,6 +573,9 @@ pub async fn run_with(
         tracing::warn!("the session repository did not take every write before shutdown");
     }
     collector.abort();
+    if let Some(a) = admin {
+        a.abort();
+    }
     if let Some(t) = ticker {
         tokio::task::spawn_blocking(move || drop(t.ticks.stop()))
             .await

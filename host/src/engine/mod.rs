@@ -208,8 +208,9 @@ impl PolicyEngine {
         if let Some(v) = self.planner.active() {
             self.ledger.rejected(v, verdict.rejected.len() as u64);
         }
+        let label = self.planner.active().map(|v| v.label()).unwrap_or_default();
         for r in verdict.rejected.iter().take(LOGGED_REJECTIONS) {
-            tracing::info!(tick = view.tick, reason = r.reason.name(), "{}", r.message);
+            tracing::info!(tick = view.tick, policy = %label, segment = ?r.action.segment(), reason = r.reason.name(), "{}", r.message);
         }
         if verdict.rejected.len() > LOGGED_REJECTIONS {
             tracing::info!(

@@ -138,7 +138,7 @@ impl Shadow {
         if let Request::Run(version) = request {
             let mut slot =
                 Slot::in_ledger(self.runtime.clone(), Role::Planner, self.ledger.clone());
-            match slot.handle().propose_loaded(&version) {
+            match slot.handle().propose_loaded(&version, true) {
                 Ok(()) => {
                     slot.adopt_pending();
                     self.status.candidate = Some(version.label());

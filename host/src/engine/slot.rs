@@ -41,6 +41,10 @@ pub struct SlotStatus {
     pub sha256: Option<String>,
     /// `name@version` kept for rollback.
     pub fallback: Option<String>,
+    /// Version id of the running version.
+    pub active_id: Option<String>,
+    /// Version id of the version kept for rollback.
+    pub fallback_id: Option<String>,
     /// Faults counted, by kind.
     pub faults: BTreeMap<FaultKind, u64>,
     /// Versions swapped in.
@@ -103,8 +107,8 @@ impl SwapHandle {
     }
 
     /// Leave a loaded `version` to be swapped in at the start of the next tick, with its
-    /// predecessor's state. Fails, leaving the running version, when it cannot start.
-    pub fn propose_loaded(&self, version: &Arc<PolicyVersion>) -> Result<(), Error> {
+    /// predecessor's state unless `forced`. Fails, leaving the running version, when it cannot start.
+    pub fn propose_loaded(&self, version: &Arc<PolicyVersion>, forced: bool) -> Result<(), Error> {
         if !version.world.serves(self.role) {
             return Err(Error::WrongWorld(format!(
                 "the component implements world `{}`, which cannot serve the {} slot",
@@ -115,7 +119,7 @@ impl SwapHandle {
         let live = version.instantiate()?;
         tracing::info!(role = self.role.name(), policy = %version.label(), sha256 = %version.sha256, "candidate ready; swapping at the next tick");
         let mut pending = lock(&self.pending);
-        let forced = pending.as_ref().is_some_and(|c| c.forced);
+        let forced = forced || pending.as_ref().is_some_and(|c| c.forced);
         *pending = Some(Candidate { live, forced });
         Ok(())
     }
@@ -584,6 +588,8 @@ impl Slot {
         self.status.world = self.active.as_ref().map(|v| v.world);
         self.status.sha256 = self.active.as_ref().map(|v| v.sha256.clone());
         self.status.fallback = self.fallback.as_ref().map(|v| v.label());
+        self.status.active_id = self.active.as_ref().map(|v| v.id.clone());
+        self.status.fallback_id = self.fallback.as_ref().map(|v| v.id.clone());
         self.handle.status.store(Arc::new(self.status.clone()));
         self.handle.running.store(self.active.clone());
     }

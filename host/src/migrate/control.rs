@@ -61,11 +61,16 @@ pub(super) struct Control {
 #[derive(Default)]
 pub(super) struct Controls {
     by_id: Mutex<HashMap<u64, Control>>,
+    /// Migrations ended since the start, by outcome.
+    outcomes: Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
+
+/// Lines of the decision log with their numbers, oldest first.
+type Numbered = VecDeque<(u64, Arc<str>)>;
 
 /// The recent decision log, numbered.
 pub(super) struct Recent {
-    lines: Mutex<(u64, VecDeque<(u64, Arc<str>)>)>,
+    lines: Mutex<(u64, Numbered)>,
 }
 
 impl Default for Recent {
@@ -156,6 +161,22 @@ impl Executor {
         if let Some(c) = lock(&self.controls.by_id).get_mut(&id) {
             c.keys = keys;
         }
+    }
+
+    /// Count a migration that ended with `outcome`.
+    pub(super) fn count_outcome(&self, outcome: MigrationOutcome) {
+        let name = match outcome {
+            MigrationOutcome::Completed => "completed",
+            MigrationOutcome::Aborted => "aborted",
+            MigrationOutcome::Failed => "failed",
+            MigrationOutcome::Running => return,
+        };
+        *lock(&self.controls.outcomes).entry(name).or_insert(0) += 1;
+    }
+
+    /// Migrations ended since the start, by outcome (`completed`, `aborted`).
+    pub fn outcomes(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        lock(&self.controls.outcomes).clone()
     }
 
     /// Forget the controls of migrations no longer in the list.

@@ -95,7 +95,7 @@ impl Executor {
         match self.set_state(id, InstanceState::Active) {
             Ok((epoch, saved)) => {
                 self.saved_later(saved, "an activation");
-                tracing::info!(instance = id, "standby instance activated");
+                tracing::info!(policy, instance = id, "standby instance activated");
                 self.applied(policy, action, epoch);
             }
             Err(e) => self.refuse(policy, action, RejectionReason::Busy, &e),
@@ -218,7 +218,7 @@ impl Executor {
                 }
                 match self.standby(id).await {
                     Ok(epoch) => {
-                        tracing::info!(instance = id, "drained; now standby");
+                        tracing::info!(policy, instance = id, "drained; now standby");
                         self.log(&Decision::Drained {
                             at_ms: now_ms(),
                             policy,

@@ -178,7 +178,7 @@ enum Decision<'a> {
     Tick {
         at_ms: u64,
         #[serde(flatten)]
-        report: tick_record::TickRecord<'a>,
+        report: Box<tick_record::TickRecord<'a>>,
     },
     Outcome {
         at_ms: u64,
@@ -395,7 +395,7 @@ impl Executor {
     pub fn log_tick(&self, report: &TickReport) {
         self.log(&Decision::Tick {
             at_ms: now_ms(),
-            report: tick_record::TickRecord::of(report),
+            report: Box::new(tick_record::TickRecord::of(report)),
         });
     }
 
@@ -466,7 +466,7 @@ impl Executor {
         if count > REFUSALS_LOGGED {
             return;
         }
-        tracing::info!(action = %action.describe(), reason, "executor refused an action");
+        tracing::info!(policy, segment = ?action.segment(), action = %action.describe(), reason, "executor refused an action");
         self.log(&Decision::Refused {
             at_ms: now_ms(),
             policy,

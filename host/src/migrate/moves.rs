@@ -228,6 +228,7 @@ impl Executor {
             self.prune_controls(&migrations);
             record
         };
+        self.count_outcome(record.outcome);
         tracing::info!(migration = plan.id, segment = plan.segment, policy, outcome = ?record.outcome, "{}", record.detail);
         self.log(&Decision::Outcome {
             at_ms: now_ms(),
