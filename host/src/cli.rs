@@ -1,9 +1,11 @@
 //! Command-line glue: parses arguments, calls into the library and renders the answer as
 //! text. `main.rs` only prints it and maps errors to a non-zero exit.
 
+mod dev;
 mod operate;
 mod policy_bench;
 mod policy_check;
+mod scaffold;
 pub mod sim;
 
 use std::path::PathBuf;
@@ -162,6 +164,38 @@ enum PolicyCommand {
     },
     /// The versions a running shardcast knows (admin API).
     List,
+    /// Make a policy crate that builds to a component and passes its tests as it is.
+    New {
+        /// The policy's name (lowercase, `-` between words), also its crate's.
+        name: String,
+        /// What it implements.
+        #[arg(long, value_enum, default_value_t = scaffold::WorldKind::Planner)]
+        world: scaffold::WorldKind,
+        /// Where to make it (default: ./<name>).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The SDK's directory (default: this checkout's guest-sdk).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+    /// Rebuild a policy crate on every change, re-run its scenarios and print the figures
+    /// against the last run's; with --push, send each good build to a running shardcast.
+    Dev {
+        /// The policy crate's directory.
+        dir: PathBuf,
+        /// Settings TOML (default: the crate's settings.toml).
+        #[arg(long)]
+        settings: Option<PathBuf>,
+        /// Push each good build to this admin API (shadow mode unless --activate).
+        #[arg(long)]
+        push: Option<String>,
+        /// Activate pushed builds instead of shadowing them.
+        #[arg(long, requires = "push")]
+        activate: bool,
+        /// One round, then exit.
+        #[arg(long)]
+        once: bool,
+    },
     /// Load, type-check and configure a policy, run it once on a synthetic view, and print
     /// what it is. Exits non-zero naming the problem when anything is wrong.
     Check {
@@ -288,6 +322,39 @@ pub fn run(cli: Cli) -> Result<String> {
             return operate::diff(&client(&cli)?, a.clone(), b.clone(), json);
         }
         Command::Policy(PolicyCommand::List) => return operate::list(&client(&cli)?, json),
+        Command::Policy(PolicyCommand::New {
+            name,
+            world,
+            dir,
+            sdk,
+        }) => {
+            return scaffold::run(&scaffold::Options {
+                name: name.clone(),
+                world: *world,
+                dir: dir.clone(),
+                sdk: sdk.clone(),
+            });
+        }
+        Command::Policy(PolicyCommand::Dev {
+            dir,
+            settings,
+            push,
+            activate,
+            once,
+        }) => {
+            let token = client(&cli)?;
+            let push = match push {
+                Some(url) => Some(token.with_address(url)?),
+                None => None,
+            };
+            return dev::run(&dev::Options {
+                dir: dir.clone(),
+                settings: settings.clone(),
+                push,
+                activate: *activate,
+                once: *once,
+            });
+        }
         _ => {}
     }
     match cli.command {

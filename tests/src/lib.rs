@@ -3,6 +3,7 @@
 //! [`artifacts`] holds the paths of every policy, built to `wasm32-wasip2` components by
 //! this crate's build script. The helpers load them into a real engine.
 
+pub mod admin;
 pub mod chaos;
 pub mod cluster;
 pub mod decisions;

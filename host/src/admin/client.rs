@@ -43,6 +43,11 @@ impl Client {
         })
     }
 
+    /// The same credentials against another address.
+    pub fn with_address(&self, url: &str) -> Result<Self> {
+        Client::new(url, self.token.clone())
+    }
+
     /// `GET path`, as JSON.
     pub fn get(&self, path: &str) -> Result<serde_json::Value> {
         self.call(Method::GET, path, None)

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode, header};
 use serde::Serialize;
@@ -91,19 +91,36 @@ pub fn json_with<T: Serialize>(status: StatusCode, value: &T) -> Handled {
     Ok(with_body(status, "application/json", Bytes::from(body)))
 }
 
-/// The request's body, refused with 413 past `limit` bytes.
+/// The request's body, refused with 413 past `limit` bytes. An oversized body is still
+/// read (and dropped) up to four times the limit, so that the client, which sends its whole
+/// body before it reads the answer, gets the 413 rather than a reset connection.
 pub async fn body(req: Request<Incoming>, limit: usize) -> Result<Bytes, Failure> {
-    match Limited::new(req.into_body(), limit).collect().await {
-        Ok(b) => Ok(b.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Failure::new(
+    let mut body = req.into_body();
+    let mut kept = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| Failure::bad(format!("cannot read the request body: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen += data.len();
+        if seen <= limit {
+            kept.extend_from_slice(&data);
+        } else if seen > limit.saturating_mul(4) {
+            break;
+        }
+    }
+    if seen > limit {
+        return Err(Failure::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
                 "the upload is larger than {} MiB (admin.max_upload_mib); build the policy in release mode, or raise the limit",
-                limit >> 20
+                (limit >> 20).max(1)
             ),
-        )),
-        Err(e) => Err(Failure::bad(format!("cannot read the request body: {e}"))),
+        ));
     }
+    Ok(Bytes::from(kept))
 }
 
 /// The query string's parameters (the last of a repeated name wins).

@@ -15,6 +15,7 @@ use prometheus_client::registry::Registry;
 use shardcast_sdk::types::{MigrationOutcome, MigrationPhase};
 
 use super::Admin;
+use crate::migrate::control::phase_name;
 
 type Labels = Vec<(String, String)>;
 type GaugeF = Gauge<f64, AtomicU64>;
@@ -262,24 +263,24 @@ impl Admin {
         );
         let running = executor.migrations();
         let phases = [
-            (MigrationPhase::Start, "start"),
-            (MigrationPhase::Copy, "copy"),
-            (MigrationPhase::CatchUp, "catch-up"),
-            (MigrationPhase::Cutover, "cutover"),
-            (MigrationPhase::Cleanup, "cleanup"),
-            (MigrationPhase::Watch, "watch"),
+            MigrationPhase::Start,
+            MigrationPhase::Copy,
+            MigrationPhase::CatchUp,
+            MigrationPhase::Cutover,
+            MigrationPhase::Cleanup,
+            MigrationPhase::Watch,
         ];
         s.gauges(
             "shardcast_migrations_running",
             "Migrations running now, by step",
             phases
                 .iter()
-                .map(|(p, name)| {
+                .map(|p| {
                     let n = running
                         .iter()
                         .filter(|m| m.outcome == MigrationOutcome::Running && m.phase == *p)
                         .count();
-                    (labels(&[("step", name)]), n as f64)
+                    (labels(&[("step", phase_name(*p))]), n as f64)
                 })
                 .collect(),
         );

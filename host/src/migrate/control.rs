@@ -18,12 +18,29 @@ use super::{Executor, lock};
 /// Lines of the decision log kept in memory.
 pub const DECISIONS_KEPT: usize = 4096;
 
-/// A migration with what the operator needs beyond the policy's view.
+/// A migration as the admin API shows it.
 #[derive(Clone, Debug, Serialize)]
 pub struct MigrationDetail {
-    /// The migration as policies see it.
-    #[serde(flatten)]
-    pub migration: Migration,
+    /// Its id.
+    pub id: u64,
+    /// The segment.
+    pub segment: u32,
+    /// Where it was.
+    pub source: u32,
+    /// Where it goes.
+    pub target: u32,
+    /// Its step: `start`, `copy`, `catch-up`, `cutover`, `cleanup`, `watch`.
+    pub phase: &'static str,
+    /// `running`, `completed`, `aborted` or `failed`.
+    pub outcome: &'static str,
+    /// When it started, ms since the Unix epoch.
+    pub started_at: u64,
+    /// When it ended.
+    pub finished_at: Option<u64>,
+    /// Bytes copied so far.
+    pub bytes_moved: u64,
+    /// How it ended, or what it is doing.
+    pub detail: String,
     /// Keys copied so far (restored on the target).
     pub keys_moved: u64,
     /// The policy (`name@version`) that asked for it, or `recovery`.
@@ -42,7 +59,7 @@ pub enum CancelError {
     Unknown(u64),
     /// It has ended.
     #[error("migration {0} has already ended ({1})")]
-    Ended(u64, String),
+    Ended(u64, &'static str),
     /// Its cutover has begun.
     #[error(
         "migration {0} is in its {1} step: requests are held and it ends within migration.cutover_timeout_ms; it cannot be cancelled now"
@@ -124,6 +141,28 @@ pub struct DecisionQuery {
     pub acting: bool,
 }
 
+/// The step's name, as the WIT spells it.
+pub fn phase_name(p: MigrationPhase) -> &'static str {
+    match p {
+        MigrationPhase::Start => "start",
+        MigrationPhase::Copy => "copy",
+        MigrationPhase::CatchUp => "catch-up",
+        MigrationPhase::Cutover => "cutover",
+        MigrationPhase::Cleanup => "cleanup",
+        MigrationPhase::Watch => "watch",
+    }
+}
+
+/// The outcome's name, as the WIT spells it.
+pub fn outcome_name(o: MigrationOutcome) -> &'static str {
+    match o {
+        MigrationOutcome::Running => "running",
+        MigrationOutcome::Completed => "completed",
+        MigrationOutcome::Aborted => "aborted",
+        MigrationOutcome::Failed => "failed",
+    }
+}
+
 fn acted(line: &serde_json::Value) -> bool {
     let nonempty = |v: &serde_json::Value| v.as_array().is_some_and(|a| !a.is_empty());
     line["kind"] != "tick"
@@ -165,13 +204,11 @@ impl Executor {
 
     /// Count a migration that ended with `outcome`.
     pub(super) fn count_outcome(&self, outcome: MigrationOutcome) {
-        let name = match outcome {
-            MigrationOutcome::Completed => "completed",
-            MigrationOutcome::Aborted => "aborted",
-            MigrationOutcome::Failed => "failed",
-            MigrationOutcome::Running => return,
-        };
-        *lock(&self.controls.outcomes).entry(name).or_insert(0) += 1;
+        if outcome != MigrationOutcome::Running {
+            *lock(&self.controls.outcomes)
+                .entry(outcome_name(outcome))
+                .or_insert(0) += 1;
+        }
     }
 
     /// Migrations ended since the start, by outcome (`completed`, `aborted`).
@@ -193,10 +230,19 @@ impl Executor {
             .map(|m| {
                 let c = controls.get(&m.id);
                 MigrationDetail {
+                    id: m.id,
+                    segment: m.segment,
+                    source: m.source,
+                    target: m.target,
+                    phase: phase_name(m.phase),
+                    outcome: outcome_name(m.outcome),
+                    started_at: m.started_at,
+                    finished_at: m.finished_at,
+                    bytes_moved: m.bytes_moved,
+                    detail: m.detail,
                     keys_moved: c.map_or(0, |c| c.keys),
                     policy: c.map_or_else(|| "recovery".to_owned(), |c| c.policy.clone()),
                     cancelling: c.is_some_and(|c| *c.cancel.borrow()),
-                    migration: m,
                 }
             })
             .collect()
@@ -210,19 +256,13 @@ impl Executor {
             .find(|m| m.id == id)
             .ok_or(CancelError::Unknown(id))?;
         if migration.outcome != MigrationOutcome::Running {
-            return Err(CancelError::Ended(
-                id,
-                format!("{:?}", migration.outcome).to_lowercase(),
-            ));
+            return Err(CancelError::Ended(id, outcome_name(migration.outcome)));
         }
-        let step = match migration.phase {
-            MigrationPhase::Start | MigrationPhase::Copy | MigrationPhase::CatchUp => None,
-            MigrationPhase::Cutover => Some("cutover"),
-            MigrationPhase::Cleanup => Some("cleanup"),
-            MigrationPhase::Watch => Some("watch"),
-        };
-        if let Some(step) = step {
-            return Err(CancelError::TooLate(id, step));
+        if !matches!(
+            migration.phase,
+            MigrationPhase::Start | MigrationPhase::Copy | MigrationPhase::CatchUp
+        ) {
+            return Err(CancelError::TooLate(id, phase_name(migration.phase)));
         }
         let controls = lock(&self.controls.by_id);
         let control = controls.get(&id).ok_or(CancelError::Unknown(id))?;
