@@ -68,6 +68,9 @@ pub struct Plan {
     pub kill_at: u64,
     /// A policy swapped in while the load runs.
     pub swap: Option<Swap>,
+    /// Where the admin API, `/metrics` and the dashboard listen (another free port when
+    /// this one is taken); none: no admin listener.
+    pub admin: Option<String>,
 }
 
 impl Plan {
@@ -87,6 +90,7 @@ impl Plan {
             sick_ramp: 20,
             kill_at: 85,
             swap: None,
+            admin: Some(shardcast::config::DEFAULT_ADMIN_LISTEN.into()),
         }
     }
 
@@ -98,6 +102,7 @@ impl Plan {
             ramp_threads: 2,
             ramp_peak: 1500,
             capacity: 1250.0,
+            admin: None,
             ..Plan::demo()
         }
     }
@@ -179,7 +184,13 @@ impl Summary {
     }
 }
 
-fn config(port: u16, servers: &[RedisServer], dir: &Path, policy: &Path) -> String {
+fn config(
+    port: u16,
+    servers: &[RedisServer],
+    dir: &Path,
+    policy: &Path,
+    admin: Option<&str>,
+) -> String {
     let mut text = format!(
         "listen = \"127.0.0.1:{port}\"\ntick_ms = 1000\n[segments]\ncount = {SEGMENTS}\n\
          [churn]\nmoves_per_window = 12\nwindow_ticks = 30\nmax_concurrent_migrations = 2\n\
@@ -189,6 +200,9 @@ fn config(port: u16, servers: &[RedisServer], dir: &Path, policy: &Path) -> Stri
         policy.display(),
         dir.join("policy.toml").display()
     );
+    if let Some(admin) = admin {
+        text.push_str(&format!("[admin]\nlisten = \"{admin}\"\n"));
+    }
     for (i, s) in servers.iter().enumerate() {
         let state = if i < ACTIVE { "active" } else { "standby" };
         text.push_str(&format!(
@@ -314,7 +328,18 @@ pub fn run(plan: &Plan, out: &mut dyn Write) -> Result<Summary, String> {
     std::fs::write(dir.path().join("policy.toml"), plan.settings()).map_err(|e| e.to_string())?;
     install(artifacts::PREDICTIVE, &policy).map_err(|e| e.to_string())?;
     let port = free_port();
-    let proxy = Proxy::start_config(port, &config(port, &servers, dir.path(), &policy));
+    // The admin address asked for, or a free one when it is taken.
+    let admin = plan.admin.as_ref().map(|a| {
+        if std::net::TcpListener::bind(a.as_str()).is_ok() {
+            a.clone()
+        } else {
+            format!("127.0.0.1:{}", free_port())
+        }
+    });
+    let proxy = Proxy::start_config(
+        port,
+        &config(port, &servers, dir.path(), &policy, admin.as_deref()),
+    );
     let names: Vec<String> = (0..=ACTIVE).map(|i| format!("redis-{i}")).collect();
     let tenant = tenant_on(&proxy, RAMPED as u32);
     let seeded = seed(port, &tenant).map_err(|e| format!("cannot seed through shardcast: {e}"))?;
@@ -328,6 +353,17 @@ pub fn run(plan: &Plan, out: &mut dyn Write) -> Result<Summary, String> {
             short(plan.capacity)
         ),
     );
+    if let Some(admin) = &admin {
+        write_line(
+            out,
+            &format!(
+                "dashboard http://{admin}/ ; admin API http://{admin}/v1 ; metrics http://{admin}/metrics \
+                 (e.g. `cargo run --release -p shardcast -- status --admin http://{admin}`); \
+                 the policy's settings: {}",
+                dir.path().join("policy.toml").display()
+            ),
+        );
+    }
     let steady = Load::start(
         port,
         LoadShape {

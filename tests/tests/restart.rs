@@ -28,6 +28,7 @@ fn readme_config(port: u16, servers: &[RedisServer], dir: &std::path::Path) -> S
         .replace("127.0.0.1:6379", &servers[0].address())
         .replace("127.0.0.1:6380", &servers[1].address())
         .replace("127.0.0.1:6381", &servers[2].address())
+        .replace("127.0.0.1:7470", &format!("127.0.0.1:{}", free_port()))
         .replace(
             "target/wasm32-wasip2/release/shardcast_policy_threshold.wasm",
             artifacts::PING_PONG,

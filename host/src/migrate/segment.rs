@@ -269,6 +269,7 @@ impl Executor {
         })?;
         let (last, final_keys) = last?;
         copied += last;
+        self.progress(plan.id, copied);
         self.flip(plan)
             .await
             .map_err(|e| format!("cannot commit the flip: {e}"))?;

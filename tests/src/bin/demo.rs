@@ -34,6 +34,13 @@ struct Args {
     /// Second of the run at which `--swap` happens.
     #[arg(long, default_value_t = 30)]
     swap_at: u64,
+    /// Where the dashboard, the admin API and `/metrics` listen.
+    #[arg(long, default_value = shardcast::config::DEFAULT_ADMIN_LISTEN)]
+    admin: String,
+    /// Keep the load running this many seconds in all (at least 95, the story's length),
+    /// to try the operator commands against it.
+    #[arg(long)]
+    seconds: Option<u64>,
 }
 
 fn main() -> ExitCode {
@@ -53,6 +60,10 @@ fn main() -> ExitCode {
     } else {
         Plan::demo()
     };
+    plan.admin = Some(args.admin.clone());
+    if let Some(seconds) = args.seconds {
+        plan.seconds = seconds.max(plan.seconds);
+    }
     if let Some(policy) = args.swap {
         if component(&policy).is_none() {
             eprintln!(
