@@ -227,7 +227,8 @@ fn controller(config: &Config, parts: &Parts) -> Result<Option<Controller>, Erro
     let shadow = engine.shadow_handle();
     let forecasts = crate::admin::forecasts::Forecasts::new();
     let latest = forecasts.clone();
-    let ticks = TickLoop::spawn(
+    let shadows = parts.executor.clone();
+    let ticks = TickLoop::spawn_with_shadow(
         engine,
         interval,
         move |tick| {
@@ -256,6 +257,7 @@ fn controller(config: &Config, parts: &Parts) -> Result<Option<Controller>, Erro
                 tracing::warn!(tick = report.tick, "{fault}");
             }
         },
+        move |shadow| shadows.log_shadow(&shadow),
     );
     Ok(Some(Controller {
         ticks,

@@ -129,20 +129,33 @@ fn policy_dev_runs_the_scenarios_compares_runs_and_pushes_a_shadow_candidate() {
     // The same build again: every simulated figure unchanged against the last run (the
     // tick time, measured on the wall clock, may differ).
     let second = shardcast(&["policy", "dev", &dir_arg, "--once"]);
-    let row = second
-        .lines()
-        .find(|l| l.starts_with("flash-crowd"))
-        .unwrap_or_else(|| panic!("{second}"));
-    assert!(row.matches("(=)").count() >= 6, "{row}");
+    // The figure cells of a report's row: scenario, then six simulated figures, then the
+    // tick time.
+    let cells = |text: &str| -> Vec<String> {
+        let row = text
+            .lines()
+            .find(|l| l.starts_with("flash-crowd"))
+            .unwrap_or_else(|| panic!("{text}"));
+        row.split("  ")
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    let same = cells(&second);
+    assert_eq!(same.len(), 8, "{same:?}");
+    assert!(same[1..7].iter().all(|c| c.ends_with("(=)")), "{same:?}");
 
-    // A changed setting changes the figures, shown as differences.
+    // A changed setting changes the simulated figures, shown as differences.
     std::fs::write(dir.join("settings.toml"), "high = 0.95\nmax_moves = 4\n").expect("settings");
     let third = shardcast(&["policy", "dev", &dir_arg, "--once"]);
-    let row = third
-        .lines()
-        .find(|l| l.starts_with("flash-crowd"))
-        .unwrap_or_else(|| panic!("{third}"));
-    assert!(row.contains("(+") || row.contains("(-"), "{row}");
+    let changed = cells(&third);
+    assert!(
+        changed[1..7]
+            .iter()
+            .any(|c| c.contains("(+") || c.contains("(-")),
+        "{changed:?}"
+    );
 
     // Pushed to a running shardcast: a shadow candidate beside the active policy.
     let fleet = AdminFleet::start(&[BIN], 2, artifacts::STATIC, "", "", "");

@@ -21,10 +21,18 @@ type Labels = Vec<(String, String)>;
 type GaugeF = Gauge<f64, AtomicU64>;
 type CounterF = Counter<f64, AtomicU64>;
 
+/// Label pairs, their values escaped as the exposition format asks (`\\`, `\"`, `\n`):
+/// a policy names itself, and prometheus-client writes values as given.
 fn labels(pairs: &[(&str, &str)]) -> Labels {
     pairs
         .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .map(|(k, v)| {
+            let escaped = v
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n");
+            ((*k).to_owned(), escaped)
+        })
         .collect()
 }
 
@@ -364,4 +372,13 @@ impl ProcessStats {
 /// Clock ticks per second (`getconf CLK_TCK`); 100 on every Linux this runs on.
 fn clock_ticks() -> f64 {
     100.0
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn label_values_are_escaped() {
+        let l = super::labels(&[("policy", "a\"b\\c\nd")]);
+        assert_eq!(l[0].1, "a\\\"b\\\\c\\nd");
+    }
 }

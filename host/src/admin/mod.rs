@@ -107,6 +107,9 @@ impl Admin {
         {
             return file;
         }
+        if let Err(refusal) = self.same_origin(&req) {
+            return refusal.answer();
+        }
         if let Some(token) = &self.token
             && !authorized(&req, token)
         {
@@ -125,6 +128,44 @@ impl Admin {
             Ok(answer) => answer,
             Err(failure) => failure.answer(),
         }
+    }
+
+    /// Refuse what a web page in the operator's browser could send on its own: without a
+    /// token, a request must name the listener by IP address or `localhost` (a DNS name may
+    /// be rebound to 127.0.0.1 by a hostile page), and a request that changes anything must
+    /// not come from another origin.
+    fn same_origin(&self, req: &Request<Incoming>) -> Result<(), Failure> {
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if self.token.is_none() && !host.is_empty() && !local_name(host) {
+            return Err(Failure::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "the admin listener answers requests for its IP address or localhost, not `{host}`; configure a bearer token (admin.token_file) to reach it by name"
+                ),
+            ));
+        }
+        let changes = !matches!(*req.method(), Method::GET | Method::HEAD);
+        if let Some(origin) = req
+            .headers()
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+            && changes
+        {
+            let from = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+            if from != host {
+                return Err(Failure::new(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "a request from the web page at {origin} may not change this shardcast; use the CLI or the API directly"
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     async fn route(&self, req: Request<Incoming>, path: &str) -> Handled {
@@ -208,8 +249,17 @@ impl Admin {
                     .headers()
                     .get(header::CONTENT_TYPE)
                     .and_then(|v| v.to_str().ok())
-                    .unwrap_or("application/wasm")
+                    .unwrap_or("")
                     .to_owned();
+                let essence = content_type.split(';').next().unwrap_or("").trim();
+                if essence != "application/wasm" && essence != "application/json" {
+                    return Err(Failure::new(
+                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                        format!(
+                            "upload the component with `Content-Type: application/wasm`, or JSON {{\"component_base64\", \"settings\"}} with `Content-Type: application/json` (got `{content_type}`)"
+                        ),
+                    ));
+                }
                 // JSON carries the component in base64: a third more bytes.
                 let limit = if content_type.starts_with("application/json") {
                     self.max_upload / 3 * 4 + (1 << 20)
@@ -222,7 +272,7 @@ impl Admin {
                         "the upload is empty: send the component (`application/wasm`) or JSON {\"component_base64\", \"settings\"}",
                     ));
                 }
-                desk.upload(&content_type, body)
+                desk.upload(&content_type, body).await
             }
             (&Method::POST, ["v1", "policies", "rollback"]) => desk.rollback().await,
             (&Method::GET, ["v1", "policies", id]) => desk.get(id),
@@ -238,6 +288,19 @@ impl Admin {
             ))),
         }
     }
+}
+
+/// True when `host` (a Host header) names an IP address or localhost.
+fn local_name(host: &str) -> bool {
+    let name = match host.rsplit_once(':') {
+        // `[::1]:7470`, `127.0.0.1:7470`, `localhost:7470`; a bare IPv6 address has colons.
+        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) && !name.ends_with(':') => {
+            name
+        }
+        _ => host,
+    };
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
 }
 
 /// What `GET /v1` lists.
@@ -261,3 +324,28 @@ pub const ENDPOINTS: &[&str] = &[
     "DELETE /v1/shadow",
     "GET /metrics",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::local_name;
+
+    #[test]
+    fn only_addresses_and_localhost_are_local_names() {
+        for ok in [
+            "127.0.0.1:7470",
+            "localhost:7470",
+            "[::1]:7470",
+            "10.0.0.5",
+            "LOCALHOST",
+        ] {
+            assert!(local_name(ok), "{ok}");
+        }
+        for no in [
+            "evil.example:7470",
+            "rebind.attacker.test",
+            "127.0.0.1.nip.io:7470",
+        ] {
+            assert!(!local_name(no), "{no}");
+        }
+    }
+}

@@ -109,7 +109,8 @@ impl PolicyDesk {
             };
             match kept.iter().position(|v| !in_use(v)) {
                 Some(i) => {
-                    kept.remove(i);
+                    let dropped = kept.remove(i);
+                    self.planner.ledger().forget(&dropped.id);
                 }
                 None => break,
             }
@@ -190,7 +191,7 @@ impl PolicyDesk {
 
     /// `POST /v1/policies`: a component (`application/wasm`, settings empty) or JSON
     /// `{"component_base64": ..., "settings": ...}`.
-    pub fn upload(&self, content_type: &str, body: Bytes) -> Handled {
+    pub async fn upload(&self, content_type: &str, body: Bytes) -> Handled {
         let (component, settings) = if content_type.starts_with("application/json") {
             let upload: Upload = serde_json::from_slice(&body).map_err(|e| {
                 Failure::bad(format!(
@@ -204,8 +205,18 @@ impl PolicyDesk {
         } else {
             (body.to_vec(), String::new())
         };
+        // Compiling and configuring takes CPU for a while: off the async workers, which
+        // also release held requests.
         let planner = self.planner.clone();
-        let version = planner.prepare(&component, &settings).map_err(|e| {
+        let prepared = tokio::task::spawn_blocking(move || planner.prepare(&component, &settings))
+            .await
+            .map_err(|e| {
+                Failure::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("the upload's compilation did not finish: {e}"),
+                )
+            })?;
+        let version = prepared.map_err(|e| {
             Failure::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 format!(
@@ -228,7 +239,17 @@ impl PolicyDesk {
                 v.id
             )));
         }
-        self.planner.propose_loaded(&v, forced).map_err(|e| {
+        let (planner, candidate) = (self.planner.clone(), v.clone());
+        let proposed =
+            tokio::task::spawn_blocking(move || planner.propose_loaded(&candidate, forced))
+                .await
+                .map_err(|e| {
+                    Failure::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("starting the version did not finish: {e}"),
+                    )
+                })?;
+        proposed.map_err(|e| {
             Failure::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 format!("{} cannot start; the running version stays: {e}", v.label()),

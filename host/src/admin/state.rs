@@ -299,11 +299,13 @@ impl Admin {
 
     /// `GET /v1/segments`.
     pub fn segments(&self) -> SegmentsView {
-        let table = self.parts.topology.table();
-        let ops = self.parts.telemetry.segments_latest(Metric::Ops);
+        // The view lines each segment up with its own metrics, whatever splits and merges
+        // changed since the last collection.
+        let view = self.parts.telemetry.view(&self.parts.topology, 0);
+        let ops = view.segments_latest(Metric::Ops);
         let moving = self.parts.executor.moving();
         let names = &self.parts.topology.instances;
-        let segments = table
+        let segments = view
             .segments
             .iter()
             .enumerate()
@@ -322,7 +324,7 @@ impl Admin {
             })
             .collect();
         SegmentsView {
-            epoch: table.epoch,
+            epoch: view.epoch,
             segments,
         }
     }

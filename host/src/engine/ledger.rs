@@ -112,6 +112,12 @@ impl Ledger {
         }
     }
 
+    /// Stop counting the version `id` (it was dropped and is not running).
+    pub fn forget(&self, id: &str) {
+        let mut versions = self.versions.lock().unwrap_or_else(|e| e.into_inner());
+        versions.remove(id);
+    }
+
     /// The statistics of the version `id`.
     pub fn get(&self, id: &str) -> Option<VersionStats> {
         let versions = self.versions.lock().unwrap_or_else(|e| e.into_inner());

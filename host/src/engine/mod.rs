@@ -68,8 +68,16 @@ pub struct TickReport {
     pub policy_us: u64,
     /// What the policies logged this tick at `info` or above: their reasons.
     pub notes: Vec<String>,
-    /// What a shadow candidate would have done this tick, if one runs.
-    pub shadow: Option<ShadowTick>,
+}
+
+/// What the shadow candidate needs of a tick, kept until [`PolicyEngine::shadow_tick`].
+struct ShadowInput {
+    shared: SharedView,
+    view: Arc<ViewSnapshot>,
+    planner: Option<String>,
+    predictions: Predictions,
+    accepted: Vec<Action>,
+    history: MoveHistory,
 }
 
 /// The predictor and planner slots, with the validator's state.
@@ -82,6 +90,7 @@ pub struct PolicyEngine {
     last_rejections: Vec<Rejection>,
     ledger: Arc<Ledger>,
     shadow: shadow::Shadow,
+    shadow_input: Option<ShadowInput>,
 }
 
 impl PolicyEngine {
@@ -92,6 +101,7 @@ impl PolicyEngine {
             planner: Slot::in_ledger(runtime.clone(), Role::Both, ledger.clone()),
             predictor: None,
             shadow: shadow::Shadow::new(runtime.clone(), ledger.clone()),
+            shadow_input: None,
             ledger,
             runtime,
             churn,
@@ -221,13 +231,14 @@ impl PolicyEngine {
         }
         self.last_rejections = verdict.rejected.clone();
         let planner = self.planner.active().map(|v| v.label());
-        let shadow = self.shadow.tick(
-            &shared,
-            &view,
-            (&planner, &predictions, &verdict.accepted),
-            &self.churn,
-            &history_before,
-        );
+        self.shadow_input = Some(ShadowInput {
+            shared,
+            view: view.clone(),
+            planner: planner.clone(),
+            predictions: predictions.clone(),
+            accepted: verdict.accepted.clone(),
+            history: history_before,
+        });
         TickReport {
             tick: view.tick,
             predictor: self
@@ -243,7 +254,20 @@ impl PolicyEngine {
             faults: faults.iter().map(ToString::to_string).collect(),
             policy_us,
             notes,
-            shadow,
         }
+    }
+
+    /// Run the shadow candidate, if one runs, on the last tick's view, after the active
+    /// policy's report has been handed on: its time never delays the active policy's
+    /// actions. What it would have done, compared with what the active policy did.
+    pub fn shadow_tick(&mut self) -> Option<ShadowTick> {
+        let input = self.shadow_input.take()?;
+        self.shadow.tick(
+            &input.shared,
+            &input.view,
+            (&input.planner, &input.predictions, &input.accepted),
+            &self.churn,
+            &input.history,
+        )
     }
 }

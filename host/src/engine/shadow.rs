@@ -51,6 +51,8 @@ pub struct ShadowStatus {
 /// What the shadow did in one tick.
 #[derive(Clone, Debug, Serialize)]
 pub struct ShadowTick {
+    /// The tick.
+    pub tick: u64,
     /// `name@version` of the candidate.
     pub policy: String,
     /// Its predictions.
@@ -213,6 +215,7 @@ impl Shadow {
             (s.acting_ticks > 0).then(|| s.acting_agreed as f64 / s.acting_ticks as f64);
         self.handle.status.store(Arc::new(self.status.clone()));
         Some(ShadowTick {
+            tick: view.tick,
             policy: version.label(),
             predictions,
             accepted: verdict.accepted,

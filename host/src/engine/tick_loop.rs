@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use shardcast_sdk::view::ViewSnapshot;
 
-use super::{PolicyEngine, TickReport};
+use super::{PolicyEngine, ShadowTick, TickReport};
 
 /// A running tick loop.
 pub struct TickLoop {
@@ -23,10 +23,22 @@ impl TickLoop {
     /// Start ticking every `interval`. `view` builds the view of tick `n`; `sink` receives
     /// each report. A tick that overruns the interval is followed at once by the next.
     pub fn spawn(
+        engine: PolicyEngine,
+        interval: Duration,
+        view: impl FnMut(u64) -> ViewSnapshot + Send + 'static,
+        sink: impl FnMut(TickReport) + Send + 'static,
+    ) -> Self {
+        Self::spawn_with_shadow(engine, interval, view, sink, |_| {})
+    }
+
+    /// [`TickLoop::spawn`], with `shadow_sink` receiving what a shadow candidate would have
+    /// done, after each report has gone to `sink`.
+    pub fn spawn_with_shadow(
         mut engine: PolicyEngine,
         interval: Duration,
         mut view: impl FnMut(u64) -> ViewSnapshot + Send + 'static,
         mut sink: impl FnMut(TickReport) + Send + 'static,
+        mut shadow_sink: impl FnMut(ShadowTick) + Send + 'static,
     ) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
@@ -43,6 +55,9 @@ impl TickLoop {
                         engine.tick(v)
                     };
                     sink(report);
+                    if let Some(shadow) = engine.shadow_tick() {
+                        shadow_sink(shadow);
+                    }
                     tick += 1;
                     next += interval;
                     let now = Instant::now();

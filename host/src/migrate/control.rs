@@ -18,6 +18,9 @@ use super::{Executor, lock};
 /// Lines of the decision log kept in memory.
 pub const DECISIONS_KEPT: usize = 4096;
 
+/// Bytes of the decision log kept in memory (the oldest lines go first past either bound).
+pub const DECISIONS_KEPT_BYTES: usize = 16 << 20;
+
 /// A migration as the admin API shows it.
 #[derive(Clone, Debug, Serialize)]
 pub struct MigrationDetail {
@@ -87,13 +90,14 @@ type Numbered = VecDeque<(u64, Arc<str>)>;
 
 /// The recent decision log, numbered.
 pub(super) struct Recent {
-    lines: Mutex<(u64, Numbered)>,
+    /// The last line's number, the lines kept, and their bytes.
+    lines: Mutex<(u64, Numbered, usize)>,
 }
 
 impl Default for Recent {
     fn default() -> Self {
         Recent {
-            lines: Mutex::new((0, VecDeque::with_capacity(DECISIONS_KEPT))),
+            lines: Mutex::new((0, VecDeque::with_capacity(DECISIONS_KEPT), 0)),
         }
     }
 }
@@ -103,13 +107,17 @@ impl Recent {
         let Ok(text) = std::str::from_utf8(line) else {
             return;
         };
+        let text: Arc<str> = Arc::from(text.trim_end());
         let mut lines = lock(&self.lines);
-        let (next, kept) = &mut *lines;
+        let (next, kept, bytes) = &mut *lines;
         *next += 1;
-        if kept.len() >= DECISIONS_KEPT {
-            kept.pop_front();
+        *bytes += text.len();
+        kept.push_back((*next, text));
+        while kept.len() > DECISIONS_KEPT || (*bytes > DECISIONS_KEPT_BYTES && kept.len() > 1) {
+            if let Some((_, old)) = kept.pop_front() {
+                *bytes -= old.len();
+            }
         }
-        kept.push_back((*next, Arc::from(text.trim_end())));
     }
 }
 
@@ -135,9 +143,11 @@ pub struct DecisionQuery {
     pub before: Option<u64>,
     /// At most this many (the newest of those matching, unless `after` is given).
     pub limit: usize,
-    /// Only lines of this kind (`tick`, `outcome`, `refused`, `applied`, `drained`).
+    /// Only lines of this kind (`tick`, `shadow`, `outcome`, `refused`, `applied`,
+    /// `drained`).
     pub kind: Option<String>,
-    /// Only tick lines where the active or shadow policy acted, and non-tick lines.
+    /// Only tick and shadow lines where the policy acted (or was refused, or faulted), and
+    /// every other line.
     pub acting: bool,
 }
 
@@ -165,11 +175,10 @@ pub fn outcome_name(o: MigrationOutcome) -> &'static str {
 
 fn acted(line: &serde_json::Value) -> bool {
     let nonempty = |v: &serde_json::Value| v.as_array().is_some_and(|a| !a.is_empty());
-    line["kind"] != "tick"
+    !matches!(line["kind"].as_str(), Some("tick" | "shadow"))
         || nonempty(&line["accepted"])
         || nonempty(&line["rejected"])
         || nonempty(&line["faults"])
-        || nonempty(&line["shadow"]["accepted"])
 }
 
 impl Executor {
@@ -248,12 +257,31 @@ impl Executor {
             .collect()
     }
 
+    /// Enter the cutover step unless a cancellation came first: false when it did. The step
+    /// changes under the migrations' lock, which [`Executor::cancel`] holds while it checks
+    /// the step and raises the flag, so a cancellation is either seen here or refused.
+    pub(super) fn enter_cutover(&self, id: u64) -> bool {
+        let mut migrations = lock(&self.migrations);
+        let cancelled = lock(&self.controls.by_id)
+            .get(&id)
+            .is_some_and(|c| *c.cancel.borrow());
+        if cancelled {
+            return false;
+        }
+        if let Some(m) = migrations.iter_mut().find(|m| m.id == id) {
+            m.phase = MigrationPhase::Cutover;
+        }
+        true
+    }
+
     /// Ask migration `id` to stop and roll back, when its cutover has not begun.
     pub fn cancel(&self, id: u64) -> Result<(), CancelError> {
-        let migration = self
-            .migrations()
-            .into_iter()
+        // Held until the flag is raised: the migration cannot enter its cutover meanwhile.
+        let migrations = lock(&self.migrations);
+        let migration = migrations
+            .iter()
             .find(|m| m.id == id)
+            .cloned()
             .ok_or(CancelError::Unknown(id))?;
         if migration.outcome != MigrationOutcome::Running {
             return Err(CancelError::Ended(id, outcome_name(migration.outcome)));
@@ -267,6 +295,7 @@ impl Executor {
         let controls = lock(&self.controls.by_id);
         let control = controls.get(&id).ok_or(CancelError::Unknown(id))?;
         control.cancel.send_replace(true);
+        drop(migrations);
         tracing::warn!(
             migration = id,
             segment = migration.segment,
@@ -276,24 +305,30 @@ impl Executor {
         Ok(())
     }
 
-    /// A page of the recent decision log (the last [`DECISIONS_KEPT`] lines).
+    /// A page of the recent decision log (the last [`DECISIONS_KEPT`] lines, at most
+    /// [`DECISIONS_KEPT_BYTES`]).
     pub fn decisions(&self, q: &DecisionQuery) -> DecisionPage {
-        let lines = lock(&self.recent.lines);
-        let (latest, kept) = &*lines;
-        let oldest = kept.front().map_or(0, |(n, _)| *n);
-        let matching = kept
-            .iter()
-            .filter(|(n, _)| q.after.is_none_or(|a| *n > a) && q.before.is_none_or(|b| *n < b))
-            .filter_map(|(n, text)| {
-                let mut v: serde_json::Value = serde_json::from_str(text).ok()?;
-                if q.kind.as_ref().is_some_and(|k| v["kind"] != k.as_str())
-                    || (q.acting && !acted(&v))
-                {
-                    return None;
-                }
-                v["seq"] = (*n).into();
-                Some(v)
-            });
+        // The lines are copied (shared pointers) under the lock and parsed outside it: the
+        // tick thread appends under the same lock.
+        let (latest, oldest, candidates) = {
+            let lines = lock(&self.recent.lines);
+            let (latest, kept, _) = &*lines;
+            let candidates: Vec<(u64, Arc<str>)> = kept
+                .iter()
+                .filter(|(n, _)| q.after.is_none_or(|a| *n > a) && q.before.is_none_or(|b| *n < b))
+                .cloned()
+                .collect();
+            (*latest, kept.front().map_or(0, |(n, _)| *n), candidates)
+        };
+        let matching = candidates.iter().filter_map(|(n, text)| {
+            let mut v: serde_json::Value = serde_json::from_str(text).ok()?;
+            if q.kind.as_ref().is_some_and(|k| v["kind"] != k.as_str()) || (q.acting && !acted(&v))
+            {
+                return None;
+            }
+            v["seq"] = (*n).into();
+            Some(v)
+        });
         let limit = q.limit.clamp(1, 1000);
         let decisions: Vec<serde_json::Value> = if q.after.is_some() {
             matching.take(limit).collect()
@@ -305,7 +340,7 @@ impl Executor {
         DecisionPage {
             before: first.filter(|f| *f > oldest),
             decisions,
-            latest: *latest,
+            latest,
             oldest,
         }
     }

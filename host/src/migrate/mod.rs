@@ -198,6 +198,12 @@ enum Decision<'a> {
         action: &'a Action,
         epoch: u64,
     },
+    /// What a shadow candidate would have done in a tick.
+    Shadow {
+        at_ms: u64,
+        #[serde(flatten)]
+        report: Box<tick_record::ShadowRecord<'a>>,
+    },
     /// Refusals of one tick past those logged one by one.
     RefusalsCut { at_ms: u64, count: usize },
     /// A drain applied earlier has moved everything off: the instance is standby.
@@ -399,6 +405,15 @@ impl Executor {
         });
     }
 
+    /// Append what a shadow candidate would have done to the decision log, as its own line
+    /// (`kind: shadow`) after the tick's.
+    pub fn log_shadow(&self, shadow: &crate::engine::ShadowTick) {
+        self.log(&Decision::Shadow {
+            at_ms: now_ms(),
+            report: Box::new(tick_record::ShadowRecord::of(shadow)),
+        });
+    }
+
     /// Append to the decision log, rotating it past `migration.decision_log_bytes` (the
     /// previous log is kept as `decisions.jsonl.1`).
     fn log(&self, line: &Decision<'_>) {
@@ -591,7 +606,7 @@ impl Executor {
             // Whether the commit reached the disk is unknown: rolling back could delete the
             // only copy a restart would then route to. Stop instead (nothing held has been
             // acknowledged); recovery decides from what the journal holds.
-            tracing::error!(migration = plan.id, error = %e, "cannot journal a commit; stopping so that recovery decides");
+            tracing::error!(migration = plan.id, segment = plan.segment, error = %e, "cannot journal a commit; stopping so that recovery decides");
             std::process::abort();
         }
         crash_point("committed");
@@ -632,7 +647,7 @@ impl Executor {
                 }
                 Ok(false) => break,
                 Err(e) => {
-                    tracing::error!(migration = plan.id, error = %e, "cannot tell whether a commit reached etcd; stopping so that the next controller decides");
+                    tracing::error!(migration = plan.id, segment = plan.segment, error = %e, "cannot tell whether a commit reached etcd; stopping so that the next controller decides");
                     std::process::abort();
                 }
             }

@@ -38,7 +38,7 @@ impl Executor {
             match self.plan_of(&r) {
                 Ok(plan) => open.push((r, plan)),
                 Err(sentence) => {
-                    tracing::error!(migration = r.id, "{sentence}");
+                    tracing::error!(migration = r.id, segment = r.segment, "{sentence}");
                     said.push(sentence);
                 }
             }
@@ -92,7 +92,7 @@ impl Executor {
                     )
                 }
             };
-            tracing::warn!(migration = r.id, "{sentence}");
+            tracing::warn!(migration = r.id, segment = r.segment, "{sentence}");
             said.push(sentence);
         }
         said

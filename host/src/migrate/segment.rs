@@ -123,7 +123,7 @@ impl Executor {
                     }
                 };
                 if let Err(e) = self.journal(plan, step).await {
-                    tracing::warn!(migration = plan.id, error = %e, "cannot journal a rollback");
+                    tracing::warn!(migration = plan.id, segment = plan.segment, error = %e, "cannot journal a rollback");
                 }
                 Ended::RolledBack(reason)
             }
@@ -209,13 +209,14 @@ impl Executor {
             copied = bulk => copied?,
             () = cancelled(&mut cancel) => return Err(CANCELLED.into()),
         };
-        if *cancel.borrow() {
+        // Past this point a cancellation is refused: the step changes and the flag is read
+        // under the lock `cancel` takes.
+        if !self.enter_cutover(plan.id) {
             return Err(CANCELLED.into());
         }
 
         self.journal(plan, Step::Cutover).await?;
         crash_point("cutover");
-        self.phase(plan.id, MigrationPhase::Cutover);
         // Open WATCHes and blocking commands last as long as their clients like: wait for
         // them without holding anything, and give up (backing off) if they stay.
         let wait = Duration::from_millis(self.config.cutover_wait_ms);
@@ -305,12 +306,12 @@ impl Executor {
                     true
                 }
                 Err(e) => {
-                    tracing::warn!(migration = plan.id, error = %e, "cannot journal the cleanup");
+                    tracing::warn!(migration = plan.id, segment = plan.segment, error = %e, "cannot journal the cleanup");
                     false
                 }
             },
             Err(err) => {
-                tracing::warn!(migration = plan.id, error = %err, "source cleanup failed; retried when the source answers");
+                tracing::warn!(migration = plan.id, segment = plan.segment, error = %err, "source cleanup failed; retried when the source answers");
                 self.leave_stray(Stray {
                     plan: plan.clone(),
                     on: plan.source,

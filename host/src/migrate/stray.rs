@@ -54,6 +54,7 @@ impl Executor {
     pub(super) fn leave_stray(&self, stray: Stray) {
         tracing::warn!(
             migration = stray.plan.id,
+            segment = stray.plan.segment,
             instance = stray.on,
             "a stray copy waits for its instance; deletion is retried"
         );
@@ -102,12 +103,13 @@ impl Executor {
                     }
                     tracing::info!(
                         migration = stray.plan.id,
+                        segment = stray.plan.segment,
                         instance = stray.on,
                         "stray copy deleted"
                     );
                 }
                 Err(e) => {
-                    tracing::debug!(migration = stray.plan.id, error = %e, "stray copy still unreachable");
+                    tracing::debug!(migration = stray.plan.id, segment = stray.plan.segment, error = %e, "stray copy still unreachable");
                     left.push(stray);
                 }
             }

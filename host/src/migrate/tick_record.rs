@@ -8,7 +8,7 @@
 use serde::Serialize;
 use shardcast_sdk::types::{Action, LoadForecast, Predictions, Rejection, Scope};
 
-use crate::engine::TickReport;
+use crate::engine::{ShadowTick, TickReport};
 
 /// Most items of each list a tick line records.
 pub const MAX_ITEMS: usize = 64;
@@ -57,14 +57,12 @@ pub struct TickRecord<'a> {
     notes: &'a [String],
     #[serde(skip_serializing_if = "Cut::is_empty")]
     cut: Cut,
-    /// What a shadow candidate would have done, beside what the active policy did.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    shadow: Option<ShadowRecord<'a>>,
 }
 
-/// The shadow candidate's part of a tick line, bounded like the rest.
+/// A shadow candidate's line in the decision log, bounded like a tick's.
 #[derive(Serialize)]
-struct ShadowRecord<'a> {
+pub struct ShadowRecord<'a> {
+    tick: u64,
     policy: &'a str,
     agrees: bool,
     predictions: Predictions,
@@ -85,18 +83,6 @@ impl<'a> TickRecord<'a> {
     pub fn of(report: &'a TickReport) -> Self {
         let mut cut = Cut::default();
         let predictions = bounded(&report.predictions, &mut cut);
-        let shadow = report.shadow.as_ref().map(|s| {
-            let mut cut = Cut::default();
-            ShadowRecord {
-                policy: &s.policy,
-                agrees: s.agrees,
-                predictions: bounded(&s.predictions, &mut cut),
-                accepted: &s.accepted[..capped(&s.accepted, &mut cut.accepted)],
-                rejected: &s.rejected[..capped(&s.rejected, &mut cut.rejected)],
-                faults: &s.faults[..capped(&s.faults, &mut cut.faults)],
-                cut,
-            }
-        });
         TickRecord {
             tick: report.tick,
             predictor: &report.predictor,
@@ -108,7 +94,23 @@ impl<'a> TickRecord<'a> {
             policy_us: report.policy_us,
             notes: &report.notes[..capped(&report.notes, &mut cut.notes)],
             cut,
-            shadow,
+        }
+    }
+}
+
+impl<'a> ShadowRecord<'a> {
+    /// The bounded record of `s`.
+    pub fn of(s: &'a ShadowTick) -> Self {
+        let mut cut = Cut::default();
+        ShadowRecord {
+            tick: s.tick,
+            policy: &s.policy,
+            agrees: s.agrees,
+            predictions: bounded(&s.predictions, &mut cut),
+            accepted: &s.accepted[..capped(&s.accepted, &mut cut.accepted)],
+            rejected: &s.rejected[..capped(&s.rejected, &mut cut.rejected)],
+            faults: &s.faults[..capped(&s.faults, &mut cut.faults)],
+            cut,
         }
     }
 }

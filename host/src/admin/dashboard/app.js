@@ -35,7 +35,7 @@ function drawSlotMap(segments, topology) {
   const canvas = document.getElementById("slotmap");
   const ctx = canvas.getContext("2d");
   const cols = canvas.width, rows = canvas.height;
-  // 16384 slots as a strip of 128 columns per row band: slot s at (s % 1024, s / 1024 * 8).
+  // 16384 slots in 16 bands of 1024 columns: slot s at (s % 1024, band of s / 1024).
   const perRow = 1024, band = rows / (SLOTS / perRow);
   ctx.clearRect(0, 0, cols, rows);
   let drawn = 0, migrating = 0;
@@ -54,6 +54,18 @@ function drawSlotMap(segments, topology) {
   }
   canvas.dataset.slotsDrawn = String(drawn);
   canvas.dataset.migrating = String(migrating);
+  // `?probe=<slot>`: read back the pixel drawn for that slot and name its owner by colour,
+  // so that a test can check the picture, not only the loop that drew it.
+  const probe = Number(new URLSearchParams(location.search).get("probe"));
+  if (location.search.includes("probe=") && probe >= 0 && probe < SLOTS) {
+    const x = probe % perRow, row = Math.floor(probe / perRow);
+    let y = row * band;
+    while ((x + y) % 4 < 2) y++; // a pixel the migration stripes leave alone
+    const [r, g, b] = ctx.getImageData(x, y, 1, 1).data;
+    const hex = "#" + [r, g, b].map((v) => v.toString(16).padStart(2, "0")).join("");
+    const owner = topology.instances.find((i) => colour(i.id) === hex);
+    canvas.dataset.probeOwner = owner ? owner.name : "unknown " + hex;
+  }
   const legend = document.getElementById("legend");
   legend.replaceChildren(...topology.instances.map((i) => {
     const swatch = el("i");
@@ -159,12 +171,12 @@ function describe(d) {
       if ((d.accepted || []).length) parts.push(`${d.planner} accepted ${acts(d.accepted)}`);
       if ((d.rejected || []).length) parts.push(`refused ${d.rejected.map((r) => r.message).join("; ")}`);
       if ((d.notes || []).length) parts.push(`because: ${d.notes.join(" / ")}`);
-      if (d.shadow && (d.shadow.accepted || []).length) parts.push(`shadow ${d.shadow.policy} would ${acts(d.shadow.accepted)}`);
       return `tick ${d.tick}: ` + (parts.join("; ") || "no action");
     }
     case "outcome": return `migration ${d.migration.id} of segment ${d.migration.segment}: ${d.migration.outcome} (${d.migration.detail}) [${d.policy}]`;
     case "refused": return `executor refused ${JSON.stringify(d.action)}: ${d.reason} [${d.policy}]`;
     case "applied": return `applied ${JSON.stringify(d.action)} at epoch ${d.epoch} [${d.policy}]`;
+    case "shadow": return `tick ${d.tick}: shadow ${d.policy} would ${acts(d.accepted) || "do nothing"} (${d.agrees ? "agrees" : "differs"})`;
     default: return JSON.stringify(d);
   }
 }
