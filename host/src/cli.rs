@@ -30,8 +30,13 @@ pub struct Cli {
     /// A file holding the admin API's bearer token; else SHARDCAST_TOKEN, if set.
     #[arg(long, global = true)]
     token_file: Option<PathBuf>,
-    /// Print the admin API's JSON instead of a table (operator commands).
-    #[arg(long, global = true)]
+}
+
+/// How an operator command prints its answer.
+#[derive(Clone, Copy, Debug, clap::Args)]
+struct Output {
+    /// Print the admin API's JSON instead of a table.
+    #[arg(long)]
     json: bool,
 }
 
@@ -91,9 +96,15 @@ enum Command {
         history: Option<PathBuf>,
     },
     /// A running shardcast's status: instances, table, policy (admin API).
-    Status,
+    Status {
+        #[command(flatten)]
+        out: Output,
+    },
     /// The segment table: slots, owners, load (admin API).
-    Segments,
+    Segments {
+        #[command(flatten)]
+        out: Output,
+    },
     /// Migrations running and recently ended (admin API).
     Migrations {
         /// Follow the running migrations with a progress bar each until none runs.
@@ -102,9 +113,14 @@ enum Command {
         /// Cancel this migration (before its cutover).
         #[arg(long)]
         cancel: Option<u64>,
+        #[command(flatten)]
+        out: Output,
     },
     /// Client sessions and their state partitions (admin API).
-    Sessions,
+    Sessions {
+        #[command(flatten)]
+        out: Output,
+    },
     /// Fit the failure model's weights on recorded history; prints precision, recall and
     /// lead time on held-out instance series, and writes the settings.
     Train {
@@ -140,9 +156,14 @@ enum PolicyCommand {
         /// Start it with fresh state, without asking the running version for its state.
         #[arg(long)]
         force: bool,
+        #[command(flatten)]
+        out: Output,
     },
     /// Return to the previous version (admin API).
-    Rollback,
+    Rollback {
+        #[command(flatten)]
+        out: Output,
+    },
     /// Run a version in shadow beside the active one, or stop the shadow (admin API).
     Shadow {
         /// The candidate's component.
@@ -154,6 +175,8 @@ enum PolicyCommand {
         /// Stop the shadow candidate.
         #[arg(long, conflicts_with = "file")]
         stop: bool,
+        #[command(flatten)]
+        out: Output,
     },
     /// Compare two versions: by default the active one and the shadow candidate (admin API).
     Diff {
@@ -161,9 +184,14 @@ enum PolicyCommand {
         a: Option<String>,
         /// Another (default: the shadow candidate, else the previous version).
         b: Option<String>,
+        #[command(flatten)]
+        out: Output,
     },
     /// The versions a running shardcast knows (admin API).
-    List,
+    List {
+        #[command(flatten)]
+        out: Output,
+    },
     /// Make a policy crate that builds to a component and passes its tests as it is.
     New {
         /// The policy's name (lowercase, `-` between words), also its crate's.
@@ -291,37 +319,44 @@ fn client(cli: &Cli) -> Result<crate::admin::client::Client> {
 
 /// Run a parsed command line; returns what to print.
 pub fn run(cli: Cli) -> Result<String> {
-    let json = cli.json;
     match &cli.command {
-        Command::Status => return operate::status(&client(&cli)?, json),
-        Command::Segments => return operate::segments(&client(&cli)?, json),
-        Command::Migrations { watch, cancel } => {
-            return operate::migrations(&client(&cli)?, json, *watch, *cancel);
+        Command::Status { out } => return operate::status(&client(&cli)?, out.json),
+        Command::Segments { out } => return operate::segments(&client(&cli)?, out.json),
+        Command::Migrations { watch, cancel, out } => {
+            return operate::migrations(&client(&cli)?, out.json, *watch, *cancel);
         }
-        Command::Sessions => return operate::sessions(&client(&cli)?, json),
+        Command::Sessions { out } => return operate::sessions(&client(&cli)?, out.json),
         Command::Policy(PolicyCommand::Push {
             file,
             settings,
             force,
-        }) => return operate::push(&client(&cli)?, file, settings.as_ref(), *force, json),
-        Command::Policy(PolicyCommand::Rollback) => return operate::rollback(&client(&cli)?, json),
+            out,
+        }) => {
+            return operate::push(&client(&cli)?, file, settings.as_ref(), *force, out.json);
+        }
+        Command::Policy(PolicyCommand::Rollback { out }) => {
+            return operate::rollback(&client(&cli)?, out.json);
+        }
         Command::Policy(PolicyCommand::Shadow {
             file,
             settings,
             stop,
+            out,
         }) => {
             return operate::shadow(
                 &client(&cli)?,
                 file.as_ref(),
                 settings.as_ref(),
                 *stop,
-                json,
+                out.json,
             );
         }
-        Command::Policy(PolicyCommand::Diff { a, b }) => {
-            return operate::diff(&client(&cli)?, a.clone(), b.clone(), json);
+        Command::Policy(PolicyCommand::Diff { a, b, out }) => {
+            return operate::diff(&client(&cli)?, a.clone(), b.clone(), out.json);
         }
-        Command::Policy(PolicyCommand::List) => return operate::list(&client(&cli)?, json),
+        Command::Policy(PolicyCommand::List { out }) => {
+            return operate::list(&client(&cli)?, out.json);
+        }
         Command::Policy(PolicyCommand::New {
             name,
             world,
@@ -466,4 +501,32 @@ fn read_settings(path: Option<&PathBuf>) -> Result<String> {
 /// Read a component file with an error naming it.
 fn read_component(path: &PathBuf) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read policy file {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::Cli;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_commands_own_json_file_and_an_operator_commands_json_flag_both_parse() {
+        let sim = [
+            "shardcast",
+            "sim",
+            "--scenario",
+            "s.toml",
+            "--policy",
+            "p.wasm",
+        ];
+        assert!(Cli::try_parse_from(sim.iter().chain(&["--json", "r.json"])).is_ok());
+        assert!(Cli::try_parse_from(["shardcast", "status", "--json"]).is_ok());
+        assert!(Cli::try_parse_from(["shardcast", "policy", "list", "--json"]).is_ok());
+        assert!(Cli::try_parse_from(["shardcast", "--log-format", "json", "status"]).is_ok());
+    }
 }

@@ -145,16 +145,25 @@ impl Executor {
     }
 
     /// Run a started move to its end and record the outcome; true if it completed.
+    ///
+    /// Every line logged on the way is inside a `migration` span naming the migration, its
+    /// segment and the policy that asked for it.
     pub(super) async fn run_move(self: &Arc<Self>, plan: &Plan, policy: &str) -> bool {
-        let before = self.instance_p99(plan);
-        let _control = self.control(plan.id, policy);
-        let ended = self.migrate(plan).await;
-        let completed = matches!(ended, Ended::Completed { .. });
-        if completed {
-            self.forgive(plan.segment);
+        use tracing::Instrument as _;
+        let span = tracing::info_span!("migration", id = plan.id, segment = plan.segment, policy);
+        async {
+            let before = self.instance_p99(plan);
+            let _control = self.control(plan.id, policy);
+            let ended = self.migrate(plan).await;
+            let completed = matches!(ended, Ended::Completed { .. });
+            if completed {
+                self.forgive(plan.segment);
+            }
+            self.finish(plan, ended, before, policy).await;
+            completed
         }
-        self.finish(plan, ended, before, policy).await;
-        completed
+        .instrument(span)
+        .await
     }
 
     pub(super) fn instance_p99(&self, plan: &Plan) -> (f64, f64) {
