@@ -157,6 +157,45 @@ fn policy_dev_runs_the_scenarios_compares_runs_and_pushes_a_shadow_candidate() {
         "{changed:?}"
     );
 
+    // Without --once it watches the crate: a saved change starts another round.
+    let mut watching = Command::new(BIN)
+        .args(["policy", "dev", &dir_arg])
+        .env("CARGO_TARGET_DIR", shared_target())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("policy dev runs");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = watching.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let rounds = |n: usize| {
+        let mut seen = 0;
+        let until = std::time::Instant::now() + Duration::from_secs(300);
+        while seen < n {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.starts_with("watching ") => seen += 1,
+                Ok(_) => {}
+                Err(e) => panic!("policy dev did not finish round {} of {n}: {e}", seen + 1),
+            }
+        }
+    };
+    rounds(1);
+    std::fs::write(dir.join("settings.toml"), "high = 0.9\nmax_moves = 2\n").expect("settings");
+    rounds(1);
+    let _ = watching.kill();
+    let _ = watching.wait();
+
     // Pushed to a running shardcast: a shadow candidate beside the active policy.
     let fleet = AdminFleet::start(&[BIN], 2, artifacts::STATIC, "", "", "");
     let pushed = shardcast(&[
