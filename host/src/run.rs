@@ -54,6 +54,9 @@ pub enum Error {
     /// TLS could not be set up (a certificate or key file is missing or unusable).
     #[error("{0}")]
     Tls(String),
+    /// The admin listener's address or token is unusable.
+    #[error("{0}")]
+    Admin(String),
     /// etcd could not be reached at start.
     #[error("cluster: {0}")]
     Cluster(String),
@@ -397,8 +400,8 @@ async fn start_admin(
     parts: &Parts,
     ticker: Option<&Controller>,
 ) -> Result<tokio::task::JoinHandle<()>, Error> {
-    let address = admin.address().map_err(Error::Auth)?;
-    let token = admin.token().map_err(Error::Auth)?;
+    let address = admin.address().map_err(Error::Admin)?;
+    let token = admin.token().map_err(Error::Admin)?;
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .map_err(|source| Error::Listen {

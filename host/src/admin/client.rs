@@ -18,6 +18,8 @@ pub struct Client {
     host: String,
     port: u16,
     token: Option<String>,
+    /// One small runtime for every request of this client (a watch makes many).
+    runtime: std::sync::Arc<tokio::runtime::Runtime>,
 }
 
 impl Client {
@@ -36,10 +38,15 @@ impl Client {
         let port = port
             .parse()
             .with_context(|| format!("`{url}`: `{port}` is not a port"))?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
         Ok(Client {
             host: host.trim_matches(['[', ']']).to_owned(),
             port,
             token,
+            runtime: std::sync::Arc::new(runtime),
         })
     }
 
@@ -98,12 +105,8 @@ impl Client {
         path: &str,
         body: Option<(&str, Vec<u8>)>,
     ) -> Result<(hyper::StatusCode, Bytes)> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("cannot start the async runtime")?;
         let address = format!("{}:{}", self.host, self.port);
-        runtime.block_on(async {
+        self.runtime.block_on(async {
             tokio::time::timeout(TIMEOUT, self.exchange(&address, method.clone(), path, body))
                 .await
                 .map_err(|_| {

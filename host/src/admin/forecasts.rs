@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
-use shardcast_sdk::types::{Metric, Predictions, Scope};
+use shardcast_sdk::types::{Predictions, Scope};
 
 use crate::engine::TickReport;
 
@@ -104,7 +104,7 @@ impl Forecasts {
                         tick: report.tick,
                         at_ms,
                         horizon_ms: f.horizon_ms,
-                        metric: metric_name(f.metric),
+                        metric: f.metric.name(),
                         expected: f.expected,
                         low: f.low,
                         high: f.high,
@@ -133,8 +133,4 @@ impl Forecasts {
             .map(|s| s.iter().copied().collect())
             .unwrap_or_default()
     }
-}
-
-fn metric_name(m: Metric) -> &'static str {
-    m.name()
 }

@@ -65,6 +65,19 @@ pub struct PolicyList {
     pub slot: SlotStatus,
 }
 
+/// Where the version `id` stands: `active`, `previous`, `shadow` or `candidate`.
+fn role(id: &str, status: &SlotStatus, shadow: &ShadowStatus) -> &'static str {
+    if status.active_id.as_deref() == Some(id) {
+        "active"
+    } else if status.fallback_id.as_deref() == Some(id) {
+        "previous"
+    } else if shadow.id.as_deref() == Some(id) {
+        "shadow"
+    } else {
+        "candidate"
+    }
+}
+
 /// An upload in JSON.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -102,11 +115,7 @@ impl PolicyDesk {
         }
         kept.push(version);
         while kept.len() > KEPT {
-            let in_use = |v: &PolicyVersion| {
-                Some(&v.id) == status.active_id.as_ref()
-                    || Some(&v.id) == status.fallback_id.as_ref()
-                    || Some(&v.id) == shadow.id.as_ref()
-            };
+            let in_use = |v: &PolicyVersion| role(&v.id, &status, &shadow) != "candidate";
             match kept.iter().position(|v| !in_use(v)) {
                 Some(i) => {
                     let dropped = kept.remove(i);
@@ -163,14 +172,11 @@ impl PolicyDesk {
             slot: (*status).clone(),
         };
         for v in &kept {
-            if Some(&v.id) == status.active_id.as_ref() {
-                list.active = Some(self.view(v, "active"));
-            } else if Some(&v.id) == status.fallback_id.as_ref() {
-                list.previous = Some(self.view(v, "previous"));
-            } else if Some(&v.id) == shadow.id.as_ref() {
-                list.candidates.push(self.view(v, "shadow"));
-            } else {
-                list.candidates.push(self.view(v, "candidate"));
+            let view = self.view(v, role(&v.id, &status, &shadow));
+            match view.role {
+                "active" => list.active = Some(view),
+                "previous" => list.previous = Some(view),
+                _ => list.candidates.push(view),
             }
         }
         list
@@ -179,13 +185,7 @@ impl PolicyDesk {
     /// `GET /v1/policies/{id}`.
     pub fn get(&self, id: &str) -> Handled {
         let v = self.find(id)?;
-        let list = self.list();
-        let role = [&list.active, &list.previous]
-            .into_iter()
-            .flatten()
-            .chain(list.candidates.iter())
-            .find(|x| x.id == v.id)
-            .map_or("candidate", |x| x.role);
+        let role = role(&v.id, &self.planner.status(), &self.shadow.status());
         json(&self.view(&v, role))
     }
 

@@ -5,8 +5,7 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use shardcast_sdk::host_view::HostView;
-use shardcast_sdk::types::{InstanceState, Metric, Scope, Session};
+use shardcast_sdk::types::{InstanceState, Metric, Session};
 
 use super::Admin;
 use super::forecasts::ForecastPoint;
@@ -173,15 +172,6 @@ pub struct InstanceSeries {
     pub forecasts: Vec<ForecastPoint>,
 }
 
-fn state_name(s: InstanceState) -> &'static str {
-    match s {
-        InstanceState::Active => "active",
-        InstanceState::Standby => "standby",
-        InstanceState::Draining => "draining",
-        InstanceState::Down => "down",
-    }
-}
-
 fn finite(v: f64) -> Option<f64> {
     v.is_finite().then_some(v)
 }
@@ -205,7 +195,7 @@ impl Admin {
             } else {
                 state
             };
-            *instances.entry(state_name(state).to_owned()).or_insert(0) += 1;
+            *instances.entry(state.name().to_owned()).or_insert(0) += 1;
         }
         let held = self.parts.gate.held();
         let (policy, policy_id, shadow, shadow_agreement) = match &self.policy {
@@ -280,7 +270,7 @@ impl Admin {
                     id: i.id,
                     name: i.name.clone(),
                     address: i.address.clone(),
-                    state: state_name(state),
+                    state: state.name(),
                     up,
                     capacity: i.capacity,
                     ops: at(&ops, idx),
@@ -299,17 +289,15 @@ impl Admin {
 
     /// `GET /v1/segments`.
     pub fn segments(&self) -> SegmentsView {
-        // The view lines each segment up with its own metrics, whatever splits and merges
-        // changed since the last collection.
-        let view = self.parts.telemetry.view(&self.parts.topology, 0);
-        let ops = view.segments_latest(Metric::Ops);
+        let table = self.parts.topology.table();
+        let ops = self.parts.telemetry.segments_latest_by_id(Metric::Ops);
+        let keys = self.parts.telemetry.segment_keys();
         let moving = self.parts.executor.moving();
         let names = &self.parts.topology.instances;
-        let segments = view
+        let segments = table
             .segments
             .iter()
-            .enumerate()
-            .map(|(row, s)| SegmentView {
+            .map(|s| SegmentView {
                 id: s.id,
                 slot_start: s.slot_start,
                 slot_end: s.slot_end,
@@ -319,12 +307,16 @@ impl Admin {
                     .map(|i| i.name.clone())
                     .unwrap_or_default(),
                 migrating: moving.contains(&s.id),
-                ops: at(&ops, row),
-                keys: s.keys,
+                ops: ops
+                    .get(&s.id)
+                    .copied()
+                    .filter(|v| v.is_finite())
+                    .unwrap_or(0.0),
+                keys: keys.get(&s.id).copied().unwrap_or(0),
             })
             .collect();
         SegmentsView {
-            epoch: view.epoch,
+            epoch: table.epoch,
             segments,
         }
     }
@@ -366,30 +358,31 @@ impl Admin {
 
     /// `GET /v1/series`: per-instance ops, load and p99 with the policy's forecasts.
     pub fn series(&self) -> SeriesView {
-        let view = self.parts.telemetry.view(&self.parts.topology, 0);
-        let points = view.retention;
-        let series = |id: u32, m: Metric| -> Vec<Option<f64>> {
-            view.series(Scope::Instance(id), m, points)
-                .into_iter()
-                .map(finite)
-                .collect()
+        let instances = &self.parts.topology.instances;
+        let history = self.parts.telemetry.instance_history(instances.len());
+        let series = |row: usize, m: Metric| -> Vec<Option<f64>> {
+            history
+                .get(&m)
+                .map(|d| d.row(row).iter().copied().map(finite).collect())
+                .unwrap_or_default()
         };
-        let instances = view
-            .instances
-            .iter()
-            .map(|i| InstanceSeries {
-                id: i.id,
-                name: i.name.clone(),
-                ops: series(i.id, Metric::Ops),
-                load: series(i.id, Metric::Load),
-                p99_us: series(i.id, Metric::LatencyP99Us),
-                forecasts: self.forecasts.of_instance(i.id as usize),
-            })
-            .collect();
         SeriesView {
-            interval_ms: view.interval_ms,
-            now_ms: view.now,
-            instances,
+            interval_ms: self.parts.telemetry.interval().as_millis() as u32,
+            now_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            instances: instances
+                .iter()
+                .enumerate()
+                .map(|(row, i)| InstanceSeries {
+                    id: i.id,
+                    name: i.name.clone(),
+                    ops: series(row, Metric::Ops),
+                    load: series(row, Metric::Load),
+                    p99_us: series(row, Metric::LatencyP99Us),
+                    forecasts: self.forecasts.of_instance(i.id as usize),
+                })
+                .collect(),
         }
     }
 }

@@ -64,6 +64,11 @@ fn percent(v: &Value) -> String {
         .map_or_else(|| "-".into(), |f| format!("{:.1}%", f * 100.0))
 }
 
+/// The elements of a JSON array (none when it is not one).
+fn items(v: &Value) -> impl Iterator<Item = &Value> {
+    v.as_array().into_iter().flatten()
+}
+
 /// `shardcast status`.
 pub fn status(client: &Client, json: bool) -> Result<String> {
     let st = client.get("/v1/status")?;
@@ -102,10 +107,7 @@ pub fn status(client: &Client, json: bool) -> Result<String> {
             None => String::new(),
         }
     ));
-    let rows: Vec<Vec<String>> = topology["instances"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let rows: Vec<Vec<String>> = items(&topology["instances"])
         .map(|i| {
             vec![
                 s(&i["name"]),
@@ -134,10 +136,7 @@ pub fn segments(client: &Client, json: bool) -> Result<String> {
     if json {
         return Ok(pretty(&v));
     }
-    let rows: Vec<Vec<String>> = v["segments"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let rows: Vec<Vec<String>> = items(&v["segments"])
         .map(|seg| {
             vec![
                 s(&seg["id"]),
@@ -162,10 +161,7 @@ pub fn segments(client: &Client, json: bool) -> Result<String> {
 
 fn names(client: &Client) -> Result<HashMap<u64, String>> {
     let topology = client.get("/v1/topology")?;
-    Ok(topology["instances"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    Ok(items(&topology["instances"])
         .filter_map(|i| Some((i["id"].as_u64()?, s(&i["name"]))))
         .collect())
 }
@@ -176,9 +172,7 @@ fn migration_rows(list: &Value, names: &HashMap<u64, String>) -> Vec<Vec<String>
             .and_then(|id| names.get(&id).cloned())
             .unwrap_or_else(|| s(v))
     };
-    list.as_array()
-        .into_iter()
-        .flatten()
+    items(list)
         .map(|m| {
             vec![
                 s(&m["id"]),
@@ -226,10 +220,7 @@ pub fn migrations(client: &Client, json: bool, watch: bool, cancel: Option<u64>)
 fn watch_migrations(client: &Client, json: bool) -> Result<String> {
     use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
     let names = names(client)?;
-    let keys_of: HashMap<u64, u64> = client.get("/v1/segments")?["segments"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let keys_of: HashMap<u64, u64> = items(&client.get("/v1/segments")?["segments"])
         .filter_map(|seg| Some((seg["id"].as_u64()?, seg["keys"].as_u64()?)))
         .collect();
     let multi = MultiProgress::new();
@@ -309,10 +300,7 @@ pub fn sessions(client: &Client, json: bool) -> Result<String> {
     if json {
         return Ok(pretty(&v));
     }
-    let rows: Vec<Vec<String>> = v
-        .as_array()
-        .into_iter()
-        .flatten()
+    let rows: Vec<Vec<String>> = items(&v)
         .map(|x| {
             let partitions = x["partitions"]
                 .as_object()

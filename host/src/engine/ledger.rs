@@ -54,7 +54,8 @@ pub struct Ledger {
     versions: Mutex<BTreeMap<String, Entry>>,
 }
 
-fn now_ms() -> u64 {
+/// The time now in ms since the Unix epoch, as versions record their load time.
+pub(super) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -143,9 +144,4 @@ impl Entry {
         }
         s
     }
-}
-
-/// The time now in ms since the Unix epoch, as versions record their load time.
-pub(super) fn loaded_now() -> u64 {
-    now_ms()
 }

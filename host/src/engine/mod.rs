@@ -213,7 +213,7 @@ impl PolicyEngine {
             .unwrap_or_default();
         notes.extend(self.planner.take_notes());
         // The shadow's budgets are those the active policy had before this tick's moves.
-        let history_before = self.history.clone();
+        let history_before = self.shadow.wanted().then(|| self.history.clone());
         let verdict = validate(actions, &*view, &self.churn, &mut self.history);
         if let Some(v) = self.planner.active() {
             self.ledger.rejected(v, verdict.rejected.len() as u64);
@@ -231,14 +231,18 @@ impl PolicyEngine {
         }
         self.last_rejections = verdict.rejected.clone();
         let planner = self.planner.active().map(|v| v.label());
-        self.shadow_input = Some(ShadowInput {
-            shared,
-            view: view.clone(),
-            planner: planner.clone(),
-            predictions: predictions.clone(),
-            accepted: verdict.accepted.clone(),
-            history: history_before,
-        });
+        // Only kept while a shadow candidate runs or is about to: without one, the tick
+        // copies nothing for it.
+        if let Some(history) = history_before {
+            self.shadow_input = Some(ShadowInput {
+                shared,
+                view: view.clone(),
+                planner: planner.clone(),
+                predictions: predictions.clone(),
+                accepted: verdict.accepted.clone(),
+                history,
+            });
+        }
         TickReport {
             tick: view.tick,
             predictor: self

@@ -130,6 +130,12 @@ impl Shadow {
         self.handle.clone()
     }
 
+    /// True while a candidate runs or a start or stop waits for the next tick: only then
+    /// does the engine keep a tick's inputs for it.
+    pub fn wanted(&self) -> bool {
+        self.slot.is_some() || lock(&self.handle.request).is_some()
+    }
+
     /// Take a start or stop asked for since the last tick.
     fn adopt(&mut self) {
         let Some(request) = lock(&self.handle.request).take() else {

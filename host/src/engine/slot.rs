@@ -116,12 +116,18 @@ impl SwapHandle {
                 self.role.name()
             )));
         }
-        let live = version.instantiate()?;
-        tracing::info!(role = self.role.name(), policy = %version.label(), sha256 = %version.sha256, "candidate ready; swapping at the next tick");
+        self.pend(version.instantiate()?, forced);
+        Ok(())
+    }
+
+    /// Leave `live` to be swapped in at the start of the next tick.
+    fn pend(&self, live: LiveInstance, forced: bool) {
+        let version = live.version();
+        tracing::info!(role = self.role.name(), policy = %version.label(), sha256 = %version.sha256, forced, "candidate ready; swapping at the next tick");
         let mut pending = lock(&self.pending);
+        // A forced swap still waiting stays forced when a later candidate replaces it.
         let forced = forced || pending.as_ref().is_some_and(|c| c.forced);
         *pending = Some(Candidate { live, forced });
-        Ok(())
     }
 
     /// The versions this slot's engine has loaded and run, with their statistics.
@@ -155,11 +161,7 @@ impl SwapHandle {
         match PolicyVersion::load(&self.runtime, bytes, settings, self.role) {
             Ok((version, live)) => {
                 self.ledger.register(&version);
-                tracing::info!(role = self.role.name(), policy = %version.label(), sha256 = %version.sha256, forced, "candidate ready; swapping at the next tick");
-                let mut pending = lock(&self.pending);
-                // A forced swap still waiting stays forced when a later candidate replaces it.
-                let forced = forced || pending.as_ref().is_some_and(|c| c.forced);
-                *pending = Some(Candidate { live, forced });
+                self.pend(live, forced);
                 Ok(version)
             }
             Err(e) => {

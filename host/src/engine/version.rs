@@ -175,7 +175,7 @@ impl PolicyVersion {
             world,
             sha256,
             id,
-            loaded_at_ms: super::ledger::loaded_now(),
+            loaded_at_ms: super::ledger::now_ms(),
             limits,
             settings: policy_settings,
             source: Arc::new(Source {

@@ -271,6 +271,33 @@ impl Telemetry {
             .unwrap_or_default()
     }
 
+    /// The latest value of `metric` for each segment, by segment id (the ids the last
+    /// interval was collected under, so a split or merge since does not shift them).
+    pub fn segments_latest_by_id(&self, metric: Metric) -> std::collections::HashMap<u32, f64> {
+        let store = lock(&self.store);
+        match (store.segments.latest(metric), store.segment_ids.back()) {
+            (Some(values), Some(ids)) => ids.iter().copied().zip(values.iter().copied()).collect(),
+            _ => std::collections::HashMap::new(),
+        }
+    }
+
+    /// Each segment's estimated keys, by segment id.
+    pub fn segment_keys(&self) -> BTreeMap<u32, u64> {
+        lock(&self.sizes)
+            .iter()
+            .map(|(id, (keys, _))| (*id, keys.round() as u64))
+            .collect()
+    }
+
+    /// Every instance's kept history of every metric (one row per instance, oldest point
+    /// first), without building a whole view.
+    pub fn instance_history(
+        &self,
+        instances: usize,
+    ) -> BTreeMap<Metric, shardcast_sdk::view::Dense> {
+        lock(&self.store).instances.dense(instances)
+    }
+
     /// The latest value of `metric` for every instance.
     pub fn instances_latest(&self, metric: Metric) -> Vec<f64> {
         lock(&self.store)
