@@ -315,3 +315,57 @@ fn no_single_wasi_call_makes_the_host_work_without_bound() {
         assert!(report.accepted.is_empty() && report.rejected.is_empty());
     }
 }
+
+/// A shadow candidate that spins, panics, floods or acts changes nothing the active
+/// policy does: the active version answers every tick with no fault, the report handed to
+/// the executor is produced before the shadow runs and never holds the shadow's actions,
+/// and the shadow's faults are counted on the shadow alone.
+#[test]
+fn a_hostile_shadow_neither_delays_nor_steers_the_active_policy() {
+    for mode in ["spin", "panic", "flood", "memory-bomb", "drain-target"] {
+        let mut engine = engine_with(artifacts::COUNTER, "");
+        let handle = engine.planner_handle();
+        let candidate = handle
+            .prepare(&component(artifacts::HOSTILE), &hostile(mode))
+            .unwrap_or_else(|e| panic!("{mode}: {e}"));
+        let shadow = engine.shadow_handle();
+        shadow.run(candidate);
+        let mut shadow_actions = 0;
+        let mut shadow_faults = 0;
+        for tick in 0..3 {
+            let report = engine.tick(view(tick));
+            assert!(report.faults.is_empty(), "{mode}: {:?}", report.faults);
+            assert!(report.accepted.is_empty(), "{mode}: {:?}", report.accepted);
+            assert_eq!(
+                counted(&report),
+                Some(tick as f64 + 1.0),
+                "{mode}: the active version answered"
+            );
+            // The report exists before the shadow has run this tick.
+            assert_eq!(shadow.status().ticks, tick, "{mode}");
+            let ran = engine
+                .shadow_tick()
+                .unwrap_or_else(|| panic!("{mode}: the shadow ran"));
+            shadow_actions += ran.accepted.len();
+            shadow_faults += ran.faults.len();
+        }
+        let status = shadow.status();
+        assert_eq!(status.ticks, 3, "{mode}");
+        if mode == "drain-target" {
+            assert!(
+                shadow_actions > 0,
+                "{mode}: the shadow acted (and nothing executed it)"
+            );
+        } else {
+            assert!(
+                shadow_faults > 0 && status.faulted_ticks > 0,
+                "{mode}: {status:?}"
+            );
+        }
+        assert!(
+            handle.status().faults.is_empty(),
+            "{mode}: the active version counts no fault: {:?}",
+            handle.status().faults
+        );
+    }
+}
